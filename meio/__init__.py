@@ -1,0 +1,1 @@
+"""meio: multi-echelon inventory optimization for whole catalogs."""

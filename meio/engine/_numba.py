@@ -1,0 +1,39 @@
+"""One home for Numba options and thread control.
+
+Every kernel in :mod:`meio.engine` is compiled with the decorators defined here, so caching,
+fast-math and parallelism can be changed in one place. ``fastmath`` stays off: results must be
+bit-for-bit reproducible whatever the number of threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import numba
+
+JIT_OPTIONS = {"cache": True, "nogil": True, "fastmath": False}
+
+#: Decorator for serial kernels (per-network work, helpers called from parallel kernels).
+njit = numba.njit(**JIT_OPTIONS)
+
+#: Decorator for batch kernels that ``prange`` over independent networks.
+njit_parallel = numba.njit(parallel=True, **JIT_OPTIONS)
+
+prange = numba.prange
+
+
+@contextlib.contextmanager
+def numba_threads(count: int | None) -> Iterator[int]:
+    """Run a block with Numba's thread count set to ``count`` (``None`` keeps the current one).
+
+    The previous count is restored in ``finally`` so a Dask worker that shares the process with
+    other tasks never keeps a changed setting. ``count`` is clipped to ``[1, NUMBA_NUM_THREADS]``.
+    """
+    previous = numba.get_num_threads()
+    wanted = previous if count is None else max(1, min(int(count), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(wanted)
+    try:
+        yield wanted
+    finally:
+        numba.set_num_threads(previous)

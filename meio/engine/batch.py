@@ -1,0 +1,63 @@
+"""The batch layout every kernel reads: many networks as flat arrays in CSR form.
+
+A batch holds ``n`` independent networks. Stage arrays have one entry per stage, grouped by
+network (network ``i`` owns rows ``network_offsets[i]:network_offsets[i + 1]``) and, inside each
+network, in topological order: every arc goes from a lower to a higher local index. Arc arrays
+are grouped the same way by ``arc_offsets``, sorted by (upstream, downstream) inside a network,
+and hold *local* stage indices (0 is the network's first stage).
+
+Missing optional values are encoded so kernels never see Python objects: ``NaN`` for absent
+floats (``service_level``, ``fill_rate``, ``stockout_cost``, ``arc_lead_time_sd``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class Batch(NamedTuple):
+    """Input arrays of a batch of networks (all contiguous; float64 or int64)."""
+
+    network_offsets: np.ndarray  #: int64[n_networks + 1]
+    arc_offsets: np.ndarray  #: int64[n_networks + 1]
+    arc_upstream: np.ndarray  #: int64[n_arcs], local stage index
+    arc_downstream: np.ndarray  #: int64[n_arcs], local stage index
+    arc_quantity: np.ndarray  #: float64[n_arcs], upstream units per downstream unit
+    lead_time: np.ndarray  #: float64[n_stages], periods
+    lead_time_sd: np.ndarray  #: float64[n_stages]
+    holding_cost: np.ndarray  #: float64[n_stages], per unit per period
+    demand_mean: np.ndarray  #: float64[n_stages], external demand only
+    demand_sd: np.ndarray  #: float64[n_stages], external demand only
+    service_level: np.ndarray  #: float64[n_stages], NaN where the table gives none
+    fill_rate: np.ndarray  #: float64[n_stages], NaN where the table gives none
+    max_service_time: np.ndarray  #: int64[n_stages]
+    external_inbound_service_time: np.ndarray  #: int64[n_stages]
+    stockout_cost: np.ndarray  #: float64[n_stages], NaN where the table gives none
+    review_period: np.ndarray  #: float64[n_stages]
+
+    @property
+    def n_networks(self) -> int:
+        """Number of networks in the batch."""
+        return len(self.network_offsets) - 1
+
+    @property
+    def n_stages(self) -> int:
+        """Number of stages in the batch."""
+        return int(self.network_offsets[-1])
+
+
+class NetDemand(NamedTuple):
+    """Demand seen by every stage after propagation (DESIGN.md §2).
+
+    ``demand_bound_sd`` is the pooled safety factor ``k_j = sqrt(sum_k (n_jk z_k sigma_k)^2)``
+    of Humair & Willems (2011): the guaranteed-service safety stock over a net lead time ``tau``
+    is ``k_j * sqrt(tau)``. ``safety_factor = k_j / sigma_j`` (the stage's effective ``z``;
+    the stage's own ``z`` where it has a service level of its own or no demand at all).
+    """
+
+    demand_mean: np.ndarray  #: float64[n_stages]
+    demand_sd: np.ndarray  #: float64[n_stages]
+    demand_bound_sd: np.ndarray  #: float64[n_stages]
+    safety_factor: np.ndarray  #: float64[n_stages]
