@@ -32,7 +32,9 @@ dag
     assemblies with probability 0.3 and a retail stage by two DCs with probability 0.2
     (multi-sourcing). A stage no arc consumes is attached to a random stage of the next layer,
     so parts are the only sources, retail stages the only sinks, and parts are shared by
-    several sub-assemblies (component sharing). ``stages_per_network=2000,
+    several sub-assemblies (component sharing). A network that falls apart is joined by making
+    the first part of each stray piece a component of an assembly of the main piece, so every
+    network is connected. ``stages_per_network=2000,
     dag_arcs_per_stage=8`` gives the size of the largest published chain (2,025 stages,
     16,000 arcs).
 mixed
@@ -47,8 +49,8 @@ Parameters of the stages
 ------------------------
 Let ``U`` be uniform on [0, 1) and ``[lo, hi] = lead_time_range``.
 
-* ``lead_time = lo + (hi - lo + 1) ** U - 1`` rounded down to whole periods (or to 0.01 with
-  ``fractional_lead_times``): between ``lo`` and ``hi`` (1-30 by default), short lead times
+* ``lead_time = lo + (hi - lo + 2) ** U - 1`` rounded down to whole periods (or to 0.01 with
+  ``fractional_lead_times``), kept in ``[lo, hi]`` (1-30 by default); short lead times are
   more common. Sources (purchased parts) draw ``U`` in [0.35, 1), sinks (forward locations) in
   [0, 0.6), other stages in [0, 1).
 * ``lead_time_sd = cv * lead_time`` with ``cv`` uniform in ``lead_time_cv`` (0 by default).
@@ -93,6 +95,8 @@ from typing import NamedTuple
 
 import numpy as np
 import polars as pl
+import scipy.sparse
+import scipy.sparse.csgraph
 
 __all__ = ["SHAPES", "generate_catalog"]
 
@@ -458,9 +462,7 @@ def _dag_skeleton(
     is_assembly = layer_of[downstream] == 2
     from_parts = is_assembly & (rng.random(downstream.size) < _DAG_ASSEMBLY_FROM_PARTS)
     source_layer = np.where(from_parts, 0, source_layer)
-    upstream = layer_start[arc_network, source_layer] + np.floor(
-        rng.random(downstream.size) * counts[arc_network, source_layer]
-    ).astype(np.int64)
+    upstream = _random_member(layer_start, counts, arc_network, source_layer, rng)
     key = np.sort(downstream * total + upstream)
     key = key[np.append(True, key[1:] != key[:-1])]  # distinct components per stage
     downstream, upstream = np.divmod(key, total)
@@ -468,11 +470,12 @@ def _dag_skeleton(
     consumed = np.bincount(upstream, minlength=total) > 0
     unused = np.flatnonzero(~consumed & (layer_of != _DAG_RETAIL))
     target_layer = following[network[unused], layer_of[unused]]
-    consumer = layer_start[network[unused], target_layer] + np.floor(
-        rng.random(unused.size) * counts[network[unused], target_layer]
-    ).astype(np.int64)
+    consumer = _random_member(layer_start, counts, network[unused], target_layer, rng)
     upstream = np.concatenate([upstream, unused])
     downstream = np.concatenate([downstream, consumer])
+    part, assembly = _component_links(upstream, downstream, network, starts, layer_of, rng)
+    upstream = np.concatenate([upstream, part])
+    downstream = np.concatenate([downstream, assembly])
 
     arc_network = network[downstream]
     return _Skeleton(
@@ -483,6 +486,40 @@ def _dag_skeleton(
         arc_is_bom=is_bom[downstream],
         level=layer_of,
     )
+
+
+def _random_member(layer_start, counts, network, layer, rng) -> np.ndarray:
+    """Draw a stage of ``layer`` in ``network`` uniformly (element-wise)."""
+    offset = np.floor(rng.random(network.size) * counts[network, layer]).astype(np.int64)
+    return layer_start[network, layer] + offset
+
+
+def _component_links(upstream, downstream, network, starts, layer_of, rng):
+    """Arcs ``(part, assembly)`` that join every network of a layered DAG into one piece.
+
+    Every stage of a layered network lies on a path from a part to a retail stage through an
+    assembly (the only way into DCs), so each connected component holds a part and an
+    assembly. The lowest part of every component that does not hold the network's first stage
+    becomes a component of an assembly drawn from the first stage's component: one more shared
+    part, and no arc between two stages that were already linked.
+    """
+    total = layer_of.size
+    graph = scipy.sparse.coo_matrix(
+        (np.ones(upstream.size, np.int8), (upstream, downstream)), shape=(total, total)
+    )
+    _, label = scipy.sparse.csgraph.connected_components(graph, directed=False)
+    main_label = label[starts]
+    in_main = label == main_label[network]
+    parts = np.flatnonzero(layer_of == 0)
+    _, first = np.unique(label[parts], return_index=True)
+    stray_part = parts[first][~in_main[parts[first]]]
+    main_assembly = np.flatnonzero((layer_of == 2) & in_main)
+    networks_with, assembly_start, assembly_count = np.unique(
+        network[main_assembly], return_index=True, return_counts=True
+    )
+    slot = np.searchsorted(networks_with, network[stray_part])
+    pick = np.floor(rng.random(stray_part.size) * assembly_count[slot]).astype(np.int64)
+    return stray_part, main_assembly[assembly_start[slot] + pick]
 
 
 def _draw_parameters(
@@ -502,7 +539,7 @@ def _draw_parameters(
         quantile_low[mask], quantile_high[mask] = _LEAD_TIME_QUANTILE[role]
     quantile = quantile_low + (quantile_high - quantile_low) * rng.random(total)
     lowest, highest = float(lead_time_range[0]), float(lead_time_range[1])
-    lead_time = lowest + (highest - lowest + 1.0) ** quantile - 1.0
+    lead_time = lowest + (highest - lowest + 2.0) ** quantile - 1.0
     lead_time = np.round(lead_time, 2) if fractional_lead_times else np.floor(lead_time)
     lead_time = np.clip(lead_time, lowest, highest)
     lead_time_sd = lead_time * rng.uniform(*lead_time_cv, size=total)
