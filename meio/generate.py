@@ -442,19 +442,15 @@ def _dag_skeleton(
 
     # Mean extra BOM components per (sub-)assembly so that arcs ~= arcs_per_stage * stages.
     bom_stages = counts[:, list(_DAG_BOM_LAYERS)].sum(axis=1)
-    single_source_arcs = counts @ (1.0 + _DAG_SECOND_SOURCE) - counts[:, 0] - (
-        bom_stages * 1.0
-    )
-    extra_components = np.where(
-        bom_stages > 0,
-        np.maximum(arcs_per_stage * sizes - single_source_arcs - bom_stages, 0.0)
-        / np.maximum(bom_stages, 1),
-        0.0,
-    )
+    distribution_arcs = counts @ (1.0 + _DAG_SECOND_SOURCE) - counts[:, 0] - bom_stages
+    extra_components = np.maximum(
+        arcs_per_stage * sizes - distribution_arcs - bom_stages, 0.0
+    ) / np.maximum(bom_stages, 1)
     is_bom = np.isin(layer_of, _DAG_BOM_LAYERS)
-    in_degree = np.where(layer_of == 0, 0, 1)
-    in_degree += np.where(is_bom, rng.poisson(extra_components[network]), 0)
+    has_supply_layer = previous[network, layer_of] >= 0  # not a part, not a lone stage
+    in_degree = np.where(is_bom, 1 + rng.poisson(extra_components[network]), 1)
     in_degree += rng.random(total) < _DAG_SECOND_SOURCE[layer_of]
+    in_degree *= has_supply_layer
 
     downstream = np.repeat(np.arange(total), in_degree)
     arc_network = network[downstream]
@@ -462,10 +458,10 @@ def _dag_skeleton(
     is_assembly = layer_of[downstream] == 2
     from_parts = is_assembly & (rng.random(downstream.size) < _DAG_ASSEMBLY_FROM_PARTS)
     source_layer = np.where(from_parts, 0, source_layer)
-    upstream = _random_member(layer_start, counts, arc_network, source_layer, rng)
-    key = np.sort(downstream * total + upstream)
-    key = key[np.append(True, key[1:] != key[:-1])]  # distinct components per stage
-    downstream, upstream = np.divmod(key, total)
+    downstream, upstream = _distinct_suppliers(
+        downstream, source_layer, layer_start[arc_network, source_layer],
+        counts[arc_network, source_layer], n_layers, rng,
+    )
 
     consumed = np.bincount(upstream, minlength=total) > 0
     unused = np.flatnonzero(~consumed & (layer_of != _DAG_RETAIL))
@@ -486,6 +482,33 @@ def _dag_skeleton(
         arc_is_bom=is_bom[downstream],
         level=layer_of,
     )
+
+
+def _distinct_suppliers(downstream, source_layer, layer_first, layer_count, n_layers, rng):
+    """Draw distinct suppliers for every arc request ``(downstream, source_layer)``.
+
+    The requests of one stage for one layer form a group of ``d`` arcs; groups are cut to the
+    layer's ``c`` stages, then ``d`` offsets drawn in ``[0, c - d]``, sorted and raised by their
+    rank, which makes them distinct (an increasing sequence inside ``[0, c)``).
+    Returns the kept ``downstream`` stages and their suppliers.
+    """
+    group_key = downstream * n_layers + source_layer
+    order = np.argsort(group_key, kind="stable")
+    group_key, layer_first, layer_count = (
+        group_key[order], layer_first[order], layer_count[order]
+    )
+    downstream = downstream[order]
+    starts_group = np.ones(group_key.size, bool)
+    starts_group[1:] = group_key[1:] != group_key[:-1]
+    group_id = np.cumsum(starts_group) - 1
+    group_first = np.flatnonzero(starts_group)
+    rank = np.arange(group_key.size) - group_first[group_id]
+    keep = rank < layer_count
+    group_size = np.minimum(np.bincount(group_id), layer_count[group_first])
+    free = layer_count - group_size[group_id] + 1
+    offset = np.floor(rng.random(group_key.size) * free).astype(np.int64)
+    offset = offset[np.lexsort((offset, group_id))] + rank
+    return downstream[keep], (layer_first + offset)[keep]
 
 
 def _random_member(layer_start, counts, network, layer, rng) -> np.ndarray:
