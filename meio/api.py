@@ -84,6 +84,7 @@ def read_network(
     ------
     meio.InputError
         Naming the table, column, rule and first offending ids of the first broken rule.
+
     """
     return Network(build_layout(stages, arcs, holding_rate=holding_rate))
 
@@ -128,6 +129,7 @@ def optimize(
     Plan
         ``stages`` (one row per stage) and ``networks`` (one row per network) frames, with the
         single-echelon baseline cost and the saving against it on every network row.
+
     """
     if not isinstance(network, Network):
         network = read_network(*network)

@@ -20,6 +20,7 @@ class InputError(ValueError):
         How many rows break it.
     examples : sequence of str
         The first few offending ``network``/``stage`` ids, already formatted.
+
     """
 
     def __init__(

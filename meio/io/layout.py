@@ -1,8 +1,10 @@
 """Turn validated tables into the CSR batch arrays of DESIGN.md §5, vectorised end to end.
 
-Stages are ordered by network id, then by longest-path level inside the network (so every arc
-runs from a lower to a higher local index), then by stage id: the order is a function of the
-input alone, never of how it was read or partitioned.
+Each stage also gets its ``echelon``: 1 for customer-facing stages (no successors), one more
+per arc on the longest path down to a customer. Stages are ordered by network id, then by
+longest-path level inside the network (so every arc runs from a lower to a higher local index),
+then by stage id: the order is a function of the input alone, never of how it was read or
+partitioned.
 """
 
 from __future__ import annotations
@@ -109,6 +111,7 @@ def build_layout(
     ------
     InputError
         On the first broken rule of the data contract.
+
     """
     stage_table = validate_stages(read_table(stages, "stages"), holding_rate=holding_rate)
     arc_table = empty_arcs() if arcs is None else read_table(arcs, "arcs")
@@ -121,6 +124,7 @@ def build_layout(
     quantity = arc_table["quantity"].to_numpy()
     stage_table = stage_table.with_columns(
         holding_cost=_holding_cost(stage_table, level, up, down, quantity, holding_rate),
+        echelon=pl.Series(stage_levels(stage_table.height, down, up) + 1),
         _level=pl.Series(level),
         _row=pl.int_range(pl.len(), dtype=pl.Int64),
     ).sort("network", "_level", "stage")

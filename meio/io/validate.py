@@ -17,10 +17,10 @@ _NUMERIC = (pl.Float32, pl.Float64, pl.Int8, pl.Int16, pl.Int32, pl.Int64,
             pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64, pl.Null, pl.Decimal)
 
 
-def _ids(table: str, frame: pl.DataFrame) -> list[str]:
-    """Format the first offending rows' ids for an error message."""
+def _ids(frame: pl.DataFrame) -> list[str]:
+    """Format the first offending rows' ids (stage rows or arc rows) for an error message."""
     head = frame.head(_EXAMPLES)
-    if table == "stages":
+    if "stage" in frame.columns:
         return [f"network '{n}' stage '{s}'" for n, s in zip(head["network"], head["stage"], strict=True)]
     return [
         f"network '{n}' arc '{u}'->'{d}'"
@@ -32,7 +32,7 @@ def fail_where(frame: pl.DataFrame, broken: pl.Expr, table: str, column: str, ru
     """Raise an :class:`InputError` if any row of ``frame`` satisfies ``broken``."""
     offenders = frame.filter(broken)
     if offenders.height:
-        raise InputError(table, column, rule, offenders.height, _ids(table, offenders))
+        raise InputError(table, column, rule, offenders.height, _ids(offenders))
 
 
 def _conform_column(frame: pl.DataFrame, column: Column, table: str) -> pl.Expr:
