@@ -421,3 +421,13 @@ def test_any_seed_and_size_gives_a_valid_topological_catalog(shape, networks, se
     with_successor = set(arcs.select("network", "upstream").iter_rows())
     all_stages = set(stages.select("network", "stage").iter_rows())
     assert demand == all_stages - with_successor
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_the_reader_accepts_every_generated_shape(shape):
+    import meio
+
+    stages, arcs = generate_catalog(60, shape=shape, seed=17)
+    network = meio.read_network(stages, arcs)
+    assert network.n_networks == 60
+    assert network.stages.height == stages.height
