@@ -119,8 +119,8 @@ _TREE_REVERSED_ARC_SHARE = 0.15
 # dag layers: parts, sub-assemblies, assemblies, DCs, retail (in that order).
 _DAG_LAYER_SHARE = np.array([0.35, 0.15, 0.10, 0.15, 0.25])
 _DAG_LAYER_CONCENTRATION = 20.0  # Dirichlet concentration of the per-network layer shares
-_DAG_RETAIL = 4
-_DAG_BOM_LAYERS = (1, 2)
+_DAG_PARTS, _DAG_ASSEMBLIES, _DAG_RETAIL = 0, 2, 4
+_DAG_BOM_LAYERS = (1, 2)  # sub-assemblies and assemblies: their supply arcs are BOM arcs
 # Layers present in a network of 1, 2, 3, 4 and >= 5 stages.
 _DAG_PRESENT_LAYERS = np.array(
     [[0, 0, 0, 0, 1], [1, 0, 0, 0, 1], [1, 0, 1, 0, 1], [1, 0, 1, 1, 1], [1, 1, 1, 1, 1]],
@@ -185,8 +185,10 @@ def generate_catalog(
         Stages of every network (an int) or a range ``(low, high)`` to draw them from
         log-uniformly; by default a range per shape.
     dag_arcs_per_stage
-        Target ratio of arcs to stages in ``dag`` networks (about 1.2 is the least a layered
-        network has; 8 matches the densest published chain).
+        Target ratio of arcs to stages in ``dag`` networks, met approximately: every stage
+        needs its supply arcs whatever the target (about 1.3 arcs per stage at least), and a
+        stage draws its components only from the layer below (8 with 2,000 stages matches the
+        densest published chain; small networks cap lower).
     lead_time_range
         Lowest and highest lead time, periods.
     fractional_lead_times
@@ -216,47 +218,16 @@ def generate_catalog(
         networks, shape, stages_per_network, dag_arcs_per_stage, lead_time_range, lead_time_cv,
         holding_rate, demand_cv, service_level_range, positive_service_time_share,
     )
-    shape_stream, size_stream, attribute_stream, *structure_streams = np.random.SeedSequence(
-        seed
-    ).spawn(3 + len(_BASE_SHAPES))
-    shape_of = _draw_shapes(
-        networks, shape, shape_weights, np.random.default_rng(shape_stream)
+    shape_stream, size_stream, parameter_stream, *structure_streams = (
+        np.random.SeedSequence(seed).spawn(3 + len(_BASE_SHAPES))
     )
+    shape_of = _draw_shapes(networks, shape, shape_weights, np.random.default_rng(shape_stream))
     sizes = _draw_sizes(shape_of, stages_per_network, np.random.default_rng(size_stream))
-
     network_offsets = np.zeros(networks + 1, np.int64)
     np.cumsum(sizes, out=network_offsets[1:])
-    level = np.empty(network_offsets[-1], np.int64)
-    arc_parts = []
-    for code, (name, stream) in enumerate(zip(_BASE_SHAPES, structure_streams, strict=True)):
-        members = np.flatnonzero(shape_of == code)
-        if members.size == 0:
-            continue
-        rng = np.random.default_rng(stream)
-        if name == "dag":
-            skeleton = _dag_skeleton(sizes[members], dag_arcs_per_stage, rng)
-        else:
-            skeleton = _tree_skeleton(sizes[members], name, rng)
-        group_network = np.repeat(np.arange(members.size), skeleton.sizes)
-        level[network_offsets[members][group_network] + _local_index(skeleton.sizes)] = (
-            skeleton.level
-        )
-        arc_start = network_offsets[members][skeleton.arc_network]
-        arc_parts.append(
-            (
-                arc_start + skeleton.arc_upstream,
-                arc_start + skeleton.arc_downstream,
-                skeleton.arc_is_bom,
-            )
-        )
-    upstream, downstream, is_bom = (
-        [np.concatenate(column) for column in zip(*arc_parts, strict=True)]
-        if arc_parts
-        else [np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, bool)]
+    upstream, downstream, is_bom, level = _structure(
+        shape_of, network_offsets, dag_arcs_per_stage, structure_streams
     )
-    order = np.argsort(upstream * max(int(network_offsets[-1]), 1) + downstream, kind="stable")
-    upstream, downstream, is_bom = upstream[order], downstream[order], is_bom[order]
-
     stage_network = np.repeat(np.arange(networks), sizes)
     columns, quantity = _draw_parameters(
         network_offsets, stage_network, upstream, downstream, is_bom, level,
@@ -267,9 +238,42 @@ def generate_catalog(
         demand_cv=demand_cv,
         service_level_range=service_level_range,
         positive_service_time_share=positive_service_time_share,
-        rng=np.random.default_rng(attribute_stream),
+        rng=np.random.default_rng(parameter_stream),
     )
     return _tables(network_offsets, stage_network, upstream, downstream, quantity, columns)
+
+
+def _structure(shape_of, network_offsets, dag_arcs_per_stage, streams):
+    """Arcs of the whole catalog (global stage indices) and a level per stage.
+
+    Each base shape builds all of its networks at once from its own random stream; the pieces
+    are then placed at the networks' rows. Returns ``upstream, downstream, is_bom, level`` with
+    arcs sorted by (upstream, downstream), hence grouped by network.
+    """
+    sizes = np.diff(network_offsets)
+    level = np.empty(network_offsets[-1], np.int64)
+    upstream, downstream, is_bom = [np.empty(0, np.int64)], [np.empty(0, np.int64)], [
+        np.empty(0, bool)
+    ]
+    for code, (name, stream) in enumerate(zip(_BASE_SHAPES, streams, strict=True)):
+        members = np.flatnonzero(shape_of == code)
+        if members.size == 0:
+            continue
+        rng = np.random.default_rng(stream)
+        if name == "dag":
+            skeleton = _dag_skeleton(sizes[members], dag_arcs_per_stage, rng)
+        else:
+            skeleton = _tree_skeleton(sizes[members], name, rng)
+        first_row = network_offsets[members]
+        stage_group = np.repeat(np.arange(members.size), skeleton.sizes)
+        level[first_row[stage_group] + _local_index(skeleton.sizes)] = skeleton.level
+        arc_first_row = first_row[skeleton.arc_network]
+        upstream.append(arc_first_row + skeleton.arc_upstream)
+        downstream.append(arc_first_row + skeleton.arc_downstream)
+        is_bom.append(skeleton.arc_is_bom)
+    upstream, downstream, is_bom = map(np.concatenate, (upstream, downstream, is_bom))
+    order = np.argsort(upstream * max(int(network_offsets[-1]), 1) + downstream, kind="stable")
+    return upstream[order], downstream[order], is_bom[order], level
 
 
 def _check_arguments(
@@ -442,7 +446,7 @@ def _dag_skeleton(
 
     # Mean extra BOM components per (sub-)assembly so that arcs ~= arcs_per_stage * stages.
     bom_stages = counts[:, list(_DAG_BOM_LAYERS)].sum(axis=1)
-    distribution_arcs = counts @ (1.0 + _DAG_SECOND_SOURCE) - counts[:, 0] - bom_stages
+    distribution_arcs = counts @ (1.0 + _DAG_SECOND_SOURCE) - counts[:, _DAG_PARTS] - bom_stages
     extra_components = np.maximum(
         arcs_per_stage * sizes - distribution_arcs - bom_stages, 0.0
     ) / np.maximum(bom_stages, 1)
@@ -455,9 +459,9 @@ def _dag_skeleton(
     downstream = np.repeat(np.arange(total), in_degree)
     arc_network = network[downstream]
     source_layer = previous[arc_network, layer_of[downstream]]
-    is_assembly = layer_of[downstream] == 2
+    is_assembly = layer_of[downstream] == _DAG_ASSEMBLIES
     from_parts = is_assembly & (rng.random(downstream.size) < _DAG_ASSEMBLY_FROM_PARTS)
-    source_layer = np.where(from_parts, 0, source_layer)
+    source_layer = np.where(from_parts, _DAG_PARTS, source_layer)
     downstream, upstream = _distinct_suppliers(
         downstream, source_layer, layer_start[arc_network, source_layer],
         counts[arc_network, source_layer], n_layers, rng,
@@ -533,10 +537,10 @@ def _component_links(upstream, downstream, network, starts, layer_of, rng):
     _, label = scipy.sparse.csgraph.connected_components(graph, directed=False)
     main_label = label[starts]
     in_main = label == main_label[network]
-    parts = np.flatnonzero(layer_of == 0)
+    parts = np.flatnonzero(layer_of == _DAG_PARTS)
     _, first = np.unique(label[parts], return_index=True)
     stray_part = parts[first][~in_main[parts[first]]]
-    main_assembly = np.flatnonzero((layer_of == 2) & in_main)
+    main_assembly = np.flatnonzero((layer_of == _DAG_ASSEMBLIES) & in_main)
     networks_with, assembly_start, assembly_count = np.unique(
         network[main_assembly], return_index=True, return_counts=True
     )
