@@ -26,17 +26,16 @@ dag
     General acyclic chains like those of industry (Willems 2008): five layers, parts ->
     sub-assemblies -> assemblies -> DCs -> retail, with layer shares drawn around
     35/15/10/15/25 % (layers drop out below five stages). A sub-assembly or assembly has
-    ``1 + Poisson(lambda)`` distinct BOM components drawn from the layer below (an assembly
-    takes each of them from the parts layer with probability 0.2), ``lambda`` set per network
-    so that the catalog has about ``dag_arcs_per_stage`` arcs per stage; a DC is fed by two
-    assemblies with probability 0.3 and a retail stage by two DCs with probability 0.2
+    ``1 + Poisson(lambda)`` distinct BOM components (at most the layer's size) from the layer
+    below (an assembly takes a component from the parts layer with probability 0.2), with
+    ``lambda`` set per network for about ``dag_arcs_per_stage`` arcs per stage; a DC is fed by
+    two assemblies with probability 0.3 and a retail stage by two DCs with probability 0.2
     (multi-sourcing). A stage no arc consumes is attached to a random stage of the next layer,
     so parts are the only sources, retail stages the only sinks, and parts are shared by
     several sub-assemblies (component sharing). A network that falls apart is joined by making
     the first part of each stray piece a component of an assembly of the main piece, so every
-    network is connected. ``stages_per_network=2000,
-    dag_arcs_per_stage=8`` gives the size of the largest published chain (2,025 stages,
-    16,000 arcs).
+    network is connected. ``stages_per_network=2000, dag_arcs_per_stage=8`` gives the size of
+    the largest published chain (2,025 stages, about 16,000 arcs).
 mixed
     Each network's shape is drawn from the seed with probabilities serial 0.15, assembly 0.15,
     distribution 0.35, tree 0.25, dag 0.10 (``shape_weights`` overrides them).
@@ -52,7 +51,7 @@ Let ``U`` be uniform on [0, 1) and ``[lo, hi] = lead_time_range``.
 * ``lead_time = lo + (hi - lo + 2) ** U - 1`` rounded down to whole periods (or to 0.01 with
   ``fractional_lead_times``), kept in ``[lo, hi]`` (1-30 by default); short lead times are
   more common. Sources (purchased parts) draw ``U`` in [0.35, 1), sinks (forward locations) in
-  [0, 0.6), other stages in [0, 1).
+  [0, 0.6), other stages in [0, 1): with the defaults sources take 3-30 periods, sinks 1-7.
 * ``lead_time_sd = cv * lead_time`` with ``cv`` uniform in ``lead_time_cv`` (0 by default).
 * ``unit_cost`` (value added, rounded to cents, at least 0.01): lognormal with median 10 and
   log-sd 1.0 at sources (part prices), median 2 and log-sd 0.75 elsewhere.
