@@ -26,7 +26,7 @@ TARGET_STAGES = 20_000 if QUICK else 1_000_000
 def catalog(tmp_path_factory):
     """A generated mixed catalog of about TARGET_STAGES stages, written as Parquet."""
     started = time.perf_counter()
-    stages, arcs = generate_catalog(TARGET_STAGES // 10, shape="mixed", seed=1)
+    stages, arcs = generate_catalog(TARGET_STAGES // 15, shape="mixed", seed=1)
     seconds = time.perf_counter() - started
     folder = tmp_path_factory.mktemp("catalog")
     stages.write_parquet(folder / "stages.parquet")

@@ -50,6 +50,10 @@ def _add_generate(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--shape", default="mixed",
                         choices=["serial", "assembly", "distribution", "tree", "dag", "mixed"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stages-per-network", type=int,
+                        help="fixed network size (default: drawn per shape)")
+    parser.add_argument("--dag-arcs-per-stage", type=float, default=1.6,
+                        help="arc density of dag networks (8 gives ~16,000 arcs on 2,000 stages)")
     parser.add_argument("--output", required=True, help="directory for stages/arcs tables")
     parser.add_argument("--overwrite", action="store_true")
 
@@ -80,11 +84,8 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
 def _catalog(config: RunConfig) -> tuple[object, object, dict]:
     """The tables to optimize and their manifest entry (files with checksums, or generation)."""
     if config.generate is not None:
-        from meio.generate import generate_catalog
-
-        spec = config.generate
-        stages, arcs = generate_catalog(spec.networks, shape=spec.shape, seed=spec.seed)
-        return stages, arcs, {"generated": vars(spec)}
+        stages, arcs = config.generate.tables()
+        return stages, arcs, {"generated": vars(config.generate)}
     settings = config.optimize
     if settings.stages is None:
         raise InputError("config", "stages", "give --stages (and --arcs) or a [generate] section")
@@ -152,13 +153,16 @@ def _optimize(args: argparse.Namespace, console: Console) -> None:
 
 
 def _generate(args: argparse.Namespace, console: Console) -> None:
-    from meio.generate import generate_catalog
-
     check_output_target(args.output, overwrite=args.overwrite)
     started = time.perf_counter()
+    spec = GenerateConfig(networks=args.networks, shape=args.shape, seed=args.seed,
+                          stages_per_network=args.stages_per_network,
+                          dag_arcs_per_stage=args.dag_arcs_per_stage)
     with console.status(f"generating {args.networks:,} {args.shape} networks"):
-        stages, arcs = generate_catalog(args.networks, shape=args.shape, seed=args.seed)
-        spec = GenerateConfig(networks=args.networks, shape=args.shape, seed=args.seed)
+        try:
+            stages, arcs = spec.tables()
+        except ValueError as error:
+            raise InputError("generate", "-", str(error)) from error
         write_run_directory(args.output, {"stages": stages, "arcs": arcs},
                             {"meio_version": meio.__version__, "generated": vars(spec)},
                             overwrite=args.overwrite)

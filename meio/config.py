@@ -20,6 +20,17 @@ class GenerateConfig:
     networks: int = 1000
     shape: str = "mixed"
     seed: int = 0
+    stages_per_network: int | None = None
+    dag_arcs_per_stage: float = 1.6
+
+    def tables(self):
+        """Generate the catalog this section describes: ``(stages, arcs)``."""
+        from meio.generate import generate_catalog
+
+        return generate_catalog(
+            self.networks, shape=self.shape, seed=self.seed,
+            stages_per_network=self.stages_per_network, dag_arcs_per_stage=self.dag_arcs_per_stage,
+        )
 
 
 @dataclass

@@ -97,6 +97,8 @@ import polars as pl
 import scipy.sparse
 import scipy.sparse.csgraph
 
+from meio.io.topology import cumulative_cost
+
 __all__ = ["SHAPES", "generate_catalog"]
 
 #: Shapes accepted by :func:`generate_catalog`; every one but ``mixed`` is a base shape.
@@ -579,8 +581,8 @@ def _draw_parameters(
         rng.choice(_BOM_QUANTITIES, size=upstream.size, p=_BOM_QUANTITY_PROBABILITIES),
         1.0,
     )
-    cumulative_cost = _cumulative_cost(unit_cost, upstream, downstream, quantity, level)
-    holding_cost = rng.uniform(*holding_rate, size=networks)[stage_network] * cumulative_cost
+    cumulative = cumulative_cost(unit_cost, level, upstream, downstream, quantity)
+    holding_cost = rng.uniform(*holding_rate, size=networks)[stage_network] * cumulative
 
     demand_mean = np.where(
         is_sink,
@@ -617,23 +619,6 @@ def _draw_parameters(
         "stockout_cost": stockout_cost,
     }
     return columns, quantity
-
-
-def _cumulative_cost(unit_cost, upstream, downstream, quantity, level) -> np.ndarray:
-    """Add to every stage's unit cost the quantity-weighted cumulative cost of its predecessors.
-
-    Arcs are processed in rounds of equal ``level[downstream]``, lowest first: every upstream
-    stage has a lower level, so its cumulative cost is final when it is read.
-    """
-    cumulative = unit_cost.copy()
-    arc_level = level[downstream]
-    order = np.argsort(arc_level, kind="stable")
-    levels, first = np.unique(arc_level[order], return_index=True)
-    bounds = np.append(first, order.size)
-    for begin, end in zip(bounds[:-1], bounds[1:], strict=True):
-        arcs = order[begin:end]
-        np.add.at(cumulative, downstream[arcs], quantity[arcs] * cumulative[upstream[arcs]])
-    return cumulative
 
 
 def _rounded_lognormal(log_median, log_sd, *, decimals, rng, size=None) -> np.ndarray:

@@ -79,3 +79,22 @@ def test_console_script_reports_bad_input(tmp_path):
     assert done.returncode == 2
     assert "arcs.-: file not found" in done.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_generate_then_optimize(tmp_path):
+    catalog = tmp_path / "catalog"
+    assert main(["generate", "--networks", "40", "--shape", "tree", "--seed", "3",
+                 "--output", str(catalog)]) == 0
+    stages = pl.read_parquet(catalog / "stages.parquet")
+    assert stages["network"].n_unique() == 40
+    assert json.loads((catalog / "manifest.json").read_text())["generated"]["seed"] == 3
+    assert main(["optimize", "--stages", str(catalog / "stages.parquet"), "--arcs",
+                 str(catalog / "arcs.parquet"), "--model", "single", "--output",
+                 str(tmp_path / "run")]) == 0
+    assert pl.read_parquet(tmp_path / "run" / "stages.parquet").height == stages.height
+
+
+def test_generate_rejects_bad_arguments(tmp_path, capsys):
+    assert main(["generate", "--networks", "-1", "--output", str(tmp_path / "c")]) == 2
+    assert "generate.-: networks must be" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()

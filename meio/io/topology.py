@@ -67,15 +67,16 @@ def cumulative_cost(
 ) -> np.ndarray:
     """Unit cost plus the quantity-weighted cumulative cost of every predecessor.
 
-    Levels are processed in increasing order, so every predecessor is final before it is read.
+    ``level`` is any integer labelling with ``level[up] < level[down]`` on every arc. Arcs are
+    processed in rounds of equal ``level[downstream]``, lowest first, so every predecessor's
+    cumulative cost is final before it is read.
     """
     cumulative = unit_cost.astype(np.float64, copy=True)
     arc_level = level[downstream]
     order = np.argsort(arc_level, kind="stable")
-    bounds = np.searchsorted(arc_level[order], np.arange(1, int(level.max(initial=0)) + 2))
-    start = 0
-    for stop in bounds:
-        arcs = order[start:stop]
+    _, first = np.unique(arc_level[order], return_index=True)
+    bounds = np.append(first, order.size)
+    for begin, end in zip(bounds[:-1], bounds[1:], strict=True):
+        arcs = order[begin:end]
         np.add.at(cumulative, downstream[arcs], quantity[arcs] * cumulative[upstream[arcs]])
-        start = stop
     return cumulative
