@@ -6,11 +6,19 @@ partitions in the calling process through the same task.
 """
 
 from meio.cluster.catalog import Partition, Source, plan_partitions, precheck
-from meio.cluster.run import DEFAULT_PARTITION_SIZE, PartitionEvent, RunResult, run_catalog
+from meio.cluster.run import (
+    DEFAULT_PARTITION_SIZE,
+    CatalogJob,
+    PartitionEvent,
+    RunResult,
+    prepare_catalog,
+    run_catalog,
+)
 from meio.cluster.workers import WarmUpPlugin, local_cluster, numba_thread_budget
 
 __all__ = [
     "DEFAULT_PARTITION_SIZE",
+    "CatalogJob",
     "Partition",
     "PartitionEvent",
     "RunResult",
@@ -20,5 +28,6 @@ __all__ = [
     "numba_thread_budget",
     "plan_partitions",
     "precheck",
+    "prepare_catalog",
     "run_catalog",
 ]

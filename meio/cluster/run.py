@@ -12,7 +12,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import pyarrow as pa
 from distributed import Client, as_completed, get_worker
 
 from meio.cluster.catalog import Partition, Source, plan_partitions, precheck
-from meio.cluster.checkpoint import RunArea
+from meio.cluster.checkpoint import TABLES, RunArea
 from meio.cluster.task import PartitionFailure, RunSettings, run_partition
 from meio.cluster.workers import WarmUpPlugin, numba_thread_budget
 from meio.io.errors import InputError
@@ -126,7 +126,87 @@ def _run_tasks(
     return records
 
 
-def run_catalog(
+@dataclass
+class CatalogJob:
+    """A planned run (see :func:`prepare_catalog`): partitions, their keys, resumed records."""
+
+    area: RunArea
+    settings: RunSettings
+    plan: list[Partition]
+    keys: dict[int, str]
+    resumed: dict[int, dict[str, Any]]
+    inputs: dict[str, Any]
+    config: dict[str, Any]
+    started: float
+
+    @property
+    def pending(self) -> list[Partition]:
+        """Partitions still to compute (not committed by a resumed run)."""
+        return [p for p in self.plan if p.index not in self.resumed]
+
+    def run(
+        self,
+        client: Client | None = None,
+        *,
+        retries: int = DEFAULT_RETRIES,
+        on_progress: Callable[[PartitionEvent], None] | None = None,
+        manifest: Mapping[str, Any] | None = None,
+    ) -> RunResult:
+        """Compute the pending partitions on ``client`` (or here) and commit the run directory.
+
+        Parameters
+        ----------
+        client : distributed.Client, optional
+            Where the tasks run; without one they run in this process, one after the other.
+        retries : int
+            Dask retries per task (a worker that dies mid-task also has its task rescheduled).
+        on_progress : callable, optional
+            Called with a :class:`PartitionEvent` as each partition finishes or is skipped.
+        manifest : mapping, optional
+            Extra manifest entries from the caller (e.g. the configuration source).
+
+        """
+        def report(partition: Partition, state: str, seconds: float) -> None:
+            if on_progress is not None:
+                on_progress(PartitionEvent(partition.index, len(self.plan), state,
+                                           partition.networks, partition.stages, seconds))
+
+        for index in sorted(self.resumed):
+            report(self.plan[index], "skipped", 0.0)
+        cluster: dict[str, Any] = {"scheduler": None, "workers": 0, "numba_threads_per_task": None}
+        if client is not None:
+            client.register_plugin(WarmUpPlugin(self.settings.model, self.settings.options))
+            cluster = {"scheduler": client.scheduler.address,
+                       "workers": len(client.scheduler_info(n_workers=-1)["workers"]),
+                       "numba_threads_per_task": numba_thread_budget(client)}
+        settings = replace(self.settings, numba_threads=cluster["numba_threads_per_task"])
+        planned = time.perf_counter()
+        todo = [(p, self.keys[p.index]) for p in self.pending]
+        try:
+            records = _run_tasks(client, todo, settings, retries, report)
+        except InputError:
+            self.area.discard()
+            raise
+        done = {r["partition"]["index"]: {**r, "resumed": False} for r in records}
+        done.update({i: {**r, "resumed": True} for i, r in self.resumed.items()})
+        content = {
+            **(manifest or {}),
+            "model": settings.model,
+            "config": self.config,
+            "inputs": {**self.inputs, "stages_rows": sum(p.stages for p in self.plan),
+                       "networks": sum(p.networks for p in self.plan)},
+            "cluster": cluster,
+            "files": {t: {"dataset": f"{t}/", "parts": len(self.plan),
+                          "rows": sum(r["files"][t]["rows"] for r in done.values())}
+                      for t in TABLES},
+            "partitions": [done[i] for i in sorted(done)],
+            "timings_seconds": {"plan": planned - self.started, "run": time.perf_counter() - planned},
+        }
+        content["timings_seconds"]["total"] = time.perf_counter() - self.started
+        return RunResult(self.area.commit(content), content)
+
+
+def prepare_catalog(
     stages: TableSource,
     arcs: TableSource | None,
     output: str | Path,
@@ -135,16 +215,12 @@ def run_catalog(
     service_level: float,
     holding_rate: float | None = None,
     options: Mapping[str, Any] | None = None,
-    client: Client | None = None,
     partitions: int | None = None,
     partition_size: int | None = None,
     resume: bool = False,
     overwrite: bool = False,
-    retries: int = DEFAULT_RETRIES,
-    on_progress: Callable[[PartitionEvent], None] | None = None,
-    manifest: Mapping[str, Any] | None = None,
-) -> RunResult:
-    """Optimize every network of a catalog into a partitioned run directory.
+) -> CatalogJob:
+    """Check the output target and the inputs, plan the partitions, find resumable ones.
 
     Parameters
     ----------
@@ -157,8 +233,6 @@ def run_catalog(
         ``manifest.json``.
     model, service_level, holding_rate, options
         As for :func:`meio.optimize` and :func:`meio.read_network`; passed through unchanged.
-    client : distributed.Client, optional
-        Where the tasks run; without one they run in this process, one after the other.
     partitions, partition_size : int, optional
         How many partitions, or how many stages per partition (default
         ``DEFAULT_PARTITION_SIZE``). Results do not depend on either.
@@ -167,18 +241,12 @@ def run_catalog(
         :mod:`meio.cluster.checkpoint`).
     overwrite : bool
         Replace an existing run directory (it stays intact until the new one is complete).
-    retries : int
-        Dask retries per task.
-    on_progress : callable, optional
-        Called with a :class:`PartitionEvent` as each partition finishes or is skipped.
-    manifest : mapping, optional
-        Extra manifest entries from the caller (e.g. the configuration source).
 
     Raises
     ------
     meio.InputError
-        Bad input: from the pre-check (before any task starts) or from the first partition, in
-        partition order, whose rows break a rule. Nothing is written.
+        Bad input found by the pre-check (:func:`meio.cluster.catalog.precheck`); nothing is
+        written. Rules on rows are checked by each partition's task when the job runs.
 
     """
     started = time.perf_counter()
@@ -204,43 +272,33 @@ def run_catalog(
     keys = {p.index: _key(job, vars(p)) for p in plan}
     area.keep_only({p.name for p in plan})
     resumed = {p.index: r for p in plan if (r := area.committed(p.name, keys[p.index])) is not None}
+    settings = RunSettings(stage_source, arc_source, area, model, service_level, holding_rate, options)
+    config = job | {"partitions": len(plan), "partition_size": partition_size}
+    return CatalogJob(area, settings, plan, keys, resumed, inputs, config, started)
 
-    def report(partition: Partition, state: str, seconds: float) -> None:
-        if on_progress is not None:
-            on_progress(PartitionEvent(partition.index, len(plan), state, partition.networks,
-                                       partition.stages, seconds))
 
-    for index in sorted(resumed):
-        report(plan[index], "skipped", 0.0)
-    cluster: dict[str, Any] = {"scheduler": None}
-    if client is not None:
-        client.register_plugin(WarmUpPlugin(model, options))
-        cluster = {"scheduler": client.scheduler.address,
-                   "workers": len(client.scheduler_info(n_workers=-1)["workers"])}
-        cluster["numba_threads_per_task"] = numba_thread_budget(client)
-    settings = RunSettings(stage_source, arc_source, area, model, service_level, holding_rate,
-                           options, cluster.get("numba_threads_per_task"))
-    planned = time.perf_counter()
-    todo = [(p, keys[p.index]) for p in plan if p.index not in resumed]
-    try:
-        records = _run_tasks(client, todo, settings, retries, report)
-    except InputError:
-        area.discard()
-        raise
-    done = {r["partition"]["index"]: {**r, "resumed": False} for r in records}
-    done.update({i: {**r, "resumed": True} for i, r in resumed.items()})
-    content = {
-        **(manifest or {}),
-        "model": model,
-        "config": job | {"partitions": len(plan), "partition_size": partition_size},
-        "inputs": {**inputs, "stages_rows": sum(p.stages for p in plan),
-                   "networks": sum(p.networks for p in plan)},
-        "cluster": cluster,
-        "files": {t: {"dataset": f"{t}/", "parts": len(plan),
-                      "rows": sum(r["files"][t]["rows"] for r in done.values())}
-                  for t in ("stages", "networks")},
-        "partitions": [done[i] for i in sorted(done)],
-        "timings_seconds": {"plan": planned - started, "run": time.perf_counter() - planned},
-    }
-    content["timings_seconds"]["total"] = time.perf_counter() - started
-    return RunResult(area.commit(content), content)
+def run_catalog(
+    stages: TableSource,
+    arcs: TableSource | None,
+    output: str | Path,
+    *,
+    client: Client | None = None,
+    retries: int = DEFAULT_RETRIES,
+    on_progress: Callable[[PartitionEvent], None] | None = None,
+    manifest: Mapping[str, Any] | None = None,
+    **settings: Any,
+) -> RunResult:
+    """Optimize every network of a catalog into a partitioned run directory.
+
+    :func:`prepare_catalog` (``settings`` are its keyword arguments) then
+    :meth:`CatalogJob.run` (``client``, ``retries``, ``on_progress``, ``manifest``).
+
+    Raises
+    ------
+    meio.InputError
+        Bad input: from the pre-check (before any task starts) or from the first partition, in
+        partition order, whose rows break a rule. Nothing is written.
+
+    """
+    job = prepare_catalog(stages, arcs, output, **settings)
+    return job.run(client, retries=retries, on_progress=on_progress, manifest=manifest)
