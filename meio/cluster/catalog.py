@@ -93,21 +93,30 @@ def _schema_probe(source: Source) -> pl.DataFrame:
     return source.collect(source.scan().head(0))
 
 
+def _check_network_ids(source: Source) -> None:
+    """Every row names its network (the rule :mod:`meio.io.validate` applies to id columns)."""
+    network = pl.col("network").cast(pl.String)
+    missing = source.collect(source.scan().filter(network.is_null() | (network == "")))
+    fail_where(missing, pl.lit(True), source.table, "network", "id must not be empty")
+
+
 def precheck(stages: Source, arcs: Source | None, *, holding_rate: float | None) -> None:
     """Checks a partition cannot make on its own, run once before any task starts.
 
     1. Both tables are readable and carry the required columns with usable types (the same
        rules and messages as :func:`meio.io.validate.validate_stages` / ``validate_arcs``, run on
        the schema alone).
-    2. Every arc's network has stages: such arcs would otherwise fall into no partition and be
-       dropped silently instead of rejected.
+    2. No row lacks its ``network`` id, and every arc's network has stages: such rows would
+       otherwise fall into no partition and be dropped silently instead of rejected.
 
     Every other rule is checked by the task of the partition that holds the rows.
     """
     stage_probe = validate_stages(_schema_probe(stages), holding_rate=holding_rate)
+    _check_network_ids(stages)
     if arcs is None:
         return
     validate_arcs(_schema_probe(arcs), stage_probe)
+    _check_network_ids(arcs)
     stage_networks = stages.scan().select(pl.col("network").cast(pl.String)).unique()
     orphan_networks = arcs.collect(
         arcs.scan().select(pl.col("network").cast(pl.String)).unique()
