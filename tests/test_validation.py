@@ -111,8 +111,8 @@ ARC_RULES = [
     (lambda a: _set(a, 0, "quantity", 0.0), "arcs.quantity: must be > 0", "network 'A' arc 'w'->'r1'"),
     (lambda a: _set(a, 0, "quantity", -2.0), "arcs.quantity: must be > 0", "network 'A' arc 'w'->'r1'"),
     (lambda a: _set(a, 0, "network", None), "arcs.network: id must not be empty", ""),
-    (lambda a: pl.concat([a, a.slice(0, 1)]), "arcs.downstream: (network, upstream, downstream) must be unique",
-     "network 'A' arc 'w'->'r1'"),
+    (lambda a: pl.concat([a, a.slice(0, 1)]),
+     "arcs.downstream: (network, upstream, downstream) must be unique", "network 'A' arc 'w'->'r1'"),
     (lambda a: a.drop("upstream"), "arcs.upstream: required column is missing", ""),
 ]
 
