@@ -101,7 +101,10 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
 
 
 def _catalog(config: RunConfig) -> tuple[object, object, dict]:
-    """The tables to optimize and their manifest entry (the generation spec, or the file names)."""
+    """The tables to optimize and what the manifest adds about them (the generation spec).
+
+    Files are recorded by the run itself (``inputs.files``: paths and checksums).
+    """
     if config.generate is not None:
         from meio.generate import generate_catalog
 
@@ -111,7 +114,7 @@ def _catalog(config: RunConfig) -> tuple[object, object, dict]:
     settings = config.optimize
     if settings.stages is None:
         raise InputError("config", "stages", "give --stages (and --arcs) or a [generate] section")
-    return settings.stages, settings.arcs, {"files": {"stages": settings.stages, "arcs": settings.arcs}}
+    return settings.stages, settings.arcs, {}
 
 
 def _summary(console: Console, result: RunResult, seconds: float) -> None:
@@ -158,8 +161,7 @@ def _optimize(args: argparse.Namespace, console: Console) -> None:
             resume=cluster.resume, overwrite=settings.overwrite,
         )
     manifest = {"meio_version": meio.__version__, "config_source": config.source,
-                "run_config": {"optimize": vars(settings), "cluster": vars(cluster)},
-                "catalog": inputs}
+                "run_config": {"optimize": vars(settings), "cluster": vars(cluster)}, **inputs}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with _client(cluster, len(job.pending)) as client, Progress(*columns, console=console) as bar:

@@ -45,7 +45,8 @@ def catalog(tmp_path_factory):
 
 def _dataset(run: Path, table: str) -> pl.DataFrame:
     """A table of a run directory, parts in order; per-network timings dropped (never equal)."""
-    frame = pl.read_parquet(sorted((run / table).glob("part-*.parquet")))
+    parts = sorted((run / table).glob("part-*.parquet")) or [run / f"{table}.parquet"]
+    frame = pl.read_parquet(parts)
     return frame.drop("seconds") if table == "networks" else frame
 
 

@@ -7,6 +7,7 @@ A run that writes ``DIR`` works in ``.DIR.partial`` beside it::
         stages/part-00000.parquet
         networks/part-00000.parquet
         manifest.json             written last, just before the rename
+                                  (a run of one partition commits stages.parquet, networks.parquet)
       checkpoint/
         done/part-00000.json      one record per committed partition
         input/                    in-memory catalogs written once for the workers to read
@@ -37,7 +38,8 @@ import polars as pl
 
 from meio.io.write import file_sha256, replace_directory
 
-#: The two tables of the run directory, each a partitioned dataset ``DIR/NAME/part-XXXXX.parquet``.
+#: The two tables of the run directory: ``DIR/NAME/part-XXXXX.parquet`` datasets, or
+#: ``DIR/NAME.parquet`` files when the run has a single partition (DESIGN.md §3).
 TABLES = ("stages", "networks")
 
 
@@ -115,6 +117,12 @@ class RunArea:
         stale += [p for p in self._done("x").parent.glob("*.json") if p.stem not in names]
         for path in stale:
             path.unlink()
+
+    def flatten(self, name: str) -> None:
+        """Make the one partition ``name`` of a run the plain ``stages.parquet`` / ``networks.parquet``."""
+        for table in TABLES:
+            os.replace(self.dataset / table / f"{name}.parquet", self.dataset / f"{table}.parquet")
+            (self.dataset / table).rmdir()
 
     def commit(self, manifest: dict[str, Any]) -> Path:
         """Write the manifest and rename the dataset to the target; delete the area."""

@@ -189,6 +189,14 @@ class CatalogJob:
             raise
         done = {r["partition"]["index"]: {**r, "resumed": False} for r in records}
         done.update({i: {**r, "resumed": True} for i, r in self.resumed.items()})
+        partitions = [done[i] for i in sorted(done)]
+        if len(partitions) == 1:
+            self.area.flatten(self.plan[0].name)
+            files = {t: {**partitions[0]["files"][t], "file": f"{t}.parquet"} for t in TABLES}
+            partitions[0]["files"] = files
+        else:
+            files = {t: {"dataset": f"{t}/", "parts": len(partitions),
+                         "rows": sum(p["files"][t]["rows"] for p in partitions)} for t in TABLES}
         content = {
             **(manifest or {}),
             "model": settings.model,
@@ -196,10 +204,8 @@ class CatalogJob:
             "inputs": {**self.inputs, "stages_rows": sum(p.stages for p in self.plan),
                        "networks": sum(p.networks for p in self.plan)},
             "cluster": cluster,
-            "files": {t: {"dataset": f"{t}/", "parts": len(self.plan),
-                          "rows": sum(r["files"][t]["rows"] for r in done.values())}
-                      for t in TABLES},
-            "partitions": [done[i] for i in sorted(done)],
+            "files": files,
+            "partitions": partitions,
             "timings_seconds": {"plan": planned - self.started, "run": time.perf_counter() - planned},
         }
         content["timings_seconds"]["total"] = time.perf_counter() - self.started
@@ -230,7 +236,7 @@ def prepare_catalog(
         staging area so that workers can read them).
     output : path
         The run directory: ``stages/part-XXXXX.parquet``, ``networks/part-XXXXX.parquet``,
-        ``manifest.json``.
+        ``manifest.json`` (``stages.parquet``, ``networks.parquet`` for a single partition).
     model, service_level, holding_rate, options
         As for :func:`meio.optimize` and :func:`meio.read_network`; passed through unchanged.
     partitions, partition_size : int, optional
@@ -265,10 +271,11 @@ def prepare_catalog(
     except InputError:
         area.discard()
         raise
-    inputs = {s.table: {"path": s.path, "sha256": s.sha256()}
-              for s in (stage_source, arc_source) if s is not None}
+    files = {s.table: {"path": s.path if isinstance(t, str | Path) else None, "sha256": s.sha256()}
+             for s, t in ((stage_source, stages), (arc_source, arcs)) if s is not None}
+    inputs = {"files": files}
     job = {"model": model, "service_level": service_level, "holding_rate": holding_rate,
-           "options": options, "inputs": {t: i["sha256"] for t, i in inputs.items()}}
+           "options": options, "inputs": {t: f["sha256"] for t, f in files.items()}}
     keys = {p.index: _key(job, vars(p)) for p in plan}
     area.keep_only({p.name for p in plan})
     resumed = {p.index: r for p in plan if (r := area.committed(p.name, keys[p.index])) is not None}
