@@ -11,6 +11,7 @@ import resource
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -56,7 +57,17 @@ class PartitionFailure:
 
 
 def _peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, MiB (Linux reports KiB, macOS bytes)."""
+    """Peak resident memory of this worker process so far, MiB.
+
+    Linux: ``VmHWM`` of the process's own address space. ``ru_maxrss`` would also count the
+    memory of the parent a worker was forked from (it survives ``exec``), overstating workers
+    started by a large client. Elsewhere: ``ru_maxrss`` (KiB on Linux, bytes on macOS).
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
 
