@@ -224,7 +224,7 @@ def test_exact_mip_equals_brute_force_on_non_trees(seed):
     rng = np.random.default_rng(1000 + seed)
     instance = random_instance(rng, int(rng.integers(3, 7)))
     optimum = brute_force(instance)
-    solution = solve_general_network(*instance.args(), time_limit=30.0)
+    solution = solve_general_network(*instance.args(), time_limit=30.0, mip_gap=1e-10)
     assert solution.method == "mip_exact"
     assert solution_cost(instance, solution) == pytest.approx(solution.cost, rel=1e-12)
     assert solution.cost == pytest.approx(optimum, rel=1e-9, abs=1e-12)
@@ -236,7 +236,7 @@ def test_exact_mip_equals_brute_force_on_trees(seed):
     rng = np.random.default_rng(2000 + seed)
     instance = random_instance(rng, int(rng.integers(3, 7)), tree=True)
     optimum = brute_force(instance)
-    solution = solve_general_network(*instance.args(), time_limit=30.0)
+    solution = solve_general_network(*instance.args(), time_limit=30.0, mip_gap=1e-10)
     assert solution.method == "mip_exact"
     assert solution.cost == pytest.approx(optimum, rel=1e-9, abs=1e-12)
 

@@ -13,7 +13,7 @@ integer *offset* ``m_j = SI_j + floor(L_j) - S_j >= 0``; all constraints are dif
 constraints with integer data, so their polyhedron is integral (the constraint matrix is the
 transpose of a network matrix) and a concave objective attains its minimum at an integer vertex.
 Given ``S``, the cheapest inbound times are ``SI_j = max_i S_i`` because cost never falls when
-``tau`` grows; solvers therefore report ``SI`` completed from ``S`` (:func:`_complete_service_times`).
+``tau`` grows; solvers report ``SI`` completed from ``S`` (:func:`_complete_service_times`).
 
 Methods, chosen automatically per network by :func:`solve_general_network`:
 
@@ -57,14 +57,16 @@ logger = logging.getLogger(__name__)
 
 #: Networks with at most this many stages get the exact MIP (within the time budget).
 EXACT_MAX_STAGES = 400
-#: Random SLP starts on top of the three deterministic ones.
-RANDOM_STARTS = 4
+#: Random SLP starts on top of the three deterministic ones: alternately uniform random offsets
+#: and the best solution's slopes times log-normal noise of deviation ``SLOPE_NOISE``.
+RANDOM_STARTS = 64
+SLOPE_NOISE = 1.0
 #: Upper bound on LP solves of one SLP descent.
 SLP_MAX_ITERATIONS = 50
 #: Relative cost decrease below which an SLP descent stops.
 SLP_TOLERANCE = 1e-12
-#: Relative MIP gap asked of HiGHS in the exact method.
-MIP_GAP = 1e-10
+#: Relative MIP gap within which the exact method proves optimality (default).
+MIP_GAP = 1e-9
 
 
 class GeneralSolution(NamedTuple):
@@ -242,7 +244,7 @@ def _chord_slopes(net: _GeneralNetwork) -> tuple[np.ndarray, float]:
     slope = np.where(
         width > 0, (_stage_cost(net, net.offset_max) - low) / np.maximum(width, 1), 0.0
     )
-    constant = float(np.sum(low - slope * (net.offset_min + net.lead_floor)))
+    constant = float(np.sum(low + slope * (net.lead_floor - net.offset_min)))
     return slope, constant
 
 
@@ -342,16 +344,20 @@ def _slp_multistart(
     if outbound is not None:
         point = _evaluate(net, outbound)
         lower_bound = constant + float(np.dot(envelope, point.inbound - point.outbound))
-    rng = np.random.default_rng(seed)
-    starts = [envelope, _majorant_slopes(net, net.offset_min),
-              _majorant_slopes(net, net.offset_max)]
-    for _ in range(RANDOM_STARTS):
-        offset = rng.integers(net.offset_min, net.offset_max + 1)
-        starts.append(_majorant_slopes(net, offset))
     best = _evaluate(net, np.zeros(len(net.lead_floor), np.int64))
-    for slopes in starts:
+    rng = np.random.default_rng(seed)
+    fixed_starts = [envelope, _majorant_slopes(net, net.offset_min),
+                    _majorant_slopes(net, net.offset_max)]
+    for start in range(len(fixed_starts) + RANDOM_STARTS):
         if time.perf_counter() >= deadline:
             break
+        if start < len(fixed_starts):
+            slopes = fixed_starts[start]
+        elif start % 2:
+            slopes = _majorant_slopes(net, rng.integers(net.offset_min, net.offset_max + 1))
+        else:
+            noise = np.exp(rng.normal(0.0, SLOPE_NOISE, len(best.offset)))
+            slopes = _majorant_slopes(net, best.offset) * noise
         point = _successive_lp(net, lp, slopes, deadline)
         if point is not None and point.cost < best.cost:
             best = point
@@ -366,7 +372,8 @@ class _MipOutcome(NamedTuple):
 
 
 def _piecewise_mip(
-    net: _GeneralNetwork, breakpoints: list[np.ndarray], incumbent: _Evaluated, deadline: float
+    net: _GeneralNetwork, breakpoints: list[np.ndarray], incumbent: _Evaluated, deadline: float,
+    gap: float,
 ) -> _MipOutcome:
     """Solve the MIP over the concave interpolants of the costs at ``breakpoints``.
 
@@ -375,7 +382,7 @@ def _piecewise_mip(
     """
     size = len(net.lead_floor)
     highs = _new_highs(deadline - time.perf_counter())
-    highs.setOptionValue("mip_rel_gap", MIP_GAP)
+    highs.setOptionValue("mip_rel_gap", gap)
     highs.setOptionValue("mip_abs_gap", 0.0)
     _add_service_time_columns(highs, net, integer=True)
     counts = np.array([len(b) - 1 for b in breakpoints])
@@ -488,12 +495,28 @@ def _incumbent_columns(incumbent, breakpoints, starts, first_y, first_w, lows, s
     return len(index), index, np.concatenate(value)
 
 
+def _insert_breakpoints(breakpoints: list[np.ndarray], offsets: np.ndarray) -> bool:
+    """Add each stage's offset to its breakpoints; tell whether any of them was new."""
+    added = False
+    for j, offset in enumerate(offsets):
+        position = np.searchsorted(breakpoints[j], offset)
+        if position == len(breakpoints[j]) or breakpoints[j][position] != offset:
+            breakpoints[j] = np.insert(breakpoints[j], position, offset)
+            added = True
+    return added
+
+
 def _refined_mip(
-    net: _GeneralNetwork, incumbent: _Evaluated, lower_bound: float, deadline: float
+    net: _GeneralNetwork, incumbent: _Evaluated, lower_bound: float, deadline: float,
+    gap: float,
 ) -> tuple[_Evaluated, float, bool]:
     """Breakpoint refinement of Magnanti et al. (2006) from ``incumbent``.
 
-    Returns the best solution, the best lower bound and whether optimality was proven.
+    Breakpoints start at each stage's smallest, incumbent and largest offsets; every MIP's dual
+    bound is a lower bound (interpolants underestimate the concave costs). Refinement stops,
+    optimal within ``gap``, when a MIP solved to ``gap`` returns offsets that all are
+    breakpoints already. Returns the best solution, the best lower bound and whether
+    optimality was proven.
     """
     breakpoints = [
         np.unique(np.array([low, point, high], np.int64))
@@ -501,25 +524,23 @@ def _refined_mip(
     ]
     best = incumbent
     while time.perf_counter() < deadline:
-        outcome = _piecewise_mip(net, breakpoints, best, deadline)
+        outcome = _piecewise_mip(net, breakpoints, best, deadline, gap)
         if np.isfinite(outcome.dual_bound):
-            lower_bound = np.fmax(lower_bound, outcome.dual_bound)
+            lower_bound = float(np.fmax(lower_bound, outcome.dual_bound))
         if outcome.outbound is None:
             break
         point = _evaluate(net, outcome.outbound)
+        logger.debug("refinement: %d breakpoints, gap %g, optimal %s, bound %.8g, cost %.8g",
+                     sum(len(b) for b in breakpoints), gap, outcome.optimal,
+                     outcome.dual_bound, point.cost)
         if point.cost < best.cost:
             best = point
-        added = False
-        for j in range(len(breakpoints)):
-            for candidate in (outcome.offset[j], point.offset[j]):
-                position = np.searchsorted(breakpoints[j], candidate)
-                if position == len(breakpoints[j]) or breakpoints[j][position] != candidate:
-                    breakpoints[j] = np.insert(breakpoints[j], position, candidate)
-                    added = True
-        if outcome.optimal and not added:
-            return best, min(lower_bound, best.cost), True
         if not outcome.optimal:
             break
+        added = _insert_breakpoints(breakpoints, outcome.offset)
+        added = _insert_breakpoints(breakpoints, point.offset) or added
+        if not added:
+            return best, min(lower_bound, best.cost), True
     return best, lower_bound, False
 
 
@@ -535,6 +556,7 @@ def solve_general_network(
     *,
     time_limit: float = 10.0,
     exact_max_stages: int = EXACT_MAX_STAGES,
+    mip_gap: float = MIP_GAP,
     seed: int = 0,
 ) -> GeneralSolution:
     """Optimise the service times of one general acyclic network (module docstring).
@@ -554,6 +576,8 @@ def solve_general_network(
         Seconds for the whole solve; the MIP stops there and reports its gap.
     exact_max_stages : int
         Largest network given the exact MIP; larger ones get the multi-start SLP heuristic.
+    mip_gap : float
+        Relative gap within which the exact method counts as optimal.
     seed : int
         Seed of the random SLP starts.
 
@@ -561,8 +585,8 @@ def solve_general_network(
     -------
     GeneralSolution
         Service times, cost, a lower bound (the MIP dual bound, or the convex-envelope LP bound
-        for the heuristic) and the method: ``"mip_exact"`` (optimal within a relative gap of
-        1e-10), ``"mip_time_limit"`` or ``"slp_multistart"``.
+        for the heuristic) and the method: ``"mip_exact"`` (optimal within ``mip_gap``), ``"mip_time_limit"`` or ``"slp_multistart"``.
+
     """
     started = time.perf_counter()
     deadline = started + time_limit
@@ -571,11 +595,11 @@ def solve_general_network(
         max_service_time, external_inbound_service_time,
     )
     exact = len(lead_time) <= exact_max_stages
-    slp_deadline = started + (0.3 * time_limit if exact else time_limit)
+    slp_deadline = started + (0.3 if exact else 0.9) * time_limit
     best, lower_bound = _slp_multistart(net, slp_deadline, seed)
     method = "slp_multistart"
     if exact:
-        best, lower_bound, proven = _refined_mip(net, best, lower_bound, deadline)
+        best, lower_bound, proven = _refined_mip(net, best, lower_bound, deadline, mip_gap)
         method = "mip_exact" if proven else "mip_time_limit"
     logger.debug(
         "general GSM: %d stages, %s, cost %.6g, bound %.6g, %.3f s", len(lead_time), method,
