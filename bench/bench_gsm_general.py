@@ -37,6 +37,9 @@ HOLDING_RATE = 0.1 / 365.0
 DEFAULT_SERVICE_LEVEL = 0.95
 SIZES = (60, 300) if QUICK else (100, 500, 2000)
 TIME_LIMIT = 10.0
+#: Per-chain budget on the Willems set: small chains finish exactly well within it, and the
+#: 38 chains stay under a minute in total.
+WILLEMS_TIME_LIMIT = 1.5
 
 
 def single_network_batch(lead_time, lead_time_sd, holding_cost, demand_mean, demand_sd,
@@ -214,7 +217,7 @@ def test_willems_chains(benchmark):
         rows.clear()
         for name, arguments in chains:
             started = time.perf_counter()
-            solution = solve_general_network(*arguments, time_limit=TIME_LIMIT)
+            solution = solve_general_network(*arguments, time_limit=WILLEMS_TIME_LIMIT)
             rows.append((name, len(arguments[0]), len(arguments[4]), solution,
                          time.perf_counter() - started))
 

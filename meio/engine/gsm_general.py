@@ -585,7 +585,8 @@ def solve_general_network(
     -------
     GeneralSolution
         Service times, cost, a lower bound (the MIP dual bound, or the convex-envelope LP bound
-        for the heuristic) and the method: ``"mip_exact"`` (optimal within ``mip_gap``), ``"mip_time_limit"`` or ``"slp_multistart"``.
+        for the heuristic) and the method: ``"mip_exact"`` (optimal within ``mip_gap``),
+        ``"mip_time_limit"`` or ``"slp_multistart"``.
 
     """
     started = time.perf_counter()
