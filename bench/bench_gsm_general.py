@@ -5,7 +5,7 @@ Two suites, printed side by side:
 * random layered general networks (parts -> assemblies -> DCs -> retail, with shared
   components and multi-sourcing) of 100, 500 and 2,000 stages (~8 arcs per stage, the 2,000 with
   ~16,000 arcs): time, cost, lower bound and gap of the automatic method and of the SLP heuristic
-  alone (quick mode ``MEIO_BENCH_QUICK=1``: 60 and 300 stages);
+  alone (quick mode ``MEIO_BENCH_QUICK=1``: 30 and 100 stages, 2 s budget);
 * the 38 real chains of Willems (2008), read from ``MEIO_WILLEMS_DIR`` (the ``willems_2008``
   folder with ``json/chain_NN.json``); skipped with a printed reason when unset. Holding cost
   per unit per day = ``HOLDING_RATE`` (10 % a year over 365 days) x cumulative cost (stage cost
@@ -35,8 +35,8 @@ from meio.engine.gsm_general import solve_general_network
 QUICK = os.environ.get("MEIO_BENCH_QUICK") == "1"
 HOLDING_RATE = 0.1 / 365.0
 DEFAULT_SERVICE_LEVEL = 0.95
-SIZES = (60, 300) if QUICK else (100, 500, 2000)
-TIME_LIMIT = 10.0
+SIZES = (30, 100) if QUICK else (100, 500, 2000)
+TIME_LIMIT = 2.0 if QUICK else 10.0
 #: Per-chain budget on the Willems set: small chains finish exactly well within it, and the
 #: 38 chains stay under a minute in total.
 WILLEMS_TIME_LIMIT = 1.5
