@@ -257,8 +257,12 @@ def _new_highs(time_limit: float) -> highspy.Highs:
     return highs
 
 
-def _add_service_time_columns(highs: highspy.Highs, net: _GeneralNetwork, integer: bool):
-    """Columns ``S_0..S_{m-1}, SI_0..SI_{m-1}`` and rows ``SI_down >= S_up``, ``m_j >= 0``."""
+def _add_service_time_columns(highs: highspy.Highs, net: _GeneralNetwork):
+    """Continuous columns ``S_0..S_{m-1}, SI_0..SI_{m-1}``; rows ``SI_down >= S_up``, ``m_j >= 0``.
+
+    Integrality needs no declaration: once every stage's segment is chosen the remaining
+    constraints are difference constraints with integer data, whose vertices are integral.
+    """
     size = len(net.lead_floor)
     inbound_low = np.where(net.is_source, net.external_inbound, 0).astype(np.float64)
     lower = np.concatenate([np.zeros(size), inbound_low])
@@ -267,11 +271,6 @@ def _add_service_time_columns(highs: highspy.Highs, net: _GeneralNetwork, intege
         2 * size, np.zeros(2 * size), lower, upper, 0, np.zeros(0, np.int32),
         np.zeros(0, np.int32), np.zeros(0),
     )
-    if integer:
-        highs.changeColsIntegrality(
-            2 * size, np.arange(2 * size, dtype=np.int32),
-            np.full(2 * size, highspy.HighsVarType.kInteger.value, np.uint8),
-        )
     # Arc rows SI_down - S_up >= 0, then stage rows SI_j - S_j >= -floor(L_j).
     n_arcs = len(net.arc_upstream)
     stages = np.arange(size)
@@ -298,7 +297,7 @@ class _ServiceTimeLp:
     def __init__(self, net: _GeneralNetwork, time_limit: float):
         self.size = len(net.lead_floor)
         self.highs = _new_highs(time_limit)
-        _add_service_time_columns(self.highs, net, integer=False)
+        _add_service_time_columns(self.highs, net)
         self.columns = np.arange(2 * self.size, dtype=np.int32)
 
     def solve(self, slopes: np.ndarray, deadline: float) -> np.ndarray | None:
@@ -384,7 +383,7 @@ def _piecewise_mip(
     highs = _new_highs(deadline - time.perf_counter())
     highs.setOptionValue("mip_rel_gap", gap)
     highs.setOptionValue("mip_abs_gap", 0.0)
-    _add_service_time_columns(highs, net, integer=True)
+    _add_service_time_columns(highs, net)
     counts = np.array([len(b) - 1 for b in breakpoints])
     n_segments = int(counts.sum())
     stage_of = np.repeat(np.arange(size), counts)
@@ -539,8 +538,10 @@ def _refined_mip(
             break
         added = _insert_breakpoints(breakpoints, outcome.offset)
         added = _insert_breakpoints(breakpoints, point.offset) or added
-        if not added:
+        if not added and best.cost - lower_bound <= gap * abs(best.cost) + 1e-9:
             return best, min(lower_bound, best.cost), True
+        if not added:
+            break
     return best, lower_bound, False
 
 
