@@ -55,8 +55,12 @@ from meio.engine.gsm_cost import stage_safety_stock
 
 logger = logging.getLogger(__name__)
 
-#: Networks with at most this many stages get the exact MIP (within the time budget).
-EXACT_MAX_STAGES = 400
+#: Networks with at most this many stages get the MIP after the SLP (within the time budget).
+EXACT_MAX_STAGES = 5000
+#: Share of the time budget the solvers plan for (HiGHS overruns its time limit slightly).
+DEADLINE_SHARE = 0.95
+#: Share of the time budget given to the SLP starts when the MIP follows.
+SLP_SHARE = 0.5
 #: Random SLP starts on top of the three deterministic ones: alternately uniform random offsets
 #: and the best solution's slopes times log-normal noise of deviation ``SLOPE_NOISE``.
 RANDOM_STARTS = 64
@@ -591,13 +595,13 @@ def solve_general_network(
 
     """
     started = time.perf_counter()
-    deadline = started + time_limit
+    deadline = started + DEADLINE_SHARE * time_limit
     net = _prepare(
         lead_time, holding_cost, demand_bound_sd, lead_time_term, arc_upstream, arc_downstream,
         max_service_time, external_inbound_service_time,
     )
     exact = len(lead_time) <= exact_max_stages
-    slp_deadline = started + (0.3 if exact else 0.9) * time_limit
+    slp_deadline = started + (SLP_SHARE if exact else 0.9) * time_limit
     best, lower_bound = _slp_multistart(net, slp_deadline, seed)
     method = "slp_multistart"
     if exact:
