@@ -58,7 +58,7 @@ logger = logging.getLogger(__name__)
 #: Networks with at most this many stages get the MIP after the SLP (within the time budget).
 EXACT_MAX_STAGES = 5000
 #: Share of the time budget the solvers plan for (HiGHS overruns its time limit slightly).
-DEADLINE_SHARE = 0.95
+DEADLINE_SHARE = 0.9
 #: Share of the time budget given to the SLP starts when the MIP follows.
 SLP_SHARE = 0.5
 #: Random SLP starts on top of the three deterministic ones: alternately uniform random offsets
@@ -191,10 +191,12 @@ def _prepare(
     )
 
 
-def _stage_cost(net: _GeneralNetwork, offset: np.ndarray) -> np.ndarray:
-    """``h_j * SS_j`` at integer offsets (one per stage, or a column per stage)."""
-    tau = offset + net.lead_frac
-    return net.holding_cost * np.sqrt(net.demand_bound_sd**2 * tau + net.lead_time_term)
+def _stage_cost(net: _GeneralNetwork, offset: np.ndarray, stage=slice(None)) -> np.ndarray:
+    """``h_j * SS_j`` of stages ``stage`` (all by default) at integer offsets ``offset``."""
+    tau = np.asarray(offset + net.lead_frac[stage], np.float64)
+    return net.holding_cost[stage] * stage_safety_stock(
+        net.demand_bound_sd[stage], net.lead_time_term[stage], tau
+    )
 
 
 class _Evaluated(NamedTuple):
@@ -395,8 +397,8 @@ def _piecewise_mip(
     lows = np.concatenate([b[:-1] for b in breakpoints]).astype(np.int64)
     upper_points = np.concatenate([b[1:] for b in breakpoints]).astype(np.int64)
     lengths = (upper_points - lows).astype(np.float64)
-    cost_low = _stage_cost_at(net, stage_of, lows)
-    cost_high = _stage_cost_at(net, stage_of, upper_points)
+    cost_low = _stage_cost(net, lows, stage_of)
+    cost_high = _stage_cost(net, upper_points, stage_of)
     first_y = 2 * size
     first_w = first_y + n_segments
     highs.addCols(
@@ -467,13 +469,6 @@ def _piecewise_mip(
     outbound = np.rint(values[:size]).astype(np.int64)
     offset = np.rint(values[size : 2 * size]).astype(np.int64) + net.lead_floor - outbound
     return _MipOutcome(outbound, offset, dual_bound, status == highspy.HighsModelStatus.kOptimal)
-
-
-def _stage_cost_at(net: _GeneralNetwork, stage: np.ndarray, offset: np.ndarray) -> np.ndarray:
-    tau = offset + net.lead_frac[stage]
-    return net.holding_cost[stage] * np.sqrt(
-        net.demand_bound_sd[stage] ** 2 * tau + net.lead_time_term[stage]
-    )
 
 
 def _incumbent_columns(incumbent, breakpoints, starts, first_y, first_w, lows, size):
