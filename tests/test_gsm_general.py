@@ -262,3 +262,30 @@ def test_serial_textbook_chain_all_or_nothing():
     solution = solve_general_network(*instance.args())
     assert solution.cost == pytest.approx(3.0 * math.sqrt(3.0), rel=1e-12)
     assert solution.outbound_service_time.tolist() == [1, 2, 0]
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_zero_cost_stages_and_zero_lead_times(seed):
+    # Stages without holding cost or without demand bound have flat costs: any service time
+    # is optimal for them, and the completion must still return a feasible plan.
+    rng = np.random.default_rng(4000 + seed)
+    instance = random_instance(rng, int(rng.integers(3, 7)))
+    instance.holding_cost[rng.random(instance.size) < 0.3] = 0.0
+    instance.demand_bound_sd[rng.random(instance.size) < 0.3] = 0.0
+    instance.lead_time[rng.random(instance.size) < 0.3] = 0.0
+    optimum = brute_force(instance)
+    for exact_max_stages in (0, 100):
+        solution = solve_general_network(*instance.args(), time_limit=30.0, mip_gap=1e-10,
+                                         exact_max_stages=exact_max_stages)
+        assert solution_cost(instance, solution) == pytest.approx(solution.cost, rel=1e-12)
+        assert solution.lower_bound <= optimum * (1 + 1e-9) + 1e-12
+        if exact_max_stages:
+            assert solution.cost == pytest.approx(optimum, rel=1e-9, abs=1e-12)
+
+
+def test_single_stage_without_arcs():
+    instance = Instance([2.5], [1.5], [2.0], [0.25], [], [1], [1])
+    solution = solve_general_network(*instance.args())
+    # SI = 1, S <= 1 (quote), tau = 1 + 2.5 - 1 = 2.5.
+    assert solution.outbound_service_time.tolist() == [1]
+    assert solution.cost == pytest.approx(1.5 * math.sqrt(4.0 * 2.5 + 0.25), rel=1e-12)
