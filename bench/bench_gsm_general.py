@@ -72,9 +72,14 @@ def solver_arguments(batch):
     """Arguments of ``solve_general_network`` for the single network of ``batch``."""
     level = np.where(np.isnan(batch.service_level), DEFAULT_SERVICE_LEVEL, batch.service_level)
     demand = propagate_demand(batch, ndtri(level))
+    # Quoted service times bind at the demand stages (the sinks); elsewhere a cap no service
+    # time can reach.
+    sink = np.bincount(batch.arc_upstream, minlength=batch.n_stages) == 0
+    horizon = int(np.floor(batch.lead_time).sum() + batch.external_inbound_service_time.max())
+    caps = np.where(sink, batch.max_service_time, horizon).astype(np.int64)
     return (batch.lead_time, batch.holding_cost, demand.demand_bound_sd,
             lead_time_terms(batch, demand), batch.arc_upstream, batch.arc_downstream,
-            batch.max_service_time, batch.external_inbound_service_time)
+            caps, batch.external_inbound_service_time)
 
 
 def cumulative_cost(stage_cost, arc_upstream, arc_downstream):

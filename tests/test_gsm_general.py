@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 from meio.engine import gsm_general
 from meio.engine.gsm_general import solve_general_network
 
+UNCAPPED = 10**6
+
 
 class Instance:
     """A tiny general network in the argument layout of ``solve_general_network``."""
@@ -38,9 +40,6 @@ class Instance:
     def predecessors(self, stage):
         return [int(u) for u, d in zip(self.arc_upstream, self.arc_downstream, strict=True)
                 if d == stage]
-
-    def is_sink(self, stage):
-        return stage not in set(self.arc_upstream.tolist())
 
 
 def random_instance(rng, size, tree=False, fractional=True):
@@ -76,7 +75,11 @@ def random_instance(rng, size, tree=False, fractional=True):
     holding = rng.uniform(0.0, 3.0, size)
     bound = rng.uniform(0.5, 5.0, size)
     term = np.where(rng.random(size) < 0.3, rng.uniform(0.0, 4.0, size), 0.0)
-    max_service = rng.integers(0, 3, size)
+    # Caps at sinks (quoted service times) and at a few internal stages; the others get a
+    # value no service time reaches.
+    sink = ~np.isin(np.arange(size), [up for up, _ in arcs])
+    capped = sink | (rng.random(size) < 0.2)
+    max_service = np.where(capped, rng.integers(0, 3, size), UNCAPPED)
     external = rng.integers(0, 2, size)
     return Instance(lead_time, holding, bound, term, arcs, max_service, external)
 
@@ -102,7 +105,6 @@ def brute_force(instance):
     """
     size = instance.size
     preds = [instance.predecessors(j) for j in range(size)]
-    sink = [instance.is_sink(j) for j in range(size)]
     outbound = [0] * size
     best = [math.inf]
 
@@ -116,8 +118,7 @@ def brute_force(instance):
         if inbound is None:
             inbound = int(instance.external_inbound[j])
         top = inbound + math.floor(instance.lead_time[j] + 1e-9)
-        if sink[j]:
-            top = min(top, int(instance.max_service_time[j]))
+        top = min(top, int(instance.max_service_time[j]))
         for s in range(0, top + 1):
             tau = inbound + instance.lead_time[j] - s
             stage = instance.holding_cost[j] * math.sqrt(
@@ -140,8 +141,7 @@ def solution_cost(instance, solution):
             assert si >= max(int(solution.outbound_service_time[i]) for i in preds)
         else:
             assert si >= instance.external_inbound[j]
-        if instance.is_sink(j):
-            assert s <= instance.max_service_time[j]
+        assert s <= instance.max_service_time[j]
         tau = si + instance.lead_time[j] - s
         assert tau >= -1e-12
         total += instance.holding_cost[j] * math.sqrt(
@@ -161,8 +161,7 @@ def bounds_twin(instance):
         inbound_max[j] = (max(outbound_max[i] for i in preds) if preds
                           else int(instance.external_inbound[j]))
         outbound_max[j] = inbound_max[j] + floor
-        if instance.is_sink(j):
-            outbound_max[j] = min(outbound_max[j], int(instance.max_service_time[j]))
+        outbound_max[j] = min(outbound_max[j], int(instance.max_service_time[j]))
         inbound_min = 0 if preds else int(instance.external_inbound[j])
         low[j] = max(0, inbound_min + floor - outbound_max[j])
         high[j] = inbound_max[j] + floor
@@ -258,7 +257,7 @@ def test_serial_textbook_chain_all_or_nothing():
     # downstream: holding all stock at the last stage costs sqrt(3) * 3 = 5.196; holding at
     # each stage costs 1 + 2 + 3 = 6; the cheapest plan is stock only at the end (tau = 3).
     instance = Instance([1.0, 1.0, 1.0], [1.0, 2.0, 3.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0],
-                        [(0, 1), (1, 2)], [0, 0, 0], [0, 0, 0])
+                        [(0, 1), (1, 2)], [UNCAPPED, UNCAPPED, 0], [0, 0, 0])
     solution = solve_general_network(*instance.args())
     assert solution.cost == pytest.approx(3.0 * math.sqrt(3.0), rel=1e-12)
     assert solution.outbound_service_time.tolist() == [1, 2, 0]

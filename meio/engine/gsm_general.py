@@ -4,9 +4,11 @@ Model (Graves & Willems 2000, *MSOM* 2(1):68-83; general networks: Humair & Will
 *Operations Research* 59(3):781-787). Every stage ``j`` quotes an integer outbound service time
 ``S_j >= 0`` and waits an integer inbound service time ``SI_j >= S_i`` for every predecessor
 ``i`` (``SI_j >= external_inbound_service_time_j`` at sources). Its net lead time
-``tau_j = SI_j + L_j - S_j`` must be ``>= 0`` and demand stages (sinks) quote at most their
-``max_service_time``. The objective ``sum_j h_j * SS_j(tau_j)``, with
-``SS_j(tau) = sqrt(k_j^2 tau + v_j)`` of :mod:`meio.engine.gsm_cost`, is concave in ``tau``.
+``tau_j = SI_j + L_j - S_j`` must be ``>= 0`` and ``S_j`` is capped by the stage's
+``max_service_time`` (the service time quoted to customers at demand stages; callers pass a
+value no service time can reach, e.g. the sum of the lead times, at uncapped stages). The
+objective ``sum_j h_j * SS_j(tau_j)``, with ``SS_j(tau) = sqrt(k_j^2 tau + v_j)`` of
+:mod:`meio.engine.gsm_cost`, is concave in ``tau``.
 
 Lead times may be fractional. With ``SI`` and ``S`` integer, ``tau_j = m_j + frac(L_j)`` where the
 integer *offset* ``m_j = SI_j + floor(L_j) - S_j >= 0``; all constraints are difference
@@ -95,8 +97,7 @@ class _GeneralNetwork(NamedTuple):
     arc_upstream: np.ndarray  #: int64[a], sorted
     arc_downstream: np.ndarray  #: int64[a]
     is_source: np.ndarray  #: bool[m]
-    is_sink: np.ndarray  #: bool[m]
-    max_service_time: np.ndarray  #: int64[m], binding at sinks only
+    max_service_time: np.ndarray  #: int64[m], cap on S_j
     external_inbound: np.ndarray  #: int64[m], binding at sources only
     inbound_max: np.ndarray  #: int64[m], largest useful SI
     outbound_max: np.ndarray  #: int64[m], largest feasible S
@@ -106,13 +107,13 @@ class _GeneralNetwork(NamedTuple):
 
 @njit
 def _service_time_bounds(
-    lead_floor, arc_start, arc_downstream, is_source, is_sink, max_service_time,
-    external_inbound, inbound_max, outbound_max, offset_min, offset_max,
+    lead_floor, arc_start, arc_downstream, is_source, max_service_time, external_inbound,
+    inbound_max, outbound_max, offset_min, offset_max,
 ):
     """Fill the largest useful inbound/outbound times and the offset range of every stage.
 
     ``SI_j <= max_i S_i^max`` (the external time at sources), ``S_j <= SI_j^max + floor(L_j)``
-    (capped by the maximum service time at sinks), offsets ``m_j`` lie in
+    (and ``<=`` the stage's cap), offsets ``m_j`` lie in
     ``[max(0, SI_j^min + floor(L_j) - S_j^max), SI_j^max + floor(L_j)]``.
     """
     size = len(lead_floor)
@@ -120,7 +121,7 @@ def _service_time_bounds(
         inbound_max[j] = external_inbound[j] if is_source[j] else 0
     for j in range(size):
         top = inbound_max[j] + lead_floor[j]
-        outbound_max[j] = min(top, max_service_time[j]) if is_sink[j] else top
+        outbound_max[j] = min(top, max_service_time[j])
         offset_max[j] = top
         inbound_min = external_inbound[j] if is_source[j] else 0
         offset_min[j] = max(0, inbound_min + lead_floor[j] - outbound_max[j])
@@ -175,19 +176,18 @@ def _prepare(
     arc_upstream, arc_downstream = arc_upstream[order], arc_downstream[order]
     arc_start = np.searchsorted(arc_upstream, np.arange(size + 1)).astype(np.int64)
     is_source = np.bincount(arc_downstream, minlength=size) == 0
-    is_sink = np.bincount(arc_upstream, minlength=size) == 0
     bounds = [np.empty(size, np.int64) for _ in range(4)]
     max_service_time = np.ascontiguousarray(max_service_time, np.int64)
     external_inbound = np.ascontiguousarray(external_inbound_service_time, np.int64)
     _service_time_bounds(
-        lead_floor, arc_start, arc_downstream, is_source, is_sink, max_service_time,
-        external_inbound, *bounds,
+        lead_floor, arc_start, arc_downstream, is_source, max_service_time, external_inbound,
+        *bounds,
     )
     return _GeneralNetwork(
         lead_floor, lead_frac, np.ascontiguousarray(holding_cost, np.float64),
         np.ascontiguousarray(demand_bound_sd, np.float64),
         np.ascontiguousarray(lead_time_term, np.float64), arc_start, arc_upstream,
-        arc_downstream, is_source, is_sink, max_service_time, external_inbound, *bounds,
+        arc_downstream, is_source, max_service_time, external_inbound, *bounds,
     )
 
 
@@ -569,7 +569,8 @@ def solve_general_network(
     arc_upstream, arc_downstream : ndarray of int64
         Arcs as local stage indices.
     max_service_time : ndarray of int64
-        Binding at demand stages (stages without successors).
+        Cap on every stage's outbound service time: the quoted service time at demand
+        stages, a value no service time reaches (e.g. the sum of the lead times) elsewhere.
     external_inbound_service_time : ndarray of int64
         Inbound service time of sources (stages without predecessors).
     time_limit : float
