@@ -67,6 +67,8 @@ SLP_SHARE = 0.5
 #: and the best solution's slopes times log-normal noise of deviation ``SLOPE_NOISE``.
 RANDOM_STARTS = 64
 SLOPE_NOISE = 1.0
+#: The starts stop early after this many in a row that found nothing better.
+SLP_STALL_STARTS = 32
 #: Upper bound on LP solves of one SLP descent.
 SLP_MAX_ITERATIONS = 50
 #: Relative cost decrease below which an SLP descent stops.
@@ -353,8 +355,9 @@ def _slp_multistart(
     rng = np.random.default_rng(seed)
     fixed_starts = [envelope, _majorant_slopes(net, net.offset_min),
                     _majorant_slopes(net, net.offset_max)]
+    since_improvement = 0
     for start in range(len(fixed_starts) + RANDOM_STARTS):
-        if time.perf_counter() >= deadline:
+        if time.perf_counter() >= deadline or since_improvement >= SLP_STALL_STARTS:
             break
         if start < len(fixed_starts):
             slopes = fixed_starts[start]
@@ -364,8 +367,10 @@ def _slp_multistart(
             noise = np.exp(rng.normal(0.0, SLOPE_NOISE, len(best.offset)))
             slopes = _majorant_slopes(net, best.offset) * noise
         point = _successive_lp(net, lp, slopes, deadline)
-        if point is not None and point.cost < best.cost:
+        since_improvement += 1
+        if point is not None and point.cost < best.cost * (1.0 - SLP_TOLERANCE):
             best = point
+            since_improvement = 0
     return best, lower_bound
 
 
