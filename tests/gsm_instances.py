@@ -12,6 +12,7 @@ from meio.engine.demand import propagate_demand
 from meio.engine.gsm import build_tree_problem
 
 SHAPES = ("serial", "assembly", "distribution", "mixed")
+Z95 = float(ndtri(0.95))
 
 
 def batch_from_networks(networks: list[dict]) -> Batch:
@@ -69,8 +70,8 @@ def random_tree_arcs(rng: np.random.Generator, size: int, shape: str) -> list[tu
     return topological_relabel(size, edges)
 
 
-def topological_relabel(size: int, edges: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Rename stages so that every arc goes from a lower to a higher index (Kahn, min-heap)."""
+def topological_order(size: int, edges: list[tuple[int, int]]) -> list[int]:
+    """Stages in topological order (Kahn's algorithm, smallest ready index first)."""
     indegree = [0] * size
     successors = [[] for _ in range(size)]
     for up, down in edges:
@@ -78,14 +79,20 @@ def topological_relabel(size: int, edges: list[tuple[int, int]]) -> list[tuple[i
         successors[up].append(down)
     ready = [node for node in range(size) if indegree[node] == 0]
     heapq.heapify(ready)
-    label = [0] * size
-    for position in range(size):
+    order = []
+    while ready:
         node = heapq.heappop(ready)
-        label[node] = position
+        order.append(node)
         for down in successors[node]:
             indegree[down] -= 1
             if indegree[down] == 0:
                 heapq.heappush(ready, down)
+    return order
+
+
+def topological_relabel(size: int, edges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Rename stages so that every arc goes from a lower to a higher index."""
+    label = {node: rank for rank, node in enumerate(topological_order(size, edges))}
     return sorted((label[up], label[down]) for up, down in edges)
 
 
@@ -127,12 +134,12 @@ def random_tree_batch(rng: np.random.Generator, n_networks: int, sizes: tuple[in
     ])
 
 
-def net_demand(batch: Batch, service_level: float = 0.95):
-    """Net demand with one run-wide service level (stage levels where the batch has them)."""
-    level = np.where(np.isnan(batch.service_level), service_level, batch.service_level)
-    return propagate_demand(batch, ndtri(level))
+def net_demand(batch: Batch, z: float = Z95):
+    """Net demand with one run-wide safety factor ``z`` (stage levels where the batch has them)."""
+    stage_z = np.where(np.isnan(batch.service_level), z, ndtri(batch.service_level))
+    return propagate_demand(batch, stage_z)
 
 
-def tree_problem(batch: Batch, service_level: float = 0.95):
-    """`TreeProblem` of ``batch`` at one run-wide service level."""
-    return build_tree_problem(batch, net_demand(batch, service_level))
+def tree_problem(batch: Batch, z: float = Z95):
+    """`TreeProblem` of ``batch`` with one run-wide safety factor ``z``."""
+    return build_tree_problem(batch, net_demand(batch, z))

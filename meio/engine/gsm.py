@@ -127,6 +127,7 @@ def solve(batch: Batch, demand: NetDemand, *, time_limit: float = 60.0) -> Model
         solver's), ``safety_stock_cost``, ``lower_bound`` (the cost itself for the exact tree
         DP), ``gap`` (``(cost - lower_bound) / cost``, 0 when the cost is 0) and ``seconds``
         (tree networks share the batch call's time in proportion to their stage counts).
+
     """
     problem = build_tree_problem(batch, demand)
     started = time.perf_counter()

@@ -387,6 +387,7 @@ def solve_trees(problem: TreeProblem, *, threads: int | None = None,
     TreeSolution
         Optimal service times, net lead times, safety stocks and network costs. Networks that
         are not forests have ``is_forest = False`` and their rows hold -1 / NaN.
+
     """
     n_stages = int(problem.network_offsets[-1])
     n_networks = len(problem.network_offsets) - 1
