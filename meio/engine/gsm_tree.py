@@ -113,14 +113,16 @@ def _forest_order(size, arc_first, arc_last, problem, adj_start, adj_node, adj_d
     ``adj_down[e]`` tells whether neighbour ``adj_node[e]`` is downstream; ``feeds_parent[k]``
     whether ``k`` is upstream of its parent (``f`` role) rather than downstream (``g`` role).
     """
-    adj_start[: size + 1] = 0
+    for local in range(size + 1):
+        adj_start[local] = 0
     for arc in range(arc_first, arc_last):
         adj_start[problem.arc_upstream[arc] + 1] += 1
         adj_start[problem.arc_downstream[arc] + 1] += 1
     for local in range(size):
         adj_start[local + 1] += adj_start[local]
     # ``order`` doubles as the fill cursor before the search overwrites it.
-    order[:size] = adj_start[:size]
+    for local in range(size):
+        order[local] = adj_start[local]
     for arc in range(arc_first, arc_last):
         up = problem.arc_upstream[arc]
         down = problem.arc_downstream[arc]
@@ -130,7 +132,8 @@ def _forest_order(size, arc_first, arc_last, problem, adj_start, adj_node, adj_d
         adj_node[order[down]] = up
         adj_down[order[down]] = False
         order[down] += 1
-    parent[:size] = _UNVISITED
+    for local in range(size):
+        parent[local] = _UNVISITED
     components = 0
     head = 0
     tail = 0
@@ -168,6 +171,7 @@ def _outbound_function(stage, width, max_in, max_out, whole_lead, external, cap,
     running = np.inf
     running_arg = 0
     base = stage * width
+    lowest_sum = inbound_sum[max_in]
     for outbound in range(max_out + 1):
         value = np.inf
         chosen = -1
@@ -179,7 +183,10 @@ def _outbound_function(stage, width, max_in, max_out, whole_lead, external, cap,
                 first_step += 1
             for step in range(first_step, n_steps):
                 inbound = steps[step]
-                candidate = stage_cost[inbound - outbound + whole_lead] + inbound_sum[inbound]
+                holding = stage_cost[inbound - outbound + whole_lead]
+                if holding + lowest_sum >= value:
+                    break
+                candidate = holding + inbound_sum[inbound]
                 if candidate < value:
                     value = candidate
                     chosen = inbound
@@ -202,6 +209,8 @@ def _inbound_function(stage, width, max_in, max_out, whole_lead, external, cap, 
             steps[n_steps] = y
             n_steps += 1
     base = stage * width
+    lowest_sum = outbound_sum[0]
+    below = 0
     for inbound in range(max_in + 1):
         if inbound < external:
             best_min[base + inbound] = np.inf
@@ -210,20 +219,19 @@ def _inbound_function(stage, width, max_in, max_out, whole_lead, external, cap, 
         high = inbound + whole_lead
         if cap != NO_CAP and cap < high:
             high = cap
-        value = np.inf
-        chosen = -1
-        for step in range(n_steps):
+        value = stage_cost[inbound - high + whole_lead] + outbound_sum[high]
+        chosen = high
+        while below < n_steps and steps[below] < high:
+            below += 1
+        for step in range(below - 1, -1, -1):
             outbound = steps[step]
-            if outbound >= high:
+            holding = stage_cost[inbound - outbound + whole_lead]
+            if holding + lowest_sum >= value:
                 break
-            candidate = stage_cost[inbound - outbound + whole_lead] + outbound_sum[outbound]
-            if candidate <= value:
+            candidate = holding + outbound_sum[outbound]
+            if candidate < value:
                 value = candidate
                 chosen = outbound
-        candidate = stage_cost[inbound - high + whole_lead] + outbound_sum[high]
-        if candidate <= value:
-            value = candidate
-            chosen = high
         best_min[base + inbound] = inbound_sum[inbound] + value
         other_arg[base + inbound] = chosen
     running = np.inf
@@ -253,8 +261,9 @@ def _solve_network(network, problem, solution, width, whole_lead, max_in, max_ou
     for position in range(size - 1, -1, -1):
         stage = order[position]
         row = first + stage
-        inbound_sum[: max_in[stage] + 1] = 0.0
-        outbound_sum[: max_out[stage] + 1] = 0.0
+        for service in range(max_out[stage] + 1):
+            inbound_sum[service] = 0.0
+            outbound_sum[service] = 0.0
         for edge in range(adj_start[stage], adj_start[stage + 1]):
             child = adj_node[edge]
             if parent[child] != stage:
