@@ -143,3 +143,59 @@ def net_demand(batch: Batch, z: float = Z95):
 def tree_problem(batch: Batch, z: float = Z95):
     """`TreeProblem` of ``batch`` with one run-wide safety factor ``z``."""
     return build_tree_problem(batch, net_demand(batch, z))
+
+
+def tiled_random_tree_batch(rng: np.random.Generator, n_networks: int, size: int, *,
+                            n_topologies: int = 512, lead_time_max: int = 10,
+                            service_max: int = 2) -> Batch:
+    """Many random ``size``-stage trees, built with vectorised NumPy (for large benchmarks).
+
+    Topologies come from a pool of ``n_topologies`` random trees of every shape; lead times,
+    holding costs, demand (at the sinks) and max service times are drawn per network.
+    """
+    pool = [random_tree_arcs(rng, size, SHAPES[index % len(SHAPES)])
+            for index in range(n_topologies)]
+    pool_arcs = np.array(pool, np.int64).reshape(n_topologies, size - 1, 2)
+    pool_sink = np.ones((n_topologies, size), bool)
+    for topology, arcs in enumerate(pool):
+        pool_sink[topology, [up for up, _ in arcs]] = False
+    pick = rng.integers(0, n_topologies, n_networks)
+    sink = pool_sink[pick].ravel()
+    n_stages = n_networks * size
+    nan = np.full(n_stages, np.nan)
+    return Batch(
+        network_offsets=np.arange(n_networks + 1, dtype=np.int64) * size,
+        arc_offsets=np.arange(n_networks + 1, dtype=np.int64) * (size - 1),
+        arc_upstream=pool_arcs[pick, :, 0].ravel(),
+        arc_downstream=pool_arcs[pick, :, 1].ravel(),
+        arc_quantity=np.ones(n_networks * (size - 1)),
+        lead_time=rng.integers(0, lead_time_max + 1, n_stages).astype(np.float64),
+        lead_time_sd=np.zeros(n_stages),
+        holding_cost=np.round(rng.uniform(0.1, 5.0, n_stages), 3),
+        demand_mean=np.where(sink, np.round(rng.uniform(5, 50, n_stages), 1), 0.0),
+        demand_sd=np.where(sink, np.round(rng.uniform(1, 10, n_stages), 2), 0.0),
+        service_level=nan,
+        fill_rate=nan.copy(),
+        max_service_time=np.where(sink, rng.integers(0, service_max + 1, n_stages), 0),
+        external_inbound_service_time=np.zeros(n_stages, np.int64),
+        stockout_cost=nan.copy(),
+        review_period=np.ones(n_stages),
+    )
+
+
+def repeat_batch(batch: Batch, copies: int) -> Batch:
+    """``batch`` with its networks repeated ``copies`` times, in order."""
+    def offsets(values):
+        shift = np.arange(copies, dtype=np.int64)[:, None] * values[-1]
+        return np.concatenate([[0], (values[1:][None, :] + shift).ravel()])
+
+    stage_fields = [name for name in Batch._fields if name not in (
+        "network_offsets", "arc_offsets", "arc_upstream", "arc_downstream", "arc_quantity")]
+    return Batch(
+        network_offsets=offsets(batch.network_offsets),
+        arc_offsets=offsets(batch.arc_offsets),
+        arc_upstream=np.tile(batch.arc_upstream, copies),
+        arc_downstream=np.tile(batch.arc_downstream, copies),
+        arc_quantity=np.tile(batch.arc_quantity, copies),
+        **{name: np.tile(getattr(batch, name), copies) for name in stage_fields},
+    )

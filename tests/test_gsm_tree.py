@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from meio.engine import gsm_tree
 from meio.engine.gsm_tree import TreeProblem, chunk_networks, solve_trees
 from tests.gsm_instances import SHAPES, batch_from_networks, random_tree_batch, tree_problem
 from tests.gsm_reference import brute_force_cost, reference_tree_dp
@@ -149,12 +150,13 @@ def test_forest_costs_add_up_over_components():
     assert forest.cost[0] == pytest.approx(sum(separate), rel=1e-12)
 
 
-def test_results_do_not_depend_on_threads_or_chunks():
+def test_results_do_not_depend_on_threads_or_chunks(monkeypatch):
     rng = np.random.default_rng(7)
     problem = tree_problem(random_tree_batch(rng, 300, (1, 15), fractional=True,
                                              service_max=3))
-    reference = solve_trees(problem, threads=1, chunks_per_thread=1)
-    for threads, chunks in ((2, 16), (2, 3), (1, 50)):
+    reference = solve_trees(problem, threads=1)
+    monkeypatch.setattr(gsm_tree, "PARALLEL_MIN_STAGES", 0)
+    for threads, chunks in ((2, 16), (2, 3), (1, 50), (2, 1)):
         other = solve_trees(problem, threads=threads, chunks_per_thread=chunks)
         for name in reference._fields:
             np.testing.assert_array_equal(getattr(other, name), getattr(reference, name))

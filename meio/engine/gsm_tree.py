@@ -57,6 +57,8 @@ from meio.engine.gsm_cost import stage_safety_stock
 
 #: ``service_time_cap`` value of a stage without a cap on its outbound service time.
 NO_CAP = -1
+#: Smaller batches run on the calling thread: waking a thread pool costs more than they take.
+PARALLEL_MIN_STAGES = 4096
 _UNVISITED = -2
 
 
@@ -368,6 +370,11 @@ def _solve_tree_batch(problem, solution, chunk_offsets):
         _solve_chunk(problem, solution, chunk_offsets[chunk], chunk_offsets[chunk + 1])
 
 
+@njit
+def _solve_tree_batch_serial(problem, solution):
+    _solve_chunk(problem, solution, 0, len(problem.network_offsets) - 1)
+
+
 def chunk_networks(network_offsets: np.ndarray, n_chunks: int) -> np.ndarray:
     """Split networks into at most ``n_chunks`` contiguous runs of about equal stage counts."""
     n_networks = len(network_offsets) - 1
@@ -386,7 +393,8 @@ def solve_trees(problem: TreeProblem, *, threads: int | None = None,
     problem : TreeProblem
         Contiguous arrays (int64 / float64) in batch order; see the module docstring.
     threads : int, optional
-        Numba threads for this call (default: the current setting).
+        Numba threads for this call (default: the current setting). Batches of fewer than
+        ``PARALLEL_MIN_STAGES`` stages run on the calling thread.
     chunks_per_thread : int, optional
         Networks are cut into this many contiguous chunks per thread, balanced by stage count;
         each chunk reuses one set of work arrays. Results do not depend on it.
@@ -409,6 +417,9 @@ def solve_trees(problem: TreeProblem, *, threads: int | None = None,
         safety_stock=np.full(n_stages, np.nan),
     )
     if n_networks == 0:
+        return solution
+    if n_stages < PARALLEL_MIN_STAGES or threads == 1:
+        _solve_tree_batch_serial(problem, solution)
         return solution
     with numba_threads(threads) as count:
         chunk_offsets = chunk_networks(problem.network_offsets, chunks_per_thread * count)
