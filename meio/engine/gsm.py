@@ -137,7 +137,8 @@ def solve(batch: Batch, demand: NetDemand, *, time_limit: float = 60.0) -> Model
     sizes = np.diff(problem.network_offsets)
     tree_stages = max(int(sizes[trees.is_forest].sum()), 1)
     seconds = np.where(trees.is_forest, elapsed * sizes / tree_stages, 0.0)
-    method = np.full(n_networks, TREE_METHOD, dtype=object)
+    general = np.flatnonzero(~trees.is_forest)
+    method = np.full(n_networks, TREE_METHOD, dtype=object if len(general) else None)
     lower_bound = np.full(n_networks, np.nan)
     columns = {
         "inbound_service_time": trees.inbound_service_time,
@@ -145,7 +146,6 @@ def solve(batch: Batch, demand: NetDemand, *, time_limit: float = 60.0) -> Model
         "net_lead_time": trees.net_lead_time,
         "safety_stock": trees.safety_stock,
     }
-    general = np.flatnonzero(~trees.is_forest)
     if len(general):
         _solve_general(problem, general, columns, method, lower_bound, seconds, time_limit)
     stage_cost = problem.holding_cost * columns["safety_stock"]

@@ -39,8 +39,10 @@ is upstream, or the root, gets
 (minimum cost of ``N_k`` given inbound ``SI``; ``+inf`` below ``ext_k``), where
 ``c_k(d) = h_k * SS(d + L_k - l_k)`` is tabulated once per stage (``W`` square roots). Because
 ``c_k`` is non-decreasing in ``SI - S`` and ``A_k``/``B_k`` are step functions, the inner
-minimum is attained at the range end or at a step of ``A_k`` (``B_k``), so each stage costs
-``O(W * steps)`` additions and at most ``O(W^2)``; prefix and suffix minima of ``f`` and ``g``
+minimum is attained at the range end or at a step of ``A_k`` (``B_k``). The steps are scanned
+away from the range end and the scan stops once the holding cost alone plus the smallest
+``A_k`` (``B_k``) cannot beat the best value, so a stage costs ``O(W)`` plus the steps scanned
+(``O(W^2)`` at worst, e.g. long serial lines); prefix and suffix minima of ``f`` and ``g``
 feed the parent in ``O(W)``. The optimum is ``min_SI g_root(SI)``; service times are recovered
 root-down from stored argmins. Ties go to the smallest inbound time in ``f``, the largest
 outbound time in ``g`` and the smallest index in the prefix/suffix minima.
