@@ -12,8 +12,6 @@ spot-checked against the plain-Python twin and stockpyl.
 
 from __future__ import annotations
 
-import os
-import resource
 import time
 import tracemalloc
 
@@ -21,6 +19,7 @@ import numba
 import numpy as np
 import pytest
 
+from bench.common import QUICK, peak_rss_mib
 from meio.engine import gsm
 from meio.engine.gsm_tree import solve_trees
 from tests.gsm_instances import (
@@ -35,7 +34,6 @@ from tests.gsm_instances import (
 from tests.gsm_reference import reference_tree_dp
 from tests.gsm_stockpyl import stockpyl_optimum
 
-QUICK = os.environ.get("MEIO_BENCH_QUICK") == "1"
 #: (stages per tree, trees given to stockpyl, tree shapes, ratio target) per comparison.
 #: 100-stage serial lines are left out of the peer runs: stockpyl needs minutes for one.
 PEER_CASES = [(10, 5, SHAPES, 10_000), (30, 1, ("mixed",), None)] if QUICK else [
@@ -120,7 +118,7 @@ def test_batch_throughput(benchmark, capsys):
 
     result = benchmark.pedantic(gsm.solve, args=(batch, demand), rounds=3, iterations=1,
                                 warmup_rounds=0)
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak_rss = peak_rss_mib()
 
     problem = gsm.build_tree_problem(batch, demand)
     cost = result.network["safety_stock_cost"]
@@ -139,7 +137,7 @@ def test_batch_throughput(benchmark, capsys):
         networks=batch.n_networks, networks_per_second=batch.n_networks / best,
         stage_rows_per_second=batch.n_stages / best, cpu_seconds_per_call=cpu_seconds,
         traced_peak_bytes=traced_peak,
-        process_peak_rss_bytes=peak_rss, numba_threads=numba.get_num_threads())
+        process_peak_rss_mib=peak_rss, numba_threads=numba.get_num_threads())
     _report(capsys, [
         f"throughput: {batch.n_networks:,} ten-stage trees (lead times 0-10) in one "
         f"gsm.solve call: best {best:.3f} s = {batch.n_networks / best:,.0f} networks/s, "
@@ -148,5 +146,5 @@ def test_batch_throughput(benchmark, capsys):
         f"cpu: one call used {cpu_seconds:.3f} CPU-s = {batch.n_networks / cpu_seconds:,.0f} "
         f"networks per CPU-second (the wall rate on idle cores, per core)",
         f"memory: traced NumPy peak of one call {traced_peak / 2**20:.0f} MiB, process peak "
-        f"RSS {peak_rss / 2**20:.0f} MiB (target < 1 GiB)",
+        f"RSS {peak_rss:.0f} MiB (target < 1 GiB)",
     ])

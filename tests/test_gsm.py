@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.special import ndtri
 
 from meio.engine import gsm
 from meio.engine.gsm_tree import NO_CAP, TreeProblem
@@ -197,3 +198,22 @@ def test_cost_does_not_rise_when_a_customer_service_time_is_relaxed(network, dat
     relaxed["max_service_time"][stage] += data.draw(st.integers(1, 4))
     after = _cost(relaxed)
     assert after <= before * (1 + 1e-12)
+
+
+def test_api_optimizes_a_catalog_with_the_gsm():
+    import meio
+    from tests.tables import small_catalog
+
+    # Network A: w (L 2, h 1) feeds r1 (L 1, h 2, sigma 3) and r2 (L 1, h 2, sigma 4), customers
+    # served at once; z = ndtri(0.95). Pooled sigma at w is 5. With S_w = s the cost is
+    # z (5 sqrt(2 - s) + 2*3 sqrt(1 + s) + 2*4 sqrt(1 + s)): s = 0 gives z (5 sqrt 2 + 14),
+    # s = 1 z (5 + 14 sqrt 2), s = 2 z 14 sqrt 3, so S_w = 0. Network B: x alone, z sqrt 3.
+    z = float(ndtri(0.95))
+    plan = meio.optimize(small_catalog(), model="gsm")
+    networks = plan.networks.sort("network")
+    assert networks["method"].to_list() == ["tree_dp", "tree_dp"]
+    assert networks["safety_stock_cost"].to_list() == pytest.approx(
+        [z * (5 * np.sqrt(2) + 14), z * np.sqrt(3)], rel=1e-12)
+    stages = plan.stages.sort("stage")
+    assert stages["outbound_service_time"].to_list() == [0, 0, 0, 0]
+    assert stages["net_lead_time"].to_list() == [1.0, 1.0, 2.0, 3.0]

@@ -106,7 +106,7 @@ def _solve_general(problem: TreeProblem, networks: np.ndarray, columns: dict, me
         lower_bound[network] = result.lower_bound
 
 
-def solve(batch: Batch, demand: NetDemand, *, time_limit: float = 60.0) -> ModelResult:
+def solve(batch: Batch, demand: NetDemand, *, time_limit: float = 10.0) -> ModelResult:
     """Optimise safety-stock placement with the guaranteed-service model.
 
     Parameters
