@@ -37,13 +37,14 @@ is upstream, or the root, gets
     ``g_k(SI) = A_k(SI) + min_{0 <= S <= min(SI + l_k, cap_k)} [c_k(SI - S) + B_k(S)]``
 
 (minimum cost of ``N_k`` given inbound ``SI``; ``+inf`` below ``ext_k``), where
-``c_k(d) = h_k * SS(d + L_k - l_k)`` is tabulated once per stage (``W`` square roots). Because
-``c_k`` is non-decreasing in ``SI - S`` and ``A_k``/``B_k`` are step functions, the inner
-minimum is attained at the range end or at a step of ``A_k`` (``B_k``). The steps are scanned
-away from the range end and the scan stops once the holding cost alone plus the smallest
-``A_k`` (``B_k``) cannot beat the best value, so a stage costs ``O(W)`` plus the steps scanned
-(``O(W^2)`` at worst, e.g. long serial lines); prefix and suffix minima of ``f`` and ``g``
-feed the parent in ``O(W)``. The optimum is ``min_SI g_root(SI)``; service times are recovered
+``c_k(x) = h_k * SS(x + L_k)`` for ``x = SI - S >= -l_k`` is tabulated once per stage at the
+slacks ``x + l_k`` in ``0..M^out_k`` (at most ``W`` square roots). Because ``c_k`` is
+non-decreasing in ``SI - S`` and ``A_k``/``B_k`` are step functions, the inner minimum is
+attained at the range end or at a step of ``A_k`` (``B_k``). The steps are scanned away from the
+range end and the scan stops once the holding cost alone plus the smallest ``A_k`` (``B_k``)
+cannot beat the best value, so a stage costs ``O(W)`` plus the steps scanned (``O(W^2)`` at
+worst, e.g. long serial lines); prefix and suffix minima of ``f`` and ``g`` feed the parent in
+``O(W)``. The optimum is ``min_SI g_root(SI)``; service times are recovered
 root-down from stored argmins. Ties go to the smallest inbound time in ``f``, the largest
 outbound time in ``g`` and the smallest index in the prefix/suffix minima.
 """
@@ -281,9 +282,9 @@ def _solve_network(network, problem, solution, width, whole_lead, max_in, max_ou
                 for inbound in range(max_in[stage] + 1):
                     inbound_sum[inbound] += best_min[base + min(inbound, top)]
         fraction = problem.lead_time[row] - whole_lead[stage]
-        for gap in range(max_out[stage] + 1):
-            stage_cost[gap] = problem.holding_cost[row] * stage_safety_stock(
-                problem.demand_bound_sd[row], problem.lead_time_term[row], gap + fraction)
+        for slack in range(max_out[stage] + 1):
+            stage_cost[slack] = problem.holding_cost[row] * stage_safety_stock(
+                problem.demand_bound_sd[row], problem.lead_time_term[row], slack + fraction)
         external = problem.external_inbound_service_time[row]
         cap = problem.service_time_cap[row]
         if feeds_parent[stage]:
@@ -311,8 +312,8 @@ def _solve_network(network, problem, solution, width, whole_lead, max_in, max_ou
             outbound = other_arg[stage * width + inbound]
         solution.outbound_service_time[row] = outbound
         solution.inbound_service_time[row] = inbound
-        tau = (inbound - outbound + whole_lead[stage]) + (problem.lead_time[row]
-                                                          - whole_lead[stage])
+        fraction = problem.lead_time[row] - whole_lead[stage]
+        tau = (inbound - outbound + whole_lead[stage]) + fraction
         stock = stage_safety_stock(problem.demand_bound_sd[row], problem.lead_time_term[row], tau)
         solution.net_lead_time[row] = tau
         solution.safety_stock[row] = stock
