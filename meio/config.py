@@ -42,7 +42,7 @@ class OptimizeConfig:
     model: str = "gsm"
     service_level: float = 0.95
     holding_rate: float | None = None
-    time_limit: float = 10.0
+    time_limit: float = 1.0
     output: str = "meio-run"
     overwrite: bool = False
 
