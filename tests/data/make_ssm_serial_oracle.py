@@ -44,14 +44,14 @@ def instances():
            "lead_time": [1.0, 1.0, 2.0], "stockout_cost": 37.12, "demand_mean": 5.0,
            "demand_sd": 1.0, "distribution": "normal"}
     rng = np.random.default_rng(20261122)
-    for index in range(8):
+    for index in range(9):
         n = int(rng.integers(1, 5))
         echelon = np.round(rng.uniform(0.0, 2.0, n), 2)
         local = np.cumsum(echelon[::-1])[::-1]
         poisson = index % 3 == 2
         mean = float(np.round(rng.uniform(2.0, 8.0), 1))
         yield {"name": f"random_{index}", "holding_cost": [float(v) for v in np.round(local, 2)],
-               "lead_time": [float(v) for v in rng.integers(0, 4, n)],
+               "lead_time": [float(v) for v in rng.integers(1, 4, n)],
                "stockout_cost": float(np.round(rng.uniform(5.0, 40.0), 2)),
                "demand_mean": mean,
                "demand_sd": float(np.sqrt(mean)) if poisson else float(np.round(mean * rng.uniform(0.1, 0.4), 2)),
