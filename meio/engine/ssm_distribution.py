@@ -74,12 +74,14 @@ class TreeBatch(NamedTuple):
     target_z: np.ndarray  #: float64[n_stages], z of a QUANTILE_TARGET
     target_fill_rate: np.ndarray  #: float64[n_stages], fill rate of a FILL_RATE_TARGET
     has_successor: np.ndarray  #: bool[n_stages]
+    inbound_quantity: np.ndarray  #: float64[n_stages], supplier units per unit (1 at roots)
 
 
 class TreeSolution(NamedTuple):
     """Base-stock levels and decomposition measures of every stage."""
 
     base_stock: np.ndarray  #: local (installation) level
+    echelon_base_stock: np.ndarray  #: own level + quantity-weighted echelon levels below
     net_lead_time: np.ndarray  #: effective lead time ``tau_j``
     inbound_delay: np.ndarray  #: ``W_pred(j)``: mean wait for the supplier (0 at roots)
     expected_on_hand: np.ndarray
@@ -229,6 +231,15 @@ def _line_search(trees, first, last, stage, choice, delay, out):
 
 @njit
 def _store_measures(trees, first, last, delay, out):
+    """Inbound delays, service measures and echelon levels of a tree's final levels."""
+    for stage in range(first, last):
+        out.echelon_base_stock[stage] = out.base_stock[stage]
+    for stage in range(last - 1, first - 1, -1):
+        up = trees.parent[stage]
+        if up >= 0:
+            out.echelon_base_stock[first + up] += (
+                trees.inbound_quantity[stage] * out.echelon_base_stock[stage]
+            )
     for stage in range(first, last):
         up = trees.parent[stage]
         out.inbound_delay[stage] = delay[up] if up >= 0 else 0.0
@@ -283,7 +294,7 @@ def _evaluate_batch(trees, base_stock, out):
 
 def _allocate(trees: TreeBatch) -> TreeSolution:
     n = len(trees.parent)
-    return TreeSolution(*(np.zeros(n) for _ in range(7)), np.zeros(len(trees.offsets) - 1))
+    return TreeSolution(*(np.zeros(n) for _ in range(8)), np.zeros(len(trees.offsets) - 1))
 
 
 def optimize_trees(trees: TreeBatch, *, max_rounds: int = 30) -> TreeSolution:
