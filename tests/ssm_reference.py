@@ -139,3 +139,132 @@ def evaluate_reference(instance, echelon_levels, **grid):
             for m, r in grids[j - 1].items():
                 dist[k - m] = dist.get(k - m, 0.0) + q * r
     return on_hand, backorders, cost
+
+
+# --- batches for the driver and the decomposition ------------------------------------------------
+
+STAGE_DEFAULTS = {"lead_time": 1.0, "lead_time_sd": 0.0, "holding_cost": 1.0, "demand_mean": 0.0,
+                  "demand_sd": 0.0, "service_level": math.nan, "fill_rate": math.nan,
+                  "max_service_time": 0, "external_inbound_service_time": 0,
+                  "stockout_cost": math.nan, "review_period": 1.0}
+
+
+def make_batch(networks):
+    """Build a Batch from ``[(stages, arcs)]``: stage dicts (topological order), ``(up, down, q)``."""
+    from meio.engine.batch import Batch
+
+    stages = [{**STAGE_DEFAULTS, **stage} for network, _ in networks for stage in network]
+    arcs = [sorted(arcs) for _, arcs in networks]
+    column = lambda name, dtype=float: np.array([s[name] for s in stages], dtype)  # noqa: E731
+    return Batch(
+        np.concatenate([[0], np.cumsum([len(n) for n, _ in networks])]).astype(np.int64),
+        np.concatenate([[0], np.cumsum([len(a) for a in arcs])]).astype(np.int64),
+        np.array([a[0] for arc in arcs for a in arc], np.int64),
+        np.array([a[1] for arc in arcs for a in arc], np.int64),
+        np.array([a[2] for arc in arcs for a in arc], float),
+        column("lead_time"), column("lead_time_sd"), column("holding_cost"),
+        column("demand_mean"), column("demand_sd"), column("service_level"),
+        column("fill_rate"), column("max_service_time", np.int64),
+        column("external_inbound_service_time", np.int64), column("stockout_cost"),
+        column("review_period"),
+    )
+
+
+def net_demand(batch, default_service_level=0.95):
+    from meio.engine.demand import propagate_demand
+
+    level = np.where(np.isnan(batch.service_level), default_service_level, batch.service_level)
+    return propagate_demand(batch, ndtri(level))
+
+
+def decomposition_reference(parent, lead_time, mean, sd, level):
+    """Plain-Python top-down pass of the decomposition for given installation levels.
+
+    Returns per stage ``(tau, E[B], E[OH], fill rate, cycle service level)``.
+    """
+    out = []
+    delay = []
+    for j in range(len(parent)):
+        tau = lead_time[j] + (delay[parent[j]] if parent[j] >= 0 else 0.0)
+
+        def backorders(t, j=j):
+            if t <= 0:
+                return max(-level[j], 0.0)
+            if sd[j] == 0 or t <= 0:
+                return max(mean[j] * t - level[j], 0.0)
+            spread = sd[j] * math.sqrt(t)
+            z = (level[j] - mean[j] * t) / spread
+            return spread * (stats.norm.pdf(z) - z * stats.norm.sf(z))
+
+        b = backorders(tau)
+        fill = 1.0 if mean[j] <= 0 else min(1.0, max(0.0, 1 - (b - backorders(tau - 1)) / mean[j]))
+        if sd[j] == 0 or tau <= 0:
+            csl = 1.0 if level[j] >= mean[j] * max(tau, 0.0) else 0.0
+        else:
+            csl = stats.norm.cdf(level[j], mean[j] * tau, sd[j] * math.sqrt(tau))
+        delay.append(b / mean[j] if mean[j] > 0 else 0.0)
+        out.append((tau, b, level[j] - mean[j] * tau + b, fill, csl))
+    return out
+
+
+def simulate_two_echelon(warehouse_lead_time, retailers, levels, periods, seed, warm_up=500):
+    """Monte Carlo of one warehouse feeding retailers, FCFS, end-of-period accounting.
+
+    Each retailer is ``{"lead_time", "mean", "sd"}``; ``levels`` are installation base-stock
+    levels, warehouse first. Within a period: retailer demand (normal, censored at 0) is met from
+    stock or backordered; each retailer reorders its demand from the warehouse, which reorders it
+    from an outside supplier; arrivals due this period land (an order placed in period t arrives
+    in period t + L); the warehouse ships outstanding orders first come, first served; then the
+    end-of-period measures are taken. Same-period orders are queued in random order. Returns mean backorders and on-hand per stage (warehouse
+    first), and per retailer the fill rate (share of demand not backordered at the end of its
+    period) and the cycle service level (share of periods ending without backorders).
+    """
+    from collections import deque
+
+    rng = np.random.default_rng(seed)
+    n = len(retailers)
+    means = [r["mean"] for r in retailers]
+    sds = [r["sd"] for r in retailers]
+    demand = np.maximum(0.0, rng.normal(means, sds, size=(periods, n)))
+    retailer_net = np.array(levels[1:], float)
+    warehouse_on_hand = float(levels[0])
+    supplier_pipeline = deque([0.0] * int(warehouse_lead_time))
+    retailer_pipeline = [deque([0.0] * int(r["lead_time"])) for r in retailers]
+    queue = deque()  # [retailer, quantity] owed by the warehouse, oldest first
+    backorders = np.zeros(n + 1)
+    on_hand = np.zeros(n + 1)
+    short = np.zeros(n)
+    no_stockout = np.zeros(n)
+    for t in range(periods):
+        d = demand[t]
+        retailer_net -= d
+        # Orders placed in the same period join the queue in random order (fair FCFS ties).
+        queue.extend([r, d[r]] for r in rng.permutation(n) if d[r] > 0)
+        supplier_pipeline.append(d.sum())
+        warehouse_on_hand += supplier_pipeline.popleft()
+        shipped = np.zeros(n)
+        while queue and warehouse_on_hand > 0:
+            amount = min(queue[0][1], warehouse_on_hand)
+            shipped[queue[0][0]] += amount
+            warehouse_on_hand -= amount
+            queue[0][1] -= amount
+            if queue[0][1] <= 1e-12:
+                queue.popleft()
+        for r in range(n):
+            retailer_pipeline[r].append(shipped[r])
+            retailer_net[r] += retailer_pipeline[r].popleft()
+        if t >= warm_up:
+            retailer_backorders = np.maximum(-retailer_net, 0.0)
+            backorders[0] += sum(owed for _, owed in queue)
+            backorders[1:] += retailer_backorders
+            on_hand[0] += warehouse_on_hand
+            on_hand[1:] += np.maximum(retailer_net, 0.0)
+            short += np.minimum(d, retailer_backorders)
+            no_stockout += retailer_backorders <= 1e-12
+    count = periods - warm_up
+    return {
+        "backorders": backorders / count,
+        "on_hand": on_hand / count,
+        "fill_rate": 1 - short / demand[warm_up:].sum(axis=0),
+        "cycle_service_level": no_stockout / count,
+    }

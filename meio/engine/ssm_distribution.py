@@ -8,23 +8,33 @@ first come, first served. Demand per period at stage ``j`` (net of every downstr
 DESIGN.md §2) has mean ``mu_j`` and standard deviation ``sigma_j``.
 
 Decomposition (the approximation). Following METRIC (Sherbrooke 1968, *Operations Research*
-16(1):122-141) in the periodic-review form of Axsäter, *Inventory Control*, 3rd ed., §10.2,
-each stage is treated as a single-stage base-stock system whose lead time is stretched by
-the mean delay its supplier imposes:
+16(1):122-141) with the two-moment refinement of Graves (1985, *Management Science*
+31(10):1247-1256), in the periodic-review form of Axsäter, *Inventory Control*, 3rd ed., §10,
+each stage is treated as a single-stage base-stock system whose lead time is stretched by the
+delay its supplier imposes:
 
-* effective (net) lead time ``tau_j = L_j + W_{pred(j)}``, with ``W`` the supplier's mean
-  backorder delay from Little's law, ``W_i = E[B_i] / mu_i``;
-* lead-time demand ``D_j ~ Normal(mu_j tau_j, sigma_j^2 tau_j)`` (the delay is replaced by its
-  mean: the extra variance of a random delay is ignored, METRIC's approximation);
-* ``E[B_j] = E[(D_j - s_j)^+]``, ``E[OH_j] = E[(s_j - D_j)^+]`` (normal loss function);
-* fill rate ``1 - (E[(D(tau_j) - s_j)^+] - E[(D(tau_j - 1) - s_j)^+]) / mu_j`` (the share of a
-  period's demand met from stock; ``D(t) = 0`` for ``t <= 0``) and cycle service level
-  ``P(D_j <= s_j)``.
+* effective (net) lead time ``tau_j = L_j + W_i`` for supplier ``i``, with the mean backorder
+  delay from Little's law, ``W_i = E[B_i] / mu_i``;
+* the level ``s_j`` covers ``X_j = D_j(L_j) + B_ij``, the demand over the stage's own lead time
+  plus its share ``B_ij`` of the supplier's backorders. ``E[X_j] = mu_j tau_j`` (the lead-time
+  extension) and ``Var X_j = sigma_j^2 L_j + f^2 Var B_i + f (1 - f) E[B_i]`` with ``f`` the
+  stage's share of the supplier's demand (binomial disaggregation of the supplier's backorders,
+  in the supplier's units); ``X_j`` is taken as normal with these two moments;
+* ``E[B_j] = E[(X_j - s_j)^+]``, ``E[B_j^2]`` from the second-order normal loss function, and
+  ``E[OH_j] = s_j - E[X_j] + E[B_j]``;
+* fill rate = share of a period's demand not backordered at the end of that period,
+  ``1 - (E[(X_j - s_j)^+] - E[(X'_j - s_j)^+]) / mu_j`` with ``X'_j`` = ``X_j`` less one period's
+  demand (end-of-period accounting of Snyder & Shen §6.2: an order placed in period ``t``
+  arrives in period ``t + L``, before costs are counted); cycle service level
+  ``P(X_j <= s_j)``.
 
-Exact parts: with zero stock upstream the delay is the full upstream lead time (a pure lead-time
-extension), and for a single stage the model is the exact newsvendor. Approximate parts: the
-delay distribution is collapsed to its mean, normal lead-time demand is not censored at zero,
-and the optimisation below is a heuristic (a coordinate-wise local optimum).
+Exact parts: a root (its supplier always delivers) and a single stage are exact for normal
+demand; with zero stock at a supplier the delay is exactly its lead time (a pure lead-time
+extension, the variance term then equals the supplier's lead-time demand variance share).
+Approximate parts: ``X_j`` is taken as normal with two moments, the disaggregation assumes the
+supplier's backorders belong to each successor independently in proportion to its demand,
+normal demand is not censored at zero, and the optimisation below is a heuristic (a
+coordinate-wise local optimum). The tests measure the error against Monte Carlo.
 
 Optimisation. Leaves (stages without successors) have a closed-form best response to their
 effective lead time: the newsvendor quantile ``z = Phi^-1(p / (p + h))`` when minimising cost,
@@ -47,7 +57,7 @@ from typing import NamedTuple
 import numpy as np
 
 from meio.engine._numba import njit, njit_parallel, prange
-from meio.engine.ssm_serial import _normal_cdf, _normal_loss
+from meio.engine.ssm_serial import _INV_SQRT_2PI, _normal_cdf, _normal_loss
 
 #: ``TreeBatch.target_kind`` codes.
 NO_TARGET = 0
@@ -84,6 +94,8 @@ class TreeSolution(NamedTuple):
     echelon_base_stock: np.ndarray  #: own level + quantity-weighted echelon levels below
     net_lead_time: np.ndarray  #: effective lead time ``tau_j``
     inbound_delay: np.ndarray  #: ``W_pred(j)``: mean wait for the supplier (0 at roots)
+    cover_mean: np.ndarray  #: mean of the demand the level covers, ``mu_j tau_j``
+    cover_sd: np.ndarray  #: its standard deviation (two-moment approximation)
     expected_on_hand: np.ndarray
     expected_backorders: np.ndarray
     fill_rate: np.ndarray
@@ -95,49 +107,64 @@ class TreeSolution(NamedTuple):
 
 
 @njit
-def _backorders(level, mean, sd, lead_time):
-    """``E[(D(t) - level)^+]`` for normal demand over ``t = lead_time`` periods (0 if t <= 0)."""
-    if lead_time <= 0.0:
-        return max(-level, 0.0)
-    spread = sd * math.sqrt(lead_time)
-    if spread == 0.0:
-        return max(mean * lead_time - level, 0.0)
-    return spread * _normal_loss((level - mean * lead_time) / spread)
+def _normal_second_loss(z):
+    """Return ``E[((Z - z)^+)^2]`` for a standard normal ``Z``."""
+    tail = 1.0 - _normal_cdf(z)
+    return (z * z + 1.0) * tail - z * math.exp(-0.5 * z * z) * _INV_SQRT_2PI
 
 
 @njit
-def _fill_rate(level, mean, sd, lead_time):
-    if mean <= 0.0:
+def _backorders(level, mean, spread):
+    """``E[(X - level)^+]`` for ``X ~ Normal(mean, spread^2)`` (a point mass if spread = 0)."""
+    if spread == 0.0:
+        return max(mean - level, 0.0)
+    return spread * _normal_loss((level - mean) / spread)
+
+
+@njit
+def _backorders_squared(level, mean, spread):
+    """``E[((X - level)^+)^2]`` for ``X ~ Normal(mean, spread^2)``."""
+    if spread == 0.0:
+        return max(mean - level, 0.0) ** 2
+    return spread * spread * _normal_second_loss((level - mean) / spread)
+
+
+@njit
+def _fill_rate(level, mean, spread, demand_mean, demand_sd):
+    """Share of a period's demand not backordered at the period's end.
+
+    ``X`` (mean, spread) is the demand the level must cover; ``X`` less one period's demand has
+    mean ``mean - demand_mean`` and variance ``spread^2 - demand_sd^2`` (both floored at zero).
+    """
+    if demand_mean <= 0.0:
         return 1.0
-    short = _backorders(level, mean, sd, lead_time) - _backorders(level, mean, sd, lead_time - 1.0)
-    return min(1.0, max(0.0, 1.0 - short / mean))
+    earlier_spread = math.sqrt(max(spread * spread - demand_sd * demand_sd, 0.0))
+    earlier = _backorders(level, max(mean - demand_mean, 0.0), earlier_spread)
+    short = _backorders(level, mean, spread) - earlier
+    return min(1.0, max(0.0, 1.0 - short / demand_mean))
 
 
 @njit
-def _cycle_service_level(level, mean, sd, lead_time):
-    spread = sd * math.sqrt(max(lead_time, 0.0))
-    centre = mean * max(lead_time, 0.0)
+def _cycle_service_level(level, mean, spread):
     if spread == 0.0:
-        return 1.0 if level >= centre else 0.0
-    return _normal_cdf((level - centre) / spread)
+        return 1.0 if level >= mean else 0.0
+    return _normal_cdf((level - mean) / spread)
 
 
 @njit
-def _target_level(kind, z, fill_rate, mean, sd, lead_time):
-    """Smallest level meeting a stage's target over ``lead_time`` (0 without a target)."""
-    if kind == NO_TARGET or mean <= 0.0:
+def _target_level(kind, z, fill_rate, mean, spread, demand_mean, demand_sd):
+    """Smallest level meeting a stage's target (0 without a target or without demand)."""
+    if kind == NO_TARGET or demand_mean <= 0.0:
         return 0.0
-    centre = mean * lead_time
-    spread = sd * math.sqrt(lead_time)
     if kind == QUANTILE_TARGET:
-        return max(0.0, centre + z * spread)
+        return max(0.0, mean + z * spread)
     low = 0.0
-    high = centre + _UPPER_Z * spread + mean
-    if _fill_rate(low, mean, sd, lead_time) >= fill_rate:
+    high = mean + _UPPER_Z * spread + demand_mean
+    if _fill_rate(low, mean, spread, demand_mean, demand_sd) >= fill_rate:
         return 0.0
     for _ in range(100):
         middle = 0.5 * (low + high)
-        if _fill_rate(middle, mean, sd, lead_time) >= fill_rate:
+        if _fill_rate(middle, mean, spread, demand_mean, demand_sd) >= fill_rate:
             high = middle
         else:
             low = middle
@@ -150,52 +177,70 @@ def _target_level(kind, z, fill_rate, mean, sd, lead_time):
 
 
 @njit
-def _evaluate_tree(trees, first, last, respond, choice, delay, out):
+def _evaluate_tree(trees, first, last, respond, choice, moments, out):
     """Top-down pass: effective lead times, levels, the decomposition's measures, objective.
 
     ``choice`` (local indices) holds the levels. With ``respond`` set, it only holds the free
     levels of stages with successors: leaves take their best response and targets act as floors.
-    ``delay`` receives each stage's mean backorder delay ``W``.
+    ``moments[local]`` receives ``(E[B], E[B^2])`` of each stage's backorders.
     """
     objective = 0.0
     for stage in range(first, last):
         local = stage - first
         up = trees.parent[stage]
-        tau = trees.lead_time[stage] + (delay[up] if up >= 0 else 0.0)
         mean = trees.demand_mean[stage]
         sd = trees.demand_sd[stage]
+        lead_time = trees.lead_time[stage]
+        cover_mean = mean * lead_time
+        cover_variance = sd * sd * lead_time
+        delay = 0.0
+        if up >= 0:
+            supplier_mean = trees.demand_mean[first + up]
+            if supplier_mean > 0.0:
+                # This stage's share of its supplier's backorders (Graves 1985 disaggregation).
+                quantity = trees.inbound_quantity[stage]
+                share = quantity * mean / supplier_mean
+                waiting, waiting_squared = moments[up, 0], moments[up, 1]
+                delay = waiting / supplier_mean
+                cover_mean += share * waiting / quantity
+                cover_variance += (
+                    share * share * (waiting_squared - waiting * waiting)
+                    + share * (1.0 - share) * waiting
+                ) / (quantity * quantity)
+        spread = math.sqrt(max(cover_variance, 0.0))
         level = choice[local]
         if respond:
             floor = _target_level(
                 trees.target_kind[stage], trees.target_z[stage], trees.target_fill_rate[stage],
-                mean, sd, tau,
+                cover_mean, spread, mean, sd,
             )
             level = max(level, floor) if trees.has_successor[stage] else floor
-        backorders = _backorders(level, mean, sd, tau)
+        backorders = _backorders(level, cover_mean, spread)
+        moments[local, 0] = backorders
+        moments[local, 1] = _backorders_squared(level, cover_mean, spread)
         out.base_stock[stage] = level
-        out.net_lead_time[stage] = tau
+        out.net_lead_time[stage] = lead_time + delay
+        out.inbound_delay[stage] = delay
+        out.cover_mean[stage] = cover_mean
+        out.cover_sd[stage] = spread
         out.expected_backorders[stage] = backorders
-        out.expected_on_hand[stage] = level - mean * tau + backorders
-        delay[local] = backorders / mean if mean > 0.0 else 0.0
+        out.expected_on_hand[stage] = level - cover_mean + backorders
         objective += trees.holding_cost[stage] * out.expected_on_hand[stage]
         objective += trees.backorder_weight[stage] * backorders
     return objective
 
 
 @njit
-def _line_search(trees, first, last, stage, choice, delay, out):
+def _line_search(trees, first, last, stage, choice, moments, out):
     """Minimise the tree objective over the level of ``stage``; leave ``choice`` at the best."""
     local = stage - first
-    mean = trees.demand_mean[stage]
-    tau = out.net_lead_time[stage]
-    spread = trees.demand_sd[stage] * math.sqrt(max(tau, 0.0))
-    high = max(choice[local], mean * tau + _UPPER_Z * spread, 1e-12)
+    high = max(choice[local], out.cover_mean[stage] + _UPPER_Z * out.cover_sd[stage], 1e-12)
     step = high / (_LINE_GRID - 1)
     best_value = math.inf
     best = 0
     for i in range(_LINE_GRID):
         choice[local] = i * step
-        value = _evaluate_tree(trees, first, last, True, choice, delay, out)
+        value = _evaluate_tree(trees, first, last, True, choice, moments, out)
         if value < best_value:
             best_value = value
             best = i
@@ -206,7 +251,7 @@ def _line_search(trees, first, last, stage, choice, delay, out):
     values = np.empty(2)
     for side in range(2):
         choice[local] = inner[side]
-        values[side] = _evaluate_tree(trees, first, last, True, choice, delay, out)
+        values[side] = _evaluate_tree(trees, first, last, True, choice, moments, out)
     for _ in range(_GOLDEN_STEPS):
         # Golden section: keep the better inner point, cut the bracket at the other one.
         if values[0] <= values[1]:
@@ -220,7 +265,7 @@ def _line_search(trees, first, last, stage, choice, delay, out):
             inner[1] = left + _INV_GOLDEN * (right - left)
             fresh = 1
         choice[local] = inner[fresh]
-        values[fresh] = _evaluate_tree(trees, first, last, True, choice, delay, out)
+        values[fresh] = _evaluate_tree(trees, first, last, True, choice, moments, out)
     for side in range(2):
         if values[side] < best_value:
             best_value = values[side]
@@ -230,8 +275,8 @@ def _line_search(trees, first, last, stage, choice, delay, out):
 
 
 @njit
-def _store_measures(trees, first, last, delay, out):
-    """Inbound delays, service measures and echelon levels of a tree's final levels."""
+def _store_measures(trees, first, last, out):
+    """Service measures and echelon levels of a tree's final levels."""
     for stage in range(first, last):
         out.echelon_base_stock[stage] = out.base_stock[stage]
     for stage in range(last - 1, first - 1, -1):
@@ -241,14 +286,13 @@ def _store_measures(trees, first, last, delay, out):
                 trees.inbound_quantity[stage] * out.echelon_base_stock[stage]
             )
     for stage in range(first, last):
-        up = trees.parent[stage]
-        out.inbound_delay[stage] = delay[up] if up >= 0 else 0.0
-        mean = trees.demand_mean[stage]
-        sd = trees.demand_sd[stage]
         level = out.base_stock[stage]
-        tau = out.net_lead_time[stage]
-        out.fill_rate[stage] = _fill_rate(level, mean, sd, tau)
-        out.cycle_service_level[stage] = _cycle_service_level(level, mean, sd, tau)
+        mean = out.cover_mean[stage]
+        spread = out.cover_sd[stage]
+        out.fill_rate[stage] = _fill_rate(
+            level, mean, spread, trees.demand_mean[stage], trees.demand_sd[stage]
+        )
+        out.cycle_service_level[stage] = _cycle_service_level(level, mean, spread)
 
 
 @njit
@@ -256,28 +300,28 @@ def _solve_tree(trees, network, max_rounds, out):
     first = trees.offsets[network]
     last = trees.offsets[network + 1]
     choice = np.zeros(last - first)
-    delay = np.zeros(last - first)
-    objective = _evaluate_tree(trees, first, last, True, choice, delay, out)
+    moments = np.zeros((last - first, 2))
+    objective = _evaluate_tree(trees, first, last, True, choice, moments, out)
     for _ in range(max_rounds):
         previous = objective
         for stage in range(last - 1, first - 1, -1):
             if trees.has_successor[stage]:
-                objective = _line_search(trees, first, last, stage, choice, delay, out)
+                objective = _line_search(trees, first, last, stage, choice, moments, out)
         if previous - objective <= 1e-10 * abs(previous):
             break
-    out.objective[network] = _evaluate_tree(trees, first, last, True, choice, delay, out)
-    _store_measures(trees, first, last, delay, out)
+    out.objective[network] = _evaluate_tree(trees, first, last, True, choice, moments, out)
+    _store_measures(trees, first, last, out)
 
 
 @njit
 def _evaluate_network(trees, network, base_stock, out):
     first = trees.offsets[network]
     last = trees.offsets[network + 1]
-    delay = np.zeros(last - first)
+    moments = np.zeros((last - first, 2))
     out.objective[network] = _evaluate_tree(
-        trees, first, last, False, base_stock[first:last], delay, out
+        trees, first, last, False, base_stock[first:last], moments, out
     )
-    _store_measures(trees, first, last, delay, out)
+    _store_measures(trees, first, last, out)
 
 
 @njit_parallel
@@ -294,7 +338,7 @@ def _evaluate_batch(trees, base_stock, out):
 
 def _allocate(trees: TreeBatch) -> TreeSolution:
     n = len(trees.parent)
-    return TreeSolution(*(np.zeros(n) for _ in range(8)), np.zeros(len(trees.offsets) - 1))
+    return TreeSolution(*(np.zeros(n) for _ in range(10)), np.zeros(len(trees.offsets) - 1))
 
 
 def optimize_trees(trees: TreeBatch, *, max_rounds: int = 30) -> TreeSolution:
