@@ -92,9 +92,11 @@ def chen_zheng_reference(instance, **grid):
     levels = []
 
     def make_cbar(previous, j):
-        @functools.lru_cache(maxsize=None)
+        @functools.cache
         def cost(y):
-            return sum(prob * (h[j] * (y - m) * step + previous(y - m)) for m, prob in grids[j].items())
+            return sum(
+                prob * (h[j] * (y - m) * step + previous(y - m)) for m, prob in grids[j].items()
+            )
 
         best = min(search, key=lambda y: (cost(y), y))
         levels.append(best)
@@ -143,14 +145,23 @@ def evaluate_reference(instance, echelon_levels, **grid):
 
 # --- batches for the driver and the decomposition ------------------------------------------------
 
-STAGE_DEFAULTS = {"lead_time": 1.0, "lead_time_sd": 0.0, "holding_cost": 1.0, "demand_mean": 0.0,
-                  "demand_sd": 0.0, "service_level": math.nan, "fill_rate": math.nan,
-                  "max_service_time": 0, "external_inbound_service_time": 0,
-                  "stockout_cost": math.nan, "review_period": 1.0}
+STAGE_DEFAULTS = {
+    "lead_time": 1.0,
+    "lead_time_sd": 0.0,
+    "holding_cost": 1.0,
+    "demand_mean": 0.0,
+    "demand_sd": 0.0,
+    "service_level": math.nan,
+    "fill_rate": math.nan,
+    "max_service_time": 0,
+    "external_inbound_service_time": 0,
+    "stockout_cost": math.nan,
+    "review_period": 1.0,
+}
 
 
 def make_batch(networks):
-    """Build a Batch from ``[(stages, arcs)]``: stage dicts (topological order), ``(up, down, q)``."""
+    """Build a Batch from ``[(stages, arcs)]``: stage dicts in topological order, arc tuples."""
     from meio.engine.batch import Batch
 
     stages = [{**STAGE_DEFAULTS, **stage} for network, _ in networks for stage in network]
@@ -162,10 +173,16 @@ def make_batch(networks):
         np.array([a[0] for arc in arcs for a in arc], np.int64),
         np.array([a[1] for arc in arcs for a in arc], np.int64),
         np.array([a[2] for arc in arcs for a in arc], float),
-        column("lead_time"), column("lead_time_sd"), column("holding_cost"),
-        column("demand_mean"), column("demand_sd"), column("service_level"),
-        column("fill_rate"), column("max_service_time", np.int64),
-        column("external_inbound_service_time", np.int64), column("stockout_cost"),
+        column("lead_time"),
+        column("lead_time_sd"),
+        column("holding_cost"),
+        column("demand_mean"),
+        column("demand_sd"),
+        column("service_level"),
+        column("fill_rate"),
+        column("max_service_time", np.int64),
+        column("external_inbound_service_time", np.int64),
+        column("stockout_cost"),
         column("review_period"),
     )
 
@@ -177,33 +194,65 @@ def net_demand(batch, default_service_level=0.95):
     return propagate_demand(batch, ndtri(level))
 
 
-def decomposition_reference(parent, lead_time, mean, sd, level):
-    """Plain-Python top-down pass of the decomposition for given installation levels.
+def _normal_partial_moment(level, mean, spread, power):
+    """``E[((X - level)^+)^power]`` for ``X ~ Normal(mean, spread^2)`` by numerical quadrature."""
+    from scipy import integrate
 
-    Returns per stage ``(tau, E[B], E[OH], fill rate, cycle service level)``.
+    if spread == 0:
+        return max(mean - level, 0.0) ** power
+    start = (level - mean) / spread  # integrate over the standardised variable
+    end = max(start, 0.0) + 15.0
+    value, _ = integrate.quad(
+        lambda u: (mean + spread * u - level) ** power * stats.norm.pdf(u),
+        start,
+        end,
+        points=[max(start, 0.0)] if start < 0 else None,
+        epsabs=1e-13,
+        epsrel=1e-11,
+        limit=200,
+    )
+    return value
+
+
+def decomposition_reference(parent, lead_time, mean, sd, quantity, level):
+    """Plain-Python top-down pass of the two-moment decomposition for given levels.
+
+    Returns per stage a dict with ``tau``, ``cover_mean``, ``cover_sd``, ``backorders``,
+    ``on_hand``, ``fill_rate`` and ``cycle_service_level``, from quadrature (no loss functions).
     """
     out = []
-    delay = []
     for j in range(len(parent)):
-        tau = lead_time[j] + (delay[parent[j]] if parent[j] >= 0 else 0.0)
-
-        def backorders(t, j=j):
-            if t <= 0:
-                return max(-level[j], 0.0)
-            if sd[j] == 0 or t <= 0:
-                return max(mean[j] * t - level[j], 0.0)
-            spread = sd[j] * math.sqrt(t)
-            z = (level[j] - mean[j] * t) / spread
-            return spread * (stats.norm.pdf(z) - z * stats.norm.sf(z))
-
-        b = backorders(tau)
-        fill = 1.0 if mean[j] <= 0 else min(1.0, max(0.0, 1 - (b - backorders(tau - 1)) / mean[j]))
-        if sd[j] == 0 or tau <= 0:
-            csl = 1.0 if level[j] >= mean[j] * max(tau, 0.0) else 0.0
-        else:
-            csl = stats.norm.cdf(level[j], mean[j] * tau, sd[j] * math.sqrt(tau))
-        delay.append(b / mean[j] if mean[j] > 0 else 0.0)
-        out.append((tau, b, level[j] - mean[j] * tau + b, fill, csl))
+        cover_mean, cover_var, tau = mean[j] * lead_time[j], sd[j] ** 2 * lead_time[j], lead_time[j]
+        i = parent[j]
+        if i >= 0 and mean[i] > 0:
+            f = quantity[j] * mean[j] / mean[i]
+            b, b2 = out[i]["backorders"], out[i]["backorders_squared"]
+            tau += b / mean[i]
+            cover_mean += f * b / quantity[j]
+            cover_var += (f * f * (b2 - b * b) + f * (1 - f) * b) / quantity[j] ** 2
+        spread = math.sqrt(cover_var)
+        b = _normal_partial_moment(level[j], cover_mean, spread, 1)
+        earlier = _normal_partial_moment(
+            level[j], max(cover_mean - mean[j], 0.0), math.sqrt(max(cover_var - sd[j] ** 2, 0.0)), 1
+        )
+        out.append(
+            {
+                "tau": tau,
+                "cover_mean": cover_mean,
+                "cover_sd": spread,
+                "backorders": b,
+                "backorders_squared": _normal_partial_moment(level[j], cover_mean, spread, 2),
+                "on_hand": level[j] - cover_mean + b,
+                "fill_rate": 1.0
+                if mean[j] <= 0
+                else min(1.0, max(0.0, 1 - (b - earlier) / mean[j])),
+                "cycle_service_level": (
+                    float(level[j] >= cover_mean)
+                    if spread == 0
+                    else stats.norm.cdf(level[j], cover_mean, spread)
+                ),
+            }
+        )
     return out
 
 
@@ -215,7 +264,8 @@ def simulate_two_echelon(warehouse_lead_time, retailers, levels, periods, seed, 
     stock or backordered; each retailer reorders its demand from the warehouse, which reorders it
     from an outside supplier; arrivals due this period land (an order placed in period t arrives
     in period t + L); the warehouse ships outstanding orders first come, first served; then the
-    end-of-period measures are taken. Same-period orders are queued in random order. Returns mean backorders and on-hand per stage (warehouse
+    end-of-period measures are taken. Same-period orders are queued in random order.
+    Returns mean backorders and on-hand per stage (warehouse
     first), and per retailer the fill rate (share of demand not backordered at the end of its
     period) and the cycle service level (share of periods ending without backorders).
     """

@@ -3,7 +3,8 @@
 stockpyl 1.0.2's ``ssm_serial`` fails under NumPy 2, so this script runs in a separate venv::
 
     python3 -m venv /tmp/ssm-venv && /tmp/ssm-venv/bin/pip install "numpy<2" stockpyl==1.0.2
-    /tmp/ssm-venv/bin/python tests/data/make_ssm_serial_oracle.py tests/data/ssm_serial_stockpyl.json
+    cd <repo> && /tmp/ssm-venv/bin/python tests/data/make_ssm_serial_oracle.py \\
+        tests/data/ssm_serial_stockpyl.json
 
 Every instance lists its stages from the demand stage (1) upstream, with LOCAL holding costs
 (increasing downstream, so echelon costs are non-negative).
@@ -40,9 +41,15 @@ def stockpyl_grid(lead_time, mean, sd):
 
 
 def instances():
-    yield {"name": "snyder_shen_example_6_1", "holding_cost": [7.0, 4.0, 2.0],
-           "lead_time": [1.0, 1.0, 2.0], "stockout_cost": 37.12, "demand_mean": 5.0,
-           "demand_sd": 1.0, "distribution": "normal"}
+    yield {
+        "name": "snyder_shen_example_6_1",
+        "holding_cost": [7.0, 4.0, 2.0],
+        "lead_time": [1.0, 1.0, 2.0],
+        "stockout_cost": 37.12,
+        "demand_mean": 5.0,
+        "demand_sd": 1.0,
+        "distribution": "normal",
+    }
     rng = np.random.default_rng(20261122)
     for index in range(9):
         n = int(rng.integers(1, 5))
@@ -50,12 +57,17 @@ def instances():
         local = np.cumsum(echelon[::-1])[::-1]
         poisson = index % 3 == 2
         mean = float(np.round(rng.uniform(2.0, 8.0), 1))
-        yield {"name": f"random_{index}", "holding_cost": [float(v) for v in np.round(local, 2)],
-               "lead_time": [float(v) for v in rng.integers(1, 4, n)],
-               "stockout_cost": float(np.round(rng.uniform(5.0, 40.0), 2)),
-               "demand_mean": mean,
-               "demand_sd": float(np.sqrt(mean)) if poisson else float(np.round(mean * rng.uniform(0.1, 0.4), 2)),
-               "distribution": "poisson" if poisson else "normal"}
+        yield {
+            "name": f"random_{index}",
+            "holding_cost": [float(v) for v in np.round(local, 2)],
+            "lead_time": [float(v) for v in rng.integers(1, 4, n)],
+            "stockout_cost": float(np.round(rng.uniform(5.0, 40.0), 2)),
+            "demand_mean": mean,
+            "demand_sd": float(np.sqrt(mean))
+            if poisson
+            else float(np.round(mean * rng.uniform(0.1, 0.4), 2)),
+            "distribution": "poisson" if poisson else "normal",
+        }
 
 
 def solve(instance):
@@ -63,8 +75,12 @@ def solve(instance):
     echelon = [local[j] - (local[j + 1] if j + 1 < len(local) else 0.0) for j in range(len(local))]
     n = len(local)
     # stockpyl lists are in system order N, ..., 1 (upstream first).
-    kwargs = {"num_nodes": n, "echelon_holding_cost": echelon[::-1],
-              "lead_time": instance["lead_time"][::-1], "stockout_cost": instance["stockout_cost"]}
+    kwargs = {
+        "num_nodes": n,
+        "echelon_holding_cost": echelon[::-1],
+        "lead_time": instance["lead_time"][::-1],
+        "stockout_cost": instance["stockout_cost"],
+    }
     if instance["distribution"] == "poisson":
         kwargs["demand_source"] = DemandSource(type="P", mean=instance["demand_mean"])
     else:
@@ -78,7 +94,9 @@ def solve(instance):
     result["stockpyl_expected_cost"] = float(cost)
     result["stockpyl_seconds"] = seconds
     if instance["distribution"] == "normal" and sum(instance["lead_time"]) > 0:
-        x_step, d_step = stockpyl_grid(instance["lead_time"], instance["demand_mean"], instance["demand_sd"])
+        x_step, d_step = stockpyl_grid(
+            instance["lead_time"], instance["demand_mean"], instance["demand_sd"]
+        )
         result["stockpyl_x_step"] = x_step
         result["stockpyl_min_d_step"] = d_step
     return result
@@ -94,7 +112,8 @@ def main(path):
             "generator": "tests/data/make_ssm_serial_oracle.py",
             "command": "/tmp/ssm-venv/bin/python tests/data/make_ssm_serial_oracle.py " + path,
             "stockpyl": stockpyl.__version__ if hasattr(stockpyl, "__version__") else "1.0.2",
-            "numpy": np.__version__, "scipy": scipy.__version__,
+            "numpy": np.__version__,
+            "scipy": scipy.__version__,
             "function": "stockpyl.ssm_serial.optimize_base_stock_levels (default discretisation)",
             "date": datetime.date.today().isoformat(),
         },
