@@ -103,6 +103,7 @@ def propagate_demand(batch: Batch, z: np.ndarray) -> NetDemand:
     -------
     NetDemand
         Mean, standard deviation, pooled demand bound and effective safety factor per stage.
+
     """
     n = batch.n_stages
     out = NetDemand(np.empty(n), np.empty(n), np.empty(n), np.empty(n))

@@ -1,0 +1,137 @@
+"""Turn validated tables into the CSR batch arrays of DESIGN.md §5, vectorised end to end.
+
+Each stage also gets its ``echelon``: 1 for customer-facing stages (no successors), one more
+per arc on the longest path down to a customer. Stages are ordered by network id, then by
+longest-path level inside the network (so every arc runs from a lower to a higher local index),
+then by stage id: the order is a function of the input alone, never of how it was read or
+partitioned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from meio.io.read import TableSource, read_table
+from meio.io.schema import empty_arcs
+from meio.io.topology import cumulative_cost, stage_levels
+from meio.io.validate import fail_where, validate_arcs, validate_stages
+
+_FLOAT_FIELDS = ("lead_time", "lead_time_sd", "holding_cost", "demand_mean", "demand_sd",
+                 "service_level", "fill_rate", "stockout_cost", "review_period")
+_INT_FIELDS = ("max_service_time", "external_inbound_service_time")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A validated catalog: tables in batch order and the flat arrays kernels read.
+
+    ``arrays`` holds exactly the fields of :class:`meio.engine.batch.Batch`.
+    """
+
+    stages: pl.DataFrame
+    arcs: pl.DataFrame
+    arrays: dict[str, np.ndarray]
+
+    @property
+    def network_ids(self) -> pl.Series:
+        """One id per network, in batch order."""
+        offsets = self.arrays["network_offsets"][:-1]
+        return self.stages["network"].gather(offsets)
+
+
+def _global_arc_ends(stages: pl.DataFrame, arcs: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Row numbers in ``stages`` of every arc's upstream and downstream stage."""
+    index = stages.select("network", "stage").with_row_index("row")
+    ends = []
+    for end in ("upstream", "downstream"):
+        joined = arcs.select("network", end).join(
+            index, left_on=["network", end], right_on=["network", "stage"], how="left",
+            maintain_order="left",
+        )
+        ends.append(joined["row"].to_numpy().astype(np.int64))
+    return ends[0], ends[1]
+
+
+def _check_acyclic(stages: pl.DataFrame, level: np.ndarray) -> None:
+    fail_where(stages.with_columns(on_cycle=pl.Series(level < 0)), pl.col("on_cycle"),
+               "arcs", "downstream", "arcs must not form a cycle; these stages lie on one")
+
+
+def _holding_cost(stages, level, up, down, quantity, holding_rate) -> pl.Series:
+    """Given holding costs, else ``holding_rate`` times the stage's cumulative cost."""
+    given = stages["holding_cost"]
+    if holding_rate is None or given.null_count() == 0:
+        return given
+    unit_cost = stages["unit_cost"].fill_null(0.0).to_numpy()
+    cumulative = cumulative_cost(unit_cost, level, up, down, quantity)
+    return given.fill_null(pl.Series(holding_rate * cumulative))
+
+
+def _arrays(
+    stages: pl.DataFrame, arcs: pl.DataFrame, up: np.ndarray, down: np.ndarray
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """CSR arrays from stages in batch order (``up``/``down`` are global rows) and the arc order."""
+    network_index = stages["network"].rle_id().to_numpy().astype(np.int64)
+    counts = np.bincount(network_index)
+    network_offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+    arc_network = network_index[up]
+    order = np.lexsort((down, up, arc_network))
+    arc_offsets = np.searchsorted(arc_network[order], np.arange(len(counts) + 1)).astype(np.int64)
+    arrays = {
+        "network_offsets": network_offsets,
+        "arc_offsets": arc_offsets,
+        "arc_upstream": (up - network_offsets[arc_network])[order],
+        "arc_downstream": (down - network_offsets[arc_network])[order],
+        "arc_quantity": arcs["quantity"].to_numpy()[order].astype(np.float64),
+    }
+    for name in _FLOAT_FIELDS:
+        arrays[name] = stages[name].cast(pl.Float64).fill_null(np.nan).to_numpy().copy()
+    for name in _INT_FIELDS:
+        arrays[name] = stages[name].to_numpy().astype(np.int64)
+    return {name: np.ascontiguousarray(values) for name, values in arrays.items()}, order
+
+
+def build_layout(
+    stages: TableSource, arcs: TableSource | None = None, *, holding_rate: float | None = None
+) -> Layout:
+    """Read, validate and lay out a catalog.
+
+    Parameters
+    ----------
+    stages, arcs : path or table
+        The input tables of DESIGN.md §2 (``arcs`` may be omitted or empty: every network is
+        then a single stage).
+    holding_rate : float, optional
+        Holding cost per unit of cumulative cost per period, for stages without ``holding_cost``.
+
+    Raises
+    ------
+    InputError
+        On the first broken rule of the data contract.
+
+    """
+    stage_table = validate_stages(read_table(stages, "stages"), holding_rate=holding_rate)
+    arc_table = empty_arcs() if arcs is None else read_table(arcs, "arcs")
+    arc_table = validate_arcs(arc_table, stage_table)
+
+    stage_table = stage_table.sort("network", "stage")
+    up, down = _global_arc_ends(stage_table, arc_table)
+    level = stage_levels(stage_table.height, up, down)
+    _check_acyclic(stage_table, level)
+    quantity = arc_table["quantity"].to_numpy()
+    stage_table = stage_table.with_columns(
+        holding_cost=_holding_cost(stage_table, level, up, down, quantity, holding_rate),
+        echelon=pl.Series(stage_levels(stage_table.height, down, up) + 1),
+        _level=pl.Series(level),
+        _row=pl.int_range(pl.len(), dtype=pl.Int64),
+    ).sort("network", "_level", "stage")
+    new_row = np.empty(stage_table.height, np.int64)
+    new_row[stage_table["_row"].to_numpy()] = np.arange(stage_table.height)
+    stage_table = stage_table.drop("_level", "_row")
+    up, down = new_row[up], new_row[down]
+    arrays, arc_order = _arrays(stage_table, arc_table, up, down)
+    return Layout(stage_table, arc_table[arc_order], arrays)
+

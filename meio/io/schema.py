@@ -1,0 +1,63 @@
+"""Declared schemas of the input tables (DESIGN.md §2): one place that names every column."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of an input table.
+
+    ``default`` fills absent columns and null cells of optional columns (``None`` keeps null,
+    meaning "not given": the run default applies later). ``minimum``/``maximum`` bound the values;
+    ``open_interval`` makes both bounds strict; ``whole`` demands integer values.
+    """
+
+    name: str
+    dtype: type[pl.DataType]
+    required: bool = False
+    default: float | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    open_interval: bool = False
+    strictly_positive: bool = False
+    whole: bool = False
+
+
+STAGE_ID_COLUMNS = ("network", "stage")
+ARC_ID_COLUMNS = ("network", "upstream", "downstream")
+
+STAGES: tuple[Column, ...] = (
+    Column("network", pl.String, required=True),
+    Column("stage", pl.String, required=True),
+    Column("lead_time", pl.Float64, required=True, minimum=0.0),
+    Column("lead_time_sd", pl.Float64, default=0.0, minimum=0.0),
+    Column("holding_cost", pl.Float64, minimum=0.0),
+    Column("unit_cost", pl.Float64, minimum=0.0),
+    Column("demand_mean", pl.Float64, default=0.0, minimum=0.0),
+    Column("demand_sd", pl.Float64, default=0.0, minimum=0.0),
+    Column("service_level", pl.Float64, minimum=0.0, maximum=1.0, open_interval=True),
+    Column("fill_rate", pl.Float64, minimum=0.0, maximum=1.0, open_interval=True),
+    Column("max_service_time", pl.Int64, default=0, minimum=0.0, whole=True),
+    Column("external_inbound_service_time", pl.Int64, default=0, minimum=0.0, whole=True),
+    Column("stockout_cost", pl.Float64, minimum=0.0),
+    Column("review_period", pl.Float64, default=1.0, minimum=0.0, strictly_positive=True),
+)
+
+ARCS: tuple[Column, ...] = (
+    Column("network", pl.String, required=True),
+    Column("upstream", pl.String, required=True),
+    Column("downstream", pl.String, required=True),
+    Column("quantity", pl.Float64, default=1.0, minimum=0.0, strictly_positive=True),
+    Column("lead_time_sd", pl.Float64, minimum=0.0),
+)
+
+SCHEMAS = {"stages": STAGES, "arcs": ARCS}
+
+
+def empty_arcs() -> pl.DataFrame:
+    """An arcs table with no rows (every network is a single stage)."""
+    return pl.DataFrame(schema={c.name: c.dtype for c in ARCS if c.required})
