@@ -31,15 +31,16 @@ is ``expected_inbound_delay`` (Little's law: the supplier's expected backorders 
 demand; a source's external inbound service time is added to its lead time instead).
 ``net_lead_time`` is the effective lead time ``lead_time + expected_inbound_delay``.
 ``base_stock`` is the local (installation) level, ``echelon_base_stock`` the level of the stage's
-echelon (itself and everything downstream). ``safety_stock = base_stock - demand_mean *
-net_lead_time`` (= expected net inventory), which can be negative at an upstream stage that
-plans to run backorders; ``safety_stock_cost = holding_cost * safety_stock``. The network's
-``expected_cost`` is the expected holding cost of on-hand stock, of stock in transit (at the
-shipping stage's rate) and of backorders to customers at ``stockout_cost`` (those without a
-stockout cost count 0 in service mode). ``cost_error_bound`` bounds the discretisation error of
-``expected_cost`` for exact serial solutions (NaN for the decomposition, an approximation whose
-error is measured in the tests). ``expected_fill_rate`` and ``expected_cycle_service_level`` are the
-decomposition's predictions (NaN for exact serial rows).
+echelon (itself and everything downstream). ``safety_stock`` is the expected on-hand stock at
+the end of a period (``expected_on_hand``): the buffer the stage actually holds. It is not
+``base_stock - demand_mean * net_lead_time`` (the expected net inventory), which is negative at
+an upstream stage that plans to run backorders. ``safety_stock_cost = holding_cost *
+safety_stock``. The network's ``expected_cost`` is the expected cost per period of on-hand
+stock, of stock in transit (at the shipping stage's holding cost) and of backorders to customers
+at ``stockout_cost`` (those without one count 0 in service mode). ``cost_error_bound`` bounds
+the discretisation error of ``expected_cost`` for exact serial solutions (NaN for the
+decomposition, an approximation whose error the tests measure). ``expected_fill_rate`` and
+``expected_cycle_service_level`` are the decomposition's predictions (NaN for exact serial rows).
 
 Not modelled: ``lead_time_sd`` (lead times are fixed), ``review_period`` (every stage reviews each
 period) and ``max_service_time``.
@@ -308,7 +309,7 @@ def solve(batch: Batch, demand: NetDemand, **options: Any) -> ModelResult:
     if len(decomposed):
         rows, backorder_price = _solve_trees(
             batch, topology, stockout, decomposed, cost_mode[decomposed],
-            int(options.get("max_rounds", 30)), columns,
+            int(options.get("max_rounds", 20)), columns,
         )
         parent = topology.parent[rows]
         supplier = np.maximum(parent, 0) + batch.network_offsets[topology.network[rows]]
@@ -327,7 +328,7 @@ def solve(batch: Batch, demand: NetDemand, **options: Any) -> ModelResult:
         method[decomposed] = DECOMPOSITION
 
     supported = topology.shape[topology.network] != _OTHER
-    safety_stock = columns["base_stock"] - demand.demand_mean * columns["net_lead_time"]
+    safety_stock = columns["expected_on_hand"]
     safety_stock_cost = batch.holding_cost * safety_stock
     network_safety_cost = np.bincount(
         topology.network, weights=np.nan_to_num(safety_stock_cost), minlength=n_networks

@@ -46,7 +46,7 @@ mode, ``stockout_cost`` times the backorders owed to external customers (a stage
 are split between its customers and its successors in proportion to their demand). In service
 mode targets are floors on the levels and the objective is holding cost alone (least holding
 cost meeting the targets). Rounds stop when the objective improves by less than a relative
-``1e-10`` or after ``max_rounds``.
+``1e-9`` or after ``max_rounds``.
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ NO_TARGET = 0
 QUANTILE_TARGET = 1  #: level = mean + z * sd of lead-time demand (CSL, or newsvendor in cost mode)
 FILL_RATE_TARGET = 2
 
-_LINE_GRID = 25
-_GOLDEN_STEPS = 40
+_LINE_GRID = 15
+_GOLDEN_STEPS = 30
 _UPPER_Z = 8.0
 _INV_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 
@@ -153,41 +153,67 @@ def _cycle_service_level(level, mean, spread):
 
 @njit
 def _target_level(kind, z, fill_rate, mean, spread, demand_mean, demand_sd):
-    """Smallest level meeting a stage's target (0 without a target or without demand)."""
+    """Smallest level meeting a stage's target (0 without a target or without demand).
+
+    Fill-rate targets are solved by Newton's method safeguarded by bisection: the fill rate
+    rises with the level, with slope ``(P(X > s) - P(X' > s)) / mu``.
+    """
     if kind == NO_TARGET or demand_mean <= 0.0:
         return 0.0
     if kind == QUANTILE_TARGET:
         return max(0.0, mean + z * spread)
+    if _fill_rate(0.0, mean, spread, demand_mean, demand_sd) >= fill_rate:
+        return 0.0
+    earlier_mean = max(mean - demand_mean, 0.0)
+    earlier_spread = math.sqrt(max(spread * spread - demand_sd * demand_sd, 0.0))
     low = 0.0
     high = mean + _UPPER_Z * spread + demand_mean
-    if _fill_rate(low, mean, spread, demand_mean, demand_sd) >= fill_rate:
-        return 0.0
+    level = min(max(mean, low), high)
     for _ in range(100):
-        middle = 0.5 * (low + high)
-        if _fill_rate(middle, mean, spread, demand_mean, demand_sd) >= fill_rate:
-            high = middle
+        gap = _fill_rate(level, mean, spread, demand_mean, demand_sd) - fill_rate
+        if gap >= 0.0:
+            high = level
         else:
-            low = middle
-        if high - low <= 1e-9 * (1.0 + high):
+            low = level
+        if high - low <= 1e-10 * (1.0 + high):
             break
+        slope = (
+            _exceedance(level, mean, spread) - _exceedance(level, earlier_mean, earlier_spread)
+        ) / demand_mean
+        newton = level - gap / slope if slope > 0.0 else -1.0
+        level = newton if low < newton < high else 0.5 * (low + high)
     return high
+
+
+@njit
+def _exceedance(level, mean, spread):
+    """``P(X > level)`` for ``X ~ Normal(mean, spread^2)``."""
+    if spread == 0.0:
+        return 1.0 if mean > level else 0.0
+    return 1.0 - _normal_cdf((level - mean) / spread)
 
 
 # --- one tree ------------------------------------------------------------------------------------
 
 
 @njit
-def _evaluate_tree(trees, first, last, respond, choice, moments, out):
-    """Top-down pass: effective lead times, levels, the decomposition's measures, objective.
+def _evaluate_tree(trees, first, last, changed, respond, work, out):
+    """Top-down pass over the stages whose level changed: lead times, levels, measures.
 
-    ``choice`` (local indices) holds the levels. With ``respond`` set, it only holds the free
-    levels of stages with successors: leaves take their best response and targets act as floors.
-    ``moments[local]`` receives ``(E[B], E[B^2])`` of each stage's backorders.
+    ``work = (choice, moments, contribution, affected)`` holds per-stage (local) scratch:
+    ``choice`` the levels (with ``respond`` set, only the free levels of stages with successors:
+    leaves take their best response and targets act as floors), ``moments`` each stage's
+    ``(E[B], E[B^2])``, ``contribution`` its share of the objective. Only local stage ``changed``
+    and its descendants are recomputed (``changed < 0``: every stage); the others keep their
+    values from the previous call. Returns the tree's objective.
     """
-    objective = 0.0
-    for stage in range(first, last):
+    choice, moments, contribution, affected = work
+    for stage in range(first + max(changed, 0), last):
         local = stage - first
         up = trees.parent[stage]
+        affected[local] = changed < 0 or local == changed or (up >= changed and affected[up])
+        if not affected[local]:
+            continue
         mean = trees.demand_mean[stage]
         sd = trees.demand_sd[stage]
         lead_time = trees.lead_time[stage]
@@ -225,33 +251,41 @@ def _evaluate_tree(trees, first, last, respond, choice, moments, out):
         out.cover_sd[stage] = spread
         out.expected_backorders[stage] = backorders
         out.expected_on_hand[stage] = level - cover_mean + backorders
-        objective += trees.holding_cost[stage] * out.expected_on_hand[stage]
-        objective += trees.backorder_weight[stage] * backorders
+        contribution[local] = (
+            trees.holding_cost[stage] * out.expected_on_hand[stage]
+            + trees.backorder_weight[stage] * backorders
+        )
+    objective = 0.0
+    for local in range(last - first):
+        objective += contribution[local]
     return objective
 
 
 @njit
-def _line_search(trees, first, last, stage, choice, moments, out):
-    """Minimise the tree objective over the level of ``stage``; leave ``choice`` at the best."""
+def _line_search(trees, first, last, stage, work, out):
+    """Minimise the tree objective over the level of ``stage``; leave it at the best value.
+
+    On return ``work`` and ``out`` describe the tree at the best level.
+    """
+    choice = work[0]
     local = stage - first
     high = max(choice[local], out.cover_mean[stage] + _UPPER_Z * out.cover_sd[stage], 1e-12)
     step = high / (_LINE_GRID - 1)
     best_value = math.inf
-    best = 0
+    best_choice = 0.0
     for i in range(_LINE_GRID):
         choice[local] = i * step
-        value = _evaluate_tree(trees, first, last, True, choice, moments, out)
+        value = _evaluate_tree(trees, first, last, local, True, work, out)
         if value < best_value:
             best_value = value
-            best = i
-    best_choice = best * step
+            best_choice = i * step
     left = max(0.0, best_choice - step)
     right = min(high, best_choice + step)
     inner = np.array([right - _INV_GOLDEN * (right - left), left + _INV_GOLDEN * (right - left)])
     values = np.empty(2)
     for side in range(2):
         choice[local] = inner[side]
-        values[side] = _evaluate_tree(trees, first, last, True, choice, moments, out)
+        values[side] = _evaluate_tree(trees, first, last, local, True, work, out)
     for _ in range(_GOLDEN_STEPS):
         # Golden section: keep the better inner point, cut the bracket at the other one.
         if values[0] <= values[1]:
@@ -265,13 +299,13 @@ def _line_search(trees, first, last, stage, choice, moments, out):
             inner[1] = left + _INV_GOLDEN * (right - left)
             fresh = 1
         choice[local] = inner[fresh]
-        values[fresh] = _evaluate_tree(trees, first, last, True, choice, moments, out)
+        values[fresh] = _evaluate_tree(trees, first, last, local, True, work, out)
     for side in range(2):
         if values[side] < best_value:
             best_value = values[side]
             best_choice = inner[side]
     choice[local] = best_choice
-    return best_value
+    return _evaluate_tree(trees, first, last, local, True, work, out)
 
 
 @njit
@@ -296,20 +330,25 @@ def _store_measures(trees, first, last, out):
 
 
 @njit
+def _workspace(size):
+    """Per-tree scratch of :func:`_evaluate_tree`: levels, moments, contributions, flags."""
+    return np.zeros(size), np.zeros((size, 2)), np.zeros(size), np.zeros(size, np.bool_)
+
+
+@njit
 def _solve_tree(trees, network, max_rounds, out):
     first = trees.offsets[network]
     last = trees.offsets[network + 1]
-    choice = np.zeros(last - first)
-    moments = np.zeros((last - first, 2))
-    objective = _evaluate_tree(trees, first, last, True, choice, moments, out)
+    work = _workspace(last - first)
+    objective = _evaluate_tree(trees, first, last, -1, True, work, out)
     for _ in range(max_rounds):
         previous = objective
         for stage in range(last - 1, first - 1, -1):
             if trees.has_successor[stage]:
-                objective = _line_search(trees, first, last, stage, choice, moments, out)
-        if previous - objective <= 1e-10 * abs(previous):
+                objective = _line_search(trees, first, last, stage, work, out)
+        if previous - objective <= 1e-9 * abs(previous):
             break
-    out.objective[network] = _evaluate_tree(trees, first, last, True, choice, moments, out)
+    out.objective[network] = objective
     _store_measures(trees, first, last, out)
 
 
@@ -317,10 +356,9 @@ def _solve_tree(trees, network, max_rounds, out):
 def _evaluate_network(trees, network, base_stock, out):
     first = trees.offsets[network]
     last = trees.offsets[network + 1]
-    moments = np.zeros((last - first, 2))
-    out.objective[network] = _evaluate_tree(
-        trees, first, last, False, base_stock[first:last], moments, out
-    )
+    work = _workspace(last - first)
+    work[0][:] = base_stock[first:last]
+    out.objective[network] = _evaluate_tree(trees, first, last, -1, False, work, out)
     _store_measures(trees, first, last, out)
 
 
@@ -341,7 +379,7 @@ def _allocate(trees: TreeBatch) -> TreeSolution:
     return TreeSolution(*(np.zeros(n) for _ in range(10)), np.zeros(len(trees.offsets) - 1))
 
 
-def optimize_trees(trees: TreeBatch, *, max_rounds: int = 30) -> TreeSolution:
+def optimize_trees(trees: TreeBatch, *, max_rounds: int = 20) -> TreeSolution:
     """Choose installation base-stock levels for every tree by the decomposition heuristic.
 
     Parameters
