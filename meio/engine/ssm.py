@@ -309,7 +309,7 @@ def solve(batch: Batch, demand: NetDemand, **options: Any) -> ModelResult:
     if len(decomposed):
         rows, backorder_price = _solve_trees(
             batch, topology, stockout, decomposed, cost_mode[decomposed],
-            int(options.get("max_rounds", 20)), columns,
+            int(options.get("max_rounds", 10)), columns,
         )
         parent = topology.parent[rows]
         supplier = np.maximum(parent, 0) + batch.network_offsets[topology.network[rows]]

@@ -46,7 +46,7 @@ mode, ``stockout_cost`` times the backorders owed to external customers (a stage
 are split between its customers and its successors in proportion to their demand). In service
 mode targets are floors on the levels and the objective is holding cost alone (least holding
 cost meeting the targets). Rounds stop when the objective improves by less than a relative
-``1e-9`` or after ``max_rounds``.
+``1e-6`` or after ``max_rounds``.
 """
 
 from __future__ import annotations
@@ -346,7 +346,7 @@ def _solve_tree(trees, network, max_rounds, out):
         for stage in range(last - 1, first - 1, -1):
             if trees.has_successor[stage]:
                 objective = _line_search(trees, first, last, stage, work, out)
-        if previous - objective <= 1e-9 * abs(previous):
+        if previous - objective <= 1e-6 * abs(previous):
             break
     out.objective[network] = objective
     _store_measures(trees, first, last, out)
@@ -379,7 +379,7 @@ def _allocate(trees: TreeBatch) -> TreeSolution:
     return TreeSolution(*(np.zeros(n) for _ in range(10)), np.zeros(len(trees.offsets) - 1))
 
 
-def optimize_trees(trees: TreeBatch, *, max_rounds: int = 20) -> TreeSolution:
+def optimize_trees(trees: TreeBatch, *, max_rounds: int = 10) -> TreeSolution:
     """Choose installation base-stock levels for every tree by the decomposition heuristic.
 
     Parameters

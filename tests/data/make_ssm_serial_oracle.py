@@ -12,32 +12,15 @@ Every instance lists its stages from the demand stage (1) upstream, with LOCAL h
 
 import datetime
 import json
-import math
 import sys
-import time
+from pathlib import Path
 
 import numpy as np
 import scipy
 import stockpyl
-from scipy import stats
-from stockpyl.demand_source import DemandSource
-from stockpyl.ssm_serial import optimize_base_stock_levels
 
-
-def stockpyl_grid(lead_time, mean, sd):
-    """The x and smallest d step stockpyl's defaults use for normal demand (its own formulas)."""
-    tail = 1 - stats.norm.cdf(4)
-    total = sum(lead_time)
-    lo = stats.norm.ppf(tail, mean * total, sd * math.sqrt(total))
-    hi = stats.norm.ppf(1 - tail, mean * total, sd * math.sqrt(total))
-    x_step = (hi - (lo - hi)) / 1000
-    d_steps = []
-    for lt in lead_time:
-        if lt > 0:
-            d_lo = max(stats.norm.ppf(tail, mean * lt, sd * math.sqrt(lt)), 0.0)
-            d_hi = stats.norm.ppf(1 - tail, mean * lt, sd * math.sqrt(lt))
-            d_steps.append((d_hi - d_lo) / 100)
-    return x_step, min(d_steps)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bench.stockpyl_peer import solve  # noqa: E402  (shared with the benchmark's peer runs)
 
 
 def instances():
@@ -70,42 +53,10 @@ def instances():
         }
 
 
-def solve(instance):
-    local = instance["holding_cost"]
-    echelon = [local[j] - (local[j + 1] if j + 1 < len(local) else 0.0) for j in range(len(local))]
-    n = len(local)
-    # stockpyl lists are in system order N, ..., 1 (upstream first).
-    kwargs = {
-        "num_nodes": n,
-        "echelon_holding_cost": echelon[::-1],
-        "lead_time": instance["lead_time"][::-1],
-        "stockout_cost": instance["stockout_cost"],
-    }
-    if instance["distribution"] == "poisson":
-        kwargs["demand_source"] = DemandSource(type="P", mean=instance["demand_mean"])
-    else:
-        kwargs["demand_mean"] = instance["demand_mean"]
-        kwargs["demand_standard_deviation"] = instance["demand_sd"]
-    start = time.perf_counter()
-    levels, cost = optimize_base_stock_levels(**kwargs)
-    seconds = time.perf_counter() - start
-    result = dict(instance)
-    result["stockpyl_echelon_base_stock"] = [float(levels[j]) for j in range(1, n + 1)]
-    result["stockpyl_expected_cost"] = float(cost)
-    result["stockpyl_seconds"] = seconds
-    if instance["distribution"] == "normal" and sum(instance["lead_time"]) > 0:
-        x_step, d_step = stockpyl_grid(
-            instance["lead_time"], instance["demand_mean"], instance["demand_sd"]
-        )
-        result["stockpyl_x_step"] = x_step
-        result["stockpyl_min_d_step"] = d_step
-    return result
-
-
 def main(path):
     results = []
     for instance in instances():
-        results.append(solve(instance))
+        results.append({**instance, **solve(instance)})
         print(results[-1]["name"], results[-1]["stockpyl_expected_cost"], flush=True)
     payload = {
         "provenance": {
