@@ -7,19 +7,20 @@ line for bad input (exit status 2, nothing written).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
-import polars as pl
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import meio
-from meio.config import GenerateConfig, RunConfig, load_config
+from meio.cluster import RunResult, local_cluster, prepare_catalog
+from meio.config import ClusterConfig, GenerateConfig, RunConfig, load_config
 from meio.io.errors import InputError
-from meio.io.write import check_output_target, file_sha256, write_run_directory
+from meio.io.write import check_output_target, write_run_directory
 
 EXIT_BAD_INPUT = 2
 
@@ -42,6 +43,21 @@ def _add_optimize(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", help="run directory to write")
     parser.add_argument("--overwrite", action="store_true", default=None,
                         help="replace an existing run directory")
+    _add_cluster_flags(parser)
+
+
+def _add_cluster_flags(parser: argparse.ArgumentParser) -> None:
+    """Where the run executes and how it is partitioned (the [cluster] config section)."""
+    group = parser.add_argument_group("cluster (see docs/cluster.md)")
+    group.add_argument("--scheduler", help="address of an existing Dask scheduler, tcp://HOST:PORT "
+                       "(default: an embedded local cluster when there is more than one partition)")
+    sizes = group.add_mutually_exclusive_group()
+    sizes.add_argument("--partitions", type=int, help="number of partitions of whole networks")
+    sizes.add_argument("--partition-size", type=int, help="stages per partition (default 500000)")
+    group.add_argument("--workers", type=int, help="local cluster: worker processes (default: cores)")
+    group.add_argument("--threads-per-worker", type=int, help="local cluster: Dask threads per worker")
+    group.add_argument("--resume", action="store_true", default=None,
+                       help="keep partitions an interrupted run of the same job already committed")
 
 
 def _add_generate(commands: argparse._SubParsersAction) -> None:
@@ -78,78 +94,84 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
         value = getattr(args, name)
         if value is not None:
             setattr(config.optimize, name, value)
+    for name in ("scheduler", "partitions", "partition_size", "workers", "threads_per_worker",
+                 "resume"):
+        value = getattr(args, name)
+        if value is not None:
+            setattr(config.cluster, name, value)
+    if args.partitions is not None or args.partition_size is not None:
+        config.cluster.partitions, config.cluster.partition_size = args.partitions, args.partition_size
     return config
 
 
 def _catalog(config: RunConfig) -> tuple[object, object, dict]:
-    """The tables to optimize and their manifest entry (files with checksums, or generation)."""
+    """The tables to optimize and what the manifest adds about them (the generation spec).
+
+    Files are recorded by the run itself (``inputs.files``: paths and checksums).
+    """
     if config.generate is not None:
         stages, arcs = config.generate.tables()
         return stages, arcs, {"generated": vars(config.generate)}
     settings = config.optimize
     if settings.stages is None:
         raise InputError("config", "stages", "give --stages (and --arcs) or a [generate] section")
-    inputs = {}
-    for name in ("stages", "arcs"):
-        path = getattr(settings, name)
-        if path is not None and Path(path).is_file():
-            inputs[name] = {"path": str(Path(path).resolve()), "sha256": file_sha256(path)}
-    return settings.stages, settings.arcs, {"files": inputs}
+    return settings.stages, settings.arcs, {}
 
 
-def _summary(console: Console, plan: meio.Plan, seconds: float) -> None:
+def _summary(console: Console, result: RunResult, seconds: float) -> None:
     """Safety-stock value by echelon and in total, against the single-echelon baseline."""
-    by_echelon = (
-        plan.stages.group_by("echelon")
-        .agg(pl.len().alias("stages"), pl.col("safety_stock_cost").sum().alias("value"))
-        .sort("echelon")
-    )
     table = Table(title="safety stock by echelon (1 = customer-facing)")
     for column in ("echelon", "stages", "safety-stock cost"):
         table.add_column(column, justify="right")
-    for echelon, stages, value in by_echelon.iter_rows():
+    for echelon, stages, value in result.by_echelon.iter_rows():
         table.add_row(str(echelon), f"{stages:,}", f"{value:,.2f}")
     console.print(table)
-    networks = plan.networks
-    cost = networks["safety_stock_cost"].sum()
-    baseline = networks["baseline_cost"].sum()
+    cost, baseline = result.total("safety_stock_cost"), result.total("baseline_cost")
     saving = 100.0 * (1.0 - cost / baseline) if baseline > 0 else 0.0
+    inputs = result.manifest["inputs"]
     console.print(
-        f"{networks.height:,} networks, {plan.stages.height:,} stages; safety-stock cost "
+        f"{inputs['networks']:,} networks, {inputs['stages_rows']:,} stages in "
+        f"{len(result.manifest['partitions'])} partition(s); safety-stock cost "
         f"{cost:,.2f} vs single-echelon {baseline:,.2f} ({saving:.1f}% saving); {seconds:.2f} s"
     )
 
 
+def _client(settings: ClusterConfig, pending: int) -> contextlib.AbstractContextManager:
+    """The Dask client the run uses: --scheduler, else a local cluster if it has work to share."""
+    if settings.scheduler:
+        from distributed import Client
+
+        return Client(settings.scheduler, timeout="30s")
+    if pending > 1 or settings.workers:
+        return local_cluster(settings.workers, settings.threads_per_worker)
+    return contextlib.nullcontext(None)
+
+
 def _optimize(args: argparse.Namespace, console: Console) -> None:
     config = _run_config(args)
-    settings = config.optimize
+    settings, cluster = config.optimize, config.cluster
     check_output_target(settings.output, overwrite=settings.overwrite)
     started = time.perf_counter()
-    timings = {}
-    with console.status("reading and validating the catalog") as status:
+    with console.status("checking the catalog and planning partitions"):
         stages, arcs, inputs = _catalog(config)
-        network = meio.read_network(stages, arcs, holding_rate=settings.holding_rate)
-        timings["read_validate"] = time.perf_counter() - started
-        status.update(f"optimizing {network.n_networks:,} networks with {settings.model}")
-        options = {"time_limit": settings.time_limit} if settings.model == "gsm" else {}
-        plan = meio.optimize(network, settings.model, service_level=settings.service_level,
-                             **options)
-        timings["optimize"] = time.perf_counter() - started - timings["read_validate"]
-        status.update(f"writing {settings.output}")
-        manifest = {
-            "meio_version": meio.__version__,
-            "model": settings.model,
-            "config_source": config.source,
-            "config": vars(settings),
-            "inputs": {**inputs, "stages_rows": network.stages.height,
-                       "arcs_rows": network.arcs.height, "networks": network.n_networks},
-            "partitions": 1,
-            "timings_seconds": timings,
-        }
-        write_run_directory(settings.output, {"stages": plan.stages, "networks": plan.networks},
-                            manifest, overwrite=settings.overwrite)
-    _summary(console, plan, time.perf_counter() - started)
-    console.print(f"results: {settings.output}/stages.parquet, networks.parquet, manifest.json")
+        job = prepare_catalog(
+            stages, arcs, settings.output, model=settings.model,
+            service_level=settings.service_level, holding_rate=settings.holding_rate,
+            options={"time_limit": settings.time_limit} if settings.model == "gsm" else {},
+            partitions=cluster.partitions, partition_size=cluster.partition_size,
+            resume=cluster.resume, overwrite=settings.overwrite,
+        )
+    manifest = {"meio_version": meio.__version__, "config_source": config.source,
+                "run_config": {"optimize": vars(settings), "cluster": vars(cluster)}, **inputs}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with _client(cluster, len(job.pending)) as client, Progress(*columns, console=console) as bar:
+        where = client.scheduler.address if client is not None else "this process"
+        task = bar.add_task(f"{settings.model} on {where}: partitions", total=len(job.plan))
+        result = job.run(client, retries=cluster.retries, manifest=manifest,
+                         on_progress=lambda event: bar.advance(task))
+    _summary(console, result, time.perf_counter() - started)
+    console.print(f"results: {settings.output}/stages/, networks/, manifest.json")
 
 
 def _generate(args: argparse.Namespace, console: Console) -> None:

@@ -48,11 +48,29 @@ class OptimizeConfig:
 
 
 @dataclass
+class ClusterConfig:
+    """Where and in how many partitions the run executes (see docs/cluster.md).
+
+    ``scheduler`` names an existing Dask cluster (``tcp://HOST:PORT``); without it a run of more
+    than one partition starts an embedded local cluster of ``workers`` processes.
+    """
+
+    scheduler: str | None = None
+    workers: int | None = None
+    threads_per_worker: int = 1
+    partitions: int | None = None
+    partition_size: int | None = None
+    resume: bool = False
+    retries: int = 3
+
+
+@dataclass
 class RunConfig:
     """A whole run: the optimize section and, optionally, a catalog to generate."""
 
     optimize: OptimizeConfig = field(default_factory=OptimizeConfig)
     generate: GenerateConfig | None = None
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     source: str = "defaults"
 
 
@@ -71,13 +89,14 @@ def parse_config(text: str, source: str) -> RunConfig:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise InputError("config", "-", f"{source} is not valid TOML: {error}") from error
-    unknown = sorted(set(raw) - {"optimize", "generate"})
+    unknown = sorted(set(raw) - {"optimize", "generate", "cluster"})
     if unknown:
         raise InputError("config", "-", f"unknown section(s) {', '.join(unknown)} in {source}")
     generate = raw.get("generate")
     return RunConfig(
         optimize=_section(OptimizeConfig, raw.get("optimize", {}), "optimize"),
         generate=None if generate is None else _section(GenerateConfig, generate, "generate"),
+        cluster=_section(ClusterConfig, raw.get("cluster", {}), "cluster"),
         source=source,
     )
 

@@ -17,7 +17,7 @@ import polars as pl
 from meio.io.read import TableSource, read_table
 from meio.io.schema import empty_arcs
 from meio.io.topology import cumulative_cost, stage_levels
-from meio.io.validate import fail_where, validate_arcs, validate_stages
+from meio.io.validate import fail_where, validate_arc_ends, validate_stages
 
 _FLOAT_FIELDS = ("lead_time", "lead_time_sd", "holding_cost", "demand_mean", "demand_sd",
                  "service_level", "fill_rate", "stockout_cost", "review_period")
@@ -40,19 +40,6 @@ class Layout:
         """One id per network, in batch order."""
         offsets = self.arrays["network_offsets"][:-1]
         return self.stages["network"].gather(offsets)
-
-
-def _global_arc_ends(stages: pl.DataFrame, arcs: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Row numbers in ``stages`` of every arc's upstream and downstream stage."""
-    index = stages.select("network", "stage").with_row_index("row")
-    ends = []
-    for end in ("upstream", "downstream"):
-        joined = arcs.select("network", end).join(
-            index, left_on=["network", end], right_on=["network", "stage"], how="left",
-            maintain_order="left",
-        )
-        ends.append(joined["row"].to_numpy().astype(np.int64))
-    return ends[0], ends[1]
 
 
 def _check_acyclic(stages: pl.DataFrame, level: np.ndarray) -> None:
@@ -115,10 +102,7 @@ def build_layout(
     """
     stage_table = validate_stages(read_table(stages, "stages"), holding_rate=holding_rate)
     arc_table = empty_arcs() if arcs is None else read_table(arcs, "arcs")
-    arc_table = validate_arcs(arc_table, stage_table)
-
-    stage_table = stage_table.sort("network", "stage")
-    up, down = _global_arc_ends(stage_table, arc_table)
+    arc_table, up, down = validate_arc_ends(arc_table, stage_table)
     level = stage_levels(stage_table.height, up, down)
     _check_acyclic(stage_table, level)
     quantity = arc_table["quantity"].to_numpy()

@@ -36,8 +36,7 @@ def _peel(n_stages: int, tails: np.ndarray, heads: np.ndarray) -> tuple[np.ndarr
         level[frontier] = depth
         targets = sorted_heads[_arcs_from(starts, frontier)]
         np.subtract.at(indegree, targets, 1)
-        candidates = np.unique(targets)
-        frontier = candidates[indegree[candidates] == 0]
+        frontier = np.unique(targets[indegree[targets] == 0])
         depth += 1
     return level, level < 0
 

@@ -61,14 +61,14 @@ def write_run_directory(
             files[name] = {"file": path.name, "rows": frame.height, "sha256": file_sha256(path)}
         content = {**manifest, "files": files}
         (staging / "manifest.json").write_text(json.dumps(content, indent=2, default=str))
-        _replace(staging, target)
+        replace_directory(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
 
 
-def _replace(staging: Path, target: Path) -> None:
+def replace_directory(staging: Path, target: Path) -> None:
     """Rename ``staging`` to ``target``, moving an existing ``target`` aside first."""
     if target.exists():
         retired = target.parent / f".{target.name}.old-{uuid.uuid4().hex}"

@@ -1,0 +1,142 @@
+"""One partition, end to end: read its rows, validate, optimize, write its part files.
+
+This is the whole of what a Dask task does, and it calls exactly the single-machine API
+(:func:`meio.api.read_network`, :func:`meio.api.optimize`), so a partitioned run computes every
+network as a single-process run would.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from meio.api import optimize, read_network
+from meio.cluster.catalog import Partition, Source
+from meio.cluster.checkpoint import RunArea
+from meio.engine._numba import numba_threads
+from meio.io.errors import InputError
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What every partition of a run shares: inputs, model and its settings, where to write."""
+
+    stages: Source
+    arcs: Source | None
+    area: RunArea
+    model: str
+    service_level: float
+    holding_rate: float | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    numba_threads: int | None = None
+
+
+@dataclass(frozen=True)
+class PartitionFailure:
+    """Bad input found by a task, returned (not raised) so Dask does not retry it.
+
+    The fields are those of :class:`~meio.io.errors.InputError`; :meth:`error` rebuilds it.
+    """
+
+    index: int
+    table: str
+    column: str
+    rule: str
+    count: int
+    examples: tuple[str, ...]
+
+    def error(self) -> InputError:
+        """The error as the single-process path raises it."""
+        return InputError(self.table, self.column, self.rule, self.count, self.examples)
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this worker process so far, MiB.
+
+    Linux: ``VmHWM`` of the process's own address space. ``ru_maxrss`` would also count the
+    memory of the parent a worker was forked from (it survives ``exec``), overstating workers
+    started by a large client. Elsewhere: ``ru_maxrss`` (KiB on Linux, bytes on macOS).
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
+
+
+def _echelon_summary(stages: pl.DataFrame) -> list[list[float]]:
+    """``[echelon, stages, safety_stock_cost]`` rows, for the run summary without re-reading."""
+    by_echelon = (
+        stages.group_by("echelon")
+        .agg(pl.len().alias("stages"), pl.col("safety_stock_cost").sum())
+        .sort("echelon")
+    )
+    return [list(row) for row in by_echelon.iter_rows()]
+
+
+def run_partition(
+    partition: Partition, settings: RunSettings, key: str, worker: str | None = None
+) -> dict[str, Any] | PartitionFailure:
+    """Read, validate, optimize and write one partition; returns its committed record.
+
+    Parameters
+    ----------
+    partition : Partition
+        The network range to process.
+    settings : RunSettings
+        Inputs, model and area shared by the run.
+    key : str
+        The partition's checkpoint key (stored in its record, see :mod:`meio.cluster.checkpoint`).
+    worker : str, optional
+        Name of the process running the task, kept in the record.
+
+    Returns
+    -------
+    dict or PartitionFailure
+        The record (files with row counts and checksums, per-step seconds, peak memory, summary),
+        or the first broken input rule.
+
+    """
+    started = time.perf_counter()
+    seconds = {}
+    try:
+        stages = partition.rows(settings.stages)
+        arcs = None if settings.arcs is None else partition.rows(settings.arcs)
+        seconds["read"] = time.perf_counter() - started
+        network = read_network(stages, arcs, holding_rate=settings.holding_rate)
+    except InputError as error:
+        return PartitionFailure(partition.index, error.table, error.column, error.rule, error.count,
+                                error.examples)
+    seconds["validate"] = time.perf_counter() - started - seconds["read"]
+    with numba_threads(settings.numba_threads):
+        plan = optimize(network, settings.model, service_level=settings.service_level,
+                        **settings.options)
+    seconds["optimize"] = time.perf_counter() - started - seconds["read"] - seconds["validate"]
+    files = {
+        "stages": settings.area.write_part("stages", partition.name, plan.stages),
+        "networks": settings.area.write_part("networks", partition.name, plan.networks),
+    }
+    seconds["write"] = time.perf_counter() - started - sum(seconds.values())
+    record = {
+        "key": key,
+        "partition": vars(partition),
+        "files": files,
+        "seconds": seconds,
+        "worker": worker,
+        "peak_rss_mb": _peak_rss_mb(),
+        "summary": {
+            "by_echelon": _echelon_summary(plan.stages),
+            "safety_stock_cost": float(plan.networks["safety_stock_cost"].sum()),
+            "baseline_cost": float(plan.networks["baseline_cost"].sum()),
+        },
+    }
+    settings.area.write_record(partition.name, record)
+    return record

@@ -1,0 +1,279 @@
+"""Partitioned runs: identical to the single-process API for any partitioning, resumable,
+atomic, and unchanged when a real Dask worker process is killed mid-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+import meio
+from meio.cli import main
+from meio.cluster import plan_partitions, run_catalog
+from meio.cluster.catalog import Source
+from tests.tables import random_catalog
+
+pytestmark = pytest.mark.cluster
+
+REPO = Path(__file__).resolve().parents[1]
+DASK = Path(sys.executable).parent / "dask"
+START_TIMEOUT = 90.0
+
+
+class Crash(RuntimeError):
+    """Stands for a driver that dies mid-run."""
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory):
+    """A random catalog of 400 networks as Parquet files, and the single-process plan of it."""
+    stages, arcs = random_catalog(11, networks=400)
+    folder = tmp_path_factory.mktemp("catalog")
+    stages.write_parquet(folder / "stages.parquet")
+    arcs.write_parquet(folder / "arcs.parquet")
+    plan = meio.optimize(meio.read_network(stages, arcs), "single")
+    return folder / "stages.parquet", folder / "arcs.parquet", plan
+
+
+def _dataset(run: Path, table: str) -> pl.DataFrame:
+    """A table of a run directory, parts in order; per-network timings dropped (never equal)."""
+    parts = sorted((run / table).glob("part-*.parquet")) or [run / f"{table}.parquet"]
+    frame = pl.read_parquet(parts)
+    return frame.drop("seconds") if table == "networks" else frame
+
+
+def _assert_same_plan(run: Path, plan: meio.Plan) -> None:
+    assert _dataset(run, "stages").equals(plan.stages)
+    assert _dataset(run, "networks").equals(plan.networks.drop("seconds"))
+
+
+def _run(stages, arcs, output, **options):
+    return run_catalog(stages, arcs, output, model="single", service_level=0.95, **options)
+
+
+@pytest.mark.parametrize("layout", [{"partitions": 1}, {"partitions": 4}, {"partitions": 7},
+                                    {"partition_size": 50}])
+def test_any_partitioning_equals_single_process(tmp_path, catalog, layout):
+    stages, arcs, plan = catalog
+    result = _run(stages, arcs, tmp_path / "run", **layout)
+    _assert_same_plan(tmp_path / "run", plan)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest == json.loads(json.dumps(result.manifest, default=str))
+    parts = manifest["partitions"]
+    assert sum(p["files"]["stages"]["rows"] for p in parts) == plan.stages.height
+    assert sum(p["partition"]["networks"] for p in parts) == plan.networks.height
+    assert result.total("safety_stock_cost") == pytest.approx(plan.networks["safety_stock_cost"].sum())
+    assert not (tmp_path / ".run.partial").exists()
+
+
+def test_partitions_hold_whole_networks_in_sorted_ranges(catalog):
+    stages, _, plan = catalog
+    partitions = plan_partitions(Source("stages", str(stages)), partitions=4)
+    assert len(partitions) == 4
+    networks = sorted(plan.networks["network"].to_list())
+    assert [p.first_network for p in partitions][0] == networks[0]
+    assert partitions[-1].last_network == networks[-1]
+    for before, after in zip(partitions, partitions[1:], strict=False):
+        assert before.last_network < after.first_network
+    assert sum(p.networks for p in partitions) == len(networks)
+    assert sum(p.stages for p in partitions) == plan.stages.height
+
+
+def test_hive_partitioned_input_gives_the_same_plan(tmp_path, catalog):
+    stages, arcs, plan = catalog
+    frame = pl.read_parquet(stages).with_columns(bucket=pl.col("network").str.slice(1, 1))
+    frame.write_parquet(tmp_path / "stages", partition_by="bucket")
+    _run(tmp_path / "stages", arcs, tmp_path / "run", partitions=3)
+    result = _dataset(tmp_path / "run", "stages")
+    assert result.drop("bucket").equals(plan.stages)
+
+
+def test_resume_skips_committed_partitions(tmp_path, catalog):
+    stages, arcs, plan = catalog
+    events = []
+
+    def crash_after_two(event):
+        events.append(event)
+        if len(events) == 2:
+            raise Crash
+
+    with pytest.raises(Crash):
+        _run(stages, arcs, tmp_path / "run", partitions=5, on_progress=crash_after_two)
+    assert not (tmp_path / "run").exists()
+    events.clear()
+    result = _run(stages, arcs, tmp_path / "run", partitions=5, resume=True, on_progress=events.append)
+    assert [(e.index, e.state) for e in events] == [
+        (0, "skipped"), (1, "skipped"), (2, "done"), (3, "done"), (4, "done")]
+    assert [p["resumed"] for p in result.manifest["partitions"]] == [True, True, False, False, False]
+    _assert_same_plan(tmp_path / "run", plan)
+
+
+def test_resume_recomputes_changed_jobs_and_damaged_parts(tmp_path, catalog):
+    stages, arcs, _ = catalog
+
+    def crash_after_two(event):
+        if event.index == 1:
+            raise Crash
+
+    with pytest.raises(Crash):
+        _run(stages, arcs, tmp_path / "run", partitions=4, on_progress=crash_after_two)
+    part = tmp_path / ".run.partial" / "dataset" / "stages" / "part-00001.parquet"
+    part.write_bytes(part.read_bytes()[:-10])
+    events = []
+    _run(stages, arcs, tmp_path / "run", partitions=4, resume=True, on_progress=events.append)
+    assert [e.state for e in events] == ["skipped", "done", "done", "done"]
+
+    with pytest.raises(Crash):
+        _run(stages, arcs, tmp_path / "other", partitions=4, on_progress=crash_after_two)
+    events.clear()
+    run_catalog(stages, arcs, tmp_path / "other", model="single", service_level=0.9, partitions=4,
+                resume=True, on_progress=events.append)
+    assert [e.state for e in events] == ["done"] * 4
+
+
+def test_failed_run_leaves_previous_results_intact(tmp_path, catalog):
+    stages, arcs, plan = catalog
+    _run(stages, arcs, tmp_path / "run", partitions=3)
+    before = {p: p.read_bytes() for p in sorted((tmp_path / "run").rglob("*")) if p.is_file()}
+
+    def crash(event):
+        raise Crash
+
+    with pytest.raises(Crash):
+        run_catalog(stages, arcs, tmp_path / "run", model="single", service_level=0.8, partitions=3,
+                    overwrite=True, on_progress=crash)
+    after = {p: p.read_bytes() for p in sorted((tmp_path / "run").rglob("*")) if p.is_file()}
+    assert after == before
+    _assert_same_plan(tmp_path / "run", plan)
+
+
+def test_bad_row_in_a_late_partition_raises_the_single_process_error(tmp_path, catalog):
+    stages, arcs, _ = catalog
+    frame = pl.read_parquet(stages)
+    last = frame["network"].max()
+    bad_row = frame.with_row_index().filter(pl.col("network") == last)["index"][0]
+    frame = frame.with_columns(
+        lead_time=pl.when(pl.int_range(pl.len()) == bad_row).then(-1.0).otherwise(pl.col("lead_time")))
+    frame.write_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(meio.InputError) as expected:
+        meio.read_network(frame, pl.read_parquet(arcs))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "keep.txt").write_text("previous results")
+    with pytest.raises(meio.InputError) as raised:
+        _run(tmp_path / "bad.parquet", arcs, tmp_path / "run", partitions=4, overwrite=True)
+    assert str(raised.value) == str(expected.value)
+    assert "stages.lead_time: must be >= 0 (1 row" in str(raised.value)
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["keep.txt"]
+    assert not (tmp_path / ".run.partial").exists()
+
+
+def test_precheck_rejects_arcs_of_networks_without_stages(tmp_path, catalog, capsys):
+    stages, arcs, _ = catalog
+    extra = pl.DataFrame({"network": ["zz"], "upstream": ["a"], "downstream": ["b"], "quantity": [1.0]})
+    pl.concat([pl.read_parquet(arcs), extra]).write_parquet(tmp_path / "arcs.parquet")
+    status = main(["optimize", "--stages", str(stages), "--arcs", str(tmp_path / "arcs.parquet"),
+                   "--model", "single", "--partitions", "3", "--output", str(tmp_path / "run")])
+    assert status == 2
+    assert ("arcs.upstream: must name a stage of the same network in the stages table (1 row; "
+            "first: network 'zz' arc 'a'->'b')") in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    assert not (tmp_path / ".run.partial").exists()
+
+
+# --- a real cluster: `dask scheduler` and two `dask worker` processes on 127.0.0.1 ------------
+
+
+def _spawn(args: list[str], log: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    with open(log, "wb") as handle:
+        return subprocess.Popen([str(DASK), *args], stdout=handle, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+
+
+@pytest.fixture
+def dask_cluster(tmp_path):
+    """A scheduler and two single-thread workers without nannies (a killed worker stays dead)."""
+    scheduler_file = tmp_path / "scheduler.json"
+    processes = {}
+    try:
+        processes["scheduler"] = _spawn(
+            ["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+             "--scheduler-file", str(scheduler_file)], tmp_path / "scheduler.log")
+        deadline = time.monotonic() + START_TIMEOUT
+        while not scheduler_file.exists():
+            assert time.monotonic() < deadline, (tmp_path / "scheduler.log").read_text()
+            assert processes["scheduler"].poll() is None, (tmp_path / "scheduler.log").read_text()
+            time.sleep(0.1)
+        time.sleep(0.2)
+        address = json.loads(scheduler_file.read_text())["address"]
+        for name in ("w0", "w1"):
+            processes[name] = _spawn(
+                ["worker", address, "--name", name, "--nthreads", "1", "--no-nanny",
+                 "--no-dashboard", "--host", "127.0.0.1", "--death-timeout", "60"],
+                tmp_path / f"{name}.log")
+        from distributed import Client
+
+        with Client(address, timeout=START_TIMEOUT) as client:
+            client.wait_for_workers(2, timeout=START_TIMEOUT)
+            yield address, client, processes
+    finally:
+        for process in reversed(processes.values()):
+            _stop(process)
+
+
+def test_worker_killed_mid_run_changes_nothing(tmp_path, dask_cluster):
+    address, client, processes = dask_cluster
+    stages, arcs = random_catalog(5, networks=2400)
+    stages.write_parquet(tmp_path / "stages.parquet")
+    arcs.write_parquet(tmp_path / "arcs.parquet")
+    plan = meio.optimize(meio.read_network(stages, arcs), "single")
+    done = tmp_path / ".run.partial" / "checkpoint" / "done"
+    killed = {}
+
+    def kill_a_busy_worker_after_the_first_commit():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (done.exists() and any(done.glob("*.json"))):
+            time.sleep(0.005)
+        busy = {w: keys for w, keys in client.processing().items() if keys}
+        if not busy:
+            return
+        victim = sorted(busy)[0]
+        name = client.scheduler_info(n_workers=-1)["workers"][victim]["name"]
+        processes[name].kill()
+        killed.update(address=victim, keys=set(busy[victim]))
+
+    watcher = threading.Thread(target=kill_a_busy_worker_after_the_first_commit, daemon=True)
+    watcher.start()
+    status = main(["optimize", "--stages", str(tmp_path / "stages.parquet"), "--arcs",
+                   str(tmp_path / "arcs.parquet"), "--model", "single", "--partitions", "24",
+                   "--scheduler", address, "--output", str(tmp_path / "run")])
+    watcher.join(timeout=30)
+    assert status == 0
+    assert killed, "the kill did not land while partitions were still running"
+    _assert_same_plan(tmp_path / "run", plan)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert len(manifest["partitions"]) == 24
+    by_name = {f"meio-part-{p['partition']['index']:05d}": p["worker"] for p in manifest["partitions"]}
+    moved = [key for key in killed["keys"] if key.startswith("meio-part-")]
+    assert moved
+    for key in moved:
+        assert by_name[key[: len("meio-part-00000")]] != killed["address"]
+    assert processes["w0"].poll() is not None or processes["w1"].poll() is not None
