@@ -35,7 +35,7 @@ def serial_systems(instances) -> SerialSystems:
     )
 
 
-def lead_time_demand(instance, tail_probability=1e-10, resolution=20.0, max_grid_points=20_000):
+def lead_time_demand(instance, tail_probability=1e-8, resolution=12.0, max_grid_points=20_000):
     """Grid step and, per stage, ``{grid index: probability}`` of the discretised demand."""
     mean, sd = instance["demand_mean"], instance["demand_sd"]
     poisson = instance["distribution"] == "poisson"

@@ -27,9 +27,9 @@ All functions live on one grid ``x = k * step`` anchored at zero, and each lead-
 ``((k - 1/2) step, (k + 1/2) step]``; the first and last cells take the two tails.
 
 * Poisson: ``step = 1`` (no rounding). The support of ``D_j`` is cut where Bernstein's bound puts
-  less than ``tail_probability`` in each tail.
+  less than ``tail_probability`` (default ``1e-8``) in each tail.
 * Normal: ``step = min_j sd(D_j) / resolution`` (``resolution`` cells per standard deviation of
-  the least variable lead-time demand, default 20), coarsened only if the grid would exceed
+  the least variable lead-time demand, default 12), coarsened only if the grid would exceed
   ``max_grid_points``; the support of ``D_j`` is ``mean +- z sd`` with ``z`` the
   ``1 - tail_probability`` normal quantile. A deterministic stage (``sd = 0``) uses its mean.
 
@@ -46,7 +46,10 @@ grid points, the computed optimal cost differs from the exact optimal cost of th
 model by at most ``sum_j lip_j * (E|D_j - D~_j| + g)`` with ``g = step / 2`` for normal demand
 (``0`` for Poisson, where base-stock levels are integers) and
 ``E|D_j - D~_j| <= step / 2 + E[(D_j - upper edge)^+] + E[(lower edge - D_j)^+]`` (the tail
-terms are computed exactly). That bound is returned per system as ``cost_error_bound``.
+terms are computed exactly). That bound is returned per system as ``cost_error_bound``. It is
+rigorous but pessimistic, most of all when ``p`` is large against the holding costs: the
+observed errors are far smaller (the tests measure about 1e-4 to 1e-3 relative to stockpyl's
+optimum at equal or finer grids, and about 3e-4 between the default grid and one twice as fine).
 """
 
 from __future__ import annotations
@@ -105,7 +108,7 @@ class SerialSolution(NamedTuple):
 
 
 def grid_options(
-    *, tail_probability: float = 1e-10, resolution: float = 20.0, max_grid_points: int = 20_000
+    *, tail_probability: float = 1e-8, resolution: float = 12.0, max_grid_points: int = 20_000
 ) -> GridOptions:
     """Build :class:`GridOptions` from user settings (quantiles computed here, outside kernels)."""
     if not 0.0 < tail_probability < 0.5:
