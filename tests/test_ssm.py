@@ -177,3 +177,17 @@ def test_poisson_serial_and_single_stage_network():
     assert result.network["method"][0] == "chen_zheng_exact"
     # Newsvendor on Poisson(6): smallest S with F(S) >= 9/10.
     assert result.stage["base_stock"][0] == stats.poisson(6.0).ppf(0.9)
+
+
+def test_results_do_not_depend_on_thread_count():
+    from meio.engine._numba import numba_threads
+
+    networks = [EXAMPLE_6_1, WAREHOUSE, ASSEMBLY] * 4
+    with numba_threads(1):
+        _, one = solve(networks)
+    with numba_threads(2):
+        _, two = solve(networks)
+    for name, column in one.stage.items():
+        np.testing.assert_array_equal(column, two.stage[name], err_msg=name)
+    for name, column in one.network.items():
+        np.testing.assert_array_equal(column, two.network[name], err_msg=name)

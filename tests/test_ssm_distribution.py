@@ -74,7 +74,7 @@ def random_trees(draw):
     }
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(random_trees(), st.data())
 def test_evaluation_matches_quadrature_twin(tree, data):
     batch = tree_batch([tree])

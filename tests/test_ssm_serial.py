@@ -45,7 +45,7 @@ def grid_kwargs(instance):
     return {} if instance["distribution"] == "poisson" else COARSE
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(serial_instances())
 def test_optimizer_matches_reference_recursion(instance):
     kwargs = grid_kwargs(instance)
@@ -58,7 +58,7 @@ def test_optimizer_matches_reference_recursion(instance):
         assert reference_cost == pytest.approx(cost, rel=1e-9, abs=1e-9)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(serial_instances(max_stages=4), st.data())
 def test_policy_evaluation_matches_reference(instance, data):
     kwargs = grid_kwargs(instance)
@@ -74,7 +74,7 @@ def test_policy_evaluation_matches_reference(instance, data):
     assert evaluated.expected_cost[0] == pytest.approx(cost, rel=1e-9, abs=1e-9)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(serial_instances(max_stages=4))
 def test_optimal_cost_equals_evaluated_cost_of_optimal_policy(instance):
     # The recursion's minimum and the distribution-based evaluation are independent computations.

@@ -33,10 +33,11 @@ All functions live on one grid ``x = k * step`` anchored at zero, and each lead-
   ``max_grid_points``; the support of ``D_j`` is ``mean +- z sd`` with ``z`` the
   ``1 - tail_probability`` normal quantile. A deterministic stage (``sd = 0``) uses its mean.
 
-The functions are only stored on the window ``[A_j, B_j]`` with ``A_j`` (``B_j``) the sum of the
-lowest (highest) lead-time demands of stages ``1..j``: below ``A_j`` every function is exactly
-affine with slope ``-(p + h'_{j+1})`` and above ``B_j`` affine with a known slope (zero when the
-optimal level lies inside the window), so the window width does not grow with the mean demand.
+The functions are only stored on the window ``[A_j, min(S*_j, B_j)]`` with ``A_j`` (``B_j``) the
+sum of the lowest (highest) lead-time demands of stages ``1..j``: below ``A_j`` every function
+is exactly affine with slope ``-(p + h'_{j+1})``, above ``S*_j`` ``Cbar_j`` is constant, and above
+``B_j`` it is affine with a known slope, so the window width does not grow with the mean demand.
+``C_j`` is convex, so its scan stops as soon as it rises past the minimum.
 
 Error bound
 -----------
@@ -321,22 +322,28 @@ def _chen_zheng(
                 below = cbar[k - low]
             chat[i] = h * k * step + below
         probabilities = pmf[pmf_offsets[j]:pmf_offsets[j + 1]]
-        for y in range(new_low, new_high + 1):
+        # C_j is convex: scan upwards and stop once it rises, the minimum is behind us. Above
+        # the minimum Cbar_j is constant, so the stored window ends there.
+        best = 0
+        rose = False
+        for i in range(new_high - new_low + 1):
             total = 0.0
             for m in range(lo[j], hi[j] + 1):
-                total += probabilities[m - lo[j]] * chat[y - m - ext_low]
-            cost[y - new_low] = total
-        best = 0
-        for i in range(1, new_high - new_low + 1):
-            if cost[i] < cost[best]:
+                total += probabilities[m - lo[j]] * chat[new_low + i - m - ext_low]
+            cost[i] = total
+            if total < cost[best]:
                 best = i
+            elif total > cost[best]:
+                rose = True
+                break
         slope_below += h
         slope_above += h
-        if slope_above < 0.0:
-            optimal_index[j] = _UNBOUNDED
-        else:
+        if rose or slope_above >= 0.0:
             optimal_index[j] = new_low + best
+            new_high = new_low + best
             slope_above = 0.0
+        else:
+            optimal_index[j] = _UNBOUNDED
         running = cost[0]
         for i in range(new_high - new_low + 1):
             running = min(running, cost[i])
