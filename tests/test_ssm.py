@@ -52,6 +52,7 @@ def solve(networks, **options):
     return batch, ssm.solve(batch, net_demand(batch), **options)
 
 
+@pytest.mark.nojit
 def test_serial_network_is_solved_exactly_with_contract_columns():
     batch, result = solve([EXAMPLE_6_1])
     assert list(result.network["method"]) == ["chen_zheng_exact"]
@@ -104,6 +105,7 @@ def test_arc_quantities_scale_a_serial_system_into_stage_units():
     assert doubled.network["expected_cost"][0] == pytest.approx(scaled.network["expected_cost"][0])
 
 
+@pytest.mark.nojit
 def test_shapes_methods_and_unsupported_networks():
     _, result = solve([WAREHOUSE, ASSEMBLY, EXAMPLE_6_1])
     assert list(result.network["method"]) == [
@@ -120,6 +122,7 @@ def test_shapes_methods_and_unsupported_networks():
     assert isinstance(error.value, ValueError)
 
 
+@pytest.mark.nojit
 def test_tree_cost_and_echelon_columns():
     batch, result = solve([WAREHOUSE])
     levels = result.stage["base_stock"]
@@ -137,6 +140,7 @@ def test_tree_cost_and_echelon_columns():
     np.testing.assert_allclose(result.stage["expected_cycle_service_level"][1:], 20 / 22)
 
 
+@pytest.mark.nojit
 def test_service_objective_meets_targets():
     stages, arcs = WAREHOUSE
     stages = [stages[0], {**stages[1], "fill_rate": 0.97}, {**stages[2], "service_level": 0.9}]

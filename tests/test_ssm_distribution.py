@@ -95,15 +95,27 @@ def test_evaluation_matches_quadrature_twin(tree, data):
         ("backorders", "expected_backorders"),
         ("on_hand", "expected_on_hand"),
         ("fill_rate", "fill_rate"),
-        ("cycle_service_level", "cycle_service_level"),
     ]:
         np.testing.assert_allclose(
             getattr(got, field), [w[name] for w in want], rtol=1e-7, atol=1e-8, err_msg=field
         )
+    # P(X <= s) jumps where X is (numerically) a point mass sitting on the level: compare the
+    # cycle service level away from that degenerate boundary only.
+    regular = [
+        w["cover_sd"] > 1e-9 or abs(w["cover_mean"] - s) > 1e-9
+        for w, s in zip(want, levels, strict=True)
+    ]
+    np.testing.assert_allclose(
+        got.cycle_service_level[regular],
+        [w["cycle_service_level"] for w, keep in zip(want, regular, strict=True) if keep],
+        rtol=1e-7,
+        atol=1e-8,
+    )
     objective = sum(h * w["on_hand"] for h, w in zip(tree["holding"], want, strict=True))
     assert got.objective[0] == pytest.approx(objective, rel=1e-7, abs=1e-8)
 
 
+@pytest.mark.nojit
 def test_zero_warehouse_stock_is_a_pure_lead_time_extension():
     tree = {
         "parent": [-1, 0, 0],
@@ -119,6 +131,7 @@ def test_zero_warehouse_stock_is_a_pure_lead_time_extension():
     assert solution.expected_backorders[0] == pytest.approx(450.0, rel=1e-9)
 
 
+@pytest.mark.nojit
 def test_single_stage_is_the_newsvendor():
     z = stats.norm.ppf(19.0 / 21.0)
     tree = {
@@ -203,6 +216,7 @@ def test_optimizer_matches_exhaustive_warehouse_search(cost_mode):
     assert solution.base_stock[0] == pytest.approx(grid[best], abs=0.25)
 
 
+@pytest.mark.nojit
 def test_fill_rate_targets_are_met_at_least_cost():
     targets = [0.95, 0.98, 0.9]
     tree = two_level(False, kinds=[FILL_RATE_TARGET] * 3, targets=targets)

@@ -149,6 +149,7 @@ def test_matches_stockpyl_oracle(case):
     assert theirs_evaluated.expected_cost[0] >= ours - solution.cost_error_bound[0]
 
 
+@pytest.mark.nojit
 def test_snyder_shen_example_6_1_textbook_values():
     """Snyder & Shen (2019), Example 6.1: S* = (6.49, 12.02, 22.71), C* = 47.65 (2 decimals)."""
     case = next(c for c in ORACLE["instances"] if c["name"] == "snyder_shen_example_6_1")
