@@ -29,6 +29,7 @@ DEFAULT_SERVICE_LEVEL = 0.95
 #: Model name -> module whose ``solve(batch, demand, **options)`` implements it.
 MODELS = {
     "single": "meio.engine.single",
+    "gsm": "meio.engine.gsm",
     "ssm": "meio.engine.ssm",
 }
 

@@ -35,7 +35,7 @@ def _stage_table(rows: list[dict]) -> pl.DataFrame:
 stage_rows = st.fixed_dictionaries(
     {
         "lead_time": st.floats(0, 30),
-        "lead_time_sd": st.one_of(st.just(0.0), st.floats(0, 5)),
+        "lead_time_sd": st.one_of(st.just(0.0), st.floats(0.01, 5)),
         "holding_cost": st.floats(0, 10),
         "demand_mean": st.floats(0.1, 1000),
         "demand_sd": st.one_of(st.just(0.0), st.floats(0.01, 300)),
@@ -102,3 +102,12 @@ def test_edge_cases_by_hand():
     # lt-var: sqrt(4*0 + 10^2 * 2^2) = 20; zero-lt: sqrt(1 * 4) = 2; zero-sd: 0.
     np.testing.assert_allclose(stages["safety_stock"], [20 * z, 2 * z, 0.0], atol=1e-12)
     np.testing.assert_allclose(stages["base_stock"], [40 + 20 * z, 10 + 2 * z, 50.0], atol=1e-12)
+
+
+@pytest.mark.nojit
+@pytest.mark.parametrize("target", [1e-12, 1e-6, 0.01, 0.3989, 1.0, 7.5, 39.9, 40.0, 1e3, 1e12])
+def test_inverse_normal_loss(target):
+    from meio.engine.normal import inverse_normal_loss
+
+    z = inverse_normal_loss(target)
+    assert stats.norm.pdf(z) - z * stats.norm.sf(z) == pytest.approx(target, rel=1e-9)

@@ -31,10 +31,13 @@ def normal_loss(z):
 def inverse_normal_loss(target):
     """The ``z`` with ``L(z) = target`` (``L`` falls strictly from +inf to 0), by bisection.
 
-    Solved to 1e-12 in ``z``. Since ``L(z) > -z``, the root lies above ``-target - 1``; targets
-    at or below ``L(40)`` give 40.
+    Solved to 1e-12 in ``z`` on ``[-40, 40]``. Beyond that range the answer is exact in double
+    precision without a search: ``L(z) = -z`` for ``z <= -40`` (``phi`` and ``Phi`` vanish), and
+    targets at or below ``L(40)`` give 40.
     """
-    low, high = min(-40.0, -target - 1.0), 40.0
+    low, high = -40.0, 40.0
+    if target >= normal_loss(low):
+        return -target
     if target <= normal_loss(high):
         return high
     for _ in range(400):

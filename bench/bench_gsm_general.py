@@ -1,0 +1,241 @@
+"""Benchmarks of the general-network GSM solver (meio.engine.gsm_general).
+
+Two suites, printed side by side:
+
+* random layered general networks (parts -> assemblies -> DCs -> retail, with shared
+  components and multi-sourcing) of 100, 500 and 2,000 stages (~8 arcs per stage, the 2,000 with
+  ~16,000 arcs): time, cost, lower bound and gap of the automatic method and of the SLP heuristic
+  alone (quick mode ``MEIO_BENCH_QUICK=1``: 30 and 100 stages, 2 s budget);
+* the 38 real chains of Willems (2008), read from ``MEIO_WILLEMS_DIR`` (the ``willems_2008``
+  folder with ``json/chain_NN.json``); skipped with a printed reason when unset. Holding cost
+  per unit per day = ``HOLDING_RATE`` (10 % a year over 365 days) x cumulative cost (stage cost
+  plus the cumulative cost of every predecessor), demand stages = sinks with their own service
+  level and maximum service time, stage-time deviations as ``lead_time_sd``. Quick mode runs
+  the first 12 chains.
+
+Run: ``PYTHONPATH=. /tmp/venv/bin/python -m pytest bench/bench_gsm_general.py --benchmark-only
+-p no:cacheprovider -o testpaths=bench -o python_files='bench_*.py' -s``.
+"""
+
+import json
+import os
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.special import ndtri
+
+from meio.engine.batch import Batch
+from meio.engine.demand import propagate_demand
+from meio.engine.gsm_cost import lead_time_terms
+from meio.engine.gsm_general import solve_general_network
+
+QUICK = os.environ.get("MEIO_BENCH_QUICK") == "1"
+HOLDING_RATE = 0.1 / 365.0
+DEFAULT_SERVICE_LEVEL = 0.95
+SIZES = (30, 100) if QUICK else (100, 500, 2000)
+TIME_LIMIT = 2.0 if QUICK else 10.0
+#: Per-chain budget on the Willems set: small chains finish exactly well within it, and the
+#: 38 chains stay under a minute in total.
+WILLEMS_TIME_LIMIT = 1.5
+
+
+def single_network_batch(lead_time, lead_time_sd, holding_cost, demand_mean, demand_sd,
+                         service_level, max_service_time, arc_upstream, arc_downstream):
+    """One-network ``Batch`` from per-stage arrays in topological order and sorted arcs."""
+    size = len(lead_time)
+    n_arcs = len(arc_upstream)
+    nan = np.full(size, np.nan)
+    return Batch(
+        network_offsets=np.array([0, size], np.int64),
+        arc_offsets=np.array([0, n_arcs], np.int64),
+        arc_upstream=np.asarray(arc_upstream, np.int64),
+        arc_downstream=np.asarray(arc_downstream, np.int64),
+        arc_quantity=np.ones(n_arcs),
+        lead_time=np.asarray(lead_time, np.float64),
+        lead_time_sd=np.asarray(lead_time_sd, np.float64),
+        holding_cost=np.asarray(holding_cost, np.float64),
+        demand_mean=np.asarray(demand_mean, np.float64),
+        demand_sd=np.asarray(demand_sd, np.float64),
+        service_level=np.asarray(service_level, np.float64),
+        fill_rate=nan,
+        max_service_time=np.asarray(max_service_time, np.int64),
+        external_inbound_service_time=np.zeros(size, np.int64),
+        stockout_cost=nan,
+        review_period=np.ones(size),
+    )
+
+
+def solver_arguments(batch):
+    """Arguments of ``solve_general_network`` for the single network of ``batch``."""
+    level = np.where(np.isnan(batch.service_level), DEFAULT_SERVICE_LEVEL, batch.service_level)
+    demand = propagate_demand(batch, ndtri(level))
+    # Quoted service times bind at the demand stages (the sinks); elsewhere a cap no service
+    # time can reach.
+    sink = np.bincount(batch.arc_upstream, minlength=batch.n_stages) == 0
+    horizon = int(np.floor(batch.lead_time).sum() + batch.external_inbound_service_time.max())
+    caps = np.where(sink, batch.max_service_time, horizon).astype(np.int64)
+    return (batch.lead_time, batch.holding_cost, demand.demand_bound_sd,
+            lead_time_terms(batch, demand), batch.arc_upstream, batch.arc_downstream,
+            caps, batch.external_inbound_service_time)
+
+
+def cumulative_cost(stage_cost, arc_upstream, arc_downstream):
+    """Stage cost plus the cumulative cost of every predecessor (arcs in topological order)."""
+    total = np.array(stage_cost, np.float64)
+    for down in np.unique(arc_downstream):
+        total[down] += total[arc_upstream[arc_downstream == down]].sum()
+    return total
+
+
+def random_general_network(size, seed):
+    """Seeded layered DAG: 40 % parts, 25 % assemblies, 15 % DCs, 20 % retail; ~8 arcs per stage."""
+    rng = np.random.default_rng(seed)
+    layer_sizes = np.array([0.4, 0.25, 0.15, 0.2]) * size
+    layer_sizes = np.maximum(layer_sizes.astype(np.int64), 1)
+    layer_sizes[0] += size - layer_sizes.sum()
+    layer_start = np.concatenate([[0], np.cumsum(layer_sizes)])
+    fan_in = (18, 12, 8)  # mean predecessors of assemblies, DCs, retail
+    arcs = set()
+    for layer in range(1, 4):
+        low, high = layer_start[layer - 1], layer_start[layer]
+        for down in range(layer_start[layer], layer_start[layer + 1]):
+            count = min(1 + rng.poisson(fan_in[layer - 1] - 1), high - low)
+            for up in rng.choice(np.arange(low, high), count, replace=False):
+                arcs.add((int(up), down))
+    # Every upstream stage feeds someone, so the sinks are exactly the retail stages.
+    fed = {up for up, _ in arcs}
+    for layer in range(3):
+        for up in range(layer_start[layer], layer_start[layer + 1]):
+            if up not in fed:
+                arcs.add((up, int(rng.integers(layer_start[layer + 1], layer_start[layer + 2]))))
+    arcs = sorted(arcs)
+    arc_upstream = np.array([a for a, _ in arcs], np.int64)
+    arc_downstream = np.array([b for _, b in arcs], np.int64)
+    retail = np.arange(size) >= layer_start[3]
+    lead_time = rng.integers(1, 11, size).astype(np.float64)
+    lead_time[rng.random(size) < 0.2] += 0.5
+    holding = HOLDING_RATE * cumulative_cost(rng.uniform(1, 50, size), arc_upstream,
+                                             arc_downstream)
+    demand_mean = np.where(retail, rng.uniform(20, 200, size), 0.0)
+    return single_network_batch(
+        lead_time, np.where(rng.random(size) < 0.2, lead_time * 0.2, 0.0), holding, demand_mean,
+        np.where(retail, demand_mean * rng.uniform(0.1, 0.5, size), 0.0),
+        np.where(retail, rng.choice([0.9, 0.95, 0.98], size), np.nan),
+        np.where(retail, rng.integers(0, 6, size), 0), arc_upstream, arc_downstream,
+    )
+
+
+def willems_chain(path):
+    """``Batch`` of one Willems (2008) chain (stages reordered topologically)."""
+    chain = json.loads(Path(path).read_text())
+    ids = [stage["id"] for stage in chain["stages"]]
+    index = {stage_id: i for i, stage_id in enumerate(ids)}
+    preds = [[] for _ in ids]
+    for arc in chain["arcs"]:
+        preds[index[arc["to"]]].append(index[arc["from"]])
+    order, placed = [], [False] * len(ids)
+    while len(order) < len(ids):
+        for j in range(len(ids)):
+            if not placed[j] and all(placed[i] for i in preds[j]):
+                placed[j] = True
+                order.append(j)
+    local = np.empty(len(ids), np.int64)
+    local[order] = np.arange(len(ids))
+    arcs = sorted({(int(local[index[a["from"]]]), int(local[index[a["to"]]]))
+                   for a in chain["arcs"]})
+    arc_upstream = np.array([a for a, _ in arcs], np.int64)
+    arc_downstream = np.array([b for _, b in arcs], np.int64)
+    stages = [chain["stages"][j] for j in order]
+
+    def column(name, default):
+        return np.array([default if s[name] is None else s[name] for s in stages], np.float64)
+
+    holding = HOLDING_RATE * cumulative_cost(column("stage_cost", 0.0), arc_upstream,
+                                             arc_downstream)
+    return single_network_batch(
+        column("stage_time", 0.0), column("stdev_stage_time", 0.0), holding,
+        column("avg_demand", 0.0), column("std_demand", 0.0),
+        column("service_level", np.nan), column("max_service_time", 0.0).astype(np.int64),
+        arc_upstream, arc_downstream,
+    )
+
+
+def _peak_memory_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _gap(solution):
+    return (solution.cost - solution.lower_bound) / solution.cost if solution.cost > 0 else 0.0
+
+
+def _check(solution):
+    assert np.all(solution.outbound_service_time >= 0)
+    assert not solution.lower_bound > solution.cost * (1 + 1e-9)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def warm_up():
+    """Compile the kernels on a tiny network before anything is timed."""
+    solve_general_network(*solver_arguments(random_general_network(12, 0)), time_limit=5.0)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_random_general_networks(benchmark, size):
+    arguments = solver_arguments(random_general_network(size, seed=size))
+    rows = {}
+
+    def run_both():
+        for label, limit in (("auto", None), ("slp_only", 0)):
+            started = time.perf_counter()
+            options = {} if limit is None else {"exact_max_stages": limit}
+            solution = solve_general_network(*arguments, time_limit=TIME_LIMIT, **options)
+            rows[label] = (solution, time.perf_counter() - started)
+
+    benchmark.pedantic(run_both, rounds=1, iterations=1)
+    n_arcs = len(arguments[4])
+    for label, (solution, seconds) in rows.items():
+        _check(solution)
+        print(f"\n[general {size} stages, {n_arcs} arcs] {label:9s} method={solution.method:15s} "
+              f"cost={solution.cost:.6f} bound={solution.lower_bound:.6f} "
+              f"gap={100 * _gap(solution):.3f}% time={seconds:.3f}s "
+              f"stages/s={size / seconds:,.0f} peak_rss={_peak_memory_mib():.0f}MiB")
+    auto, slp = rows["auto"][0], rows["slp_only"][0]
+    assert auto.cost <= slp.cost * (1 + 1e-12)
+    print(f"[general {size}] slp/auto cost ratio {slp.cost / auto.cost:.6f}, "
+          f"time ratio {rows['slp_only'][1] / rows['auto'][1]:.3f}")
+
+
+def test_willems_chains(benchmark):
+    folder = os.environ.get("MEIO_WILLEMS_DIR")
+    if not folder:
+        print("\n[willems] skipped: set MEIO_WILLEMS_DIR to the willems_2008 data folder")
+        pytest.skip("MEIO_WILLEMS_DIR is not set (the Willems 2008 chains are not in the repo)")
+    paths = sorted(Path(folder, "json").glob("chain_*.json"))
+    paths = paths[:12] if QUICK else paths
+    chains = [(path.stem, solver_arguments(willems_chain(path))) for path in paths]
+    rows = []
+
+    def run_all():
+        rows.clear()
+        for name, arguments in chains:
+            started = time.perf_counter()
+            solution = solve_general_network(*arguments, time_limit=WILLEMS_TIME_LIMIT)
+            rows.append((name, len(arguments[0]), len(arguments[4]), solution,
+                         time.perf_counter() - started))
+
+    started = time.perf_counter()
+    benchmark.pedantic(run_all, rounds=1, iterations=1)
+    total = time.perf_counter() - started
+    print()
+    for name, size, n_arcs, solution, seconds in rows:
+        _check(solution)
+        print(f"[willems {name}] stages={size:5d} arcs={n_arcs:6d} method={solution.method:15s} "
+              f"cost={solution.cost:14.6f} bound={solution.lower_bound:14.6f} "
+              f"gap={100 * _gap(solution):7.3f}% time={seconds:7.3f}s")
+    exact = sum(solution.method == "mip_exact" for *_, solution, _ in rows)
+    print(f"[willems] {len(rows)} chains in {total:.2f}s, {exact} proven optimal, "
+          f"{len(rows) / total:.2f} networks/s, peak_rss={_peak_memory_mib():.0f}MiB")
+    assert len(rows) == len(paths)

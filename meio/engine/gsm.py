@@ -1,0 +1,170 @@
+"""Guaranteed-service model driver: tree DP for forests, the general solver for the rest.
+
+The guaranteed-service model of Graves & Willems (2000, *MSOM* 2(1):68-83; erratum 2003)
+chooses integer outbound service times so that every demand stage meets its maximum service
+time at the lowest total safety-stock holding cost (DESIGN.md §4.2). Safety stock over a net
+lead time ``tau`` is :func:`meio.engine.gsm_cost.stage_safety_stock` of the pooled demand bound
+``k_j`` (Humair & Willems 2011) and the lead-time variability term.
+
+Demand stages. A stage's outbound service time is capped by its ``max_service_time`` when it
+has no successors, carries external demand (``demand_mean > 0`` or ``demand_sd > 0``), or has a
+positive ``max_service_time`` of its own; the batch encodes an absent cap as 0, so a zero on an
+internal stage without external demand means "no cap".
+
+Every network whose undirected graph is a forest (spanning trees: serial, assembly,
+distribution, mixed) is solved exactly in one batched call of :mod:`meio.engine.gsm_tree`;
+the others go one by one to ``meio.engine.gsm_general.solve_general_network``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from meio.engine.batch import Batch, NetDemand
+from meio.engine.gsm_cost import lead_time_terms, stage_safety_stock
+from meio.engine.gsm_tree import NO_CAP, TreeProblem, solve_trees
+from meio.engine.result import ModelResult
+
+TREE_METHOD = "tree_dp"
+
+
+def stage_network_index(offsets: np.ndarray) -> np.ndarray:
+    """Network index of every row of a CSR layout with ``offsets``."""
+    return np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
+
+
+def service_time_caps(batch: Batch) -> np.ndarray:
+    """Per-stage cap on the outbound service time, ``NO_CAP`` where the stage has none."""
+    arc_network = stage_network_index(batch.arc_offsets)
+    has_successor = np.zeros(batch.n_stages, np.bool_)
+    has_successor[batch.network_offsets[arc_network] + batch.arc_upstream] = True
+    capped = (
+        ~has_successor
+        | (batch.demand_mean > 0.0)
+        | (batch.demand_sd > 0.0)
+        | (batch.max_service_time > 0)
+    )
+    return np.where(capped, batch.max_service_time, NO_CAP).astype(np.int64)
+
+
+def build_tree_problem(batch: Batch, demand: NetDemand) -> TreeProblem:
+    """Arrays of the tree DP for every network of ``batch``."""
+    return TreeProblem(
+        network_offsets=np.ascontiguousarray(batch.network_offsets, np.int64),
+        arc_offsets=np.ascontiguousarray(batch.arc_offsets, np.int64),
+        arc_upstream=np.ascontiguousarray(batch.arc_upstream, np.int64),
+        arc_downstream=np.ascontiguousarray(batch.arc_downstream, np.int64),
+        lead_time=np.ascontiguousarray(batch.lead_time, np.float64),
+        holding_cost=np.ascontiguousarray(batch.holding_cost, np.float64),
+        demand_bound_sd=np.ascontiguousarray(demand.demand_bound_sd, np.float64),
+        lead_time_term=np.ascontiguousarray(lead_time_terms(batch, demand), np.float64),
+        service_time_cap=service_time_caps(batch),
+        external_inbound_service_time=np.ascontiguousarray(
+            batch.external_inbound_service_time, np.int64),
+    )
+
+
+def _general_caps(problem: TreeProblem) -> np.ndarray:
+    """Caps for the general solver: uncapped stages get a bound no service time can exceed."""
+    stage_network = stage_network_index(problem.network_offsets)
+    n_networks = len(problem.network_offsets) - 1
+    lead_sum = np.bincount(stage_network, np.floor(problem.lead_time), n_networks)
+    external_max = np.zeros(n_networks, np.int64)
+    np.maximum.at(external_max, stage_network, problem.external_inbound_service_time)
+    horizon = lead_sum.astype(np.int64)[stage_network] + external_max[stage_network]
+    return np.where(problem.service_time_cap == NO_CAP, horizon, problem.service_time_cap)
+
+
+def _solve_general(problem: TreeProblem, networks: np.ndarray, columns: dict, method: np.ndarray,
+                   lower_bound: np.ndarray, seconds: np.ndarray, time_limit: float) -> None:
+    """Solve the non-forest ``networks`` one by one with the general GSM solver, in place."""
+    from meio.engine.gsm_general import solve_general_network
+
+    caps = _general_caps(problem)
+    for network in networks:
+        rows = slice(problem.network_offsets[network], problem.network_offsets[network + 1])
+        arcs = slice(problem.arc_offsets[network], problem.arc_offsets[network + 1])
+        started = time.perf_counter()
+        result = solve_general_network(
+            problem.lead_time[rows], problem.holding_cost[rows], problem.demand_bound_sd[rows],
+            problem.lead_time_term[rows], problem.arc_upstream[arcs],
+            problem.arc_downstream[arcs], caps[rows],
+            problem.external_inbound_service_time[rows], time_limit=time_limit,
+        )
+        seconds[network] = time.perf_counter() - started
+        outbound = np.asarray(result.outbound_service_time, np.int64)
+        inbound = np.asarray(result.inbound_service_time, np.int64)
+        tau = inbound + problem.lead_time[rows] - outbound
+        columns["outbound_service_time"][rows] = outbound
+        columns["inbound_service_time"][rows] = inbound
+        columns["net_lead_time"][rows] = tau
+        columns["safety_stock"][rows] = stage_safety_stock(
+            problem.demand_bound_sd[rows], problem.lead_time_term[rows], tau)
+        method[network] = result.method
+        lower_bound[network] = result.lower_bound
+
+
+def solve(batch: Batch, demand: NetDemand, *, time_limit: float = 10.0) -> ModelResult:
+    """Optimise safety-stock placement with the guaranteed-service model.
+
+    Parameters
+    ----------
+    batch : Batch
+        Networks in the layout of :mod:`meio.engine.batch`.
+    demand : NetDemand
+        Net demand of every stage (:func:`meio.engine.demand.propagate_demand`).
+    time_limit : float, optional
+        Seconds allowed per non-tree network for the general solver.
+
+    Returns
+    -------
+    ModelResult
+        Stage columns ``inbound_service_time``, ``outbound_service_time``, ``net_lead_time``,
+        ``safety_stock``, ``base_stock`` (``demand_mean * net_lead_time + safety_stock``),
+        ``safety_stock_cost``; network columns ``method`` (``"tree_dp"`` or the general
+        solver's), ``safety_stock_cost``, ``lower_bound`` (the cost itself for the exact tree
+        DP), ``gap`` (``(cost - lower_bound) / cost``, 0 when the cost is 0) and ``seconds``
+        (tree networks share the batch call's time in proportion to their stage counts).
+
+    """
+    problem = build_tree_problem(batch, demand)
+    started = time.perf_counter()
+    trees = solve_trees(problem)
+    elapsed = time.perf_counter() - started
+    n_networks = batch.n_networks
+    sizes = np.diff(problem.network_offsets)
+    tree_stages = max(int(sizes[trees.is_forest].sum()), 1)
+    seconds = np.where(trees.is_forest, elapsed * sizes / tree_stages, 0.0)
+    general = np.flatnonzero(~trees.is_forest)
+    method = np.full(n_networks, TREE_METHOD, dtype=object if len(general) else None)
+    lower_bound = np.full(n_networks, np.nan)
+    columns = {
+        "inbound_service_time": trees.inbound_service_time,
+        "outbound_service_time": trees.outbound_service_time,
+        "net_lead_time": trees.net_lead_time,
+        "safety_stock": trees.safety_stock,
+    }
+    if len(general):
+        _solve_general(problem, general, columns, method, lower_bound, seconds, time_limit)
+    stage_cost = problem.holding_cost * columns["safety_stock"]
+    columns["base_stock"] = demand.demand_mean * columns["net_lead_time"] + columns["safety_stock"]
+    columns["safety_stock_cost"] = stage_cost
+    network_cost = np.bincount(stage_network_index(problem.network_offsets), stage_cost,
+                               n_networks)
+    lower_bound = np.where(trees.is_forest, network_cost, lower_bound)
+    positive = network_cost > 0.0
+    gap = np.zeros(n_networks)
+    gap[positive] = np.maximum(network_cost[positive] - lower_bound[positive], 0.0) / (
+        network_cost[positive])
+    return ModelResult(
+        stage=columns,
+        network={
+            "method": method.astype(str),
+            "safety_stock_cost": network_cost,
+            "lower_bound": lower_bound,
+            "gap": gap,
+            "seconds": seconds,
+        },
+    )

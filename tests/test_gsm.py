@@ -1,0 +1,219 @@
+"""GSM model driver: result columns, demand-stage caps, dispatch of non-trees, properties."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import types
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.special import ndtri
+
+from meio.engine import gsm
+from meio.engine.gsm_tree import NO_CAP, TreeProblem
+from tests.gsm_instances import (
+    SHAPES,
+    batch_from_networks,
+    net_demand,
+    random_tree_arcs,
+    random_tree_batch,
+)
+from tests.gsm_reference import brute_force_cost, solution_cost
+
+CONTRACT_STAGE = ("inbound_service_time", "outbound_service_time", "net_lead_time",
+                  "safety_stock", "base_stock", "safety_stock_cost")
+
+
+def test_result_columns_follow_the_contract():
+    rng = np.random.default_rng(3)
+    batch = random_tree_batch(rng, 40, (1, 9), fractional=True, service_max=2,
+                              internal_demand=True)
+    demand = net_demand(batch)
+    result = gsm.solve(batch, demand)
+    assert set(CONTRACT_STAGE) <= set(result.stage)
+    for column in CONTRACT_STAGE:
+        assert result.stage[column].shape == (batch.n_stages,)
+    stage = result.stage
+    np.testing.assert_allclose(
+        stage["net_lead_time"],
+        stage["inbound_service_time"] + batch.lead_time - stage["outbound_service_time"],
+        rtol=0, atol=1e-12)
+    np.testing.assert_allclose(stage["safety_stock"],
+                               demand.demand_bound_sd * np.sqrt(stage["net_lead_time"]),
+                               rtol=1e-12)
+    np.testing.assert_array_equal(
+        stage["base_stock"], demand.demand_mean * stage["net_lead_time"] + stage["safety_stock"])
+    np.testing.assert_array_equal(stage["safety_stock_cost"],
+                                  batch.holding_cost * stage["safety_stock"])
+    network = result.network
+    assert network["method"].dtype.kind == "U"
+    assert (network["method"] == "tree_dp").all()
+    for network_index in range(batch.n_networks):
+        rows = slice(batch.network_offsets[network_index], batch.network_offsets[network_index + 1])
+        assert network["safety_stock_cost"][network_index] == pytest.approx(
+            stage["safety_stock_cost"][rows].sum(), rel=1e-12)
+    np.testing.assert_array_equal(network["lower_bound"], network["safety_stock_cost"])
+    assert (network["gap"] == 0).all() and (network["seconds"] >= 0).all()
+
+
+def test_demand_stages_get_caps_and_internal_stages_do_not():
+    # 0 -> 1 -> {2, 3}; stage 1 has external demand, stage 0 a positive max service time of its
+    # own, stage 3 is a sink without demand (still a customer-facing end of the network).
+    batch = batch_from_networks([{
+        "arcs": [(0, 1), (1, 2), (1, 3)], "lead_time": [1.0] * 4, "holding_cost": [1.0] * 4,
+        "demand_mean": [0, 5.0, 5.0, 0], "demand_sd": [0, 1.0, 1.0, 0],
+        "max_service_time": [4, 2, 1, 0],
+    }, {
+        "arcs": [(0, 1)], "lead_time": [1.0, 1.0], "holding_cost": [1.0, 1.0],
+        "demand_sd": [0, 1.0], "max_service_time": [0, 3],
+    }])
+    assert gsm.service_time_caps(batch).tolist() == [4, 2, 1, 0, NO_CAP, 3]
+
+
+class _FakeSolution(NamedTuple):
+    outbound_service_time: np.ndarray
+    inbound_service_time: np.ndarray
+    cost: float
+    lower_bound: float
+    method: str
+
+
+def _fake_general_network(lead_time, holding_cost, demand_bound_sd, lead_time_term,
+                          arc_upstream, arc_downstream, max_service_time,
+                          external_inbound_service_time, *, time_limit):
+    """Exhaustive stand-in for the general solver (for the dispatch test only)."""
+    size, n_arcs = len(lead_time), len(arc_upstream)
+    problem = TreeProblem(np.array([0, size]), np.array([0, n_arcs]), arc_upstream,
+                          arc_downstream, lead_time, holding_cost, demand_bound_sd,
+                          lead_time_term, max_service_time, external_inbound_service_time)
+    best, best_vector = np.inf, None
+    horizon = int(max_service_time.max())
+    for vector in itertools.product(range(min(horizon, 6) + 1), repeat=size):
+        cost = solution_cost(problem, 0, list(vector))
+        if cost < best:
+            best, best_vector = cost, np.array(vector)
+    inbound = external_inbound_service_time.copy()
+    for up, down in zip(arc_upstream, arc_downstream, strict=True):
+        inbound[down] = max(inbound[down], best_vector[up])
+    assert time_limit == 7.5
+    return _FakeSolution(best_vector, inbound, best, best * 0.9, "fake_exhaustive")
+
+
+def test_non_trees_are_dispatched_to_the_general_solver(monkeypatch):
+    fake = types.ModuleType("meio.engine.gsm_general")
+    fake.solve_general_network = _fake_general_network
+    monkeypatch.setitem(sys.modules, "meio.engine.gsm_general", fake)
+    diamond = {"arcs": [(0, 1), (0, 2), (1, 3), (2, 3)], "lead_time": [1.0, 2.0, 1.0, 1.0],
+               "holding_cost": [1.0, 2.0, 2.0, 4.0], "demand_mean": [0, 0, 0, 3.0],
+               "demand_sd": [0, 0, 0, 1.0]}
+    serial = {"arcs": [(0, 1)], "lead_time": [2.0, 1.0], "holding_cost": [1.0, 2.0],
+              "demand_sd": [0, 1.0]}
+    batch = batch_from_networks([serial, diamond, serial])
+    demand = net_demand(batch)
+    result = gsm.solve(batch, demand, time_limit=7.5)
+    assert result.network["method"].tolist() == ["tree_dp", "fake_exhaustive", "tree_dp"]
+    problem = gsm.build_tree_problem(batch, demand)
+    cost = result.network["safety_stock_cost"]
+    assert cost[1] == pytest.approx(brute_force_cost(problem, 1), rel=1e-12)
+    assert result.network["lower_bound"][1] == pytest.approx(0.9 * cost[1], rel=1e-12)
+    assert result.network["gap"][1] == pytest.approx(0.1, rel=1e-9)
+    rows = slice(2, 6)
+    assert (result.stage["net_lead_time"][rows] >= 0).all()
+    assert result.stage["safety_stock"][rows] @ batch.holding_cost[rows] == pytest.approx(
+        cost[1], rel=1e-12)
+
+
+@st.composite
+def tree_networks(draw):
+    """A small random tree with demand at its sinks, optional lead-time variability."""
+    size = draw(st.integers(1, 6))
+    shape = draw(st.sampled_from(SHAPES))
+    arcs = random_tree_arcs(np.random.default_rng(draw(st.integers(0, 2**32 - 1))), size, shape)
+    sinks = set(range(size)) - {up for up, _ in arcs}
+    return {
+        "arcs": arcs,
+        "lead_time": draw(st.lists(st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.0, 4.25]),
+                                    min_size=size, max_size=size)),
+        "lead_time_sd": draw(st.lists(st.sampled_from([0.0, 0.0, 0.5]),
+                                       min_size=size, max_size=size)),
+        "holding_cost": draw(st.lists(st.floats(0.0, 10.0), min_size=size, max_size=size)),
+        "demand_mean": [draw(st.floats(0.0, 50.0)) if k in sinks else 0.0 for k in range(size)],
+        "demand_sd": [draw(st.floats(0.0, 10.0)) if k in sinks else 0.0 for k in range(size)],
+        "max_service_time": [draw(st.integers(0, 3)) if k in sinks else 0 for k in range(size)],
+        "external_inbound_service_time": draw(st.lists(st.integers(0, 2), min_size=size,
+                                                        max_size=size)),
+        "service_level": [draw(st.floats(0.5, 0.99)) if k in sinks else np.nan
+                          for k in range(size)],
+    }
+
+
+def _solve(network):
+    batch = batch_from_networks([network])
+    return gsm.solve(batch, net_demand(batch)), batch
+
+
+def _cost(network):
+    return _solve(network)[0].network["safety_stock_cost"][0]
+
+
+@settings(deadline=None, max_examples=60)
+@given(tree_networks())
+def test_solutions_are_feasible_and_costs_non_negative(network):
+    result, batch = _solve(network)
+    cost = result.network["safety_stock_cost"][0]
+    outbound = result.stage["outbound_service_time"]
+    inbound = result.stage["inbound_service_time"]
+    assert cost >= 0
+    assert (result.stage["net_lead_time"] >= 0).all()
+    assert (inbound >= batch.external_inbound_service_time).all()
+    for up, down in zip(batch.arc_upstream, batch.arc_downstream, strict=True):
+        assert inbound[down] >= outbound[up]
+    caps = gsm.service_time_caps(batch)
+    assert ((caps == NO_CAP) | (outbound <= caps)).all()
+
+
+@settings(deadline=None, max_examples=40)
+@given(tree_networks(), st.data())
+def test_cost_does_not_fall_when_a_service_level_rises(network, data):
+    sinks = [k for k, level in enumerate(network["service_level"]) if not np.isnan(level)]
+    stage = data.draw(st.sampled_from(sinks))
+    before = _cost(network)
+    raised = dict(network, service_level=list(network["service_level"]))
+    raised["service_level"][stage] = data.draw(st.floats(network["service_level"][stage], 0.999))
+    after = _cost(raised)
+    assert after >= before * (1 - 1e-12)
+
+
+@settings(deadline=None, max_examples=40)
+@given(tree_networks(), st.data())
+def test_cost_does_not_rise_when_a_customer_service_time_is_relaxed(network, data):
+    sinks = [k for k, level in enumerate(network["service_level"]) if not np.isnan(level)]
+    stage = data.draw(st.sampled_from(sinks))
+    before = _cost(network)
+    relaxed = dict(network, max_service_time=list(network["max_service_time"]))
+    relaxed["max_service_time"][stage] += data.draw(st.integers(1, 4))
+    after = _cost(relaxed)
+    assert after <= before * (1 + 1e-12)
+
+
+def test_api_optimizes_a_catalog_with_the_gsm():
+    import meio
+    from tests.tables import small_catalog
+
+    # Network A: w (L 2, h 1) feeds r1 (L 1, h 2, sigma 3) and r2 (L 1, h 2, sigma 4), customers
+    # served at once; z = ndtri(0.95). Pooled sigma at w is 5. With S_w = s the cost is
+    # z (5 sqrt(2 - s) + 2*3 sqrt(1 + s) + 2*4 sqrt(1 + s)): s = 0 gives z (5 sqrt 2 + 14),
+    # s = 1 z (5 + 14 sqrt 2), s = 2 z 14 sqrt 3, so S_w = 0. Network B: x alone, z sqrt 3.
+    z = float(ndtri(0.95))
+    plan = meio.optimize(small_catalog(), model="gsm")
+    networks = plan.networks.sort("network")
+    assert networks["method"].to_list() == ["tree_dp", "tree_dp"]
+    assert networks["safety_stock_cost"].to_list() == pytest.approx(
+        [z * (5 * np.sqrt(2) + 14), z * np.sqrt(3)], rel=1e-12)
+    stages = plan.stages.sort("stage")
+    assert stages["outbound_service_time"].to_list() == [0, 0, 0, 0]
+    assert stages["net_lead_time"].to_list() == [1.0, 1.0, 2.0, 3.0]

@@ -1,0 +1,290 @@
+"""General-network GSM: exact MIP and SLP heuristic against brute force; kernels against twins."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meio.engine import gsm_general
+from meio.engine.gsm_general import solve_general_network
+
+UNCAPPED = 10**6
+
+
+class Instance:
+    """A tiny general network in the argument layout of ``solve_general_network``."""
+
+    def __init__(self, lead_time, holding_cost, demand_bound_sd, lead_time_term, arcs,
+                 max_service_time, external_inbound):
+        self.lead_time = np.asarray(lead_time, np.float64)
+        self.holding_cost = np.asarray(holding_cost, np.float64)
+        self.demand_bound_sd = np.asarray(demand_bound_sd, np.float64)
+        self.lead_time_term = np.asarray(lead_time_term, np.float64)
+        arcs = sorted(arcs)
+        self.arc_upstream = np.array([a for a, _ in arcs], np.int64)
+        self.arc_downstream = np.array([b for _, b in arcs], np.int64)
+        self.max_service_time = np.asarray(max_service_time, np.int64)
+        self.external_inbound = np.asarray(external_inbound, np.int64)
+
+    @property
+    def size(self):
+        return len(self.lead_time)
+
+    def args(self):
+        return (self.lead_time, self.holding_cost, self.demand_bound_sd, self.lead_time_term,
+                self.arc_upstream, self.arc_downstream, self.max_service_time,
+                self.external_inbound)
+
+    def predecessors(self, stage):
+        return [int(u) for u, d in zip(self.arc_upstream, self.arc_downstream, strict=True)
+                if d == stage]
+
+
+def random_instance(rng, size, tree=False, fractional=True):
+    """Random DAG (a non-tree unless ``tree``) on ``size`` stages in topological order."""
+    while True:
+        arcs = set()
+        for down in range(1, size):
+            for up in range(down):
+                if rng.random() < 0.45:
+                    arcs.add((up, down))
+        if tree:
+            # Keep a spanning forest: drop every arc that closes an undirected cycle.
+            parent = list(range(size))
+
+            def find(x, parent=parent):
+                while parent[x] != x:
+                    x = parent[x]
+                return x
+
+            kept = set()
+            for up, down in sorted(arcs):
+                if find(up) != find(down):
+                    parent[find(up)] = find(down)
+                    kept.add((up, down))
+            arcs = kept
+        if not arcs:
+            continue
+        undirected_cycle = len(arcs) > size - 1 or _components(size, arcs) + len(arcs) > size
+        if tree or undirected_cycle:
+            break
+    leads = [0.0, 1.0, 2.0, 0.5, 1.5] if fractional else [0.0, 1.0, 2.0, 3.0]
+    lead_time = rng.choice(leads, size)
+    holding = rng.uniform(0.0, 3.0, size)
+    bound = rng.uniform(0.5, 5.0, size)
+    term = np.where(rng.random(size) < 0.3, rng.uniform(0.0, 4.0, size), 0.0)
+    # Caps at sinks (quoted service times) and at a few internal stages; the others get a
+    # value no service time reaches.
+    sink = ~np.isin(np.arange(size), [up for up, _ in arcs])
+    capped = sink | (rng.random(size) < 0.2)
+    max_service = np.where(capped, rng.integers(0, 3, size), UNCAPPED)
+    external = rng.integers(0, 2, size)
+    return Instance(lead_time, holding, bound, term, arcs, max_service, external)
+
+
+def _components(size, arcs):
+    parent = list(range(size))
+
+    def find(x):
+        while parent[x] != x:
+            x = parent[x]
+        return x
+
+    for up, down in arcs:
+        parent[find(up)] = find(down)
+    return len({find(x) for x in range(size)})
+
+
+def brute_force(instance):
+    """Minimum cost over every feasible integer outbound vector (SI = max of predecessors).
+
+    Enumerates stages in index order; each stage's inbound time is fixed once its predecessors
+    are set, so only feasible vectors are visited.
+    """
+    size = instance.size
+    preds = [instance.predecessors(j) for j in range(size)]
+    outbound = [0] * size
+    best = [math.inf]
+
+    def visit(j, cost):
+        if cost >= best[0]:
+            return
+        if j == size:
+            best[0] = cost
+            return
+        inbound = max((outbound[i] for i in preds[j]), default=None)
+        if inbound is None:
+            inbound = int(instance.external_inbound[j])
+        top = inbound + math.floor(instance.lead_time[j] + 1e-9)
+        top = min(top, int(instance.max_service_time[j]))
+        for s in range(0, top + 1):
+            tau = inbound + instance.lead_time[j] - s
+            stage = instance.holding_cost[j] * math.sqrt(
+                instance.demand_bound_sd[j] ** 2 * tau + instance.lead_time_term[j])
+            outbound[j] = s
+            visit(j + 1, cost + stage)
+
+    visit(0, 0.0)
+    return best[0]
+
+
+def solution_cost(instance, solution):
+    """Check feasibility of a solution from scratch and return its cost."""
+    total = 0.0
+    for j in range(instance.size):
+        preds = instance.predecessors(j)
+        s, si = int(solution.outbound_service_time[j]), int(solution.inbound_service_time[j])
+        assert s >= 0
+        if preds:
+            assert si >= max(int(solution.outbound_service_time[i]) for i in preds)
+        else:
+            assert si >= instance.external_inbound[j]
+        assert s <= instance.max_service_time[j]
+        tau = si + instance.lead_time[j] - s
+        assert tau >= -1e-12
+        total += instance.holding_cost[j] * math.sqrt(
+            instance.demand_bound_sd[j] ** 2 * tau + instance.lead_time_term[j])
+    return total
+
+
+# --- reference twins of the kernels -------------------------------------------------------
+
+def bounds_twin(instance):
+    """Plain recursion: largest SI/S per stage and the offset range."""
+    size = instance.size
+    inbound_max, outbound_max, low, high = ([0] * size for _ in range(4))
+    for j in range(size):
+        preds = instance.predecessors(j)
+        floor = math.floor(instance.lead_time[j] + 1e-9)
+        inbound_max[j] = (max(outbound_max[i] for i in preds) if preds
+                          else int(instance.external_inbound[j]))
+        outbound_max[j] = inbound_max[j] + floor
+        outbound_max[j] = min(outbound_max[j], int(instance.max_service_time[j]))
+        inbound_min = 0 if preds else int(instance.external_inbound[j])
+        low[j] = max(0, inbound_min + floor - outbound_max[j])
+        high[j] = inbound_max[j] + floor
+    return inbound_max, outbound_max, low, high
+
+
+def complete_twin(instance, outbound):
+    """Plain completion of outbound times: SI = max of predecessors, S clipped to SI + floor L."""
+    outbound = [int(s) for s in outbound]
+    inbound, offset = [0] * instance.size, [0] * instance.size
+    cost = 0.0
+    for j in range(instance.size):
+        preds = instance.predecessors(j)
+        inbound[j] = (max(outbound[i] for i in preds) if preds
+                      else int(instance.external_inbound[j]))
+        floor = math.floor(instance.lead_time[j] + 1e-9)
+        outbound[j] = min(outbound[j], inbound[j] + floor)
+        offset[j] = inbound[j] + floor - outbound[j]
+        cost += instance.holding_cost[j] * math.sqrt(
+            instance.demand_bound_sd[j] ** 2 * (inbound[j] + instance.lead_time[j] - outbound[j])
+            + instance.lead_time_term[j])
+    return outbound, inbound, offset, cost
+
+
+def _prepared(instance):
+    return gsm_general._prepare(*instance.args())
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 12), st.booleans())
+def test_bounds_kernel_matches_twin(seed, size, tree):
+    rng = np.random.default_rng(seed)
+    instance = random_instance(rng, max(size, 3), tree=tree)
+    net = _prepared(instance)
+    inbound_max, outbound_max, low, high = bounds_twin(instance)
+    assert net.inbound_max.tolist() == inbound_max
+    assert net.outbound_max.tolist() == outbound_max
+    assert net.offset_min.tolist() == low
+    assert net.offset_max.tolist() == high
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(3, 12))
+def test_completion_kernel_matches_twin(seed, size):
+    rng = np.random.default_rng(seed)
+    instance = random_instance(rng, size)
+    net = _prepared(instance)
+    outbound = rng.integers(0, net.outbound_max + 1)
+    point = gsm_general._evaluate(net, outbound)
+    outbound_ref, inbound_ref, offset_ref, cost_ref = complete_twin(instance, outbound)
+    assert point.outbound.tolist() == outbound_ref
+    assert point.inbound.tolist() == inbound_ref
+    assert point.offset.tolist() == offset_ref
+    assert point.cost == pytest.approx(cost_ref, rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_exact_mip_equals_brute_force_on_non_trees(seed):
+    rng = np.random.default_rng(1000 + seed)
+    instance = random_instance(rng, int(rng.integers(3, 7)))
+    optimum = brute_force(instance)
+    solution = solve_general_network(*instance.args(), time_limit=30.0, mip_gap=1e-10)
+    assert solution.method == "mip_exact"
+    assert solution_cost(instance, solution) == pytest.approx(solution.cost, rel=1e-12)
+    assert solution.cost == pytest.approx(optimum, rel=1e-9, abs=1e-12)
+    assert solution.lower_bound <= optimum * (1 + 1e-9) + 1e-12
+
+
+@pytest.mark.parametrize("seed", range(15))
+def test_exact_mip_equals_brute_force_on_trees(seed):
+    rng = np.random.default_rng(2000 + seed)
+    instance = random_instance(rng, int(rng.integers(3, 7)), tree=True)
+    optimum = brute_force(instance)
+    solution = solve_general_network(*instance.args(), time_limit=30.0, mip_gap=1e-10)
+    assert solution.method == "mip_exact"
+    assert solution.cost == pytest.approx(optimum, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_heuristic_is_feasible_and_bracketed_by_its_bound(seed):
+    rng = np.random.default_rng(3000 + seed)
+    instance = random_instance(rng, int(rng.integers(3, 7)))
+    optimum = brute_force(instance)
+    solution = solve_general_network(*instance.args(), time_limit=30.0, exact_max_stages=0)
+    assert solution.method == "slp_multistart"
+    assert solution_cost(instance, solution) == pytest.approx(solution.cost, rel=1e-12)
+    assert solution.cost >= optimum * (1 - 1e-12)
+    assert solution.lower_bound <= optimum * (1 + 1e-12) + 1e-12
+
+
+def test_serial_textbook_chain_all_or_nothing():
+    # Three-stage serial line, lead times 1, 1, 1, customer quote 0, unit holding costs rising
+    # downstream: holding all stock at the last stage costs sqrt(3) * 3 = 5.196; holding at
+    # each stage costs 1 + 2 + 3 = 6; the cheapest plan is stock only at the end (tau = 3).
+    instance = Instance([1.0, 1.0, 1.0], [1.0, 2.0, 3.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0],
+                        [(0, 1), (1, 2)], [UNCAPPED, UNCAPPED, 0], [0, 0, 0])
+    solution = solve_general_network(*instance.args())
+    assert solution.cost == pytest.approx(3.0 * math.sqrt(3.0), rel=1e-12)
+    assert solution.outbound_service_time.tolist() == [1, 2, 0]
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_zero_cost_stages_and_zero_lead_times(seed):
+    # Stages without holding cost or without demand bound have flat costs: any service time
+    # is optimal for them, and the completion must still return a feasible plan.
+    rng = np.random.default_rng(4000 + seed)
+    instance = random_instance(rng, int(rng.integers(3, 7)))
+    instance.holding_cost[rng.random(instance.size) < 0.3] = 0.0
+    instance.demand_bound_sd[rng.random(instance.size) < 0.3] = 0.0
+    instance.lead_time[rng.random(instance.size) < 0.3] = 0.0
+    optimum = brute_force(instance)
+    for exact_max_stages in (0, 100):
+        solution = solve_general_network(*instance.args(), time_limit=30.0, mip_gap=1e-10,
+                                         exact_max_stages=exact_max_stages)
+        assert solution_cost(instance, solution) == pytest.approx(solution.cost, rel=1e-12)
+        assert solution.lower_bound <= optimum * (1 + 1e-9) + 1e-12
+        if exact_max_stages:
+            assert solution.cost == pytest.approx(optimum, rel=1e-9, abs=1e-12)
+
+
+def test_single_stage_without_arcs():
+    instance = Instance([2.5], [1.5], [2.0], [0.25], [], [1], [1])
+    solution = solve_general_network(*instance.args())
+    # SI = 1, S <= 1 (quote), tau = 1 + 2.5 - 1 = 2.5.
+    assert solution.outbound_service_time.tolist() == [1]
+    assert solution.cost == pytest.approx(1.5 * math.sqrt(4.0 * 2.5 + 0.25), rel=1e-12)
