@@ -57,7 +57,7 @@ from typing import NamedTuple
 import numpy as np
 
 from meio.engine._numba import njit, njit_parallel, prange
-from meio.engine.ssm_serial import _INV_SQRT_2PI, _normal_cdf, _normal_loss
+from meio.engine.normal import normal_cdf, normal_loss, normal_pdf
 
 #: ``TreeBatch.target_kind`` codes.
 NO_TARGET = 0
@@ -109,8 +109,8 @@ class TreeSolution(NamedTuple):
 @njit
 def _normal_second_loss(z):
     """Return ``E[((Z - z)^+)^2]`` for a standard normal ``Z``."""
-    tail = 1.0 - _normal_cdf(z)
-    return (z * z + 1.0) * tail - z * math.exp(-0.5 * z * z) * _INV_SQRT_2PI
+    tail = 1.0 - normal_cdf(z)
+    return (z * z + 1.0) * tail - z * normal_pdf(z)
 
 
 @njit
@@ -118,7 +118,7 @@ def _backorders(level, mean, spread):
     """``E[(X - level)^+]`` for ``X ~ Normal(mean, spread^2)`` (a point mass if spread = 0)."""
     if spread == 0.0:
         return max(mean - level, 0.0)
-    return spread * _normal_loss((level - mean) / spread)
+    return spread * normal_loss((level - mean) / spread)
 
 
 @njit
@@ -148,7 +148,7 @@ def _fill_rate(level, mean, spread, demand_mean, demand_sd):
 def _cycle_service_level(level, mean, spread):
     if spread == 0.0:
         return 1.0 if level >= mean else 0.0
-    return _normal_cdf((level - mean) / spread)
+    return normal_cdf((level - mean) / spread)
 
 
 @njit
@@ -190,7 +190,7 @@ def _exceedance(level, mean, spread):
     """``P(X > level)`` for ``X ~ Normal(mean, spread^2)``."""
     if spread == 0.0:
         return 1.0 if mean > level else 0.0
-    return 1.0 - _normal_cdf((level - mean) / spread)
+    return 1.0 - normal_cdf((level - mean) / spread)
 
 
 # --- one tree ------------------------------------------------------------------------------------

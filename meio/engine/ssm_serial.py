@@ -62,13 +62,12 @@ import numpy as np
 from scipy.special import ndtri
 
 from meio.engine._numba import njit, njit_parallel, prange
+from meio.engine.normal import normal_cdf, normal_loss
 
 #: Distribution codes of :class:`SerialSystems.distribution`.
 NORMAL = 0
 POISSON = 1
 
-_SQRT2 = math.sqrt(2.0)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 class SerialSystems(NamedTuple):
@@ -123,17 +122,6 @@ def grid_options(
 
 
 # --- lead-time demand on the grid -------------------------------------------------------------
-
-
-@njit
-def _normal_cdf(z):
-    return 0.5 * math.erfc(-z / _SQRT2)
-
-
-@njit
-def _normal_loss(z):
-    """Return the standard normal first-order loss ``E[(Z - z)^+]``."""
-    return math.exp(-0.5 * z * z) * _INV_SQRT_2PI - z * (1.0 - _normal_cdf(z))
 
 
 @njit
@@ -222,13 +210,13 @@ def _fill_lead_time_demand(mean, sd, distribution, step, options, pmf):
     else:
         previous = 0.0
         for k in range(lo, hi):
-            upper = _normal_cdf(((k + 0.5) * step - mean) / sd)
+            upper = normal_cdf(((k + 0.5) * step - mean) / sd)
             pmf[k - lo] = upper - previous
             previous = upper
         pmf[size - 1] = 1.0 - previous
-        excess = 0.5 * step + sd * _normal_loss(((hi + 0.5) * step - mean) / sd)
+        excess = 0.5 * step + sd * normal_loss(((hi + 0.5) * step - mean) / sd)
         if lo > 0:
-            excess += sd * _normal_loss((mean - (lo - 0.5) * step) / sd)
+            excess += sd * normal_loss((mean - (lo - 0.5) * step) / sd)
     discrete_mean = 0.0
     for k in range(lo, hi + 1):
         discrete_mean += pmf[k - lo] * k * step
