@@ -200,13 +200,14 @@ def _normal_partial_moment(level, mean, spread, power):
 
     if spread == 0:
         return max(mean - level, 0.0) ** power
-    start = (level - mean) / spread  # integrate over the standardised variable
+    # Integrate over the standardised variable; beyond 15 sd the density is below 1e-49.
+    start = max((level - mean) / spread, -15.0)
     end = max(start, 0.0) + 15.0
     value, _ = integrate.quad(
         lambda u: (mean + spread * u - level) ** power * stats.norm.pdf(u),
         start,
         end,
-        points=[max(start, 0.0)] if start < 0 else None,
+        points=[0.0] if start < 0 else None,
         epsabs=1e-13,
         epsrel=1e-11,
         limit=200,

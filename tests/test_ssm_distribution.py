@@ -105,7 +105,7 @@ def test_evaluation_matches_quadrature_twin(tree, data):
     # P(X <= s) jumps where X is (numerically) a point mass sitting on the level: compare the
     # cycle service level away from that degenerate boundary only.
     regular = [
-        w["cover_sd"] > 1e-9 or abs(w["cover_mean"] - s) > 1e-9
+        w["cover_sd"] > 1e-6 or abs(w["cover_mean"] - s) > 1e-6
         for w, s in zip(want, levels, strict=True)
     ]
     np.testing.assert_allclose(
