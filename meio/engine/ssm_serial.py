@@ -490,6 +490,12 @@ def _solve_batch(systems, options, out):
         _solve_system(systems, system, options, out)
 
 
+@njit
+def _solve_one(systems, options, out):
+    """A single system on the calling thread (no thread-pool wake-up for a batch of one)."""
+    _solve_system(systems, 0, options, out)
+
+
 @njit_parallel
 def _evaluate_batch(systems, options, echelon_base_stock, out):
     for system in prange(len(systems.offsets) - 1):
@@ -525,7 +531,8 @@ def optimize_serial(systems: SerialSystems, options: GridOptions | None = None) 
     """
     options = grid_options() if options is None else options
     out = _allocate(systems)
-    _solve_batch(systems, options, out)
+    solver = _solve_one if len(systems.offsets) == 2 else _solve_batch
+    solver(systems, options, out)
     return out
 
 
