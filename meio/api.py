@@ -30,6 +30,7 @@ DEFAULT_SERVICE_LEVEL = 0.95
 MODELS = {
     "single": "meio.engine.single",
     "gsm": "meio.engine.gsm",
+    "ssm": "meio.engine.ssm",
 }
 
 

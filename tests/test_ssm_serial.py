@@ -1,0 +1,244 @@
+"""Serial stochastic-service model: kernels vs twins, stockpyl oracle, brute force."""
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meio.engine.ssm_serial import evaluate_serial, grid_options, optimize_serial
+from tests.ssm_reference import (
+    chen_zheng_reference,
+    evaluate_reference,
+    lead_time_demand,
+    serial_systems,
+)
+
+ORACLE = json.loads((Path(__file__).parent / "data" / "ssm_serial_stockpyl.json").read_text())
+COARSE = {"resolution": 4.0}
+
+
+@st.composite
+def serial_instances(draw, max_stages=3):
+    n = draw(st.integers(1, max_stages))
+    poisson = draw(st.booleans())
+    mean = draw(st.sampled_from([0.5, 2.0, 4.0, 7.5]))
+    return {
+        "holding_cost": draw(
+            st.lists(st.sampled_from([0.0, 0.5, 1.0, 2.5, 4.0]), min_size=n, max_size=n)
+        ),
+        "lead_time": draw(
+            st.lists(st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.0]), min_size=n, max_size=n)
+        ),
+        "stockout_cost": draw(st.sampled_from([1.0, 9.0, 30.0])),
+        "demand_mean": mean,
+        "demand_sd": math.sqrt(mean) if poisson else draw(st.sampled_from([0.0, 0.3, 1.5])),
+        "distribution": "poisson" if poisson else "normal",
+    }
+
+
+def grid_kwargs(instance):
+    return {} if instance["distribution"] == "poisson" else COARSE
+
+
+@settings(max_examples=25, deadline=None)
+@given(serial_instances())
+def test_optimizer_matches_reference_recursion(instance):
+    kwargs = grid_kwargs(instance)
+    solution = optimize_serial(serial_systems([instance]), grid_options(**kwargs))
+    levels, cost = chen_zheng_reference(instance, **kwargs)
+    assert solution.expected_cost[0] == pytest.approx(cost, rel=1e-9, abs=1e-9)
+    if not np.allclose(solution.echelon_base_stock, levels):
+        # Ties (a zero echelon holding cost makes C_j flat): both optima must cost the same.
+        _, _, reference_cost = evaluate_reference(instance, levels, **kwargs)
+        assert reference_cost == pytest.approx(cost, rel=1e-9, abs=1e-9)
+
+
+@settings(max_examples=25, deadline=None)
+@given(serial_instances(max_stages=4), st.data())
+def test_policy_evaluation_matches_reference(instance, data):
+    kwargs = grid_kwargs(instance)
+    step, grids = lead_time_demand(instance, **kwargs)
+    top = sum(max(g) for g in grids)
+    levels = [data.draw(st.integers(0, top + 2)) * step for _ in instance["lead_time"]]
+    evaluated = evaluate_serial(
+        serial_systems([instance]), np.array(levels), grid_options(**kwargs)
+    )
+    on_hand, backorders, cost = evaluate_reference(instance, levels, **kwargs)
+    np.testing.assert_allclose(evaluated.expected_on_hand, on_hand, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(evaluated.expected_backorders, backorders, rtol=1e-9, atol=1e-9)
+    assert evaluated.expected_cost[0] == pytest.approx(cost, rel=1e-9, abs=1e-9)
+
+
+@settings(max_examples=20, deadline=None)
+@given(serial_instances(max_stages=4))
+def test_optimal_cost_equals_evaluated_cost_of_optimal_policy(instance):
+    # The recursion's minimum and the distribution-based evaluation are independent computations.
+    systems = serial_systems([instance])
+    options = grid_options(**grid_kwargs(instance))
+    solution = optimize_serial(systems, options)
+    evaluated = evaluate_serial(systems, solution.echelon_base_stock, options)
+    assert solution.expected_cost[0] == pytest.approx(
+        evaluated.expected_cost[0], rel=1e-9, abs=1e-9
+    )
+    assert np.all(np.diff(solution.echelon_base_stock) >= 0)
+    assert solution.expected_cost[0] >= 0 and solution.cost_error_bound[0] >= 0
+
+
+def test_batch_equals_one_by_one_and_is_deterministic():
+    rng = np.random.default_rng(3)
+    instances = []
+    for _ in range(25):
+        n = int(rng.integers(1, 5))
+        instances.append(
+            {
+                "holding_cost": list(np.cumsum(rng.uniform(0, 2, n))[::-1]),
+                "lead_time": list(rng.integers(0, 4, n).astype(float)),
+                "stockout_cost": float(rng.uniform(1, 40)),
+                "demand_mean": float(rng.uniform(1, 9)),
+                "demand_sd": float(rng.uniform(0.2, 3)),
+                "distribution": ["normal", "poisson"][n % 2],
+            }
+        )
+    together = optimize_serial(serial_systems(instances))
+    again = optimize_serial(serial_systems(instances))
+    for field in together._fields:
+        np.testing.assert_array_equal(getattr(together, field), getattr(again, field))
+    rows = np.cumsum([0] + [len(i["lead_time"]) for i in instances])
+    for index, instance in enumerate(instances):
+        alone = optimize_serial(serial_systems([instance]))
+        np.testing.assert_array_equal(
+            alone.echelon_base_stock, together.echelon_base_stock[rows[index] : rows[index + 1]]
+        )
+        assert alone.expected_cost[0] == together.expected_cost[index]
+
+
+@pytest.mark.parametrize("case", ORACLE["instances"], ids=lambda case: case["name"])
+def test_matches_stockpyl_oracle(case):
+    """stockpyl 1.0.2's optimum (stored with provenance) vs ours on a finer grid."""
+    systems = serial_systems([case])
+    options = grid_options()
+    if case["distribution"] == "normal":
+        # Run at least as fine as stockpyl's own x and d steps ("equal or finer discretisation").
+        stockpyl_step = min(case["stockpyl_x_step"], case["stockpyl_min_d_step"])
+        least_sd = case["demand_sd"] * math.sqrt(min(case["lead_time"]))
+        options = grid_options(resolution=max(20.0, math.ceil(least_sd / stockpyl_step)))
+    solution = optimize_serial(systems, options)
+    ours = solution.expected_cost[0]
+    theirs = case["stockpyl_expected_cost"]
+    if case["distribution"] == "poisson":
+        # Both exact on the integers; stockpyl only cuts the tails at 4 sigma.
+        np.testing.assert_allclose(solution.echelon_base_stock, case["stockpyl_echelon_base_stock"])
+        assert ours == pytest.approx(theirs, rel=1e-4)
+        return
+    assert solution.grid_step[0] <= stockpyl_step
+    # stockpyl rounds y - d to the nearest point of its x grid; tolerances follow ITS steps.
+    coarse = case["stockpyl_x_step"] + case["stockpyl_min_d_step"]
+    assert abs(ours - theirs) <= 1e-3 * theirs + 1e-6
+    np.testing.assert_allclose(
+        solution.echelon_base_stock, case["stockpyl_echelon_base_stock"], atol=3 * coarse + 1e-9
+    )
+    # stockpyl's levels evaluated exactly are never better than our optimum (beyond our bound).
+    theirs_evaluated = evaluate_serial(
+        systems, np.array(case["stockpyl_echelon_base_stock"]), options
+    )
+    assert theirs_evaluated.expected_cost[0] >= ours - solution.cost_error_bound[0]
+
+
+@pytest.mark.nojit
+def test_snyder_shen_example_6_1_textbook_values():
+    """Snyder & Shen (2019), Example 6.1: S* = (6.49, 12.02, 22.71), C* = 47.65 (2 decimals)."""
+    case = next(c for c in ORACLE["instances"] if c["name"] == "snyder_shen_example_6_1")
+    solution = optimize_serial(serial_systems([case]))
+    np.testing.assert_allclose(solution.echelon_base_stock, [6.49, 12.02, 22.71], atol=0.05)
+    assert solution.expected_cost[0] == pytest.approx(47.65, abs=0.02)
+
+
+def brute_force_instances():
+    yield {
+        "holding_cost": [3.0, 1.0],
+        "lead_time": [1.0, 2.0],
+        "stockout_cost": 10.0,
+        "demand_mean": 1.5,
+        "demand_sd": math.sqrt(1.5),
+        "distribution": "poisson",
+    }
+    yield {
+        "holding_cost": [2.0, 2.0, 0.5],
+        "lead_time": [1.0, 1.0, 1.0],
+        "stockout_cost": 6.0,
+        "demand_mean": 1.0,
+        "demand_sd": 1.0,
+        "distribution": "poisson",
+    }
+    yield {
+        "holding_cost": [5.0, 1.0, 0.5],
+        "lead_time": [0.0, 2.0, 1.0],
+        "stockout_cost": 20.0,
+        "demand_mean": 0.8,
+        "demand_sd": math.sqrt(0.8),
+        "distribution": "poisson",
+    }
+
+
+@pytest.mark.parametrize("instance", list(brute_force_instances()))
+def test_brute_force_over_local_base_stocks(instance):
+    """Enumerate every local base-stock vector; the exact evaluation's minimum is the optimum."""
+    n = len(instance["lead_time"])
+    systems = serial_systems([instance])
+    candidates = np.array(list(itertools.product(range(9), repeat=n)), float)
+    echelon = np.cumsum(candidates, axis=1)
+    batch = serial_systems([instance] * len(echelon))
+    evaluated = evaluate_serial(batch, echelon.ravel())
+    best = int(np.argmin(evaluated.expected_cost))
+    _, _, reference_cost = evaluate_reference(instance, list(echelon[best]))
+    solution = optimize_serial(systems)
+    assert solution.expected_cost[0] == pytest.approx(evaluated.expected_cost[best], rel=1e-10)
+    assert reference_cost == pytest.approx(evaluated.expected_cost[best], rel=1e-10)
+    np.testing.assert_allclose(solution.echelon_base_stock, echelon[best])
+
+
+def test_error_bound_covers_refinement():
+    """A coarse grid's cost lies within its own bound of a much finer grid's cost."""
+    case = {
+        "holding_cost": [4.0, 2.5, 1.0],
+        "lead_time": [1.0, 2.0, 1.5],
+        "stockout_cost": 19.0,
+        "demand_mean": 10.0,
+        "demand_sd": 3.0,
+        "distribution": "normal",
+    }
+    systems = serial_systems([case])
+    coarse = optimize_serial(systems, grid_options(resolution=2.0))
+    fine = optimize_serial(systems, grid_options(resolution=80.0))
+    assert (
+        abs(coarse.expected_cost[0] - fine.expected_cost[0])
+        <= coarse.cost_error_bound[0] + fine.cost_error_bound[0]
+    )
+    assert fine.cost_error_bound[0] < coarse.cost_error_bound[0]
+
+
+def test_single_stage_is_the_newsvendor():
+    """N = 1: S* is the p/(p+h) quantile of lead-time demand (the newsvendor)."""
+    from scipy import stats
+
+    case = {
+        "holding_cost": [1.0],
+        "lead_time": [4.0],
+        "stockout_cost": 9.0,
+        "demand_mean": 100.0,
+        "demand_sd": 10.0,
+        "distribution": "normal",
+    }
+    solution = optimize_serial(serial_systems([case]), grid_options(resolution=200.0))
+    ltd = stats.norm(400.0, 20.0)
+    quantile = ltd.ppf(0.9)
+    assert solution.echelon_base_stock[0] == pytest.approx(quantile, abs=solution.grid_step[0])
+    exact_cost = 1.0 * (quantile - 400.0) + 10.0 * 20.0 * (
+        stats.norm.pdf(1.2815515655446004) - 1.2815515655446004 * 0.1
+    )
+    assert solution.expected_cost[0] == pytest.approx(exact_cost, abs=solution.cost_error_bound[0])
