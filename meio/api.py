@@ -184,9 +184,9 @@ def _network_frame(
         "baseline_cost": baseline_cost,
         "saving_pct": saving,
     }
-    for name in ("expected_cost", "lower_bound", "gap"):
-        if name in result.network:
-            columns[name] = result.network[name]
+    for name, values in result.network.items():
+        if name not in columns and name != "seconds":
+            columns[name] = values
     columns["seconds"] = result.network.get(
         "seconds", np.full(len(stages), seconds * stages / max(int(offsets[-1]), 1))
     )

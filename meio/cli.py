@@ -134,6 +134,10 @@ def _summary(console: Console, result: RunResult, seconds: float) -> None:
         f"{len(result.manifest['partitions'])} partition(s); safety-stock cost "
         f"{cost:,.2f} vs single-echelon {baseline:,.2f} ({saving:.1f}% saving); {seconds:.2f} s"
     )
+    unsolved = result.total("unsolved_networks")
+    if unsolved:
+        console.print(f"{unsolved:,} networks have a shape model {result.manifest['model']!r} does not "
+                      "support (method 'unsupported', costs NaN); they are left out of the totals")
 
 
 def _client(settings: ClusterConfig, pending: int) -> contextlib.AbstractContextManager:

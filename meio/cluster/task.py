@@ -76,10 +76,20 @@ def _echelon_summary(stages: pl.DataFrame) -> list[list[float]]:
     """``[echelon, stages, safety_stock_cost]`` rows, for the run summary without re-reading."""
     by_echelon = (
         stages.group_by("echelon")
-        .agg(pl.len().alias("stages"), pl.col("safety_stock_cost").sum())
+        .agg(pl.len().alias("stages"), pl.col("safety_stock_cost").fill_nan(None).sum())
         .sort("echelon")
     )
     return [list(row) for row in by_echelon.iter_rows()]
+
+
+def _network_totals(networks: pl.DataFrame) -> dict[str, float | int]:
+    """Cost and baseline summed over the networks the model solved; how many it could not."""
+    solved = networks.filter(pl.col("safety_stock_cost").is_not_nan())
+    return {
+        "safety_stock_cost": float(solved["safety_stock_cost"].sum()),
+        "baseline_cost": float(solved["baseline_cost"].sum()),
+        "unsolved_networks": networks.height - solved.height,
+    }
 
 
 def run_partition(
@@ -134,8 +144,7 @@ def run_partition(
         "peak_rss_mb": _peak_rss_mb(),
         "summary": {
             "by_echelon": _echelon_summary(plan.stages),
-            "safety_stock_cost": float(plan.networks["safety_stock_cost"].sum()),
-            "baseline_cost": float(plan.networks["baseline_cost"].sum()),
+            **_network_totals(plan.networks),
         },
     }
     settings.area.write_record(partition.name, record)
