@@ -1,12 +1,17 @@
 """End-to-end partitioned runs: read, validate, optimize, write, commit, on a local Dask cluster.
 
-Catalogs of 100k and 1M stages (``MEIO_BENCH_QUICK=1``: 6k and 20k) are generated, written as
-Parquet and run through :func:`meio.cluster.run_catalog` with 1 and 2 worker processes; the peer
-is the single-process API on the whole catalog (``read_network`` + ``optimize`` +
-``write_plan``). Prints wall time, stages/s, per-partition cost, peak memory per worker and the
-ratios 1 worker / 2 workers and single process / cluster. Each run's result is checked against
-the single-process plan. The model is gsm when registered, else single (override with
-``MEIO_BENCH_MODEL``).
+Catalogs of 100k and 1M stages (``MEIO_BENCH_QUICK=1``: 3k) are generated, written as Parquet
+and run through :func:`meio.cluster.run_catalog` with 1 and 2 worker processes; the peer is the
+single-process API on the whole catalog (``read_network`` + ``optimize`` + ``write_plan``).
+Prints wall time, stages/s, per-partition cost, peak memory per worker and the ratios 1 worker /
+2 workers and single process / cluster. Each run's result is checked against the
+single-process plan. The model is gsm (override with ``MEIO_BENCH_MODEL``).
+
+The catalog holds the spanning-tree shapes of ``meio generate --shape mixed`` (serial,
+assembly, distribution, tree) so the suite measures the pipeline — read, validate, tree DP,
+write — at catalog scale. General networks cost the successive-LP solver tens to hundreds of
+milliseconds each (bench_gsm_general.py); ``MEIO_BENCH_DAG_SHARE=0.1`` adds them in the
+default mixed share.
 """
 
 from __future__ import annotations
@@ -22,9 +27,12 @@ from bench.common import QUICK, peak_rss_mib
 from meio.cluster import local_cluster, run_catalog
 from meio.generate import generate_catalog
 
-SIZES = (6_000, 20_000) if QUICK else (100_000, 1_000_000)
-PARTITION_SIZE = 5_000 if QUICK else 125_000
-MODEL = os.environ.get("MEIO_BENCH_MODEL", "gsm" if "gsm" in meio.MODELS else "single")
+SIZES = (3_000,) if QUICK else (100_000, 1_000_000)
+PARTITION_SIZE = 1_000 if QUICK else 125_000
+MODEL = os.environ.get("MEIO_BENCH_MODEL", "gsm")
+DAG_SHARE = float(os.environ.get("MEIO_BENCH_DAG_SHARE", "0"))
+SHAPE_WEIGHTS = {"serial": 0.15, "assembly": 0.15, "distribution": 0.35, "tree": 0.25,
+                 "dag": DAG_SHARE}
 WORKERS = (1, 2)
 SINGLE_PROCESS = {}
 CLUSTER = {}
@@ -33,7 +41,8 @@ CLUSTER = {}
 @pytest.fixture(scope="module", params=SIZES, ids=lambda size: f"{size // 1000}k")
 def catalog(request, tmp_path_factory):
     """A seeded mixed catalog of about ``size`` stages as Parquet files."""
-    stages, arcs = generate_catalog(request.param // 15, shape="mixed", seed=3)
+    stages, arcs = generate_catalog(request.param // 15, shape="mixed", seed=3,
+                                    shape_weights=SHAPE_WEIGHTS)
     folder = tmp_path_factory.mktemp(f"catalog{request.param}")
     stages.write_parquet(folder / "stages.parquet", row_group_size=50_000)
     arcs.write_parquet(folder / "arcs.parquet", row_group_size=50_000)

@@ -18,7 +18,7 @@ from rich.table import Table
 
 import meio
 from meio.cluster import RunResult, local_cluster, prepare_catalog
-from meio.config import ClusterConfig, GenerateConfig, RunConfig, load_config
+from meio.config import ClusterConfig, GenerateConfig, OptimizeConfig, RunConfig, load_config
 from meio.io.errors import InputError
 from meio.io.write import check_output_target, write_run_directory
 
@@ -39,7 +39,14 @@ def _add_optimize(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--holding-rate", type=float,
                         help="holding cost per period per unit of cumulative cost, for stages "
                         "without holding_cost")
-    parser.add_argument("--time-limit", type=float, help="seconds per general network (gsm)")
+    parser.add_argument("--slp-starts", type=int,
+                        help="gsm, general networks: starts of the successive-LP heuristic (67)")
+    parser.add_argument("--mip-node-limit", type=int,
+                        help="gsm, general networks: branch-and-bound nodes of the exact MIP after "
+                        "the heuristic (default 0: heuristic only)")
+    parser.add_argument("--time-limit", type=float,
+                        help="gsm, general networks: wall-clock safety net in seconds per network "
+                        "(default none; a solve it cuts is not reproducible)")
     parser.add_argument("--output", help="run directory to write")
     parser.add_argument("--overwrite", action="store_true", default=None,
                         help="replace an existing run directory")
@@ -89,8 +96,8 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
     config = load_config(args.config) if (args.config or not args.stages) else RunConfig()
     if args.stages:
         config.generate = None
-    for name in ("stages", "arcs", "model", "service_level", "holding_rate", "time_limit",
-                 "output", "overwrite"):
+    for name in ("stages", "arcs", "model", "service_level", "holding_rate", "slp_starts",
+                 "mip_node_limit", "time_limit", "output", "overwrite"):
         value = getattr(args, name)
         if value is not None:
             setattr(config.optimize, name, value)
@@ -151,6 +158,14 @@ def _client(settings: ClusterConfig, pending: int) -> contextlib.AbstractContext
     return contextlib.nullcontext(None)
 
 
+def _model_options(settings: OptimizeConfig) -> dict:
+    """The model's own options that the configuration sets (gsm: general-network limits)."""
+    if settings.model != "gsm":
+        return {}
+    names = ("slp_starts", "mip_node_limit", "time_limit")
+    return {name: getattr(settings, name) for name in names if getattr(settings, name) is not None}
+
+
 def _optimize(args: argparse.Namespace, console: Console) -> None:
     config = _run_config(args)
     settings, cluster = config.optimize, config.cluster
@@ -161,7 +176,7 @@ def _optimize(args: argparse.Namespace, console: Console) -> None:
         job = prepare_catalog(
             stages, arcs, settings.output, model=settings.model,
             service_level=settings.service_level, holding_rate=settings.holding_rate,
-            options={"time_limit": settings.time_limit} if settings.model == "gsm" else {},
+            options=_model_options(settings),
             partitions=cluster.partitions, partition_size=cluster.partition_size,
             resume=cluster.resume, overwrite=settings.overwrite,
         )

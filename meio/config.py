@@ -42,7 +42,9 @@ class OptimizeConfig:
     model: str = "gsm"
     service_level: float = 0.95
     holding_rate: float | None = None
-    time_limit: float = 1.0
+    slp_starts: int | None = None
+    mip_node_limit: int | None = None
+    time_limit: float | None = None
     output: str = "meio-run"
     overwrite: bool = False
 

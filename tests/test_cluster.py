@@ -19,6 +19,7 @@ import meio
 from meio.cli import main
 from meio.cluster import plan_partitions, run_catalog
 from meio.cluster.catalog import Source
+from meio.generate import generate_catalog
 from tests.tables import random_catalog
 
 pytestmark = pytest.mark.cluster
@@ -26,6 +27,8 @@ pytestmark = pytest.mark.cluster
 REPO = Path(__file__).resolve().parents[1]
 DASK = Path(sys.executable).parent / "dask"
 START_TIMEOUT = 90.0
+#: Small work limits of the general GSM solver (with its exact MIP) for quick tests.
+GSM_LIMITS = {"slp_starts": 8, "mip_node_limit": 5}
 
 
 class Crash(RuntimeError):
@@ -72,6 +75,29 @@ def test_any_partitioning_equals_single_process(tmp_path, catalog, layout):
     assert sum(p["partition"]["networks"] for p in parts) == plan.networks.height
     assert result.total("safety_stock_cost") == pytest.approx(plan.networks["safety_stock_cost"].sum())
     assert not (tmp_path / ".run.partial").exists()
+
+
+@pytest.fixture(scope="module")
+def general_catalog(tmp_path_factory):
+    """Generated general (non-tree) networks with a few trees, as Parquet, and their gsm plan."""
+    stages, arcs = generate_catalog(24, shape="mixed", seed=5, stages_per_network=(8, 30),
+                                    shape_weights={"dag": 0.8, "distribution": 0.2})
+    folder = tmp_path_factory.mktemp("general")
+    stages.write_parquet(folder / "stages.parquet")
+    arcs.write_parquet(folder / "arcs.parquet")
+    plan = meio.optimize(meio.read_network(stages, arcs), "gsm", **GSM_LIMITS)
+    return folder / "stages.parquet", folder / "arcs.parquet", plan
+
+
+def test_general_networks_do_not_depend_on_partitioning(tmp_path, general_catalog):
+    # The general solver stops on work limits, not the clock, so a busy worker gives the same plan.
+    stages, arcs, plan = general_catalog
+    assert (plan.networks["method"] != "tree_dp").sum() >= 10
+    for partitions in (1, 4):
+        output = tmp_path / f"run{partitions}"
+        run_catalog(stages, arcs, output, model="gsm", service_level=0.95,
+                    options=GSM_LIMITS, partitions=partitions)
+        _assert_same_plan(output, plan)
 
 
 def test_partitions_hold_whole_networks_in_sorted_ranges(catalog):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import sys
-import types
 from typing import NamedTuple
 
 import numpy as np
@@ -84,7 +82,7 @@ class _FakeSolution(NamedTuple):
 
 def _fake_general_network(lead_time, holding_cost, demand_bound_sd, lead_time_term,
                           arc_upstream, arc_downstream, max_service_time,
-                          external_inbound_service_time, *, time_limit):
+                          external_inbound_service_time, **limits):
     """Exhaustive stand-in for the general solver (for the dispatch test only)."""
     size, n_arcs = len(lead_time), len(arc_upstream)
     problem = TreeProblem(np.array([0, size]), np.array([0, n_arcs]), arc_upstream,
@@ -99,14 +97,12 @@ def _fake_general_network(lead_time, holding_cost, demand_bound_sd, lead_time_te
     inbound = external_inbound_service_time.copy()
     for up, down in zip(arc_upstream, arc_downstream, strict=True):
         inbound[down] = max(inbound[down], best_vector[up])
-    assert time_limit == 7.5
+    assert limits == {"slp_starts": 5, "mip_node_limit": 7, "time_limit": 7.5}
     return _FakeSolution(best_vector, inbound, best, best * 0.9, "fake_exhaustive")
 
 
 def test_non_trees_are_dispatched_to_the_general_solver(monkeypatch):
-    fake = types.ModuleType("meio.engine.gsm_general")
-    fake.solve_general_network = _fake_general_network
-    monkeypatch.setitem(sys.modules, "meio.engine.gsm_general", fake)
+    monkeypatch.setattr(gsm, "solve_general_network", _fake_general_network)
     diamond = {"arcs": [(0, 1), (0, 2), (1, 3), (2, 3)], "lead_time": [1.0, 2.0, 1.0, 1.0],
                "holding_cost": [1.0, 2.0, 2.0, 4.0], "demand_mean": [0, 0, 0, 3.0],
                "demand_sd": [0, 0, 0, 1.0]}
@@ -114,7 +110,7 @@ def test_non_trees_are_dispatched_to_the_general_solver(monkeypatch):
               "demand_sd": [0, 1.0]}
     batch = batch_from_networks([serial, diamond, serial])
     demand = net_demand(batch)
-    result = gsm.solve(batch, demand, time_limit=7.5)
+    result = gsm.solve(batch, demand, slp_starts=5, mip_node_limit=7, time_limit=7.5)
     assert result.network["method"].tolist() == ["tree_dp", "fake_exhaustive", "tree_dp"]
     problem = gsm.build_tree_problem(batch, demand)
     cost = result.network["safety_stock_cost"]

@@ -11,6 +11,8 @@ from meio.engine import gsm_general
 from meio.engine.gsm_general import solve_general_network
 
 UNCAPPED = 10**6
+#: Node budget large enough for the exact MIP to finish on the tiny test networks.
+EXACT_NODES = 100_000
 
 
 class Instance:
@@ -223,7 +225,7 @@ def test_exact_mip_equals_brute_force_on_non_trees(seed):
     rng = np.random.default_rng(1000 + seed)
     instance = random_instance(rng, int(rng.integers(3, 7)))
     optimum = brute_force(instance)
-    solution = solve_general_network(*instance.args(), time_limit=30.0, mip_gap=1e-10)
+    solution = solve_general_network(*instance.args(), mip_node_limit=EXACT_NODES, mip_gap=1e-10)
     assert solution.method == "mip_exact"
     assert solution_cost(instance, solution) == pytest.approx(solution.cost, rel=1e-12)
     assert solution.cost == pytest.approx(optimum, rel=1e-9, abs=1e-12)
@@ -235,7 +237,7 @@ def test_exact_mip_equals_brute_force_on_trees(seed):
     rng = np.random.default_rng(2000 + seed)
     instance = random_instance(rng, int(rng.integers(3, 7)), tree=True)
     optimum = brute_force(instance)
-    solution = solve_general_network(*instance.args(), time_limit=30.0, mip_gap=1e-10)
+    solution = solve_general_network(*instance.args(), mip_node_limit=EXACT_NODES, mip_gap=1e-10)
     assert solution.method == "mip_exact"
     assert solution.cost == pytest.approx(optimum, rel=1e-9, abs=1e-12)
 
@@ -245,7 +247,7 @@ def test_heuristic_is_feasible_and_bracketed_by_its_bound(seed):
     rng = np.random.default_rng(3000 + seed)
     instance = random_instance(rng, int(rng.integers(3, 7)))
     optimum = brute_force(instance)
-    solution = solve_general_network(*instance.args(), time_limit=30.0, exact_max_stages=0)
+    solution = solve_general_network(*instance.args(), exact_max_stages=0)
     assert solution.method == "slp_multistart"
     assert solution_cost(instance, solution) == pytest.approx(solution.cost, rel=1e-12)
     assert solution.cost >= optimum * (1 - 1e-12)
@@ -274,7 +276,7 @@ def test_zero_cost_stages_and_zero_lead_times(seed):
     instance.lead_time[rng.random(instance.size) < 0.3] = 0.0
     optimum = brute_force(instance)
     for exact_max_stages in (0, 100):
-        solution = solve_general_network(*instance.args(), time_limit=30.0, mip_gap=1e-10,
+        solution = solve_general_network(*instance.args(), mip_node_limit=EXACT_NODES, mip_gap=1e-10,
                                          exact_max_stages=exact_max_stages)
         assert solution_cost(instance, solution) == pytest.approx(solution.cost, rel=1e-12)
         assert solution.lower_bound <= optimum * (1 + 1e-9) + 1e-12
@@ -288,3 +290,33 @@ def test_single_stage_without_arcs():
     # SI = 1, S <= 1 (quote), tau = 1 + 2.5 - 1 = 2.5.
     assert solution.outbound_service_time.tolist() == [1]
     assert solution.cost == pytest.approx(1.5 * math.sqrt(4.0 * 2.5 + 0.25), rel=1e-12)
+
+
+class _SlowClock:
+    """A clock on which every reading is an hour after the previous one (a crawling machine)."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        self.now += 3600.0
+        return self.now
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_results_do_not_depend_on_the_clock(seed, monkeypatch):
+    # Work limits, not seconds, stop the solvers: a machine where every step takes an hour gets
+    # the same plan. Only an explicit time_limit (a safety net) lets the clock in.
+    rng = np.random.default_rng(5000 + seed)
+    instance = random_instance(rng, int(rng.integers(4, 8)))
+    options = {"slp_starts": 12, "mip_node_limit": 50}
+    reference = solve_general_network(*instance.args(), **options)
+    monkeypatch.setattr(gsm_general.time, "perf_counter", _SlowClock())
+    crawling = solve_general_network(*instance.args(), **options)
+    assert crawling.method == reference.method
+    assert crawling.outbound_service_time.tolist() == reference.outbound_service_time.tolist()
+    assert crawling.cost == reference.cost
+    assert crawling.lower_bound == reference.lower_bound or (
+        math.isnan(crawling.lower_bound) and math.isnan(reference.lower_bound))
+    cut = solve_general_network(*instance.args(), **options, time_limit=1.0)
+    assert cut.method.endswith("_time_limit")

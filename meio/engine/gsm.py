@@ -24,6 +24,7 @@ import numpy as np
 
 from meio.engine.batch import Batch, NetDemand
 from meio.engine.gsm_cost import lead_time_terms, stage_safety_stock
+from meio.engine.gsm_general import MIP_NODE_LIMIT, SLP_STARTS, solve_general_network
 from meio.engine.gsm_tree import NO_CAP, TreeProblem, solve_trees
 from meio.engine.result import ModelResult
 
@@ -78,10 +79,11 @@ def _general_caps(problem: TreeProblem) -> np.ndarray:
 
 
 def _solve_general(problem: TreeProblem, networks: np.ndarray, columns: dict, method: np.ndarray,
-                   lower_bound: np.ndarray, seconds: np.ndarray, time_limit: float) -> None:
-    """Solve the non-forest ``networks`` one by one with the general GSM solver, in place."""
-    from meio.engine.gsm_general import solve_general_network
+                   lower_bound: np.ndarray, seconds: np.ndarray, limits: dict) -> None:
+    """Solve the non-forest ``networks`` one by one with the general GSM solver, in place.
 
+    ``limits`` are the work limits of :func:`meio.engine.gsm_general.solve_general_network`.
+    """
     caps = _general_caps(problem)
     for network in networks:
         rows = slice(problem.network_offsets[network], problem.network_offsets[network + 1])
@@ -91,7 +93,7 @@ def _solve_general(problem: TreeProblem, networks: np.ndarray, columns: dict, me
             problem.lead_time[rows], problem.holding_cost[rows], problem.demand_bound_sd[rows],
             problem.lead_time_term[rows], problem.arc_upstream[arcs],
             problem.arc_downstream[arcs], caps[rows],
-            problem.external_inbound_service_time[rows], time_limit=time_limit,
+            problem.external_inbound_service_time[rows], **limits,
         )
         seconds[network] = time.perf_counter() - started
         outbound = np.asarray(result.outbound_service_time, np.int64)
@@ -106,7 +108,10 @@ def _solve_general(problem: TreeProblem, networks: np.ndarray, columns: dict, me
         lower_bound[network] = result.lower_bound
 
 
-def solve(batch: Batch, demand: NetDemand, *, time_limit: float = 1.0) -> ModelResult:
+def solve(
+    batch: Batch, demand: NetDemand, *, slp_starts: int = SLP_STARTS,
+    mip_node_limit: int = MIP_NODE_LIMIT, time_limit: float | None = None,
+) -> ModelResult:
     """Optimise safety-stock placement with the guaranteed-service model.
 
     Parameters
@@ -115,9 +120,14 @@ def solve(batch: Batch, demand: NetDemand, *, time_limit: float = 1.0) -> ModelR
         Networks in the layout of :mod:`meio.engine.batch`.
     demand : NetDemand
         Net demand of every stage (:func:`meio.engine.demand.propagate_demand`).
+    slp_starts : int, optional
+        Starts of the successive-LP heuristic per non-tree network (default 67).
+    mip_node_limit : int, optional
+        Branch-and-bound nodes per non-tree network for the exact MIP after the heuristic
+        (default 0: heuristic only); raise it to prove networks optimal.
     time_limit : float, optional
-        Seconds allowed per non-tree network for the general solver (default 1): the
-        heuristic takes up to half, the exact MIP the rest; raise it to prove more networks optimal.
+        Wall-clock safety net in seconds per non-tree network (default none). The work limits
+        above make results reproducible; a solve cut by the clock is not, and its method says so.
 
     Returns
     -------
@@ -148,7 +158,9 @@ def solve(batch: Batch, demand: NetDemand, *, time_limit: float = 1.0) -> ModelR
         "safety_stock": trees.safety_stock,
     }
     if len(general):
-        _solve_general(problem, general, columns, method, lower_bound, seconds, time_limit)
+        limits = {"slp_starts": slp_starts, "mip_node_limit": mip_node_limit,
+                  "time_limit": time_limit}
+        _solve_general(problem, general, columns, method, lower_bound, seconds, limits)
     stage_cost = problem.holding_cost * columns["safety_stock"]
     columns["base_stock"] = demand.demand_mean * columns["net_lead_time"] + columns["safety_stock"]
     columns["safety_stock_cost"] = stage_cost
