@@ -27,7 +27,9 @@ from bench.common import QUICK, peak_rss_mib
 from meio.cluster import local_cluster, run_catalog
 from meio.generate import generate_catalog
 
-SIZES = (3_000,) if QUICK else (100_000, 1_000_000)
+#: Catalog sizes in stages (``MEIO_BENCH_SIZES=10000000`` for the 10M run).
+SIZES = tuple(int(size) for size in os.environ["MEIO_BENCH_SIZES"].split(",")) if (
+    "MEIO_BENCH_SIZES" in os.environ) else (3_000,) if QUICK else (100_000, 1_000_000)
 PARTITION_SIZE = 1_000 if QUICK else 125_000
 MODEL = os.environ.get("MEIO_BENCH_MODEL", "gsm")
 DAG_SHARE = float(os.environ.get("MEIO_BENCH_DAG_SHARE", "0"))
@@ -41,7 +43,8 @@ CLUSTER = {}
 @pytest.fixture(scope="module", params=SIZES, ids=lambda size: f"{size // 1000}k")
 def catalog(request, tmp_path_factory):
     """A seeded mixed catalog of about ``size`` stages as Parquet files."""
-    stages, arcs = generate_catalog(request.param // 15, shape="mixed", seed=3,
+    mean_stages = 10 + 48 * DAG_SHARE  # tree shapes ~10 stages on average, dags ~58
+    stages, arcs = generate_catalog(int(request.param / mean_stages), shape="mixed", seed=3,
                                     shape_weights=SHAPE_WEIGHTS)
     folder = tmp_path_factory.mktemp(f"catalog{request.param}")
     stages.write_parquet(folder / "stages.parquet", row_group_size=50_000)
