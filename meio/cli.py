@@ -158,12 +158,29 @@ def _client(settings: ClusterConfig, pending: int) -> contextlib.AbstractContext
     return contextlib.nullcontext(None)
 
 
+#: gsm's general-network limits: option -> whether a value is allowed, and the rule in words.
+_GSM_LIMITS = {
+    "slp_starts": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                   "must be a whole number >= 1"),
+    "mip_node_limit": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                       "must be a whole number >= 0"),
+    "time_limit": (lambda v: isinstance(v, int | float) and not isinstance(v, bool) and v > 0,
+                   "must be > 0 seconds"),
+}
+
+
 def _model_options(settings: OptimizeConfig) -> dict:
     """The model's own options that the configuration sets (gsm: general-network limits)."""
     if settings.model != "gsm":
         return {}
-    names = ("slp_starts", "mip_node_limit", "time_limit")
-    return {name: getattr(settings, name) for name in names if getattr(settings, name) is not None}
+    options = {}
+    for name, (allowed, rule) in _GSM_LIMITS.items():
+        value = getattr(settings, name)
+        if value is not None and not allowed(value):
+            raise InputError("config", name, f"{rule}, got {value!r}")
+        if value is not None:
+            options[name] = value
+    return options
 
 
 def _optimize(args: argparse.Namespace, console: Console) -> None:

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 
+import meio
 from meio.cli import main
 from tests.tables import random_catalog
 
@@ -98,3 +100,32 @@ def test_generate_rejects_bad_arguments(tmp_path, capsys):
     assert main(["generate", "--networks", "-1", "--output", str(tmp_path / "c")]) == 2
     assert "generate.-: networks must be" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize(("flag", "value", "rule"), [
+    ("--slp-starts", "0", "config.slp_starts: must be a whole number >= 1, got 0"),
+    ("--mip-node-limit", "-5", "config.mip_node_limit: must be a whole number >= 0, got -5"),
+    ("--time-limit", "0", "config.time_limit: must be > 0 seconds, got 0.0"),
+])
+def test_optimize_rejects_bad_general_network_limits(tmp_path, capsys, flag, value, rule):
+    stages, arcs = _write_catalog(tmp_path)
+    output = tmp_path / "run"
+    argv = ["optimize", "--stages", str(stages), "--arcs", str(arcs), "--model", "gsm",
+            flag, value, "--output", str(output)]
+    assert main(argv) == 2
+    assert rule in capsys.readouterr().err
+    assert not output.exists()
+
+
+def test_config_file_limits_reach_the_general_solver(tmp_path):
+    # A config sets the general-network limits; a tiny node budget still gives a valid plan
+    # and the same plan as the Python API with the same limits.
+    stages, arcs = _write_catalog(tmp_path)
+    config = tmp_path / "run.toml"
+    config.write_text(f'[optimize]\nstages = "{stages}"\narcs = "{arcs}"\nmodel = "gsm"\n'
+                      f'slp_starts = 4\nmip_node_limit = 3\noutput = "{tmp_path / "run"}"\n')
+    assert main(["optimize", "--config", str(config)]) == 0
+    plan = meio.optimize(meio.read_network(stages, arcs), "gsm", slp_starts=4, mip_node_limit=3)
+    assert (plan.networks["method"] != "tree_dp").any()
+    written = pl.read_parquet(tmp_path / "run" / "networks.parquet")
+    assert written["safety_stock_cost"].to_list() == plan.networks["safety_stock_cost"].to_list()
