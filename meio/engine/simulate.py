@@ -1,0 +1,485 @@
+"""Monte Carlo simulation of base-stock policies on any acyclic network (DESIGN.md §4.4).
+
+Model
+-----
+Discrete-time periodic review, every stage every period, one-for-one replenishment under an
+installation base-stock policy (the policy the guaranteed-service model of Graves & Willems 2000
+and the stochastic-service models of Clark & Scarf 1960 / Snyder & Shen 2019, ch. 6 assume;
+echelon levels are converted by the API). Stage ``j`` of a network with arcs ``i -> j`` needs
+``q_ij`` units of each supplier ``i`` per unit it makes and takes ``L_j`` periods (its lead time)
+from starting a unit to having it on hand. Sources start at once: their outside supplier always
+delivers, after ``external_inbound_service_time`` periods. Inside period ``t``:
+
+1. *Demand and orders*, downstream first: external demand arrives at demand stages; each stage
+   orders exactly its demand of the period (external plus its successors' orders times the arc
+   quantities), which keeps its inventory position (on hand + components received + in
+   production + ordered but not yet received - backorders) at its base-stock level ``S_j``.
+2. *Material*, upstream first, at each stage: (a) it starts as many units as complete sets of
+   components allow (all components in their BOM quantities; a source starts its whole order);
+   each start draws its lead time, and the units arrive ``lead_time`` periods later (orders never
+   overtake: a start arrives no earlier than the one before it); (b) units due this period
+   arrive on hand (so a lead time ``L`` exposes the stage to ``L`` periods of demand, the
+   convention of meio's models); (c) it ships from stock, **first come, first served**: the
+   oldest period's open requests first; inside one period external demand first, then its
+   successors in arc order (downstream stage id). A shipment reaches the successor's component
+   stock at once; the successor's lead time covers transport and processing. Unmet requests are
+   backordered, never lost.
+3. *Measures and costs* at the end of the period (only after the warm-up): on hand, backorders
+   owed to every customer, units in production/transit; holding cost ``h_j`` per unit on hand,
+   units in production charged at their suppliers' rates (``sum_i q_ij h_i``; 0 at sources) and
+   components waiting for a set at the supplier's rate (Snyder & Shen's convention for in-transit
+   stock), plus ``p_j`` (``stockout_cost``) per unit of external backorders.
+
+Lead times are whole periods. A stage with ``lead_time_sd = 0`` and a whole lead time has that
+lead time exactly; otherwise each start draws ``max(0, N(lead_time, lead_time_sd^2))`` cut at
+``lead_time + 6 lead_time_sd`` and rounds it randomly to a neighbouring whole period with the
+probabilities that keep its mean (a fractional deterministic lead time of 2.3 is 2 with
+probability 0.7 and 3 with probability 0.3).
+
+Service measures honour the service time a stage quotes (``outbound_service_time``; 0 means
+"from stock"): a request is *late* if it is still open ``S_j`` periods after it arrived. The
+fill rate is ``1 - late units / demand``, the cycle service level (ready rate) the fraction of
+periods that end without a late request. With ``S_j = 0`` these are the textbook fill rate (share
+of demand served from stock on arrival) and ready rate ``P(no backorders at period end)``.
+
+Demand at a demand stage per period: normal censored at zero (``max(0, N(mu, sigma^2))``, as in
+meio's serial model and stockpyl), Poisson with mean ``mu``, negative binomial with mean ``mu``
+and variance ``sigma^2`` (Poisson where ``sigma^2 <= mu``), or resampled i.i.d. from the stage's
+demand history (a bootstrap).
+
+Memory per (network, replication) is ``O(stages x (longest lead time) + (stages + arcs) x
+(longest possible backlog age))``, independent of the number of periods: under one-for-one
+replenishment with FIFO, a request at stage ``j`` is filled within ``A_j = max_i A_i + c_j``
+periods (``c_j`` the largest lead time a start can draw plus the outside supplier's service time,
+``i`` over its suppliers), so the open requests fit a ring of ``max_j A_j + 2`` periods.
+
+Parallelism: ``prange`` over (network, replication) items; each item owns a counter-based stream
+(:mod:`meio.engine.streams`) and writes its own output cells, so results are bit-for-bit the
+same for any number of threads and any partitioning of the catalog.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from scipy import stats
+
+from meio.engine._numba import njit, njit_parallel, prange
+from meio.engine.streams import negative_binomial, poisson, standard_normal, stream_state, uniform
+
+#: Demand codes of :attr:`SimNetworks.demand_kind`.
+NO_DEMAND = 0
+NORMAL = 1
+POISSON = 2
+NEGATIVE_BINOMIAL = 3
+HISTORY = 4
+DEMAND_KINDS = {"normal": NORMAL, "poisson": POISSON, "negative_binomial": NEGATIVE_BINOMIAL,
+                "history": HISTORY}
+
+#: Lead-time draws are cut at ``lead_time + LEAD_TIME_SD_CUT * lead_time_sd``.
+LEAD_TIME_SD_CUT = 6.0
+#: A request is shipped in full when stock covers it up to this relative rounding slack.
+_FULL = 1.0 - 1e-12
+#: Stage-period cells per chunk of networks (bounds the per-replication output arrays).
+_CHUNK_CELLS = 1 << 22
+
+
+class SimNetworks(NamedTuple):
+    """Networks and policies to simulate, in the CSR batch layout of :mod:`meio.engine.batch`.
+
+    Arc indices in ``in_arcs`` and the ``out_arc_offsets`` ranges are global (rows of the arc
+    arrays); ``arc_upstream``/``arc_downstream`` hold local stage indices.
+    """
+
+    network_offsets: np.ndarray  #: int64[n_networks + 1]
+    arc_offsets: np.ndarray  #: int64[n_networks + 1]
+    arc_upstream: np.ndarray  #: int64[n_arcs], local
+    arc_downstream: np.ndarray  #: int64[n_arcs], local
+    arc_quantity: np.ndarray  #: float64[n_arcs]
+    in_arc_offsets: np.ndarray  #: int64[n_stages + 1], CSR of each stage's incoming arcs
+    in_arcs: np.ndarray  #: int64[n_arcs], global arc rows grouped by downstream stage
+    out_arc_offsets: np.ndarray  #: int64[n_stages + 1], each stage's outgoing arc rows
+    base_stock: np.ndarray  #: float64[n_stages], installation level (NaN: network skipped)
+    outbound_service_time: np.ndarray  #: int64[n_stages], quoted service time
+    lead_time: np.ndarray  #: float64[n_stages]
+    lead_time_sd: np.ndarray  #: float64[n_stages]
+    inbound_delay: np.ndarray  #: int64[n_stages], outside supplier's service time (sources)
+    holding_cost: np.ndarray  #: float64[n_stages]
+    stockout_cost: np.ndarray  #: float64[n_stages], per unit of external backorder per period
+    demand_kind: np.ndarray  #: int64[n_stages], :data:`NO_DEMAND`, :data:`NORMAL`, ...
+    demand_mean: np.ndarray  #: float64[n_stages]
+    demand_sd: np.ndarray  #: float64[n_stages]
+    history_offsets: np.ndarray  #: int64[n_stages + 1], CSR of demand histories
+    history: np.ndarray  #: float64[n_history]
+    network_key: np.ndarray  #: uint64[n_networks], stable key of each network id
+
+
+class SimTotals(NamedTuple):
+    """Per-replication period averages (rows: replications; columns: stages or networks)."""
+
+    demand: np.ndarray  #: float64[R, n_stages], demand per period
+    late: np.ndarray  #: float64[R, n_stages], late units per period
+    ready: np.ndarray  #: float64[R, n_stages], share of periods without a late request
+    on_hand: np.ndarray  #: float64[R, n_stages]
+    backorders: np.ndarray  #: float64[R, n_stages], owed to all customers
+    pipeline: np.ndarray  #: float64[R, n_stages], units in production/transit
+    holding_cost: np.ndarray  #: float64[R, n_networks]
+    backorder_cost: np.ndarray  #: float64[R, n_networks]
+
+
+@njit
+def lead_time_cap(lead_time, lead_time_sd):
+    """Largest whole number of periods a start can take (see the module docstring)."""
+    if lead_time_sd > 0.0:
+        return int(math.ceil(lead_time + LEAD_TIME_SD_CUT * lead_time_sd))
+    return int(math.ceil(lead_time))
+
+
+@njit
+def draw_lead_time(state, lead_time, lead_time_sd, cap):
+    """``(state, periods)``: one start's lead time, randomly rounded to whole periods."""
+    value = lead_time
+    if lead_time_sd > 0.0:
+        state, z = standard_normal(state)
+        value = min(max(lead_time + lead_time_sd * z, 0.0), float(cap))
+    whole = float(math.floor(value))
+    if value > whole:
+        state, u = uniform(state)
+        if u < value - whole:
+            whole += 1.0
+    return state, int(whole)
+
+
+@njit
+def draw_demand(state, kind, mean, sd, history, first, last):
+    """``(state, demand)``: one period's external demand of a stage (see the module docstring)."""
+    if kind == NORMAL:
+        if sd <= 0.0:
+            return state, mean
+        state, z = standard_normal(state)
+        return state, max(mean + sd * z, 0.0)
+    if kind == POISSON:
+        return poisson(state, mean)
+    if kind == NEGATIVE_BINOMIAL:
+        return negative_binomial(state, mean, sd * sd)
+    if kind == HISTORY:
+        state, u = uniform(state)
+        return state, history[first + min(int(u * (last - first)), last - first - 1)]
+    return state, 0.0
+
+
+@njit
+def _ship(request, stock):
+    """Units shipped against ``request`` from ``stock`` (all of it within rounding slack)."""
+    if stock >= request * _FULL:
+        return request
+    return stock
+
+
+@njit
+def _backlog_age_bounds(sim, first, n):
+    """Ring sizes: (periods a start can be in production, periods a request can stay open)."""
+    age = np.zeros(n, np.int64)
+    longest_start = 0
+    longest_age = 0
+    for j in range(n):
+        g = first + j
+        worst = 0
+        for p in range(sim.in_arc_offsets[g], sim.in_arc_offsets[g + 1]):
+            worst = max(worst, age[sim.arc_upstream[sim.in_arcs[p]]])
+        start = lead_time_cap(sim.lead_time[g], sim.lead_time_sd[g]) + sim.inbound_delay[g]
+        age[j] = worst + start
+        longest_start = max(longest_start, start)
+        longest_age = max(longest_age, age[j])
+    return longest_start + 1, longest_age + 2
+
+
+@njit
+def _simulate_item(sim, network, replication, periods, warmup, seed, out):
+    """Simulate one replication of one network and write its period averages into ``out``."""
+    first = sim.network_offsets[network]
+    n = sim.network_offsets[network + 1] - first
+    arc_first = sim.arc_offsets[network]
+    n_arcs = sim.arc_offsets[network + 1] - arc_first
+    for j in range(n):
+        if np.isnan(sim.base_stock[first + j]):
+            for g in range(first, first + n):
+                out.demand[replication, g] = np.nan
+                out.late[replication, g] = np.nan
+                out.ready[replication, g] = np.nan
+                out.on_hand[replication, g] = np.nan
+                out.backorders[replication, g] = np.nan
+                out.pipeline[replication, g] = np.nan
+            out.holding_cost[replication, network] = np.nan
+            out.backorder_cost[replication, network] = np.nan
+            return
+    state = stream_state(seed, sim.network_key[network], np.uint64(replication))
+    lead_slots, queue_slots = _backlog_age_bounds(sim, first, n)
+    # Records of open requests: external demand of stage j is record j, arc a is n + a - arc_first.
+    queue = np.zeros((queue_slots, n + n_arcs))
+    due = np.zeros((n, lead_slots))
+    on_hand = np.empty(n)
+    backlog = np.zeros(n)
+    external_backlog = np.zeros(n)
+    in_production = np.zeros(n)
+    components = np.zeros(n_arcs)
+    order = np.zeros(n)
+    external = np.zeros(n)
+    head = np.zeros(n, np.int64)
+    tail = np.zeros(n, np.int64)
+    last_arrival = np.zeros(n, np.int64)
+    caps = np.empty(n, np.int64)
+    sums = np.zeros((6, n))
+    holding_sum = 0.0
+    backorder_sum = 0.0
+    for j in range(n):
+        g = first + j
+        on_hand[j] = sim.base_stock[g]
+        caps[j] = lead_time_cap(sim.lead_time[g], sim.lead_time_sd[g])
+    for t in range(warmup + periods):
+        # 1. demand and orders, downstream first
+        for j in range(n - 1, -1, -1):
+            g = first + j
+            state, demand = draw_demand(state, sim.demand_kind[g], sim.demand_mean[g], sim.demand_sd[g],
+                                        sim.history, sim.history_offsets[g], sim.history_offsets[g + 1])
+            external[j] = demand
+            for a in range(sim.out_arc_offsets[g], sim.out_arc_offsets[g + 1]):
+                demand += sim.arc_quantity[a] * order[sim.arc_downstream[a]]
+            order[j] = demand
+        # 2. material, upstream first
+        measured = t >= warmup
+        for j in range(n):
+            g = first + j
+            started = order[j]
+            waiting_cost = 0.0
+            if sim.in_arc_offsets[g] < sim.in_arc_offsets[g + 1]:
+                started = np.inf
+                for p in range(sim.in_arc_offsets[g], sim.in_arc_offsets[g + 1]):
+                    a = sim.in_arcs[p]
+                    started = min(started, components[a - arc_first] / sim.arc_quantity[a])
+                for p in range(sim.in_arc_offsets[g], sim.in_arc_offsets[g + 1]):
+                    a = sim.in_arcs[p]
+                    left = components[a - arc_first] - sim.arc_quantity[a] * started
+                    if components[a - arc_first] / sim.arc_quantity[a] == started or left < 0.0:
+                        left = 0.0
+                    components[a - arc_first] = left
+                    waiting_cost += sim.holding_cost[first + sim.arc_upstream[a]] * left
+            if started > 0.0:
+                state, periods_taken = draw_lead_time(state, sim.lead_time[g], sim.lead_time_sd[g], caps[j])
+                arrival = max(t + periods_taken + sim.inbound_delay[g], last_arrival[j])
+                last_arrival[j] = arrival
+                due[j, arrival % lead_slots] += started
+                in_production[j] += started
+            arrived = due[j, t % lead_slots]
+            if arrived != 0.0:
+                due[j, t % lead_slots] = 0.0
+                on_hand[j] += arrived
+                in_production[j] -= arrived
+            stock = on_hand[j]
+            out_first = sim.out_arc_offsets[g]
+            out_last = sim.out_arc_offsets[g + 1]
+            # open requests, oldest period first
+            while head[j] < tail[j] and stock > 0.0:
+                row = head[j] % queue_slots
+                shipped = _ship(queue[row, j], stock)
+                queue[row, j] -= shipped
+                stock -= shipped
+                external_backlog[j] -= shipped
+                backlog[j] -= shipped
+                open_left = queue[row, j] > 0.0
+                for a in range(out_first, out_last):
+                    record = n + a - arc_first
+                    if queue[row, record] > 0.0:
+                        sent = _ship(queue[row, record], stock)
+                        queue[row, record] -= sent
+                        stock -= sent
+                        backlog[j] -= sent
+                        components[a - arc_first] += sent
+                        open_left = open_left or queue[row, record] > 0.0
+                if open_left:
+                    break
+                head[j] += 1
+            if head[j] == tail[j]:
+                backlog[j] = 0.0
+                external_backlog[j] = 0.0
+            # this period's requests: served at once if nothing older is open
+            row = t % queue_slots
+            if head[j] < tail[j]:
+                if head[j] <= t - queue_slots:  # rounding left a residue older than the ring
+                    older = head[j] % queue_slots
+                    for record in range(n + n_arcs):
+                        queue[(older + 1) % queue_slots, record] += queue[older, record]
+                        queue[older, record] = 0.0
+                    head[j] += 1
+                queue[row, j] = external[j]
+                external_backlog[j] += external[j]
+                for a in range(out_first, out_last):
+                    queue[row, n + a - arc_first] = sim.arc_quantity[a] * order[sim.arc_downstream[a]]
+                backlog[j] += order[j]
+                tail[j] = t + 1
+            else:
+                shipped = _ship(external[j], stock)
+                stock -= shipped
+                left = external[j] - shipped
+                unfilled = left
+                queue[row, j] = left
+                external_backlog[j] = left
+                for a in range(out_first, out_last):
+                    request = sim.arc_quantity[a] * order[sim.arc_downstream[a]]
+                    sent = _ship(request, stock)
+                    stock -= sent
+                    components[a - arc_first] += sent
+                    queue[row, n + a - arc_first] = request - sent
+                    unfilled += request - sent
+                if unfilled > 0.0:
+                    backlog[j] = unfilled
+                    head[j] = t
+                    tail[j] = t + 1
+            on_hand[j] = max(stock, 0.0)
+            if measured:
+                quoted = t - sim.outbound_service_time[g]
+                late = 0.0
+                if head[j] <= quoted < tail[j]:
+                    late_row = quoted % queue_slots
+                    late = queue[late_row, j]
+                    for a in range(out_first, out_last):
+                        late += queue[late_row, n + a - arc_first]
+                sums[0, j] += order[j]
+                sums[1, j] += late
+                sums[2, j] += 1.0 if head[j] == tail[j] or head[j] > quoted else 0.0
+                sums[3, j] += on_hand[j]
+                sums[4, j] += backlog[j]
+                sums[5, j] += in_production[j]
+                transit_rate = 0.0
+                for p in range(sim.in_arc_offsets[g], sim.in_arc_offsets[g + 1]):
+                    a = sim.in_arcs[p]
+                    transit_rate += sim.arc_quantity[a] * sim.holding_cost[first + sim.arc_upstream[a]]
+                holding_sum += (sim.holding_cost[g] * on_hand[j] + transit_rate * in_production[j]
+                                + waiting_cost)
+                backorder_sum += sim.stockout_cost[g] * external_backlog[j]
+    scale = 1.0 / max(periods, 1)
+    for j in range(n):
+        g = first + j
+        out.demand[replication, g] = sums[0, j] * scale
+        out.late[replication, g] = sums[1, j] * scale
+        out.ready[replication, g] = sums[2, j] * scale
+        out.on_hand[replication, g] = sums[3, j] * scale
+        out.backorders[replication, g] = sums[4, j] * scale
+        out.pipeline[replication, g] = sums[5, j] * scale
+    out.holding_cost[replication, network] = holding_sum * scale
+    out.backorder_cost[replication, network] = backorder_sum * scale
+
+
+@njit_parallel
+def _simulate_batch(sim, periods, warmup, replications, seed, out):
+    """``prange`` over every (network, replication) item; each writes only its own cells."""
+    n_networks = len(sim.network_offsets) - 1
+    for item in prange(n_networks * replications):
+        _simulate_item(sim, item // replications, item % replications, periods, warmup, seed, out)
+
+
+def _allocate(n_stages: int, n_networks: int, replications: int) -> SimTotals:
+    stage = [np.zeros((replications, n_stages)) for _ in range(6)]
+    network = [np.zeros((replications, n_networks)) for _ in range(2)]
+    return SimTotals(*stage, *network)
+
+
+def _chunk(sim: SimNetworks, begin: int, end: int) -> SimNetworks:
+    """Networks ``begin:end`` as a batch of their own (global arc rows shifted accordingly)."""
+    stage_first, stage_last = sim.network_offsets[begin], sim.network_offsets[end]
+    arc_first, arc_last = sim.arc_offsets[begin], sim.arc_offsets[end]
+    history_first = sim.history_offsets[stage_first]
+    history_last = sim.history_offsets[stage_last]
+    stage = slice(stage_first, stage_last)
+    return SimNetworks(
+        network_offsets=sim.network_offsets[begin:end + 1] - stage_first,
+        arc_offsets=sim.arc_offsets[begin:end + 1] - arc_first,
+        arc_upstream=sim.arc_upstream[arc_first:arc_last],
+        arc_downstream=sim.arc_downstream[arc_first:arc_last],
+        arc_quantity=sim.arc_quantity[arc_first:arc_last],
+        in_arc_offsets=sim.in_arc_offsets[stage_first:stage_last + 1] - arc_first,
+        in_arcs=sim.in_arcs[arc_first:arc_last] - arc_first,
+        out_arc_offsets=sim.out_arc_offsets[stage_first:stage_last + 1] - arc_first,
+        base_stock=sim.base_stock[stage],
+        outbound_service_time=sim.outbound_service_time[stage],
+        lead_time=sim.lead_time[stage],
+        lead_time_sd=sim.lead_time_sd[stage],
+        inbound_delay=sim.inbound_delay[stage],
+        holding_cost=sim.holding_cost[stage],
+        stockout_cost=sim.stockout_cost[stage],
+        demand_kind=sim.demand_kind[stage],
+        demand_mean=sim.demand_mean[stage],
+        demand_sd=sim.demand_sd[stage],
+        history_offsets=sim.history_offsets[stage_first:stage_last + 1] - history_first,
+        history=sim.history[history_first:history_last],
+        network_key=sim.network_key[begin:end],
+    )
+
+
+def simulate_totals(
+    sim: SimNetworks, *, periods: int, replications: int, warmup: int, seed: int
+) -> SimTotals:
+    """Run every (network, replication) and return the per-replication period averages.
+
+    Networks are processed in chunks of about ``2**22`` stage-replication cells so the output
+    arrays stay small on large catalogs; chunking changes nothing in the results (each item's
+    stream depends only on the seed, its network's key and its replication).
+
+    Parameters
+    ----------
+    sim : SimNetworks
+        Networks and policies (see :class:`SimNetworks`).
+    periods, warmup : int
+        Measured periods, and periods simulated first and discarded.
+    replications : int
+        Independent replications per network.
+    seed : int
+        Seed of every stream (taken modulo ``2**64``).
+
+    """
+    if periods < 1 or replications < 1 or warmup < 0:
+        raise ValueError("periods and replications must be >= 1 and warmup >= 0")
+    n_networks = len(sim.network_offsets) - 1
+    totals = _allocate(int(sim.network_offsets[-1]), n_networks, replications)
+    seed64 = np.uint64(int(seed) % 2**64)
+    per_network = max(1, replications)
+    begin = 0
+    with np.errstate(over="ignore"):
+        while begin < n_networks:
+            end = begin + 1
+            while (end < n_networks
+                   and (sim.network_offsets[end + 1] - sim.network_offsets[begin]) * per_network
+                   <= _CHUNK_CELLS):
+                end += 1
+            chunk = _chunk(sim, begin, end)
+            out = _allocate(int(chunk.network_offsets[-1]), end - begin, replications)
+            _simulate_batch(chunk, int(periods), int(warmup), int(replications), seed64, out)
+            stage = slice(sim.network_offsets[begin], sim.network_offsets[end])
+            for name in ("demand", "late", "ready", "on_hand", "backorders", "pipeline"):
+                getattr(totals, name)[:, stage] = getattr(out, name)
+            for name in ("holding_cost", "backorder_cost"):
+                getattr(totals, name)[:, begin:end] = getattr(out, name)
+            begin = end
+    return totals
+
+
+class Estimate(NamedTuple):
+    """Mean across replications and its two-sided 95% Student-t confidence interval."""
+
+    mean: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+
+def estimate(samples: np.ndarray, confidence: float = 0.95) -> Estimate:
+    """Mean over axis 0 and the ``confidence`` t-interval (NaN bounds with one replication)."""
+    replications = samples.shape[0]
+    mean = samples.mean(axis=0)
+    if replications < 2:
+        nan = np.full_like(mean, np.nan)
+        return Estimate(mean, nan, nan.copy())
+    half = (stats.t.ppf(0.5 + confidence / 2.0, replications - 1)
+            * samples.std(axis=0, ddof=1) / math.sqrt(replications))
+    return Estimate(mean, mean - half, mean + half)
