@@ -66,7 +66,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import stats
 
-from meio.engine._numba import njit, njit_parallel, prange
+from meio.engine._numba import njit, njit_inline, njit_parallel, prange
 from meio.engine.streams import negative_binomial, poisson, standard_normal, stream_state, uniform
 
 #: Demand codes of :attr:`SimNetworks.demand_kind`.
@@ -82,6 +82,8 @@ DEMAND_KINDS = {"normal": NORMAL, "poisson": POISSON, "negative_binomial": NEGAT
 LEAD_TIME_SD_CUT = 6.0
 #: A request is shipped in full when stock covers it up to this relative rounding slack.
 _FULL = 1.0 - 1e-12
+#: Components left after a start below this share of what there was are rounding residue (0).
+_RESIDUE = 1e-12
 #: Stage-period cells per chunk of networks (bounds the per-replication output arrays).
 _CHUNK_CELLS = 1 << 22
 
@@ -170,7 +172,7 @@ def draw_demand(state, kind, mean, sd, history, first, last):
     return state, 0.0
 
 
-@njit
+@njit_inline
 def _ship(request, stock):
     """Units shipped against ``request`` from ``stock`` (all of it within rounding slack)."""
     if stock >= request * _FULL:
@@ -179,8 +181,17 @@ def _ship(request, stock):
 
 
 @njit
+def _power_of_two(count):
+    """The smallest power of two >= ``count`` (ring sizes: positions by mask, not division)."""
+    size = 1
+    while size < count:
+        size *= 2
+    return size
+
+
+@njit
 def _backlog_age_bounds(sim, first, n):
-    """Ring sizes: (periods a start can be in production, periods a request can stay open)."""
+    """Ring sizes (powers of two) for starts in production and for open requests."""
     age = np.zeros(n, np.int64)
     longest_start = 0
     longest_age = 0
@@ -193,7 +204,7 @@ def _backlog_age_bounds(sim, first, n):
         age[j] = worst + start
         longest_start = max(longest_start, start)
         longest_age = max(longest_age, age[j])
-    return longest_start + 1, longest_age + 2
+    return _power_of_two(longest_start + 1), _power_of_two(longest_age + 2)
 
 
 @njit
@@ -217,6 +228,8 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
             return
     state = stream_state(seed, sim.network_key[network], np.uint64(replication))
     lead_slots, queue_slots = _backlog_age_bounds(sim, first, n)
+    lead_mask = lead_slots - 1
+    queue_mask = queue_slots - 1
     # Records of open requests: external demand of stage j is record j, arc a is n + a - arc_first.
     queue = np.zeros((queue_slots, n + n_arcs))
     due = np.zeros((n, lead_slots))
@@ -231,6 +244,8 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
     tail = np.zeros(n, np.int64)
     last_arrival = np.zeros(n, np.int64)
     caps = np.empty(n, np.int64)
+    fixed = np.zeros(n, np.bool_)
+    transit_rate = np.zeros(n)
     sums = np.zeros((6, n))
     holding_sum = 0.0
     backorder_sum = 0.0
@@ -238,12 +253,18 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
         g = first + j
         on_hand[j] = sim.base_stock[g]
         caps[j] = lead_time_cap(sim.lead_time[g], sim.lead_time_sd[g])
+        fixed[j] = sim.lead_time_sd[g] == 0.0 and sim.lead_time[g] == caps[j]
+        for p in range(sim.in_arc_offsets[g], sim.in_arc_offsets[g + 1]):
+            a = sim.in_arcs[p]
+            transit_rate[j] += sim.arc_quantity[a] * sim.holding_cost[first + sim.arc_upstream[a]]
     for t in range(warmup + periods):
         # 1. demand and orders, downstream first
         for j in range(n - 1, -1, -1):
             g = first + j
-            state, demand = draw_demand(state, sim.demand_kind[g], sim.demand_mean[g], sim.demand_sd[g],
-                                        sim.history, sim.history_offsets[g], sim.history_offsets[g + 1])
+            demand = 0.0
+            if sim.demand_kind[g] != NO_DEMAND:
+                state, demand = draw_demand(state, sim.demand_kind[g], sim.demand_mean[g], sim.demand_sd[g],
+                                            sim.history, sim.history_offsets[g], sim.history_offsets[g + 1])
             external[j] = demand
             for a in range(sim.out_arc_offsets[g], sim.out_arc_offsets[g + 1]):
                 demand += sim.arc_quantity[a] * order[sim.arc_downstream[a]]
@@ -262,27 +283,30 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
                 for p in range(sim.in_arc_offsets[g], sim.in_arc_offsets[g + 1]):
                     a = sim.in_arcs[p]
                     left = components[a - arc_first] - sim.arc_quantity[a] * started
-                    if components[a - arc_first] / sim.arc_quantity[a] == started or left < 0.0:
+                    if left < _RESIDUE * max(1.0, components[a - arc_first]):
                         left = 0.0
                     components[a - arc_first] = left
                     waiting_cost += sim.holding_cost[first + sim.arc_upstream[a]] * left
             if started > 0.0:
-                state, periods_taken = draw_lead_time(state, sim.lead_time[g], sim.lead_time_sd[g], caps[j])
+                periods_taken = caps[j]
+                if not fixed[j]:
+                    state, periods_taken = draw_lead_time(state, sim.lead_time[g], sim.lead_time_sd[g],
+                                                          caps[j])
                 arrival = max(t + periods_taken + sim.inbound_delay[g], last_arrival[j])
                 last_arrival[j] = arrival
-                due[j, arrival % lead_slots] += started
+                due[j, arrival & lead_mask] += started
                 in_production[j] += started
-            arrived = due[j, t % lead_slots]
+            arrived = due[j, t & lead_mask]
             if arrived != 0.0:
-                due[j, t % lead_slots] = 0.0
+                due[j, t & lead_mask] = 0.0
                 on_hand[j] += arrived
                 in_production[j] -= arrived
             stock = on_hand[j]
             out_first = sim.out_arc_offsets[g]
             out_last = sim.out_arc_offsets[g + 1]
-            # open requests, oldest period first
-            while head[j] < tail[j] and stock > 0.0:
-                row = head[j] % queue_slots
+            # open requests, oldest period first (rows left empty are skipped)
+            while head[j] < tail[j]:
+                row = head[j] & queue_mask
                 shipped = _ship(queue[row, j], stock)
                 queue[row, j] -= shipped
                 stock -= shipped
@@ -305,12 +329,12 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
                 backlog[j] = 0.0
                 external_backlog[j] = 0.0
             # this period's requests: served at once if nothing older is open
-            row = t % queue_slots
+            row = t & queue_mask
             if head[j] < tail[j]:
                 if head[j] <= t - queue_slots:  # rounding left a residue older than the ring
-                    older = head[j] % queue_slots
+                    older = head[j] & queue_mask
                     for record in range(n + n_arcs):
-                        queue[(older + 1) % queue_slots, record] += queue[older, record]
+                        queue[(older + 1) & queue_mask, record] += queue[older, record]
                         queue[older, record] = 0.0
                     head[j] += 1
                 queue[row, j] = external[j]
@@ -342,7 +366,7 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
                 quoted = t - sim.outbound_service_time[g]
                 late = 0.0
                 if head[j] <= quoted < tail[j]:
-                    late_row = quoted % queue_slots
+                    late_row = quoted & queue_mask
                     late = queue[late_row, j]
                     for a in range(out_first, out_last):
                         late += queue[late_row, n + a - arc_first]
@@ -352,11 +376,7 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
                 sums[3, j] += on_hand[j]
                 sums[4, j] += backlog[j]
                 sums[5, j] += in_production[j]
-                transit_rate = 0.0
-                for p in range(sim.in_arc_offsets[g], sim.in_arc_offsets[g + 1]):
-                    a = sim.in_arcs[p]
-                    transit_rate += sim.arc_quantity[a] * sim.holding_cost[first + sim.arc_upstream[a]]
-                holding_sum += (sim.holding_cost[g] * on_hand[j] + transit_rate * in_production[j]
+                holding_sum += (sim.holding_cost[g] * on_hand[j] + transit_rate[j] * in_production[j]
                                 + waiting_cost)
                 backorder_sum += sim.stockout_cost[g] * external_backlog[j]
     scale = 1.0 / max(periods, 1)
