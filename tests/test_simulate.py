@@ -50,7 +50,8 @@ def test_stream_matches_reference_splitmix():
 
 @pytest.mark.nojit
 def test_normal_quantile_matches_scipy():
-    p = np.concatenate([np.linspace(1e-6, 1 - 1e-6, 501), [1e-300, 1e-30, 1e-10, 0.02425, 0.975, 1 - 1e-12]])
+    p = np.concatenate([np.linspace(1e-6, 1 - 1e-6, 501),
+                        [1e-300, 1e-30, 1e-10, 0.02425, 0.975, 1 - 1e-12]])
     ours = np.array([streams.normal_quantile(x) for x in p])
     np.testing.assert_allclose(ours, stats.norm.ppf(p), rtol=1e-14, atol=1e-14)
 
@@ -235,8 +236,9 @@ def test_serial_poisson_cost_matches_exact_chen_zheng(holding, lead_time, stocko
     """
     echelon_holding = [holding[j] - (holding[j + 1] if j + 1 < len(holding) else 0.0)
                        for j in range(len(holding))]
-    systems = SerialSystems(np.array([0, len(holding)]), np.array(lead_time, float), np.array(echelon_holding),
-                            np.array([mean]), np.array([math.sqrt(mean)]), np.array([stockout]),
+    systems = SerialSystems(np.array([0, len(holding)]), np.array(lead_time, float),
+                            np.array(echelon_holding), np.array([mean]), np.array([math.sqrt(mean)]),
+                            np.array([stockout]),
                             np.array([SERIAL_POISSON]))
     solution = optimize_serial(systems)
     stages, arcs, names = _serial_tables(holding, lead_time, stockout, mean, math.sqrt(mean))
@@ -359,7 +361,8 @@ def test_echelon_levels_convert_to_installation_levels():
                          "quantity": [2.0, 1.0, 1.0]})
     network = meio.read_network(stages, arcs)
     echelon = {"c": 60.0, "p": 25.0, "r1": 6.0, "r2": 8.0}
-    policy = pl.DataFrame({"network": ["a"] * 4, "stage": list(echelon), "echelon_base_stock": list(echelon.values())})
+    policy = pl.DataFrame({"network": ["a"] * 4, "stage": list(echelon),
+                           "echelon_base_stock": list(echelon.values())})
     levels = installation_levels(network.batch, _aligned_policy(network, _policy_frame(policy)))
     expected = {"c": 60.0 - 2 * 25.0, "p": 25.0 - 6.0 - 8.0, "r1": 6.0, "r2": 8.0}
     assert dict(zip(network.stages["stage"], levels, strict=True)) == expected
@@ -377,10 +380,12 @@ def test_policy_from_run_directory_equals_plan(tmp_path):
 
 @pytest.mark.parametrize(("policy", "message"), [
     (pl.DataFrame({"network": ["x"], "stage": ["s"]}), "policy.base_stock: required column is missing"),
-    (pl.DataFrame({"network": ["x"], "stage": ["s"], "base_stock": [-1.0]}), "policy.base_stock: must be >= 0"),
+    (pl.DataFrame({"network": ["x"], "stage": ["s"], "base_stock": [-1.0]}),
+     "policy.base_stock: must be >= 0"),
     (pl.DataFrame({"network": ["x", "x"], "stage": ["s", "t"], "base_stock": [1.0, 2.0]}),
      "policy.stage: must name a stage of the stages table (1 row; first: network 'x' stage 't')"),
-    (pl.DataFrame({"network": ["y"], "stage": ["s"], "base_stock": [1.0]}), "policy.stage: must name a stage"),
+    (pl.DataFrame({"network": ["y"], "stage": ["s"], "base_stock": [1.0]}),
+     "policy.stage: must name a stage"),
 ])
 def test_bad_policy_is_one_clear_error(policy, message):
     stages = pl.DataFrame({"network": ["x"], "stage": ["s"], "lead_time": [1.0], "holding_cost": [1.0],
