@@ -2,8 +2,8 @@
 
 It follows the model of :mod:`meio.engine.simulate` with explicit objects: a FIFO list of open
 requests per stage, a list of (arrival period, units) starts, a dict of waiting components. It
-draws from its own pure-Python SplitMix64 stream and samples with SciPy (normal quantile) and a
-textbook Poisson inversion, in the kernel's order (demand downstream first; a lead-time draw per
+draws from its own pure-Python SplitMix64 stream and samples with its own ziggurat (Doornik
+2005, tables rebuilt here) and a textbook Poisson inversion, in the kernel's order (demand downstream first; a lead-time draw per
 start), so on the same seed it must reproduce the kernel's numbers up to rounding.
 """
 
@@ -13,10 +13,23 @@ import hashlib
 import math
 
 import numpy as np
-from scipy.special import ndtri
 
 MASK = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
+TAIL, AREA, LAYERS = 3.442619855899, 9.91256303526217e-3, 128
+
+
+def ziggurat_edges() -> list[float]:
+    """x-coordinates of the 128 layers (Doornik 2005, ZIGNOR), outermost first, 0 last."""
+    f = math.exp(-0.5 * TAIL * TAIL)
+    edges = [AREA / f, TAIL]
+    for _ in range(2, LAYERS):
+        edges.append(math.sqrt(-2.0 * math.log(AREA / edges[-1] + f)))
+        f = math.exp(-0.5 * edges[-1] ** 2)
+    return edges + [0.0]
+
+
+EDGES = ziggurat_edges()
 
 
 def mix(z: int) -> int:
@@ -35,12 +48,30 @@ class Stream:
     def __init__(self, seed: int, network_id: str, replication: int):
         self.state = mix((mix(mix(seed & MASK) ^ key_of(network_id)) + replication) & MASK)
 
-    def uniform(self) -> float:
+    def bits(self) -> int:
         self.state = (self.state + GOLDEN) & MASK
-        return ((mix(self.state) >> 11) + 0.5) / 2.0**53
+        return mix(self.state)
+
+    def uniform(self) -> float:
+        return ((self.bits() >> 11) + 0.5) / 2.0**53
 
     def normal(self) -> float:
-        return float(ndtri(self.uniform()))
+        while True:
+            bits = self.bits()
+            layer = bits & 127
+            u = 2.0 * (((bits >> 11) + 0.5) / 2.0**53) - 1.0
+            if abs(u) < EDGES[layer + 1] / EDGES[layer]:
+                return u * EDGES[layer]
+            if layer == 0:
+                while True:
+                    x = math.log(self.uniform()) / TAIL
+                    if -2.0 * math.log(self.uniform()) >= x * x:
+                        return x - TAIL if u < 0 else TAIL - x
+            x = u * EDGES[layer]
+            outer = math.exp(-0.5 * (EDGES[layer] ** 2 - x * x))
+            inner = math.exp(-0.5 * (EDGES[layer + 1] ** 2 - x * x))
+            if inner + self.uniform() * (outer - inner) < 1.0:
+                return x
 
     def poisson_small(self, mean: float) -> float:
         """Inversion (the kernel's method below mean 10)."""

@@ -31,8 +31,9 @@ Z = 4.0
 
 
 def _state(seed, network_id, replication):
-    return np.uint64(streams.stream_state(np.uint64(seed), streams.network_key(network_id),
-                                          np.uint64(replication)))
+    with np.errstate(over="ignore"):  # uint64 wrap-around when kernels run as plain Python
+        return np.uint64(streams.stream_state(np.uint64(seed), streams.network_key(network_id),
+                                              np.uint64(replication)))
 
 
 @pytest.mark.nojit
@@ -46,14 +47,6 @@ def test_stream_matches_reference_splitmix():
                 state = np.uint64(state)
                 assert u == twin.uniform()
                 assert 0.0 < u < 1.0
-
-
-@pytest.mark.nojit
-def test_normal_quantile_matches_scipy():
-    p = np.concatenate([np.linspace(1e-6, 1 - 1e-6, 501),
-                        [1e-300, 1e-30, 1e-10, 0.02425, 0.975, 1 - 1e-12]])
-    ours = np.array([streams.normal_quantile(x) for x in p])
-    np.testing.assert_allclose(ours, stats.norm.ppf(p), rtol=1e-14, atol=1e-14)
 
 
 def _draws(sampler, n, *args):
@@ -92,6 +85,24 @@ def test_negative_binomial_sampler(mean, variance):
     keep = expected > 5
     chi2 = (((observed - expected) ** 2 / expected)[keep]).sum()
     assert stats.chi2.sf(chi2, keep.sum() - 1) > 1e-3
+
+
+@pytest.mark.nojit
+def test_normal_draws_match_twin_ziggurat():
+    """Same stream, same normals: the kernel's ziggurat against the twin's, tail branches included."""
+    state, twin = _state(9, "z", 0), Stream(9, "z", 0)
+    with np.errstate(over="ignore"):
+        for _ in range(3000):
+            state, z = streams.standard_normal(state)
+            state = np.uint64(state)
+            assert z == pytest.approx(twin.normal(), rel=1e-13, abs=1e-13)
+
+
+def test_normal_sampler_kolmogorov_smirnov_and_tail():
+    values = _draws(streams.standard_normal, 100_000)
+    assert stats.kstest(values, "norm").pvalue > 1e-3
+    tail = (np.abs(values) > 3.0).mean()  # the base layer's tail branch
+    assert abs(tail - 2 * stats.norm.sf(3.0)) < 4 * math.sqrt(2 * stats.norm.sf(3.0) / len(values))
 
 
 @pytest.mark.parametrize("shape", [0.4, 1.0, 7.5])
@@ -275,8 +286,8 @@ def test_gsm_plan_demand_stages_meet_service_within_bound():
 
     The guaranteed-service model promises each demand stage's cycle service level provided the
     upstream stages always keep their quoted service times (demand within the bound). Internal
-    stages get a service level of 0.99999, so that assumption holds in practice; each demand stage
-    then keeps its target within Z standard errors (its exact ready rate is the target).
+    stages get a service level of 0.99999, so that assumption holds in practice; each demand stage's
+    exact ready rate is then its target, ``P(D_tau <= mu tau + z sigma sqrt(tau)) = Phi(z)``.
     """
     stages = pl.DataFrame({
         "network": ["g"] * 6,
@@ -297,11 +308,10 @@ def test_gsm_plan_demand_stages_meet_service_within_bound():
     demand_stages = result.stages.filter(pl.col("target_service_level").is_not_nan())
     assert demand_stages.height == 3
     for row in demand_stages.iter_rows(named=True):
-        se = (row["cycle_service_level_ci_high"] - row["cycle_service_level_ci_low"]) / 2 / stats.t.ppf(
-            0.975, replications - 1)
-        assert row["cycle_service_level"] >= row["target_service_level"] - Z * se, row
-        assert row["target_met"] is True
-    assert result.networks["stages_missing_target"][0] == 0
+        # The ready rate is exactly the target here (not above it), so each stage's 95% interval
+        # misses the target now and then by chance: check the mean within Z standard errors.
+        _within(row["cycle_service_level"], row["cycle_service_level_ci_low"],
+                row["cycle_service_level_ci_high"], row["target_service_level"], replications)
 
 
 def test_gsm_plan_misses_when_upstream_stocks_out():

@@ -154,7 +154,7 @@ def draw_lead_time(state, lead_time, lead_time_sd, cap):
     return state, int(whole)
 
 
-@njit
+@njit_inline
 def draw_demand(state, kind, mean, sd, history, first, last):
     """``(state, demand)``: one period's external demand of a stage (see the module docstring)."""
     if kind == NORMAL:
@@ -275,7 +275,11 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
             g = first + j
             started = order[j]
             waiting_cost = 0.0
-            if sim.in_arc_offsets[g] < sim.in_arc_offsets[g + 1]:
+            if sim.in_arc_offsets[g] + 1 == sim.in_arc_offsets[g + 1]:  # one supplier: start all
+                a = sim.in_arcs[sim.in_arc_offsets[g]]
+                started = components[a - arc_first] / sim.arc_quantity[a]
+                components[a - arc_first] = 0.0
+            elif sim.in_arc_offsets[g] < sim.in_arc_offsets[g + 1]:
                 started = np.inf
                 for p in range(sim.in_arc_offsets[g], sim.in_arc_offsets[g + 1]):
                     a = sim.in_arcs[p]
@@ -325,17 +329,20 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
                 if open_left:
                     break
                 head[j] += 1
-            if head[j] == tail[j]:
-                backlog[j] = 0.0
-                external_backlog[j] = 0.0
+                if head[j] == tail[j]:
+                    backlog[j] = 0.0
+                    external_backlog[j] = 0.0
             # this period's requests: served at once if nothing older is open
             row = t & queue_mask
             if head[j] < tail[j]:
                 if head[j] <= t - queue_slots:  # rounding left a residue older than the ring
                     older = head[j] & queue_mask
-                    for record in range(n + n_arcs):
-                        queue[(older + 1) & queue_mask, record] += queue[older, record]
-                        queue[older, record] = 0.0
+                    newer = (older + 1) & queue_mask
+                    queue[newer, j] += queue[older, j]
+                    queue[older, j] = 0.0
+                    for a in range(out_first, out_last):
+                        queue[newer, n + a - arc_first] += queue[older, n + a - arc_first]
+                        queue[older, n + a - arc_first] = 0.0
                     head[j] += 1
                 queue[row, j] = external[j]
                 external_backlog[j] += external[j]
@@ -344,19 +351,21 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
                 backlog[j] += order[j]
                 tail[j] = t + 1
             else:
+                # (rows outside a stage's open range hold zeros: only leftovers are written)
                 shipped = _ship(external[j], stock)
                 stock -= shipped
-                left = external[j] - shipped
-                unfilled = left
-                queue[row, j] = left
-                external_backlog[j] = left
+                unfilled = external[j] - shipped
+                if unfilled > 0.0:
+                    queue[row, j] = unfilled
+                    external_backlog[j] = unfilled
                 for a in range(out_first, out_last):
                     request = sim.arc_quantity[a] * order[sim.arc_downstream[a]]
                     sent = _ship(request, stock)
                     stock -= sent
                     components[a - arc_first] += sent
-                    queue[row, n + a - arc_first] = request - sent
-                    unfilled += request - sent
+                    if request > sent:
+                        queue[row, n + a - arc_first] = request - sent
+                        unfilled += request - sent
                 if unfilled > 0.0:
                     backlog[j] = unfilled
                     head[j] = t
