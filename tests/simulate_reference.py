@@ -3,8 +3,9 @@
 It follows the model of :mod:`meio.engine.simulate` with explicit objects: a FIFO list of open
 requests per stage, a list of (arrival period, units) starts, a dict of waiting components. It
 draws from its own pure-Python SplitMix64 stream and samples with its own ziggurat (Doornik
-2005, tables rebuilt here) and a textbook Poisson inversion, in the kernel's order (demand downstream first; a lead-time draw per
-start), so on the same seed it must reproduce the kernel's numbers up to rounding.
+2005, tables rebuilt here) and a textbook Poisson inversion, in the kernel's order (demand
+downstream first; a lead-time draw per start), so on the same seed it must reproduce the
+kernel's numbers up to rounding.
 """
 
 from __future__ import annotations
