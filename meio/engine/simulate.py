@@ -238,6 +238,7 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
     external_backlog = np.zeros(n)
     in_production = np.zeros(n)
     components = np.zeros(n_arcs)
+    request = np.zeros(n_arcs)  # this period's order of each arc's downstream stage, upstream units
     order = np.zeros(n)
     external = np.zeros(n)
     head = np.zeros(n, np.int64)
@@ -246,9 +247,8 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
     caps = np.empty(n, np.int64)
     fixed = np.zeros(n, np.bool_)
     transit_rate = np.zeros(n)
-    sums = np.zeros((6, n))
-    holding_sum = 0.0
-    backorder_sum = 0.0
+    sums = np.zeros((n, 8))  # per stage: demand, late, ready, on hand, backorders, in production,
+    #                          external backorders, holding cost of waiting components
     for j in range(n):
         g = first + j
         on_hand[j] = sim.base_stock[g]
@@ -267,7 +267,8 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
                                             sim.history, sim.history_offsets[g], sim.history_offsets[g + 1])
             external[j] = demand
             for a in range(sim.out_arc_offsets[g], sim.out_arc_offsets[g + 1]):
-                demand += sim.arc_quantity[a] * order[sim.arc_downstream[a]]
+                request[a - arc_first] = sim.arc_quantity[a] * order[sim.arc_downstream[a]]
+                demand += request[a - arc_first]
             order[j] = demand
         # 2. material, upstream first
         measured = t >= warmup
@@ -347,7 +348,7 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
                 queue[row, j] = external[j]
                 external_backlog[j] += external[j]
                 for a in range(out_first, out_last):
-                    queue[row, n + a - arc_first] = sim.arc_quantity[a] * order[sim.arc_downstream[a]]
+                    queue[row, n + a - arc_first] = request[a - arc_first]
                 backlog[j] += order[j]
                 tail[j] = t + 1
             else:
@@ -359,13 +360,12 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
                     queue[row, j] = unfilled
                     external_backlog[j] = unfilled
                 for a in range(out_first, out_last):
-                    request = sim.arc_quantity[a] * order[sim.arc_downstream[a]]
-                    sent = _ship(request, stock)
+                    sent = _ship(request[a - arc_first], stock)
                     stock -= sent
                     components[a - arc_first] += sent
-                    if request > sent:
-                        queue[row, n + a - arc_first] = request - sent
-                        unfilled += request - sent
+                    if request[a - arc_first] > sent:
+                        queue[row, n + a - arc_first] = request[a - arc_first] - sent
+                        unfilled += request[a - arc_first] - sent
                 if unfilled > 0.0:
                     backlog[j] = unfilled
                     head[j] = t
@@ -379,24 +379,29 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
                     late = queue[late_row, j]
                     for a in range(out_first, out_last):
                         late += queue[late_row, n + a - arc_first]
-                sums[0, j] += order[j]
-                sums[1, j] += late
-                sums[2, j] += 1.0 if head[j] == tail[j] or head[j] > quoted else 0.0
-                sums[3, j] += on_hand[j]
-                sums[4, j] += backlog[j]
-                sums[5, j] += in_production[j]
-                holding_sum += (sim.holding_cost[g] * on_hand[j] + transit_rate[j] * in_production[j]
-                                + waiting_cost)
-                backorder_sum += sim.stockout_cost[g] * external_backlog[j]
+                sums[j, 0] += order[j]
+                sums[j, 1] += late
+                if head[j] == tail[j] or head[j] > quoted:
+                    sums[j, 2] += 1.0
+                sums[j, 3] += on_hand[j]
+                sums[j, 4] += backlog[j]
+                sums[j, 5] += in_production[j]
+                sums[j, 6] += external_backlog[j]
+                sums[j, 7] += waiting_cost
+    # costs are linear in the period sums
     scale = 1.0 / max(periods, 1)
+    holding_sum = 0.0
+    backorder_sum = 0.0
     for j in range(n):
         g = first + j
-        out.demand[replication, g] = sums[0, j] * scale
-        out.late[replication, g] = sums[1, j] * scale
-        out.ready[replication, g] = sums[2, j] * scale
-        out.on_hand[replication, g] = sums[3, j] * scale
-        out.backorders[replication, g] = sums[4, j] * scale
-        out.pipeline[replication, g] = sums[5, j] * scale
+        out.demand[replication, g] = sums[j, 0] * scale
+        out.late[replication, g] = sums[j, 1] * scale
+        out.ready[replication, g] = sums[j, 2] * scale
+        out.on_hand[replication, g] = sums[j, 3] * scale
+        out.backorders[replication, g] = sums[j, 4] * scale
+        out.pipeline[replication, g] = sums[j, 5] * scale
+        holding_sum += sim.holding_cost[g] * sums[j, 3] + transit_rate[j] * sums[j, 5] + sums[j, 7]
+        backorder_sum += sim.stockout_cost[g] * sums[j, 6]
     out.holding_cost[replication, network] = holding_sum * scale
     out.backorder_cost[replication, network] = backorder_sum * scale
 
