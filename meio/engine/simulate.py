@@ -84,6 +84,14 @@ LEAD_TIME_SD_CUT = 6.0
 _FULL = 1.0 - 1e-12
 #: Components left after a start below this share of what there was are rounding residue (0).
 _RESIDUE = 1e-12
+# Columns of the kernel's packed per-stage tables (float state/parameters, integer ones) and arcs.
+_ON_HAND, _BACKLOG, _EXTERNAL_BACKLOG, _IN_PRODUCTION, _ORDER, _EXTERNAL = 0, 1, 2, 3, 4, 5
+_LEAD_TIME, _LEAD_TIME_SD, _DEMAND_MEAN, _DEMAND_SD = 6, 7, 8, 9
+_X_COLUMNS = 10
+_HEAD, _TAIL, _LAST_ARRIVAL, _CAP, _FIXED, _INBOUND_DELAY, _DEMAND_KIND, _SERVICE_TIME = range(8)
+_IN_FIRST, _IN_LAST, _OUT_FIRST, _OUT_LAST, _HISTORY_FIRST, _HISTORY_LAST = range(8, 14)
+_K_COLUMNS = 14
+_QUANTITY, _COMPONENTS, _REQUEST = 0, 1, 2
 #: Stage-period cells per chunk of networks (bounds the per-replication output arrays).
 _CHUNK_CELLS = 1 << 22
 
@@ -230,163 +238,172 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
     lead_slots, queue_slots = _backlog_age_bounds(sim, first, n)
     lead_mask = lead_slots - 1
     queue_mask = queue_slots - 1
-    # Records of open requests: external demand of stage j is record j, arc a is n + a - arc_first.
+    # A few packed tables instead of dozens of arrays keep the hot loop's pointers in registers.
+    x = np.zeros((n, _X_COLUMNS))  # per-stage float state and parameters (columns _ON_HAND...)
+    k = np.zeros((n, _K_COLUMNS), np.int64)  # per-stage integer state and parameters (_HEAD...)
+    arc = np.zeros((n_arcs, 3))  # per arc: quantity, components waiting downstream, request
+    arc_down = np.empty(n_arcs, np.int64)
+    supplier_arcs = np.empty(n_arcs, np.int64)  # local arcs grouped by downstream stage
+    transit_rate = np.zeros(n)
+    # Open requests: external demand of stage j is record j, arc a is record n + a (local arcs).
     queue = np.zeros((queue_slots, n + n_arcs))
     due = np.zeros((n, lead_slots))
-    on_hand = np.empty(n)
-    backlog = np.zeros(n)
-    external_backlog = np.zeros(n)
-    in_production = np.zeros(n)
-    components = np.zeros(n_arcs)
-    request = np.zeros(n_arcs)  # this period's order of each arc's downstream stage, upstream units
-    order = np.zeros(n)
-    external = np.zeros(n)
-    head = np.zeros(n, np.int64)
-    tail = np.zeros(n, np.int64)
-    last_arrival = np.zeros(n, np.int64)
-    caps = np.empty(n, np.int64)
-    fixed = np.zeros(n, np.bool_)
-    transit_rate = np.zeros(n)
     sums = np.zeros((n, 8))  # per stage: demand, late, ready, on hand, backorders, in production,
     #                          external backorders, holding cost of waiting components
+    for a in range(n_arcs):
+        arc[a, _QUANTITY] = sim.arc_quantity[arc_first + a]
+        arc_down[a] = sim.arc_downstream[arc_first + a]
     for j in range(n):
         g = first + j
-        on_hand[j] = sim.base_stock[g]
-        caps[j] = lead_time_cap(sim.lead_time[g], sim.lead_time_sd[g])
-        fixed[j] = sim.lead_time_sd[g] == 0.0 and sim.lead_time[g] == caps[j]
+        x[j, _ON_HAND] = sim.base_stock[g]
+        x[j, _LEAD_TIME] = sim.lead_time[g]
+        x[j, _LEAD_TIME_SD] = sim.lead_time_sd[g]
+        x[j, _DEMAND_MEAN] = sim.demand_mean[g]
+        x[j, _DEMAND_SD] = sim.demand_sd[g]
+        k[j, _CAP] = lead_time_cap(sim.lead_time[g], sim.lead_time_sd[g])
+        k[j, _FIXED] = sim.lead_time_sd[g] == 0.0 and sim.lead_time[g] == k[j, _CAP]
+        k[j, _INBOUND_DELAY] = sim.inbound_delay[g]
+        k[j, _DEMAND_KIND] = sim.demand_kind[g]
+        k[j, _SERVICE_TIME] = sim.outbound_service_time[g]
+        k[j, _IN_FIRST] = sim.in_arc_offsets[g] - arc_first
+        k[j, _IN_LAST] = sim.in_arc_offsets[g + 1] - arc_first
+        k[j, _OUT_FIRST] = sim.out_arc_offsets[g] - arc_first
+        k[j, _OUT_LAST] = sim.out_arc_offsets[g + 1] - arc_first
+        k[j, _HISTORY_FIRST] = sim.history_offsets[g]
+        k[j, _HISTORY_LAST] = sim.history_offsets[g + 1]
         for p in range(sim.in_arc_offsets[g], sim.in_arc_offsets[g + 1]):
             a = sim.in_arcs[p]
+            supplier_arcs[p - arc_first] = a - arc_first
             transit_rate[j] += sim.arc_quantity[a] * sim.holding_cost[first + sim.arc_upstream[a]]
     for t in range(warmup + periods):
         # 1. demand and orders, downstream first
         for j in range(n - 1, -1, -1):
-            g = first + j
             demand = 0.0
-            if sim.demand_kind[g] != NO_DEMAND:
-                state, demand = draw_demand(state, sim.demand_kind[g], sim.demand_mean[g], sim.demand_sd[g],
-                                            sim.history, sim.history_offsets[g], sim.history_offsets[g + 1])
-            external[j] = demand
-            for a in range(sim.out_arc_offsets[g], sim.out_arc_offsets[g + 1]):
-                request[a - arc_first] = sim.arc_quantity[a] * order[sim.arc_downstream[a]]
-                demand += request[a - arc_first]
-            order[j] = demand
+            if k[j, _DEMAND_KIND] != NO_DEMAND:
+                state, demand = draw_demand(state, k[j, _DEMAND_KIND], x[j, _DEMAND_MEAN], x[j, _DEMAND_SD],
+                                            sim.history, k[j, _HISTORY_FIRST], k[j, _HISTORY_LAST])
+            x[j, _EXTERNAL] = demand
+            for a in range(k[j, _OUT_FIRST], k[j, _OUT_LAST]):
+                arc[a, _REQUEST] = arc[a, _QUANTITY] * x[arc_down[a], _ORDER]
+                demand += arc[a, _REQUEST]
+            x[j, _ORDER] = demand
         # 2. material, upstream first
         measured = t >= warmup
         for j in range(n):
-            g = first + j
-            started = order[j]
+            started = x[j, _ORDER]
             waiting_cost = 0.0
-            if sim.in_arc_offsets[g] + 1 == sim.in_arc_offsets[g + 1]:  # one supplier: start all
-                a = sim.in_arcs[sim.in_arc_offsets[g]]
-                started = components[a - arc_first] / sim.arc_quantity[a]
-                components[a - arc_first] = 0.0
-            elif sim.in_arc_offsets[g] < sim.in_arc_offsets[g + 1]:
+            in_first = k[j, _IN_FIRST]
+            in_last = k[j, _IN_LAST]
+            if in_first + 1 == in_last:  # one supplier: start all
+                a = supplier_arcs[in_first]
+                started = arc[a, _COMPONENTS] / arc[a, _QUANTITY]
+                arc[a, _COMPONENTS] = 0.0
+            elif in_first < in_last:
                 started = np.inf
-                for p in range(sim.in_arc_offsets[g], sim.in_arc_offsets[g + 1]):
-                    a = sim.in_arcs[p]
-                    started = min(started, components[a - arc_first] / sim.arc_quantity[a])
-                for p in range(sim.in_arc_offsets[g], sim.in_arc_offsets[g + 1]):
-                    a = sim.in_arcs[p]
-                    left = components[a - arc_first] - sim.arc_quantity[a] * started
-                    if left < _RESIDUE * max(1.0, components[a - arc_first]):
+                for p in range(in_first, in_last):
+                    a = supplier_arcs[p]
+                    started = min(started, arc[a, _COMPONENTS] / arc[a, _QUANTITY])
+                for p in range(in_first, in_last):
+                    a = supplier_arcs[p]
+                    left = arc[a, _COMPONENTS] - arc[a, _QUANTITY] * started
+                    if left < _RESIDUE * max(1.0, arc[a, _COMPONENTS]):
                         left = 0.0
-                    components[a - arc_first] = left
-                    waiting_cost += sim.holding_cost[first + sim.arc_upstream[a]] * left
+                    arc[a, _COMPONENTS] = left
+                    waiting_cost += sim.holding_cost[first + sim.arc_upstream[arc_first + a]] * left
             if started > 0.0:
-                periods_taken = caps[j]
-                if not fixed[j]:
-                    state, periods_taken = draw_lead_time(state, sim.lead_time[g], sim.lead_time_sd[g],
-                                                          caps[j])
-                arrival = max(t + periods_taken + sim.inbound_delay[g], last_arrival[j])
-                last_arrival[j] = arrival
+                periods_taken = k[j, _CAP]
+                if not k[j, _FIXED]:
+                    state, periods_taken = draw_lead_time(state, x[j, _LEAD_TIME], x[j, _LEAD_TIME_SD],
+                                                          k[j, _CAP])
+                arrival = max(t + periods_taken + k[j, _INBOUND_DELAY], k[j, _LAST_ARRIVAL])
+                k[j, _LAST_ARRIVAL] = arrival
                 due[j, arrival & lead_mask] += started
-                in_production[j] += started
+                x[j, _IN_PRODUCTION] += started
             arrived = due[j, t & lead_mask]
             if arrived != 0.0:
                 due[j, t & lead_mask] = 0.0
-                on_hand[j] += arrived
-                in_production[j] -= arrived
-            stock = on_hand[j]
-            out_first = sim.out_arc_offsets[g]
-            out_last = sim.out_arc_offsets[g + 1]
+                x[j, _ON_HAND] += arrived
+                x[j, _IN_PRODUCTION] -= arrived
+            stock = x[j, _ON_HAND]
+            out_first = k[j, _OUT_FIRST]
+            out_last = k[j, _OUT_LAST]
             # open requests, oldest period first (rows left empty are skipped)
-            while head[j] < tail[j]:
-                row = head[j] & queue_mask
+            while k[j, _HEAD] < k[j, _TAIL]:
+                row = k[j, _HEAD] & queue_mask
                 shipped = _ship(queue[row, j], stock)
                 queue[row, j] -= shipped
                 stock -= shipped
-                external_backlog[j] -= shipped
-                backlog[j] -= shipped
+                x[j, _EXTERNAL_BACKLOG] -= shipped
+                x[j, _BACKLOG] -= shipped
                 open_left = queue[row, j] > 0.0
                 for a in range(out_first, out_last):
-                    record = n + a - arc_first
-                    if queue[row, record] > 0.0:
-                        sent = _ship(queue[row, record], stock)
-                        queue[row, record] -= sent
+                    if queue[row, n + a] > 0.0:
+                        sent = _ship(queue[row, n + a], stock)
+                        queue[row, n + a] -= sent
                         stock -= sent
-                        backlog[j] -= sent
-                        components[a - arc_first] += sent
-                        open_left = open_left or queue[row, record] > 0.0
+                        x[j, _BACKLOG] -= sent
+                        arc[a, _COMPONENTS] += sent
+                        open_left = open_left or queue[row, n + a] > 0.0
                 if open_left:
                     break
-                head[j] += 1
-                if head[j] == tail[j]:
-                    backlog[j] = 0.0
-                    external_backlog[j] = 0.0
+                k[j, _HEAD] += 1
+                if k[j, _HEAD] == k[j, _TAIL]:
+                    x[j, _BACKLOG] = 0.0
+                    x[j, _EXTERNAL_BACKLOG] = 0.0
             # this period's requests: served at once if nothing older is open
             row = t & queue_mask
-            if head[j] < tail[j]:
-                if head[j] <= t - queue_slots:  # rounding left a residue older than the ring
-                    older = head[j] & queue_mask
+            if k[j, _HEAD] < k[j, _TAIL]:
+                if k[j, _HEAD] <= t - queue_slots:  # rounding left a residue older than the ring
+                    older = k[j, _HEAD] & queue_mask
                     newer = (older + 1) & queue_mask
                     queue[newer, j] += queue[older, j]
                     queue[older, j] = 0.0
                     for a in range(out_first, out_last):
-                        queue[newer, n + a - arc_first] += queue[older, n + a - arc_first]
-                        queue[older, n + a - arc_first] = 0.0
-                    head[j] += 1
-                queue[row, j] = external[j]
-                external_backlog[j] += external[j]
+                        queue[newer, n + a] += queue[older, n + a]
+                        queue[older, n + a] = 0.0
+                    k[j, _HEAD] += 1
+                queue[row, j] = x[j, _EXTERNAL]
+                x[j, _EXTERNAL_BACKLOG] += x[j, _EXTERNAL]
                 for a in range(out_first, out_last):
-                    queue[row, n + a - arc_first] = request[a - arc_first]
-                backlog[j] += order[j]
-                tail[j] = t + 1
+                    queue[row, n + a] = arc[a, _REQUEST]
+                x[j, _BACKLOG] += x[j, _ORDER]
+                k[j, _TAIL] = t + 1
             else:
                 # (rows outside a stage's open range hold zeros: only leftovers are written)
-                shipped = _ship(external[j], stock)
+                shipped = _ship(x[j, _EXTERNAL], stock)
                 stock -= shipped
-                unfilled = external[j] - shipped
+                unfilled = x[j, _EXTERNAL] - shipped
                 if unfilled > 0.0:
                     queue[row, j] = unfilled
-                    external_backlog[j] = unfilled
+                    x[j, _EXTERNAL_BACKLOG] = unfilled
                 for a in range(out_first, out_last):
-                    sent = _ship(request[a - arc_first], stock)
+                    sent = _ship(arc[a, _REQUEST], stock)
                     stock -= sent
-                    components[a - arc_first] += sent
-                    if request[a - arc_first] > sent:
-                        queue[row, n + a - arc_first] = request[a - arc_first] - sent
-                        unfilled += request[a - arc_first] - sent
+                    arc[a, _COMPONENTS] += sent
+                    if arc[a, _REQUEST] > sent:
+                        queue[row, n + a] = arc[a, _REQUEST] - sent
+                        unfilled += arc[a, _REQUEST] - sent
                 if unfilled > 0.0:
-                    backlog[j] = unfilled
-                    head[j] = t
-                    tail[j] = t + 1
-            on_hand[j] = max(stock, 0.0)
+                    x[j, _BACKLOG] = unfilled
+                    k[j, _HEAD] = t
+                    k[j, _TAIL] = t + 1
+            x[j, _ON_HAND] = max(stock, 0.0)
             if measured:
-                quoted = t - sim.outbound_service_time[g]
+                quoted = t - k[j, _SERVICE_TIME]
                 late = 0.0
-                if head[j] <= quoted < tail[j]:
+                if k[j, _HEAD] <= quoted < k[j, _TAIL]:
                     late_row = quoted & queue_mask
                     late = queue[late_row, j]
                     for a in range(out_first, out_last):
-                        late += queue[late_row, n + a - arc_first]
-                sums[j, 0] += order[j]
+                        late += queue[late_row, n + a]
+                sums[j, 0] += x[j, _ORDER]
                 sums[j, 1] += late
-                if head[j] == tail[j] or head[j] > quoted:
+                if k[j, _HEAD] == k[j, _TAIL] or k[j, _HEAD] > quoted:
                     sums[j, 2] += 1.0
-                sums[j, 3] += on_hand[j]
-                sums[j, 4] += backlog[j]
-                sums[j, 5] += in_production[j]
-                sums[j, 6] += external_backlog[j]
+                sums[j, 3] += x[j, _ON_HAND]
+                sums[j, 4] += x[j, _BACKLOG]
+                sums[j, 5] += x[j, _IN_PRODUCTION]
+                sums[j, 6] += x[j, _EXTERNAL_BACKLOG]
                 sums[j, 7] += waiting_cost
     # costs are linear in the period sums
     scale = 1.0 / max(periods, 1)
