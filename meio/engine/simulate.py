@@ -91,7 +91,7 @@ _X_COLUMNS = 10
 _HEAD, _TAIL, _LAST_ARRIVAL, _CAP, _FIXED, _INBOUND_DELAY, _DEMAND_KIND, _SERVICE_TIME = range(8)
 _IN_FIRST, _IN_LAST, _OUT_FIRST, _OUT_LAST, _HISTORY_FIRST, _HISTORY_LAST = range(8, 14)
 _K_COLUMNS = 14
-_QUANTITY, _COMPONENTS, _REQUEST = 0, 1, 2
+_QUANTITY, _COMPONENTS, _REQUEST, _SUPPLIER_HOLDING = 0, 1, 2, 3
 #: Stage-period cells per chunk of networks (bounds the per-replication output arrays).
 _CHUNK_CELLS = 1 << 22
 
@@ -241,7 +241,7 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
     # A few packed tables instead of dozens of arrays keep the hot loop's pointers in registers.
     x = np.zeros((n, _X_COLUMNS))  # per-stage float state and parameters (columns _ON_HAND...)
     k = np.zeros((n, _K_COLUMNS), np.int64)  # per-stage integer state and parameters (_HEAD...)
-    arc = np.zeros((n_arcs, 3))  # per arc: quantity, components waiting downstream, request
+    arc = np.zeros((n_arcs, 4))  # per arc: quantity, components waiting, request, supplier's h
     arc_down = np.empty(n_arcs, np.int64)
     supplier_arcs = np.empty(n_arcs, np.int64)  # local arcs grouped by downstream stage
     transit_rate = np.zeros(n)
@@ -252,6 +252,7 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
     #                          external backorders, holding cost of waiting components
     for a in range(n_arcs):
         arc[a, _QUANTITY] = sim.arc_quantity[arc_first + a]
+        arc[a, _SUPPLIER_HOLDING] = sim.holding_cost[first + sim.arc_upstream[arc_first + a]]
         arc_down[a] = sim.arc_downstream[arc_first + a]
     for j in range(n):
         g = first + j
@@ -274,7 +275,7 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
         for p in range(sim.in_arc_offsets[g], sim.in_arc_offsets[g + 1]):
             a = sim.in_arcs[p]
             supplier_arcs[p - arc_first] = a - arc_first
-            transit_rate[j] += sim.arc_quantity[a] * sim.holding_cost[first + sim.arc_upstream[a]]
+            transit_rate[j] += arc[a - arc_first, _QUANTITY] * arc[a - arc_first, _SUPPLIER_HOLDING]
     for t in range(warmup + periods):
         # 1. demand and orders, downstream first
         for j in range(n - 1, -1, -1):
@@ -309,7 +310,7 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
                     if left < _RESIDUE * max(1.0, arc[a, _COMPONENTS]):
                         left = 0.0
                     arc[a, _COMPONENTS] = left
-                    waiting_cost += sim.holding_cost[first + sim.arc_upstream[arc_first + a]] * left
+                    waiting_cost += arc[a, _SUPPLIER_HOLDING] * left
             if started > 0.0:
                 periods_taken = k[j, _CAP]
                 if not k[j, _FIXED]:
