@@ -26,8 +26,8 @@ from meio.engine.simulate import (
     NO_DEMAND,
     Estimate,
     SimNetworks,
-    estimate,
-    simulate_totals,
+    SimSummary,
+    simulate_summary,
 )
 from meio.engine.streams import network_key
 from meio.io.errors import InputError
@@ -158,8 +158,12 @@ def _columns(name: str, value: Estimate) -> dict[str, np.ndarray]:
     return {name: value.mean, f"{name}_ci_low": value.low, f"{name}_ci_high": value.high}
 
 
-def _met(target: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """A target counts as met unless the whole 95% interval lies below it (NaN target: met)."""
+def _met(target: np.ndarray, value: Estimate) -> np.ndarray:
+    """A target counts as met unless the whole 95% interval lies below it (NaN target: met).
+
+    With a single replication there is no interval: the point estimate decides.
+    """
+    high = np.where(np.isnan(value.high), value.mean, value.high)
     return np.isnan(target) | (high >= target)
 
 
@@ -230,33 +234,31 @@ def simulate(
     sim = build_sim_networks(network, base_stock, outbound, demand, history)
     started = time.perf_counter()
     with numba_threads(threads):
-        totals = simulate_totals(sim, periods=int(periods), replications=int(replications),
-                                 warmup=int(warmup), seed=seed)
+        summary = simulate_summary(sim, periods=int(periods), replications=int(replications),
+                                   warmup=int(warmup), seed=seed)
     seconds = time.perf_counter() - started
     stage_periods = sim.network_offsets[-1] * (periods + warmup) * replications
     logger.info("simulated %d stage-periods in %.3f s", stage_periods, seconds)
-    stages = _stage_frame(network, aligned, sim, totals, service_level)
-    return Plan(stages, _network_frame(network, stages, totals, periods, replications, seconds))
+    stages = _stage_frame(network, aligned, sim, summary, service_level)
+    return Plan(stages, _network_frame(network, stages, summary, periods, replications, seconds))
 
 
-def _stage_frame(network, aligned, sim, totals, service_level) -> pl.DataFrame:
+def _stage_frame(network: Network, aligned: pl.DataFrame, sim: SimNetworks, summary: SimSummary,
+                 service_level: float) -> pl.DataFrame:
     batch = network.batch
     demand_stage = sim.demand_kind != NO_DEMAND
-    with np.errstate(divide="ignore", invalid="ignore"):
-        fill = np.where(totals.demand > 0.0, 1.0 - totals.late / totals.demand, np.nan)
     measures = {
-        "fill_rate": estimate(fill),
-        "cycle_service_level": estimate(totals.ready),
-        "mean_on_hand": estimate(totals.on_hand),
-        "mean_backorders": estimate(totals.backorders),
-        "mean_pipeline": estimate(totals.pipeline),
-        "mean_demand": estimate(totals.demand),
+        "fill_rate": summary.fill_rate,
+        "cycle_service_level": summary.cycle_service_level,
+        "mean_on_hand": summary.on_hand,
+        "mean_backorders": summary.backorders,
+        "mean_pipeline": summary.pipeline,
+        "mean_demand": summary.demand,
     }
     own_level = batch.service_level
     target_level = np.where(demand_stage, np.where(np.isnan(own_level), service_level, own_level), np.nan)
     target_fill = np.where(demand_stage, batch.fill_rate, np.nan)
-    met = (_met(target_level, measures["cycle_service_level"].high)
-           & _met(target_fill, measures["fill_rate"].high))
+    met = _met(target_level, summary.cycle_service_level) & _met(target_fill, summary.fill_rate)
     simulated = ~np.isnan(measures["mean_on_hand"].mean)
     columns = {
         "model": np.full(batch.n_stages, "simulate"),
@@ -276,7 +278,8 @@ def _stage_frame(network, aligned, sim, totals, service_level) -> pl.DataFrame:
     )
 
 
-def _network_frame(network, stages, totals, periods, replications, seconds) -> pl.DataFrame:
+def _network_frame(network: Network, stages: pl.DataFrame, summary: SimSummary, periods: int,
+                   replications: int, seconds: float) -> pl.DataFrame:
     offsets = network.layout.arrays["network_offsets"]
     counts = np.diff(offsets)
     missing = stages.group_by("network", maintain_order=True).agg(
@@ -286,10 +289,10 @@ def _network_frame(network, stages, totals, periods, replications, seconds) -> p
         "network": network.layout.network_ids,
         "model": np.full(len(counts), "simulate"),
         "stages": counts,
-        "simulated": ~np.isnan(totals.holding_cost[0]),
-        **_columns("mean_holding_cost", estimate(totals.holding_cost)),
-        **_columns("mean_backorder_cost", estimate(totals.backorder_cost)),
-        **_columns("mean_cost", estimate(totals.holding_cost + totals.backorder_cost)),
+        "simulated": ~np.isnan(summary.holding_cost.mean),
+        **_columns("mean_holding_cost", summary.holding_cost),
+        **_columns("mean_backorder_cost", summary.backorder_cost),
+        **_columns("mean_cost", summary.cost),
         "periods": np.full(len(counts), periods),
         "replications": np.full(len(counts), replications),
         "seconds": seconds * counts / max(int(offsets[-1]), 1),

@@ -142,8 +142,9 @@ def simulate_network(net: dict, periods: int, warmup: int, seed: int, replicatio
             requests[j].append([t, -1, external[j]])
             requests[j].extend([t, a, arcs[a][2] * order[arcs[a][1]]] for a in customers[j])
             for request in requests[j]:
-                shipped = min(request[2], on_hand[j])
-                on_hand[j] -= shipped
+                # stock within 1e-12 (relative) of a request ships it in full: rounding, not a shortage
+                shipped = request[2] if on_hand[j] >= request[2] * (1 - 1e-12) else on_hand[j]
+                on_hand[j] = max(on_hand[j] - shipped, 0.0)
                 request[2] -= shipped
                 if request[1] >= 0:
                     components[request[1]] += shipped

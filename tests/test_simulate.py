@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 import meio
+from meio.engine import simulate as simulate_engine
 from meio.engine import streams
 from meio.engine.simulate import NO_DEMAND, NORMAL, POISSON, simulate_totals
 from meio.engine.ssm_serial import POISSON as SERIAL_POISSON
@@ -358,6 +359,20 @@ def test_same_seed_same_numbers_for_threads_and_partitions():
     assert partitioned.select(measures).equals(whole.select(measures))
     different = meio.simulate(network, plan, threads=1, **{**options, "seed": 100})
     assert not different.stages.select(measures).equals(one.stages.select(measures))
+
+
+def test_chunked_catalog_and_single_replication(monkeypatch):
+    """Chunks of a few networks give the same numbers; one replication has no interval."""
+    _, _, network, plan = _catalog_and_plan()
+    options = {"periods": 150, "replications": 3, "seed": 5}
+    whole = meio.simulate(network, plan, **options).stages
+    monkeypatch.setattr(simulate_engine, "_CHUNK_CELLS", 20)
+    assert meio.simulate(network, plan, **options).stages.equals(whole)
+    single = meio.simulate(network, plan, periods=150, replications=1, seed=5).stages
+    assert single["cycle_service_level_ci_low"].is_nan().all()
+    demand_stages = single.filter(pl.col("target_service_level").is_not_nan())
+    assert demand_stages["target_met"].to_list() == (
+        demand_stages["cycle_service_level"] >= demand_stages["target_service_level"]).to_list()
 
 
 # --- policies and inputs ---------------------------------------------------------------------

@@ -185,7 +185,7 @@ def _ship(request, stock):
     """Units shipped against ``request`` from ``stock`` (all of it within rounding slack)."""
     if stock >= request * _FULL:
         return request
-    return stock
+    return max(stock, 0.0)
 
 
 @njit
@@ -473,11 +473,7 @@ def _chunk(sim: SimNetworks, begin: int, end: int) -> SimNetworks:
 def simulate_totals(
     sim: SimNetworks, *, periods: int, replications: int, warmup: int, seed: int
 ) -> SimTotals:
-    """Run every (network, replication) and return the per-replication period averages.
-
-    Networks are processed in chunks of about ``2**22`` stage-replication cells so the output
-    arrays stay small on large catalogs; chunking changes nothing in the results (each item's
-    stream depends only on the seed, its network's key and its replication).
+    """Run every (network, replication) of ``sim`` and return the per-replication period averages.
 
     Parameters
     ----------
@@ -493,28 +489,10 @@ def simulate_totals(
     """
     if periods < 1 or replications < 1 or warmup < 0:
         raise ValueError("periods and replications must be >= 1 and warmup >= 0")
-    n_networks = len(sim.network_offsets) - 1
-    totals = _allocate(int(sim.network_offsets[-1]), n_networks, replications)
-    seed64 = np.uint64(int(seed) % 2**64)
-    per_network = max(1, replications)
-    begin = 0
+    out = _allocate(int(sim.network_offsets[-1]), len(sim.network_offsets) - 1, replications)
     with np.errstate(over="ignore"):
-        while begin < n_networks:
-            end = begin + 1
-            while (end < n_networks
-                   and (sim.network_offsets[end + 1] - sim.network_offsets[begin]) * per_network
-                   <= _CHUNK_CELLS):
-                end += 1
-            chunk = _chunk(sim, begin, end)
-            out = _allocate(int(chunk.network_offsets[-1]), end - begin, replications)
-            _simulate_batch(chunk, int(periods), int(warmup), int(replications), seed64, out)
-            stage = slice(sim.network_offsets[begin], sim.network_offsets[end])
-            for name in ("demand", "late", "ready", "on_hand", "backorders", "pipeline"):
-                getattr(totals, name)[:, stage] = getattr(out, name)
-            for name in ("holding_cost", "backorder_cost"):
-                getattr(totals, name)[:, begin:end] = getattr(out, name)
-            begin = end
-    return totals
+        _simulate_batch(sim, int(periods), int(warmup), int(replications), np.uint64(int(seed) % 2**64), out)
+    return out
 
 
 class Estimate(NamedTuple):
@@ -535,3 +513,63 @@ def estimate(samples: np.ndarray, confidence: float = 0.95) -> Estimate:
     half = (stats.t.ppf(0.5 + confidence / 2.0, replications - 1)
             * samples.std(axis=0, ddof=1) / math.sqrt(replications))
     return Estimate(mean, mean - half, mean + half)
+
+
+class SimSummary(NamedTuple):
+    """Estimates per stage (first six) and per network (last three), in batch order."""
+
+    fill_rate: Estimate  #: 1 - late units / demand, per replication (NaN without demand)
+    cycle_service_level: Estimate
+    on_hand: Estimate
+    backorders: Estimate
+    pipeline: Estimate
+    demand: Estimate
+    holding_cost: Estimate
+    backorder_cost: Estimate
+    cost: Estimate
+
+
+def summarize(totals: SimTotals) -> SimSummary:
+    """Replication averages to estimates with 95% intervals."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fill = np.where(totals.demand > 0.0, 1.0 - totals.late / totals.demand, np.nan)
+    return SimSummary(
+        estimate(fill), estimate(totals.ready), estimate(totals.on_hand), estimate(totals.backorders),
+        estimate(totals.pipeline), estimate(totals.demand), estimate(totals.holding_cost),
+        estimate(totals.backorder_cost), estimate(totals.holding_cost + totals.backorder_cost),
+    )
+
+
+def simulate_summary(
+    sim: SimNetworks, *, periods: int, replications: int, warmup: int, seed: int
+) -> SimSummary:
+    """Simulate a whole catalog chunk by chunk and keep only the estimates.
+
+    Networks go to the kernel in chunks of about ``2**22`` stage-replication cells, so memory
+    stays ``O(stages)`` however many replications are asked for. Chunking changes nothing in the
+    numbers: each item's stream depends only on the seed, its network's key and its replication.
+    Parameters as :func:`simulate_totals`.
+    """
+    n_networks = len(sim.network_offsets) - 1
+    n_stages = int(sim.network_offsets[-1])
+
+    def empty(size):
+        return Estimate(np.empty(size), np.empty(size), np.empty(size))
+
+    summary = SimSummary(*(empty(n_stages) for _ in range(6)), *(empty(n_networks) for _ in range(3)))
+    begin = 0
+    while begin < n_networks:
+        end = begin + 1
+        while (end < n_networks
+               and (sim.network_offsets[end + 1] - sim.network_offsets[begin]) * replications
+               <= _CHUNK_CELLS):
+            end += 1
+        part = summarize(simulate_totals(_chunk(sim, begin, end), periods=periods,
+                                         replications=replications, warmup=warmup, seed=seed))
+        rows = slice(sim.network_offsets[begin], sim.network_offsets[end])
+        for index, (whole, piece) in enumerate(zip(summary, part, strict=True)):
+            where = rows if index < 6 else slice(begin, end)
+            for field in range(3):
+                whole[field][where] = piece[field]
+        begin = end
+    return summary
