@@ -138,7 +138,7 @@ def build_sim_networks(
     in_offsets, in_arcs, out_offsets = _in_arcs(batch)
     sources = np.diff(in_offsets) == 0
     keys = np.array([network_key(n) for n in network.layout.network_ids.to_list()], np.uint64)
-    return SimNetworks(
+    sim = SimNetworks(
         network_offsets=batch.network_offsets, arc_offsets=batch.arc_offsets,
         arc_upstream=batch.arc_upstream, arc_downstream=batch.arc_downstream,
         arc_quantity=batch.arc_quantity, in_arc_offsets=in_offsets, in_arcs=in_arcs,
@@ -152,6 +152,9 @@ def build_sim_networks(
         demand_kind=kinds, demand_mean=batch.demand_mean, demand_sd=batch.demand_sd,
         history_offsets=history_offsets, history=history_values, network_key=keys,
     )
+    # Writable C arrays only: a read-only array (as Polars hands out) is another Numba type and
+    # would compile the kernel a second time.
+    return SimNetworks(*(np.require(values, requirements=("C", "W")) for values in sim))
 
 
 def _columns(name: str, value: Estimate) -> dict[str, np.ndarray]:
