@@ -39,11 +39,6 @@ logger = logging.getLogger(__name__)
 
 PolicySource = Plan | TableSource
 
-#: Simulated stage measures: output column -> how it is computed from the replication averages.
-STAGE_MEASURES = ("fill_rate", "cycle_service_level", "mean_on_hand", "mean_backorders",
-                  "mean_pipeline")
-
-
 def _policy_frame(policy: PolicySource) -> pl.DataFrame:
     """The policy as a validated table, whatever form it came in."""
     if isinstance(policy, Plan):
