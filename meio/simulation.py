@@ -280,9 +280,7 @@ def _network_frame(network: Network, stages: pl.DataFrame, summary: SimSummary, 
                    replications: int, seconds: float) -> pl.DataFrame:
     offsets = network.layout.arrays["network_offsets"]
     counts = np.diff(offsets)
-    missing = stages.group_by("network", maintain_order=True).agg(
-        (pl.col("target_met") == False).sum().alias("stages_missing_target")  # noqa: E712
-    )
+    missed = (stages["target_met"] == False).fill_null(False).to_numpy()  # noqa: E712
     columns = {
         "network": network.layout.network_ids,
         "model": np.full(len(counts), "simulate"),
@@ -294,5 +292,7 @@ def _network_frame(network: Network, stages: pl.DataFrame, summary: SimSummary, 
         "periods": np.full(len(counts), periods),
         "replications": np.full(len(counts), replications),
         "seconds": seconds * counts / max(int(offsets[-1]), 1),
+        "stages_missing_target": np.bincount(stage_network_index(offsets), missed,
+                                             len(counts)).astype(np.int64),
     }
-    return pl.DataFrame(columns).join(missing, on="network", how="left", maintain_order="left")
+    return pl.DataFrame(columns)
