@@ -64,7 +64,7 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from scipy import stats
+from scipy.special import stdtrit
 
 from meio.engine._numba import njit, njit_inline, njit_parallel, prange
 from meio.engine.streams import negative_binomial, poisson, standard_normal, stream_state, uniform
@@ -510,7 +510,7 @@ def estimate(samples: np.ndarray, confidence: float = 0.95) -> Estimate:
     if replications < 2:
         nan = np.full_like(mean, np.nan)
         return Estimate(mean, nan, nan.copy())
-    half = (stats.t.ppf(0.5 + confidence / 2.0, replications - 1)
+    half = (stdtrit(replications - 1, 0.5 + confidence / 2.0)
             * samples.std(axis=0, ddof=1) / math.sqrt(replications))
     return Estimate(mean, mean - half, mean + half)
 
