@@ -253,8 +253,10 @@ def _stage_frame(network: Network, aligned: pl.DataFrame, sim: SimNetworks, summ
         "mean_pipeline": summary.pipeline,
         "mean_demand": summary.demand,
     }
+    # A fill-rate target replaces the run's default cycle service level (DESIGN.md §2).
     own_level = batch.service_level
-    target_level = np.where(demand_stage, np.where(np.isnan(own_level), service_level, own_level), np.nan)
+    default_level = np.where(np.isnan(batch.fill_rate), service_level, np.nan)
+    target_level = np.where(demand_stage, np.where(np.isnan(own_level), default_level, own_level), np.nan)
     target_fill = np.where(demand_stage, batch.fill_rate, np.nan)
     met = _met(target_level, summary.cycle_service_level) & _met(target_fill, summary.fill_rate)
     simulated = ~np.isnan(measures["mean_on_hand"].mean)

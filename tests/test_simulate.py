@@ -420,6 +420,19 @@ def test_bad_policy_is_one_clear_error(policy, message):
     assert str(error.value).startswith(message)
 
 
+def test_fill_rate_target_replaces_the_default_service_level():
+    stages = pl.DataFrame({"network": ["a", "b"], "stage": ["s", "s"], "lead_time": [2.0, 2.0],
+                           "holding_cost": [1.0, 1.0], "demand_mean": [10.0, 10.0], "demand_sd": [3.0, 3.0],
+                           "fill_rate": [0.999, None]})
+    policy = pl.DataFrame({"network": ["a", "b"], "stage": ["s", "s"], "base_stock": [20.0, 20.0]})
+    rows = meio.simulate((stages, None), policy, periods=2000, replications=5, seed=8,
+                         service_level=0.4).stages.rows(named=True)
+    assert math.isnan(rows[0]["target_service_level"]) and rows[0]["target_fill_rate"] == 0.999
+    assert rows[0]["fill_rate_ci_high"] < 0.999 and rows[0]["target_met"] is False
+    assert rows[1]["target_service_level"] == 0.4 and math.isnan(rows[1]["target_fill_rate"])
+    assert rows[1]["cycle_service_level_ci_high"] >= 0.4 and rows[1]["target_met"] is True
+
+
 def test_history_resampling_and_unsupported_networks():
     stages = pl.DataFrame({"network": ["h", "u"], "stage": ["s", "s"], "lead_time": [2.0, 1.0],
                            "holding_cost": [1.0, 1.0], "demand_mean": [3.0, 3.0]})
