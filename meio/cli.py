@@ -21,10 +21,12 @@ from rich.table import Table
 
 import meio
 from meio.api import DEFAULT_SERVICE_LEVEL
-from meio.cluster import RunResult, local_cluster, prepare_catalog
+from meio.cluster import RunResult, Source, local_cluster, plan_partitions, precheck, prepare_catalog
 from meio.config import ClusterConfig, GenerateConfig, RunConfig, load_config
 from meio.engine.simulate import DEMAND_KINDS
 from meio.io.errors import InputError
+from meio.io.policy import read_policy
+from meio.io.read import read_table
 from meio.io.write import check_output_target, file_sha256, write_run_directory
 
 EXIT_BAD_INPUT = 2
@@ -83,6 +85,9 @@ def _add_simulate(commands: argparse._SubParsersAction) -> None:
                         help="holding cost per period per unit of cumulative cost, for stages "
                         "without holding_cost")
     parser.add_argument("--threads", type=int, help="Numba threads (default: all cores)")
+    parser.add_argument("--partitions", type=int, default=1,
+                        help="simulate in this many partitions of whole networks, one after the other "
+                        "(bounds memory; the numbers do not change)")
     parser.add_argument("--output", required=True, help="run directory to write")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
 
@@ -267,23 +272,50 @@ def _simulation_summary(console: Console, result: meio.Plan, seconds: float) -> 
         console.print(table)
 
 
+def _simulate_partitions(args: argparse.Namespace) -> tuple[meio.Plan, int]:
+    """Simulate the catalog partition by partition (whole networks), in this process.
+
+    Each partition's rows are read alone (see :mod:`meio.cluster.catalog`), so memory follows the
+    partition size; the streams depend on network ids, not positions, so the numbers are the
+    same for any partitioning. Returns the concatenated frames and the catalog's stage count.
+    """
+    stage_source = Source("stages", str(Path(args.stages).resolve()))
+    arc_source = Source("arcs", str(Path(args.arcs).resolve())) if args.arcs else None
+    precheck(stage_source, arc_source, holding_rate=args.holding_rate)
+    plan = plan_partitions(stage_source, partitions=args.partitions)
+    policy = read_policy(args.policy)
+    history = read_table(args.history, "history") if args.history else None
+    parts = []
+    for partition in plan:
+        network = meio.read_network(partition.rows(stage_source),
+                                    None if arc_source is None else partition.rows(arc_source),
+                                    holding_rate=args.holding_rate)
+        inside = pl.col("network").is_between(pl.lit(partition.first_network), pl.lit(partition.last_network))
+        parts.append(meio.simulate(
+            network, policy.filter(inside), periods=args.periods, replications=args.replications,
+            seed=args.seed, warmup=args.warmup, demand=args.demand,
+            history=None if history is None else history.filter(inside),
+            service_level=args.service_level, threads=args.threads,
+        ))
+    result = meio.Plan(pl.concat([p.stages for p in parts]), pl.concat([p.networks for p in parts]))
+    return result, sum(p.stages for p in plan)
+
+
 def _simulate(args: argparse.Namespace, console: Console) -> None:
     check_output_target(args.output, overwrite=args.overwrite)
     started = time.perf_counter()
     with console.status("checking the catalog and the policy, simulating"):
-        network = meio.read_network(args.stages, args.arcs, holding_rate=args.holding_rate)
-        result = meio.simulate(network, args.policy, periods=args.periods, replications=args.replications,
-                               seed=args.seed, warmup=args.warmup, demand=args.demand, history=args.history,
-                               service_level=args.service_level, threads=args.threads)
+        result, stage_rows = _simulate_partitions(args)
     seconds = time.perf_counter() - started
     sources = {"stages": args.stages, "arcs": args.arcs, "policy": args.policy, "history": args.history}
     manifest = {
         "meio_version": meio.__version__,
         "model": "simulate",
         "config": {name: getattr(args, name) for name in ("periods", "replications", "seed", "warmup",
-                                                            "demand", "service_level", "holding_rate")},
+                                                            "demand", "service_level", "holding_rate",
+                                                            "partitions")},
         "inputs": {"files": {name: _source_facts(path) for name, path in sources.items() if path},
-                   "stages_rows": network.stages.height, "networks": network.n_networks},
+                   "stages_rows": stage_rows, "networks": result.networks.height},
         "timings_seconds": {"total": seconds},
     }
     write_run_directory(args.output, {"stages": result.stages, "networks": result.networks}, manifest,

@@ -52,6 +52,22 @@ def test_simulate_writes_run_directory(tmp_path, capsys):
     assert again.equals(simulated)
 
 
+def test_simulate_in_partitions_gives_the_same_numbers(tmp_path):
+    stages, arcs = _catalog(tmp_path)
+    run = _optimize(tmp_path, stages, arcs)
+    common = ["simulate", "--stages", str(stages), "--arcs", str(arcs), "--policy", str(run),
+              "--periods", "150", "--replications", "3", "--seed", "2"]
+    assert main([*common, "--output", str(tmp_path / "one")]) == 0
+    assert main([*common, "--partitions", "4", "--output", str(tmp_path / "four")]) == 0
+    one, four = (pl.read_parquet(tmp_path / name / "stages.parquet") for name in ("one", "four"))
+    assert one.equals(four)
+    networks = [pl.read_parquet(tmp_path / name / "networks.parquet").drop("seconds")
+                for name in ("one", "four")]
+    assert networks[0].equals(networks[1])
+    manifest = json.loads((tmp_path / "four" / "manifest.json").read_text())
+    assert manifest["config"]["partitions"] == 4 and manifest["inputs"]["stages_rows"] == one.height
+
+
 def test_simulate_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
     stages, arcs = _catalog(tmp_path)
     policy = tmp_path / "policy.csv"
