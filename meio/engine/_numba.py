@@ -17,6 +17,9 @@ JIT_OPTIONS = {"cache": True, "nogil": True, "fastmath": False}
 #: Decorator for serial kernels (per-network work, helpers called from parallel kernels).
 njit = numba.njit(**JIT_OPTIONS)
 
+#: Decorator for small helpers of hot loops, inlined into their callers by Numba (no call cost).
+njit_inline = numba.njit(inline="always", **JIT_OPTIONS)
+
 #: Decorator for batch kernels that ``prange`` over independent networks.
 njit_parallel = numba.njit(parallel=True, **JIT_OPTIONS)
 

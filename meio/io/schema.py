@@ -13,7 +13,8 @@ class Column:
 
     ``default`` fills absent columns and null cells of optional columns (``None`` keeps null,
     meaning "not given": the run default applies later). ``minimum``/``maximum`` bound the values;
-    ``open_interval`` makes both bounds strict; ``whole`` demands integer values.
+    ``open_interval`` makes both bounds strict; ``whole`` demands integer values; ``nan_allowed``
+    accepts NaN (a level a model could not compute) while still rejecting infinities.
     """
 
     name: str
@@ -25,6 +26,7 @@ class Column:
     open_interval: bool = False
     strictly_positive: bool = False
     whole: bool = False
+    nan_allowed: bool = False
 
 
 STAGE_ID_COLUMNS = ("network", "stage")
@@ -55,7 +57,24 @@ ARCS: tuple[Column, ...] = (
     Column("lead_time_sd", pl.Float64, minimum=0.0),
 )
 
-SCHEMAS = {"stages": STAGES, "arcs": ARCS}
+#: Base-stock policy to simulate (``meio simulate --policy``): one row per stage, installation
+#: ``base_stock`` or ``echelon_base_stock`` (converted), and the quoted service time.
+POLICY: tuple[Column, ...] = (
+    Column("network", pl.String, required=True),
+    Column("stage", pl.String, required=True),
+    Column("base_stock", pl.Float64, minimum=0.0, nan_allowed=True),
+    Column("echelon_base_stock", pl.Float64, nan_allowed=True),
+    Column("outbound_service_time", pl.Float64, default=0.0, minimum=0.0, whole=True),
+)
+
+#: Observed demand per period of demand stages, resampled by ``meio simulate --demand history``.
+HISTORY: tuple[Column, ...] = (
+    Column("network", pl.String, required=True),
+    Column("stage", pl.String, required=True),
+    Column("demand", pl.Float64, required=True, minimum=0.0),
+)
+
+SCHEMAS = {"stages": STAGES, "arcs": ARCS, "policy": POLICY, "history": HISTORY}
 
 
 def empty_arcs() -> pl.DataFrame:

@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from meio.io.errors import InputError
-from meio.io.schema import ARCS, STAGES, Column
+from meio.io.schema import ARCS, HISTORY, POLICY, STAGES, Column
 
 _EXAMPLES = 3
 _NUMERIC = (pl.Float32, pl.Float64, pl.Int8, pl.Int16, pl.Int32, pl.Int64,
@@ -81,7 +81,10 @@ def _value_rules(column: Column) -> list[Rule]:
     rules = []
     if column.required:
         rules.append(Rule(column.name, "must not be null", values.is_null()))
-    rules.append(Rule(column.name, "must be a finite number (no NaN or inf)", ~values.is_finite()))
+    if column.nan_allowed:
+        rules.append(Rule(column.name, "must not be infinite", values.is_infinite()))
+    else:
+        rules.append(Rule(column.name, "must be a finite number (no NaN or inf)", ~values.is_finite()))
     if column.open_interval:
         rules.append(Rule(column.name,
                           f"must lie strictly between {column.minimum:g} and {column.maximum:g}",
@@ -171,3 +174,23 @@ def validate_arc_ends(arcs: pl.DataFrame, stages: pl.DataFrame) -> ArcEnds:
 def validate_arcs(arcs: pl.DataFrame, stages: pl.DataFrame) -> pl.DataFrame:
     """Check and conform the arcs table; returns it with schema types and defaults."""
     return validate_arc_ends(arcs, stages).arcs
+
+
+def validate_policy(policy: pl.DataFrame) -> pl.DataFrame:
+    """Check and conform a base-stock policy table (``meio simulate --policy``)."""
+    for name in ("network", "stage"):
+        if name not in policy.columns:
+            raise InputError("policy", name, "required column is missing")
+    if "base_stock" not in policy.columns and "echelon_base_stock" not in policy.columns:
+        raise InputError("policy", "base_stock", "required column is missing (or give echelon_base_stock)")
+    rules = [
+        Rule("stage", "(network, stage) must be unique", pl.struct("network", "stage").is_duplicated()),
+        Rule("base_stock", "must be given (or echelon_base_stock)",
+             pl.col("base_stock").is_null() & pl.col("echelon_base_stock").is_null()),
+    ]
+    return _conform(policy, POLICY, "policy", rules)
+
+
+def validate_history(history: pl.DataFrame) -> pl.DataFrame:
+    """Check and conform a demand-history table (one row per stage and observed period)."""
+    return _conform(history, HISTORY, "history", [])

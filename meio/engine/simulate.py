@@ -1,0 +1,575 @@
+"""Monte Carlo simulation of base-stock policies on any acyclic network (DESIGN.md §4.4).
+
+Model
+-----
+Discrete-time periodic review, every stage every period, one-for-one replenishment under an
+installation base-stock policy (the policy the guaranteed-service model of Graves & Willems 2000
+and the stochastic-service models of Clark & Scarf 1960 / Snyder & Shen 2019, ch. 6 assume;
+echelon levels are converted by the API). Stage ``j`` of a network with arcs ``i -> j`` needs
+``q_ij`` units of each supplier ``i`` per unit it makes and takes ``L_j`` periods (its lead time)
+from starting a unit to having it on hand. Sources start at once: their outside supplier always
+delivers, after ``external_inbound_service_time`` periods. Inside period ``t``:
+
+1. *Demand and orders*, downstream first: external demand arrives at demand stages; each stage
+   orders exactly its demand of the period (external plus its successors' orders times the arc
+   quantities), which keeps its inventory position (on hand + components received + in
+   production + ordered but not yet received - backorders) at its base-stock level ``S_j``.
+2. *Material*, upstream first, at each stage: (a) it starts as many units as complete sets of
+   components allow (all components in their BOM quantities; a source starts its whole order);
+   each start draws its lead time, and the units arrive ``lead_time`` periods later (orders never
+   overtake: a start arrives no earlier than the one before it); (b) units due this period
+   arrive on hand (so a lead time ``L`` exposes the stage to ``L`` periods of demand, the
+   convention of meio's models); (c) it ships from stock, **first come, first served**: the
+   oldest period's open requests first; inside one period external demand first, then its
+   successors in arc order (downstream stage id). A shipment reaches the successor's component
+   stock at once; the successor's lead time covers transport and processing. Unmet requests are
+   backordered, never lost.
+3. *Measures and costs* at the end of the period (only after the warm-up): on hand, backorders
+   owed to every customer, units in production/transit; holding cost ``h_j`` per unit on hand,
+   units in production charged at their suppliers' rates (``sum_i q_ij h_i``; 0 at sources) and
+   components waiting for a set at the supplier's rate (Snyder & Shen's convention for in-transit
+   stock), plus ``p_j`` (``stockout_cost``) per unit of external backorders.
+
+Lead times are whole periods. A stage with ``lead_time_sd = 0`` and a whole lead time has that
+lead time exactly; otherwise each start draws ``max(0, N(lead_time, lead_time_sd^2))`` cut at
+``lead_time + 6 lead_time_sd`` and rounds it randomly to a neighbouring whole period with the
+probabilities that keep its mean (a fractional deterministic lead time of 2.3 is 2 with
+probability 0.7 and 3 with probability 0.3).
+
+Service measures honour the service time a stage quotes (``outbound_service_time``; 0 means
+"from stock"): a request is *late* if it is still open ``S_j`` periods after it arrived. The
+fill rate is ``1 - late units / demand``, the cycle service level (ready rate) the fraction of
+periods that end without a late request. With ``S_j = 0`` these are the textbook fill rate (share
+of demand served from stock on arrival) and ready rate ``P(no backorders at period end)``.
+
+Demand at a demand stage per period: normal censored at zero (``max(0, N(mu, sigma^2))``, as in
+meio's serial model and stockpyl), Poisson with mean ``mu``, negative binomial with mean ``mu``
+and variance ``sigma^2`` (Poisson where ``sigma^2 <= mu``), or resampled i.i.d. from the stage's
+demand history (a bootstrap).
+
+Memory per (network, replication) is ``O(stages x (longest lead time) + (stages + arcs) x
+(longest possible backlog age))``, independent of the number of periods: under one-for-one
+replenishment with FIFO, a request at stage ``j`` is filled within ``A_j = max_i A_i + c_j``
+periods (``c_j`` the largest lead time a start can draw plus the outside supplier's service time,
+``i`` over its suppliers), so the open requests fit a ring of ``max_j A_j + 2`` periods.
+
+Parallelism: ``prange`` over (network, replication) items; each item owns a counter-based stream
+(:mod:`meio.engine.streams`) and writes its own output cells, so results are bit-for-bit the
+same for any number of threads and any partitioning of the catalog.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from scipy.special import stdtrit
+
+from meio.engine._numba import njit, njit_inline, njit_parallel, prange
+from meio.engine.streams import negative_binomial, poisson, standard_normal, stream_state, uniform
+
+#: Demand codes of :attr:`SimNetworks.demand_kind`.
+NO_DEMAND = 0
+NORMAL = 1
+POISSON = 2
+NEGATIVE_BINOMIAL = 3
+HISTORY = 4
+DEMAND_KINDS = {"normal": NORMAL, "poisson": POISSON, "negative_binomial": NEGATIVE_BINOMIAL,
+                "history": HISTORY}
+
+#: Lead-time draws are cut at ``lead_time + LEAD_TIME_SD_CUT * lead_time_sd``.
+LEAD_TIME_SD_CUT = 6.0
+#: A request is shipped in full when stock covers it up to this relative rounding slack.
+_FULL = 1.0 - 1e-12
+#: Components left after a start below this share of what there was are rounding residue (0).
+_RESIDUE = 1e-12
+# Columns of the kernel's packed per-stage tables (float state/parameters, integer ones) and arcs.
+_ON_HAND, _BACKLOG, _EXTERNAL_BACKLOG, _IN_PRODUCTION, _ORDER, _EXTERNAL = 0, 1, 2, 3, 4, 5
+_LEAD_TIME, _LEAD_TIME_SD, _DEMAND_MEAN, _DEMAND_SD = 6, 7, 8, 9
+_X_COLUMNS = 10
+_HEAD, _TAIL, _LAST_ARRIVAL, _CAP, _FIXED, _INBOUND_DELAY, _DEMAND_KIND, _SERVICE_TIME = range(8)
+_IN_FIRST, _IN_LAST, _OUT_FIRST, _OUT_LAST, _HISTORY_FIRST, _HISTORY_LAST = range(8, 14)
+_K_COLUMNS = 14
+_QUANTITY, _COMPONENTS, _REQUEST, _SUPPLIER_HOLDING = 0, 1, 2, 3
+#: Stage-period cells per chunk of networks (bounds the per-replication output arrays).
+_CHUNK_CELLS = 1 << 22
+
+
+class SimNetworks(NamedTuple):
+    """Networks and policies to simulate, in the CSR batch layout of :mod:`meio.engine.batch`.
+
+    Arc indices in ``in_arcs`` and the ``out_arc_offsets`` ranges are global (rows of the arc
+    arrays); ``arc_upstream``/``arc_downstream`` hold local stage indices.
+    """
+
+    network_offsets: np.ndarray  #: int64[n_networks + 1]
+    arc_offsets: np.ndarray  #: int64[n_networks + 1]
+    arc_upstream: np.ndarray  #: int64[n_arcs], local
+    arc_downstream: np.ndarray  #: int64[n_arcs], local
+    arc_quantity: np.ndarray  #: float64[n_arcs]
+    in_arc_offsets: np.ndarray  #: int64[n_stages + 1], CSR of each stage's incoming arcs
+    in_arcs: np.ndarray  #: int64[n_arcs], global arc rows grouped by downstream stage
+    out_arc_offsets: np.ndarray  #: int64[n_stages + 1], each stage's outgoing arc rows
+    base_stock: np.ndarray  #: float64[n_stages], installation level (NaN: network skipped)
+    outbound_service_time: np.ndarray  #: int64[n_stages], quoted service time
+    lead_time: np.ndarray  #: float64[n_stages]
+    lead_time_sd: np.ndarray  #: float64[n_stages]
+    inbound_delay: np.ndarray  #: int64[n_stages], outside supplier's service time (sources)
+    holding_cost: np.ndarray  #: float64[n_stages]
+    stockout_cost: np.ndarray  #: float64[n_stages], per unit of external backorder per period
+    demand_kind: np.ndarray  #: int64[n_stages], :data:`NO_DEMAND`, :data:`NORMAL`, ...
+    demand_mean: np.ndarray  #: float64[n_stages]
+    demand_sd: np.ndarray  #: float64[n_stages]
+    history_offsets: np.ndarray  #: int64[n_stages + 1], CSR of demand histories
+    history: np.ndarray  #: float64[n_history]
+    network_key: np.ndarray  #: uint64[n_networks], stable key of each network id
+
+
+class SimTotals(NamedTuple):
+    """Per-replication period averages (rows: replications; columns: stages or networks)."""
+
+    demand: np.ndarray  #: float64[R, n_stages], demand per period
+    late: np.ndarray  #: float64[R, n_stages], late units per period
+    ready: np.ndarray  #: float64[R, n_stages], share of periods without a late request
+    on_hand: np.ndarray  #: float64[R, n_stages]
+    backorders: np.ndarray  #: float64[R, n_stages], owed to all customers
+    pipeline: np.ndarray  #: float64[R, n_stages], units in production/transit
+    holding_cost: np.ndarray  #: float64[R, n_networks]
+    backorder_cost: np.ndarray  #: float64[R, n_networks]
+
+
+@njit
+def lead_time_cap(lead_time, lead_time_sd):
+    """Largest whole number of periods a start can take (see the module docstring)."""
+    if lead_time_sd > 0.0:
+        return int(math.ceil(lead_time + LEAD_TIME_SD_CUT * lead_time_sd))
+    return int(math.ceil(lead_time))
+
+
+@njit
+def draw_lead_time(state, lead_time, lead_time_sd, cap):
+    """``(state, periods)``: one start's lead time, randomly rounded to whole periods."""
+    value = lead_time
+    if lead_time_sd > 0.0:
+        state, z = standard_normal(state)
+        value = min(max(lead_time + lead_time_sd * z, 0.0), float(cap))
+    whole = float(math.floor(value))
+    if value > whole:
+        state, u = uniform(state)
+        if u < value - whole:
+            whole += 1.0
+    return state, int(whole)
+
+
+@njit_inline
+def draw_demand(state, kind, mean, sd, history, first, last):
+    """``(state, demand)``: one period's external demand of a stage (see the module docstring)."""
+    if kind == NORMAL:
+        if sd <= 0.0:
+            return state, mean
+        state, z = standard_normal(state)
+        return state, max(mean + sd * z, 0.0)
+    if kind == POISSON:
+        return poisson(state, mean)
+    if kind == NEGATIVE_BINOMIAL:
+        return negative_binomial(state, mean, sd * sd)
+    if kind == HISTORY:
+        state, u = uniform(state)
+        return state, history[first + min(int(u * (last - first)), last - first - 1)]
+    return state, 0.0
+
+
+@njit_inline
+def _ship(request, stock):
+    """Units shipped against ``request`` from ``stock`` (all of it within rounding slack)."""
+    if stock >= request * _FULL:
+        return request
+    return max(stock, 0.0)
+
+
+@njit
+def _power_of_two(count):
+    """The smallest power of two >= ``count`` (ring sizes: positions by mask, not division)."""
+    size = 1
+    while size < count:
+        size *= 2
+    return size
+
+
+@njit
+def _backlog_age_bounds(sim, first, n):
+    """Ring sizes (powers of two) for starts in production and for open requests."""
+    age = np.zeros(n, np.int64)
+    longest_start = 0
+    longest_age = 0
+    for j in range(n):
+        g = first + j
+        worst = 0
+        for p in range(sim.in_arc_offsets[g], sim.in_arc_offsets[g + 1]):
+            worst = max(worst, age[sim.arc_upstream[sim.in_arcs[p]]])
+        start = lead_time_cap(sim.lead_time[g], sim.lead_time_sd[g]) + sim.inbound_delay[g]
+        age[j] = worst + start
+        longest_start = max(longest_start, start)
+        longest_age = max(longest_age, age[j])
+    return _power_of_two(longest_start + 1), _power_of_two(longest_age + 2)
+
+
+@njit
+def _simulate_item(sim, network, replication, periods, warmup, seed, out):
+    """Simulate one replication of one network and write its period averages into ``out``."""
+    first = sim.network_offsets[network]
+    n = sim.network_offsets[network + 1] - first
+    arc_first = sim.arc_offsets[network]
+    n_arcs = sim.arc_offsets[network + 1] - arc_first
+    for j in range(n):
+        if np.isnan(sim.base_stock[first + j]):
+            for g in range(first, first + n):
+                out.demand[replication, g] = np.nan
+                out.late[replication, g] = np.nan
+                out.ready[replication, g] = np.nan
+                out.on_hand[replication, g] = np.nan
+                out.backorders[replication, g] = np.nan
+                out.pipeline[replication, g] = np.nan
+            out.holding_cost[replication, network] = np.nan
+            out.backorder_cost[replication, network] = np.nan
+            return
+    state = stream_state(seed, sim.network_key[network], np.uint64(replication))
+    lead_slots, queue_slots = _backlog_age_bounds(sim, first, n)
+    lead_mask = lead_slots - 1
+    queue_mask = queue_slots - 1
+    # A few packed tables instead of dozens of arrays keep the hot loop's pointers in registers.
+    x = np.zeros((n, _X_COLUMNS))  # per-stage float state and parameters (columns _ON_HAND...)
+    k = np.zeros((n, _K_COLUMNS), np.int64)  # per-stage integer state and parameters (_HEAD...)
+    arc = np.zeros((n_arcs, 4))  # per arc: quantity, components waiting, request, supplier's h
+    arc_down = np.empty(n_arcs, np.int64)
+    supplier_arcs = np.empty(n_arcs, np.int64)  # local arcs grouped by downstream stage
+    transit_rate = np.zeros(n)
+    # Open requests: external demand of stage j is record j, arc a is record n + a (local arcs).
+    queue = np.zeros((queue_slots, n + n_arcs))
+    due = np.zeros((n, lead_slots))
+    sums = np.zeros((n, 8))  # per stage: demand, late, ready, on hand, backorders, in production,
+    #                          external backorders, holding cost of waiting components
+    for a in range(n_arcs):
+        arc[a, _QUANTITY] = sim.arc_quantity[arc_first + a]
+        arc[a, _SUPPLIER_HOLDING] = sim.holding_cost[first + sim.arc_upstream[arc_first + a]]
+        arc_down[a] = sim.arc_downstream[arc_first + a]
+    for j in range(n):
+        g = first + j
+        x[j, _ON_HAND] = sim.base_stock[g]
+        x[j, _LEAD_TIME] = sim.lead_time[g]
+        x[j, _LEAD_TIME_SD] = sim.lead_time_sd[g]
+        x[j, _DEMAND_MEAN] = sim.demand_mean[g]
+        x[j, _DEMAND_SD] = sim.demand_sd[g]
+        k[j, _CAP] = lead_time_cap(sim.lead_time[g], sim.lead_time_sd[g])
+        k[j, _FIXED] = sim.lead_time_sd[g] == 0.0 and sim.lead_time[g] == k[j, _CAP]
+        k[j, _INBOUND_DELAY] = sim.inbound_delay[g]
+        k[j, _DEMAND_KIND] = sim.demand_kind[g]
+        k[j, _SERVICE_TIME] = sim.outbound_service_time[g]
+        k[j, _IN_FIRST] = sim.in_arc_offsets[g] - arc_first
+        k[j, _IN_LAST] = sim.in_arc_offsets[g + 1] - arc_first
+        k[j, _OUT_FIRST] = sim.out_arc_offsets[g] - arc_first
+        k[j, _OUT_LAST] = sim.out_arc_offsets[g + 1] - arc_first
+        k[j, _HISTORY_FIRST] = sim.history_offsets[g]
+        k[j, _HISTORY_LAST] = sim.history_offsets[g + 1]
+        for p in range(sim.in_arc_offsets[g], sim.in_arc_offsets[g + 1]):
+            a = sim.in_arcs[p]
+            supplier_arcs[p - arc_first] = a - arc_first
+            transit_rate[j] += arc[a - arc_first, _QUANTITY] * arc[a - arc_first, _SUPPLIER_HOLDING]
+    for t in range(warmup + periods):
+        # 1. demand and orders, downstream first
+        for j in range(n - 1, -1, -1):
+            demand = 0.0
+            if k[j, _DEMAND_KIND] != NO_DEMAND:
+                state, demand = draw_demand(state, k[j, _DEMAND_KIND], x[j, _DEMAND_MEAN], x[j, _DEMAND_SD],
+                                            sim.history, k[j, _HISTORY_FIRST], k[j, _HISTORY_LAST])
+            x[j, _EXTERNAL] = demand
+            for a in range(k[j, _OUT_FIRST], k[j, _OUT_LAST]):
+                arc[a, _REQUEST] = arc[a, _QUANTITY] * x[arc_down[a], _ORDER]
+                demand += arc[a, _REQUEST]
+            x[j, _ORDER] = demand
+        # 2. material, upstream first
+        measured = t >= warmup
+        for j in range(n):
+            started = x[j, _ORDER]
+            waiting_cost = 0.0
+            in_first = k[j, _IN_FIRST]
+            in_last = k[j, _IN_LAST]
+            if in_first + 1 == in_last:  # one supplier: start all
+                a = supplier_arcs[in_first]
+                started = arc[a, _COMPONENTS] / arc[a, _QUANTITY]
+                arc[a, _COMPONENTS] = 0.0
+            elif in_first < in_last:
+                started = np.inf
+                for p in range(in_first, in_last):
+                    a = supplier_arcs[p]
+                    started = min(started, arc[a, _COMPONENTS] / arc[a, _QUANTITY])
+                for p in range(in_first, in_last):
+                    a = supplier_arcs[p]
+                    left = arc[a, _COMPONENTS] - arc[a, _QUANTITY] * started
+                    if left < _RESIDUE * max(1.0, arc[a, _COMPONENTS]):
+                        left = 0.0
+                    arc[a, _COMPONENTS] = left
+                    waiting_cost += arc[a, _SUPPLIER_HOLDING] * left
+            if started > 0.0:
+                periods_taken = k[j, _CAP]
+                if not k[j, _FIXED]:
+                    state, periods_taken = draw_lead_time(state, x[j, _LEAD_TIME], x[j, _LEAD_TIME_SD],
+                                                          k[j, _CAP])
+                arrival = max(t + periods_taken + k[j, _INBOUND_DELAY], k[j, _LAST_ARRIVAL])
+                k[j, _LAST_ARRIVAL] = arrival
+                due[j, arrival & lead_mask] += started
+                x[j, _IN_PRODUCTION] += started
+            arrived = due[j, t & lead_mask]
+            if arrived != 0.0:
+                due[j, t & lead_mask] = 0.0
+                x[j, _ON_HAND] += arrived
+                x[j, _IN_PRODUCTION] -= arrived
+            stock = x[j, _ON_HAND]
+            out_first = k[j, _OUT_FIRST]
+            out_last = k[j, _OUT_LAST]
+            # open requests, oldest period first (rows left empty are skipped)
+            while k[j, _HEAD] < k[j, _TAIL]:
+                row = k[j, _HEAD] & queue_mask
+                shipped = _ship(queue[row, j], stock)
+                queue[row, j] -= shipped
+                stock -= shipped
+                x[j, _EXTERNAL_BACKLOG] -= shipped
+                x[j, _BACKLOG] -= shipped
+                open_left = queue[row, j] > 0.0
+                for a in range(out_first, out_last):
+                    if queue[row, n + a] > 0.0:
+                        sent = _ship(queue[row, n + a], stock)
+                        queue[row, n + a] -= sent
+                        stock -= sent
+                        x[j, _BACKLOG] -= sent
+                        arc[a, _COMPONENTS] += sent
+                        open_left = open_left or queue[row, n + a] > 0.0
+                if open_left:
+                    break
+                k[j, _HEAD] += 1
+                if k[j, _HEAD] == k[j, _TAIL]:
+                    x[j, _BACKLOG] = 0.0
+                    x[j, _EXTERNAL_BACKLOG] = 0.0
+            # this period's requests: served at once if nothing older is open
+            row = t & queue_mask
+            if k[j, _HEAD] < k[j, _TAIL]:
+                if k[j, _HEAD] <= t - queue_slots:  # rounding left a residue older than the ring
+                    older = k[j, _HEAD] & queue_mask
+                    newer = (older + 1) & queue_mask
+                    queue[newer, j] += queue[older, j]
+                    queue[older, j] = 0.0
+                    for a in range(out_first, out_last):
+                        queue[newer, n + a] += queue[older, n + a]
+                        queue[older, n + a] = 0.0
+                    k[j, _HEAD] += 1
+                queue[row, j] = x[j, _EXTERNAL]
+                x[j, _EXTERNAL_BACKLOG] += x[j, _EXTERNAL]
+                for a in range(out_first, out_last):
+                    queue[row, n + a] = arc[a, _REQUEST]
+                x[j, _BACKLOG] += x[j, _ORDER]
+                k[j, _TAIL] = t + 1
+            else:
+                # (rows outside a stage's open range hold zeros: only leftovers are written)
+                shipped = _ship(x[j, _EXTERNAL], stock)
+                stock -= shipped
+                unfilled = x[j, _EXTERNAL] - shipped
+                if unfilled > 0.0:
+                    queue[row, j] = unfilled
+                    x[j, _EXTERNAL_BACKLOG] = unfilled
+                for a in range(out_first, out_last):
+                    sent = _ship(arc[a, _REQUEST], stock)
+                    stock -= sent
+                    arc[a, _COMPONENTS] += sent
+                    if arc[a, _REQUEST] > sent:
+                        queue[row, n + a] = arc[a, _REQUEST] - sent
+                        unfilled += arc[a, _REQUEST] - sent
+                if unfilled > 0.0:
+                    x[j, _BACKLOG] = unfilled
+                    k[j, _HEAD] = t
+                    k[j, _TAIL] = t + 1
+            x[j, _ON_HAND] = max(stock, 0.0)
+            if measured:
+                quoted = t - k[j, _SERVICE_TIME]
+                late = 0.0
+                if k[j, _HEAD] <= quoted < k[j, _TAIL]:
+                    late_row = quoted & queue_mask
+                    late = queue[late_row, j]
+                    for a in range(out_first, out_last):
+                        late += queue[late_row, n + a]
+                sums[j, 0] += x[j, _ORDER]
+                sums[j, 1] += late
+                if k[j, _HEAD] == k[j, _TAIL] or k[j, _HEAD] > quoted:
+                    sums[j, 2] += 1.0
+                sums[j, 3] += x[j, _ON_HAND]
+                sums[j, 4] += x[j, _BACKLOG]
+                sums[j, 5] += x[j, _IN_PRODUCTION]
+                sums[j, 6] += x[j, _EXTERNAL_BACKLOG]
+                sums[j, 7] += waiting_cost
+    # costs are linear in the period sums
+    scale = 1.0 / max(periods, 1)
+    holding_sum = 0.0
+    backorder_sum = 0.0
+    for j in range(n):
+        g = first + j
+        out.demand[replication, g] = sums[j, 0] * scale
+        out.late[replication, g] = sums[j, 1] * scale
+        out.ready[replication, g] = sums[j, 2] * scale
+        out.on_hand[replication, g] = sums[j, 3] * scale
+        out.backorders[replication, g] = sums[j, 4] * scale
+        out.pipeline[replication, g] = sums[j, 5] * scale
+        holding_sum += sim.holding_cost[g] * sums[j, 3] + transit_rate[j] * sums[j, 5] + sums[j, 7]
+        backorder_sum += sim.stockout_cost[g] * sums[j, 6]
+    out.holding_cost[replication, network] = holding_sum * scale
+    out.backorder_cost[replication, network] = backorder_sum * scale
+
+
+@njit_parallel
+def _simulate_batch(sim, periods, warmup, replications, seed, out):
+    """``prange`` over every (network, replication) item; each writes only its own cells."""
+    n_networks = len(sim.network_offsets) - 1
+    for item in prange(n_networks * replications):
+        _simulate_item(sim, item // replications, item % replications, periods, warmup, seed, out)
+
+
+def _allocate(n_stages: int, n_networks: int, replications: int) -> SimTotals:
+    stage = [np.zeros((replications, n_stages)) for _ in range(6)]
+    network = [np.zeros((replications, n_networks)) for _ in range(2)]
+    return SimTotals(*stage, *network)
+
+
+def _chunk(sim: SimNetworks, begin: int, end: int) -> SimNetworks:
+    """Networks ``begin:end`` as a batch of their own (global arc rows shifted accordingly)."""
+    stage_first, stage_last = sim.network_offsets[begin], sim.network_offsets[end]
+    arc_first, arc_last = sim.arc_offsets[begin], sim.arc_offsets[end]
+    history_first = sim.history_offsets[stage_first]
+    history_last = sim.history_offsets[stage_last]
+    stage = slice(stage_first, stage_last)
+    return SimNetworks(
+        network_offsets=sim.network_offsets[begin:end + 1] - stage_first,
+        arc_offsets=sim.arc_offsets[begin:end + 1] - arc_first,
+        arc_upstream=sim.arc_upstream[arc_first:arc_last],
+        arc_downstream=sim.arc_downstream[arc_first:arc_last],
+        arc_quantity=sim.arc_quantity[arc_first:arc_last],
+        in_arc_offsets=sim.in_arc_offsets[stage_first:stage_last + 1] - arc_first,
+        in_arcs=sim.in_arcs[arc_first:arc_last] - arc_first,
+        out_arc_offsets=sim.out_arc_offsets[stage_first:stage_last + 1] - arc_first,
+        base_stock=sim.base_stock[stage],
+        outbound_service_time=sim.outbound_service_time[stage],
+        lead_time=sim.lead_time[stage],
+        lead_time_sd=sim.lead_time_sd[stage],
+        inbound_delay=sim.inbound_delay[stage],
+        holding_cost=sim.holding_cost[stage],
+        stockout_cost=sim.stockout_cost[stage],
+        demand_kind=sim.demand_kind[stage],
+        demand_mean=sim.demand_mean[stage],
+        demand_sd=sim.demand_sd[stage],
+        history_offsets=sim.history_offsets[stage_first:stage_last + 1] - history_first,
+        history=sim.history[history_first:history_last],
+        network_key=sim.network_key[begin:end],
+    )
+
+
+def simulate_totals(
+    sim: SimNetworks, *, periods: int, replications: int, warmup: int, seed: int
+) -> SimTotals:
+    """Run every (network, replication) of ``sim`` and return the per-replication period averages.
+
+    Parameters
+    ----------
+    sim : SimNetworks
+        Networks and policies (see :class:`SimNetworks`).
+    periods, warmup : int
+        Measured periods, and periods simulated first and discarded.
+    replications : int
+        Independent replications per network.
+    seed : int
+        Seed of every stream (taken modulo ``2**64``).
+
+    """
+    if periods < 1 or replications < 1 or warmup < 0:
+        raise ValueError("periods and replications must be >= 1 and warmup >= 0")
+    out = _allocate(int(sim.network_offsets[-1]), len(sim.network_offsets) - 1, replications)
+    with np.errstate(over="ignore"):
+        _simulate_batch(sim, int(periods), int(warmup), int(replications), np.uint64(int(seed) % 2**64), out)
+    return out
+
+
+class Estimate(NamedTuple):
+    """Mean across replications and its two-sided 95% Student-t confidence interval."""
+
+    mean: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+
+def estimate(samples: np.ndarray, confidence: float = 0.95) -> Estimate:
+    """Mean over axis 0 and the ``confidence`` t-interval (NaN bounds with one replication)."""
+    replications = samples.shape[0]
+    mean = samples.mean(axis=0)
+    if replications < 2:
+        nan = np.full_like(mean, np.nan)
+        return Estimate(mean, nan, nan.copy())
+    half = (stdtrit(replications - 1, 0.5 + confidence / 2.0)
+            * samples.std(axis=0, ddof=1) / math.sqrt(replications))
+    return Estimate(mean, mean - half, mean + half)
+
+
+class SimSummary(NamedTuple):
+    """Estimates per stage (first six) and per network (last three), in batch order."""
+
+    fill_rate: Estimate  #: 1 - late units / demand, per replication (NaN without demand)
+    cycle_service_level: Estimate
+    on_hand: Estimate
+    backorders: Estimate
+    pipeline: Estimate
+    demand: Estimate
+    holding_cost: Estimate
+    backorder_cost: Estimate
+    cost: Estimate
+
+
+def summarize(totals: SimTotals) -> SimSummary:
+    """Replication averages to estimates with 95% intervals."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fill = np.where(totals.demand > 0.0, 1.0 - totals.late / totals.demand, np.nan)
+    return SimSummary(
+        estimate(fill), estimate(totals.ready), estimate(totals.on_hand), estimate(totals.backorders),
+        estimate(totals.pipeline), estimate(totals.demand), estimate(totals.holding_cost),
+        estimate(totals.backorder_cost), estimate(totals.holding_cost + totals.backorder_cost),
+    )
+
+
+def simulate_summary(
+    sim: SimNetworks, *, periods: int, replications: int, warmup: int, seed: int
+) -> SimSummary:
+    """Simulate a whole catalog chunk by chunk and keep only the estimates.
+
+    Networks go to the kernel in chunks of about ``2**22`` stage-replication cells, so memory
+    stays ``O(stages)`` however many replications are asked for. Chunking changes nothing in the
+    numbers: each item's stream depends only on the seed, its network's key and its replication.
+    Parameters as :func:`simulate_totals`.
+    """
+    n_networks = len(sim.network_offsets) - 1
+    n_stages = int(sim.network_offsets[-1])
+
+    def empty(size):
+        return Estimate(np.empty(size), np.empty(size), np.empty(size))
+
+    summary = SimSummary(*(empty(n_stages) for _ in range(6)), *(empty(n_networks) for _ in range(3)))
+    begin = 0
+    while begin < n_networks:
+        end = begin + 1
+        while (end < n_networks
+               and (sim.network_offsets[end + 1] - sim.network_offsets[begin]) * replications
+               <= _CHUNK_CELLS):
+            end += 1
+        part = summarize(simulate_totals(_chunk(sim, begin, end), periods=periods,
+                                         replications=replications, warmup=warmup, seed=seed))
+        rows = slice(sim.network_offsets[begin], sim.network_offsets[end])
+        for index, (whole, piece) in enumerate(zip(summary, part, strict=True)):
+            where = rows if index < 6 else slice(begin, end)
+            for field in range(3):
+                whole[field][where] = piece[field]
+        begin = end
+    return summary
