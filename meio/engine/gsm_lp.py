@@ -163,121 +163,140 @@ def _heap_pop(keys, nodes, size):
 
 
 @njit
-def _residual_step(graph, work, node, position):
-    """Other end and reduced cost of adjacency ``position`` of ``node``; ``-1`` if not residual."""
-    edge = graph.adj_edge[position]
-    reduced = graph.edge_cost[edge] - work.potential[graph.edge_tail[edge]] + (
-        work.potential[graph.edge_head[edge]])
-    if graph.adj_forward[position]:
-        return graph.edge_head[edge], reduced
-    if work.flow[edge] > 0.0:
-        return graph.edge_tail[edge], -reduced
-    return -1, 0
-
-
-@njit
 def _raise_potentials(graph, work, size):
     """Dijkstra from every node with excess to the nearest deficit; update potentials.
 
     Returns False when no node has excess or no deficit can be reached (the flow is done).
+    Arrays are read into locals once: the loops call no function that takes the tuples.
     """
+    adj_start, adj_edge, adj_forward = graph.adj_start, graph.adj_edge, graph.adj_forward
+    tail, head, cost = graph.edge_tail, graph.edge_head, graph.edge_cost
+    potential, balance, flow, dist = work.potential, work.balance, work.flow, work.dist
+    seen, done, settled = work.seen, work.done, work.settled
+    heap_key, heap_node = work.heap_key, work.heap_node
     work.stamp[0] += 1
     stamp = work.stamp[0]
     heap_size = 0
     for node in range(size):
-        if work.balance[node] > 0.0:
-            work.dist[node] = 0
-            work.seen[node] = stamp
-            heap_size = _heap_push(work.heap_key, work.heap_node, heap_size, 0, node)
+        if balance[node] > 0.0:
+            dist[node] = 0
+            seen[node] = stamp
+            heap_size = _heap_push(heap_key, heap_node, heap_size, 0, node)
     n_settled = 0
     nearest = -1
     while heap_size > 0:
-        key, node, heap_size = _heap_pop(work.heap_key, work.heap_node, heap_size)
-        if work.done[node] == stamp or key > work.dist[node]:
+        key, node, heap_size = _heap_pop(heap_key, heap_node, heap_size)
+        if done[node] == stamp or key > dist[node]:
             continue
-        work.done[node] = stamp
-        work.settled[n_settled] = node
+        done[node] = stamp
+        settled[n_settled] = node
         n_settled += 1
-        if work.balance[node] < 0.0:
+        if balance[node] < 0.0:
             nearest = key
             break
-        for position in range(graph.adj_start[node], graph.adj_start[node + 1]):
-            other, reduced = _residual_step(graph, work, node, position)
-            if other < 0 or work.done[other] == stamp:
+        for position in range(adj_start[node], adj_start[node + 1]):
+            edge = adj_edge[position]
+            reduced = cost[edge] - potential[tail[edge]] + potential[head[edge]]
+            if adj_forward[position]:
+                other = head[edge]
+            elif flow[edge] > 0.0:
+                other, reduced = tail[edge], -reduced
+            else:
+                continue
+            if done[other] == stamp:
                 continue
             distance = key + reduced
-            if work.seen[other] != stamp or distance < work.dist[other]:
-                work.seen[other] = stamp
-                work.dist[other] = distance
-                heap_size = _heap_push(work.heap_key, work.heap_node, heap_size, distance, other)
+            if seen[other] != stamp or distance < dist[other]:
+                seen[other] = stamp
+                dist[other] = distance
+                heap_size = _heap_push(heap_key, heap_node, heap_size, distance, other)
     if nearest < 0:
         return False
     for index in range(n_settled):
-        node = work.settled[index]
-        work.potential[node] += nearest - work.dist[node]
+        node = settled[index]
+        potential[node] += nearest - dist[node]
     return True
 
 
 @njit
-def _augment(graph, work, depth):
-    """Push the largest amount along the path of ``depth`` arcs in ``work.path_*``."""
-    source, sink = work.path_node[0], work.path_node[depth]
-    amount = min(work.balance[source], -work.balance[sink])
-    for step in range(depth):
-        position = work.path_arc[step]
-        if not graph.adj_forward[position]:
-            amount = min(amount, work.flow[graph.adj_edge[position]])
-    for step in range(depth):
-        position = work.path_arc[step]
-        edge = graph.adj_edge[position]
-        if graph.adj_forward[position]:
-            work.flow[edge] += amount
-        else:
-            work.flow[edge] -= amount
-        work.on_path[work.path_node[step]] = False
-    work.on_path[sink] = False
-    work.balance[source] -= amount
-    work.balance[sink] += amount
-
-
-@njit
 def _push_admissible(graph, work, size):
-    """Send flow from excess to deficit nodes along zero-reduced-cost residual paths."""
+    """Send flow from excess to deficit nodes along zero-reduced-cost residual paths.
+
+    Depth-first search with current-arc pointers; a node from which no deficit can be reached
+    is marked dead for the phase. After an augmentation the search resumes from the tail of
+    the first arc it emptied (or from the source when none was).
+    """
+    adj_start, adj_edge, adj_forward = graph.adj_start, graph.adj_edge, graph.adj_forward
+    tail, head, cost = graph.edge_tail, graph.edge_head, graph.edge_cost
+    potential, balance, flow = work.potential, work.balance, work.flow
+    dead, cursor, on_path = work.dead, work.cursor, work.on_path
+    path_node, path_arc = work.path_node, work.path_arc
     phase = work.stamp[0]
-    for node in range(len(work.cursor)):
-        work.cursor[node] = graph.adj_start[node]
+    for node in range(len(cursor)):
+        cursor[node] = adj_start[node]
     for source in range(size):
-        while work.balance[source] > 0.0 and work.dead[source] != phase:
-            depth = 0
-            node = source
-            work.path_node[0] = source
-            work.on_path[source] = True
-            while work.balance[node] >= 0.0:
-                position = work.cursor[node]
-                end = graph.adj_start[node + 1]
-                while position < end:
-                    other, reduced = _residual_step(graph, work, node, position)
-                    if (other >= 0 and reduced == 0 and work.dead[other] != phase
-                            and not work.on_path[other]):
-                        break
-                    position += 1
-                work.cursor[node] = position
-                if position < end:
-                    work.path_arc[depth] = position
-                    depth += 1
-                    node = other
-                    work.path_node[depth] = node
-                    work.on_path[node] = True
-                    continue
-                work.dead[node] = phase
-                work.on_path[node] = False
-                if depth == 0:
+        if balance[source] <= 0.0:
+            continue
+        depth = 0
+        node = source
+        path_node[0] = source
+        on_path[source] = True
+        while True:
+            if balance[node] < 0.0:
+                # Augment along the path, then back up to the tail of the first emptied arc.
+                amount = min(balance[source], -balance[node])
+                for step in range(depth):
+                    if not adj_forward[path_arc[step]]:
+                        amount = min(amount, flow[adj_edge[path_arc[step]]])
+                back = depth
+                for step in range(depth):
+                    position = path_arc[step]
+                    edge = adj_edge[position]
+                    if adj_forward[position]:
+                        flow[edge] += amount
+                    else:
+                        flow[edge] -= amount
+                        if flow[edge] <= 0.0 and back == depth:
+                            back = step
+                balance[source] -= amount
+                balance[node] += amount
+                for step in range(back + 1, depth + 1):
+                    on_path[path_node[step]] = False
+                if balance[source] <= 0.0:
+                    for step in range(back + 1):
+                        on_path[path_node[step]] = False
                     break
-                depth -= 1
-                node = work.path_node[depth]
-                work.cursor[node] += 1
-            if work.balance[node] < 0.0:
-                _augment(graph, work, depth)
+                depth = back
+                node = path_node[depth]
+                continue
+            position = cursor[node]
+            end = adj_start[node + 1]
+            while position < end:
+                edge = adj_edge[position]
+                if adj_forward[position]:
+                    other = head[edge]
+                    admissible = cost[edge] - potential[node] + potential[other] == 0
+                else:
+                    other = tail[edge]
+                    admissible = flow[edge] > 0.0
+                if admissible and dead[other] != phase and not on_path[other]:
+                    break
+                position += 1
+            cursor[node] = position
+            if position < end:
+                path_arc[depth] = position
+                depth += 1
+                node = other
+                path_node[depth] = node
+                on_path[node] = True
+                continue
+            dead[node] = phase
+            on_path[node] = False
+            if depth == 0:
+                break
+            depth -= 1
+            node = path_node[depth]
+            cursor[node] += 1
 
 
 @njit
