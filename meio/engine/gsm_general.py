@@ -17,7 +17,8 @@ transpose of a network matrix) and a concave objective attains its minimum at an
 Given ``S``, the cheapest inbound times are ``SI_j = max_i S_i`` because cost never falls when
 ``tau`` grows; solvers report ``SI`` completed from ``S`` (:func:`_complete_service_times`).
 
-Methods, per network by :func:`solve_general_network`:
+Methods: :func:`solve_general_network` for one network, :func:`solve_general_batch` (the SLP of
+many networks in one parallel Numba call) followed by :func:`refine_general_network` (the MIP).
 
 * **Successive linear programming, multi-start** (``"slp_multistart"``). Replace each concave
   ``h_j SS_j`` by a line through the current point whose slope lies between the neighbouring
@@ -29,7 +30,10 @@ Methods, per network by :func:`solve_general_network`:
   cost (whose LP optimum is also a valid lower bound), the steepest and the flattest slopes,
   then seeded random ones (random offsets, or the best solution's slopes with log-normal
   noise), ``slp_starts`` in all, stopping after ``SLP_STALL_STARTS`` in a row that found
-  nothing better.
+  nothing better. The whole heuristic is a Numba kernel (:func:`_slp_multistart`); every LP is
+  solved exactly as the dual of a min-cost flow (:mod:`meio.engine.gsm_lp`) and the random
+  starts come from an MRG32k3a stream seeded per network, so a plan depends only on the
+  network, ``slp_starts`` and the seed.
 * **Piecewise-linear MIP with breakpoint refinement** (``"mip_exact"``; Magnanti, Shen, Shu,
   Simchi-Levi & Teo 2006, *Operations Research Letters* 34:228-238). Interpolating a concave
   cost between breakpoints underestimates it, so the MIP over the interpolants (multiple-choice
@@ -46,8 +50,9 @@ nodes — never on the clock, so a network gets the same answer on any machine, 
 in any partition (seeded starts, single-threaded HiGHS with a fixed seed). The MIP is off by
 default: on generated 8-200-stage networks the SLP with 67 starts came within 0.05 % of the
 best MIP solution on average, at a small fraction of its time (docs/gsm.md). An optional
-wall-clock ``time_limit`` is a safety net only: where it stops a solve, the method ends in
-``"_time_limit"`` and the result depends on the machine's speed and load.
+wall-clock ``time_limit`` is a safety net of the MIP only (the SLP kernel never reads the
+clock): where it stops a MIP, the method is ``"mip_time_limit"`` and the result depends on the
+machine's speed and load.
 """
 
 from __future__ import annotations
