@@ -9,8 +9,8 @@ single-process plan. The model is gsm (override with ``MEIO_BENCH_MODEL``).
 
 The catalog holds the spanning-tree shapes of ``meio generate --shape mixed`` (serial,
 assembly, distribution, tree) so the suite measures the pipeline — read, validate, tree DP,
-write — at catalog scale. General networks cost the successive-LP solver tens to hundreds of
-milliseconds each (bench_gsm_general.py); ``MEIO_BENCH_DAG_SHARE=0.1`` adds them in the
+write — at catalog scale. General networks cost the (Numba) successive-LP solver one to a few
+hundred milliseconds each (bench_gsm_slp.py); ``MEIO_BENCH_DAG_SHARE=0.1`` adds them in the
 default mixed share.
 """
 

@@ -52,8 +52,8 @@ def _add_optimize(commands: argparse._SubParsersAction) -> None:
                         help="gsm, general networks: branch-and-bound nodes of the exact MIP after "
                         "the heuristic (default 0: heuristic only)")
     parser.add_argument("--time-limit", type=float,
-                        help="gsm, general networks: wall-clock safety net in seconds per network "
-                        "(default none; a solve it cuts is not reproducible)")
+                        help="gsm, general networks: wall-clock safety net in seconds of the MIP per "
+                        "network (default none; a MIP it cuts is not reproducible)")
     parser.add_argument("--output", help="run directory to write")
     parser.add_argument("--overwrite", action="store_true", default=None,
                         help="replace an existing run directory")

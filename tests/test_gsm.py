@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-from typing import NamedTuple
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -12,7 +9,7 @@ from hypothesis import strategies as st
 from scipy.special import ndtri
 
 from meio.engine import gsm
-from meio.engine.gsm_tree import NO_CAP, TreeProblem
+from meio.engine.gsm_tree import NO_CAP
 from tests.gsm_instances import (
     SHAPES,
     batch_from_networks,
@@ -72,37 +69,7 @@ def test_demand_stages_get_caps_and_internal_stages_do_not():
     assert gsm.service_time_caps(batch).tolist() == [4, 2, 1, 0, NO_CAP, 3]
 
 
-class _FakeSolution(NamedTuple):
-    outbound_service_time: np.ndarray
-    inbound_service_time: np.ndarray
-    cost: float
-    lower_bound: float
-    method: str
-
-
-def _fake_general_network(lead_time, holding_cost, demand_bound_sd, lead_time_term,
-                          arc_upstream, arc_downstream, max_service_time,
-                          external_inbound_service_time, **limits):
-    """Exhaustive stand-in for the general solver (for the dispatch test only)."""
-    size, n_arcs = len(lead_time), len(arc_upstream)
-    problem = TreeProblem(np.array([0, size]), np.array([0, n_arcs]), arc_upstream,
-                          arc_downstream, lead_time, holding_cost, demand_bound_sd,
-                          lead_time_term, max_service_time, external_inbound_service_time)
-    best, best_vector = np.inf, None
-    horizon = int(max_service_time.max())
-    for vector in itertools.product(range(min(horizon, 6) + 1), repeat=size):
-        cost = solution_cost(problem, 0, list(vector))
-        if cost < best:
-            best, best_vector = cost, np.array(vector)
-    inbound = external_inbound_service_time.copy()
-    for up, down in zip(arc_upstream, arc_downstream, strict=True):
-        inbound[down] = max(inbound[down], best_vector[up])
-    assert limits == {"slp_starts": 5, "mip_node_limit": 7, "time_limit": 7.5}
-    return _FakeSolution(best_vector, inbound, best, best * 0.9, "fake_exhaustive")
-
-
-def test_non_trees_are_dispatched_to_the_general_solver(monkeypatch):
-    monkeypatch.setattr(gsm, "solve_general_network", _fake_general_network)
+def test_non_trees_get_the_batched_slp_then_the_mip_on_request(monkeypatch):
     diamond = {"arcs": [(0, 1), (0, 2), (1, 3), (2, 3)], "lead_time": [1.0, 2.0, 1.0, 1.0],
                "holding_cost": [1.0, 2.0, 2.0, 4.0], "demand_mean": [0, 0, 0, 3.0],
                "demand_sd": [0, 0, 0, 1.0]}
@@ -110,17 +77,35 @@ def test_non_trees_are_dispatched_to_the_general_solver(monkeypatch):
               "demand_sd": [0, 1.0]}
     batch = batch_from_networks([serial, diamond, serial])
     demand = net_demand(batch)
-    result = gsm.solve(batch, demand, slp_starts=5, mip_node_limit=7, time_limit=7.5)
-    assert result.network["method"].tolist() == ["tree_dp", "fake_exhaustive", "tree_dp"]
     problem = gsm.build_tree_problem(batch, demand)
-    cost = result.network["safety_stock_cost"]
-    assert cost[1] == pytest.approx(brute_force_cost(problem, 1), rel=1e-12)
-    assert result.network["lower_bound"][1] == pytest.approx(0.9 * cost[1], rel=1e-12)
-    assert result.network["gap"][1] == pytest.approx(0.1, rel=1e-9)
+    optimum = brute_force_cost(problem, 1)
     rows = slice(2, 6)
-    assert (result.stage["net_lead_time"][rows] >= 0).all()
-    assert result.stage["safety_stock"][rows] @ batch.holding_cost[rows] == pytest.approx(
+    heuristic = gsm.solve(batch, demand, slp_starts=5)
+    assert heuristic.network["method"].tolist() == ["tree_dp", "slp_multistart", "tree_dp"]
+    cost = heuristic.network["safety_stock_cost"]
+    assert cost[1] >= optimum * (1 - 1e-12)
+    assert cost[1] == pytest.approx(
+        solution_cost(problem, 1, heuristic.stage["outbound_service_time"][rows].tolist()),
+        rel=1e-12)
+    assert heuristic.network["lower_bound"][1] <= optimum * (1 + 1e-12)
+    assert (heuristic.stage["net_lead_time"][rows] >= 0).all()
+    assert heuristic.stage["safety_stock"][rows] @ batch.holding_cost[rows] == pytest.approx(
         cost[1], rel=1e-12)
+
+    calls = []
+
+    def spy(*args, **options):
+        calls.append((args[8].tolist(), options))
+        return refine(*args, **options)
+
+    refine = gsm.refine_general_network
+    monkeypatch.setattr(gsm, "refine_general_network", spy)
+    exact = gsm.solve(batch, demand, slp_starts=5, mip_node_limit=100_000, time_limit=60.0)
+    assert exact.network["method"].tolist() == ["tree_dp", "mip_exact", "tree_dp"]
+    assert exact.network["safety_stock_cost"][1] == pytest.approx(optimum, rel=1e-9)
+    # One MIP, for the non-tree only, seeded with the SLP's plan and given the limits.
+    assert calls == [(heuristic.stage["outbound_service_time"][rows].tolist(),
+                      {"mip_node_limit": 100_000, "time_limit": 60.0})]
 
 
 @st.composite

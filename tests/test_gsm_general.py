@@ -1,14 +1,18 @@
-"""General-network GSM: exact MIP and SLP heuristic against brute force; kernels against twins."""
+"""General-network GSM: exact MIP and SLP heuristic against brute force; kernels against twins
+(the Numba LP against HiGHS, the Numba SLP's slopes against the NumPy ones); the batch."""
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meio.engine import gsm_general
+from meio.engine import gsm_general, gsm_lp
 from meio.engine.gsm_general import solve_general_network
+from meio.engine.gsm_tree import TreeProblem
+from tests import gsm_slp_reference as reference
 
 UNCAPPED = 10**6
 #: Node budget large enough for the exact MIP to finish on the tiny test networks.
@@ -320,3 +324,155 @@ def test_results_do_not_depend_on_the_clock(seed, monkeypatch):
         math.isnan(crawling.lower_bound) and math.isnan(reference.lower_bound))
     cut = solve_general_network(*instance.args(), **options, time_limit=1.0)
     assert cut.method.endswith("_time_limit")
+
+
+# --- Numba SLP: the exact LP against HiGHS, slopes against twins, the batch -----------------
+
+def _random_plan(rng, net):
+    """A feasible plan: random outbound times completed (SI = max of predecessors)."""
+    return gsm_general._evaluate(net, rng.integers(0, net.outbound_max + 1))
+
+
+def _numba_lp(net, slopes, start):
+    graph = gsm_lp.build_service_time_graph(net.arc_upstream, net.arc_downstream, net.lead_floor,
+                                            net.is_source, net.external_inbound, net.outbound_max)
+    outbound = np.empty(len(slopes), np.int64)
+    gsm_lp.solve_service_time_lp(graph, gsm_lp.new_lp_work(graph), slopes, start.outbound,
+                                 start.inbound, outbound)
+    return outbound
+
+
+def check_lp_against_highs(seed, size, tree):
+    """Numba LP optimum = HiGHS optimum; its solution is feasible and integral."""
+    rng = np.random.default_rng(seed)
+    instance = random_instance(rng, size, tree=tree)
+    net = _prepared(instance)
+    slopes = rng.uniform(0.0, 5.0, instance.size) * (rng.random(instance.size) < 0.8)
+    outbound = _numba_lp(net, slopes, _random_plan(rng, net))
+    assert ((outbound >= 0) & (outbound <= net.outbound_max)).all()
+    # Completion may lower S_j at zero-slope stages (their SI_j is free in the LP) and never
+    # raises the objective, so the completed point's value is the LP optimum.
+    point = gsm_general._evaluate(net, outbound)
+    value = float(np.dot(slopes, point.inbound - point.outbound))
+    _, optimum = reference.ServiceTimeLp(net).solve(slopes)
+    scale = 1.0 + float(np.dot(slopes, net.outbound_max + net.lead_floor))
+    assert value == pytest.approx(optimum, rel=1e-9, abs=1e-12 * scale)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(2, 12), st.booleans())
+def test_lp_kernel_equals_highs_optimum(seed, size, tree):
+    # random_instance needs an arc: two stages for a tree, three for an undirected cycle.
+    check_lp_against_highs(seed, max(size, 2 if tree else 3), tree)
+
+
+@pytest.mark.nojit
+@pytest.mark.parametrize("seed", range(4))
+def test_lp_kernel_equals_highs_optimum_small(seed):
+    check_lp_against_highs(7000 + seed, 3 + seed, tree=seed == 3)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(3, 12))
+def test_slope_kernels_match_twins(seed, size):
+    rng = np.random.default_rng(seed)
+    instance = random_instance(rng, size)
+    instance.lead_time_term[rng.random(size) < 0.2] = 0.0
+    instance.demand_bound_sd[rng.random(size) < 0.2] = 0.0
+    net = _prepared(instance)
+    offset = rng.integers(net.offset_min, net.offset_max + 1)
+    slopes = np.empty(size)
+    gsm_general._majorant_slopes(net, offset, slopes)
+    np.testing.assert_allclose(slopes, reference.majorant_slopes(net, offset), rtol=1e-12,
+                               atol=1e-14)
+    constant = gsm_general._chord_slopes(net, slopes)
+    slopes_ref, constant_ref = reference.chord_slopes(net)
+    np.testing.assert_allclose(slopes, slopes_ref, rtol=1e-12, atol=1e-14)
+    assert constant == pytest.approx(constant_ref, rel=1e-12, abs=1e-14)
+
+
+def batch_problem(instances):
+    """``TreeProblem`` of several instances (the layout ``gsm.solve`` hands the batch over in)."""
+    sizes = [instance.size for instance in instances]
+    n_arcs = [len(instance.arc_upstream) for instance in instances]
+
+    def stack(name):
+        return np.concatenate([getattr(instance, name) for instance in instances])
+
+    caps = stack("max_service_time")
+    problem = TreeProblem(
+        network_offsets=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+        arc_offsets=np.concatenate([[0], np.cumsum(n_arcs)]).astype(np.int64),
+        arc_upstream=stack("arc_upstream"), arc_downstream=stack("arc_downstream"),
+        lead_time=stack("lead_time"), holding_cost=stack("holding_cost"),
+        demand_bound_sd=stack("demand_bound_sd"), lead_time_term=stack("lead_time_term"),
+        service_time_cap=caps, external_inbound_service_time=stack("external_inbound"),
+    )
+    return problem, caps
+
+
+class _Rows(NamedTuple):
+    outbound_service_time: np.ndarray
+    inbound_service_time: np.ndarray
+
+
+def _network_rows(problem, solution, network):
+    rows = slice(problem.network_offsets[network], problem.network_offsets[network + 1])
+    return _Rows(solution.outbound_service_time[rows], solution.inbound_service_time[rows])
+
+
+def check_batch_brackets_brute_force(seed, n_networks, slp_starts):
+    rng = np.random.default_rng(seed)
+    instances = [random_instance(rng, int(rng.integers(3, 7)), tree=k == 0)
+                 for k in range(n_networks)]
+    problem, caps = batch_problem(instances)
+    solution = gsm_general.solve_general_batch(problem, caps, np.arange(n_networks),
+                                               slp_starts=slp_starts)
+    for network, instance in enumerate(instances):
+        optimum = brute_force(instance)
+        cost = solution.cost[network]
+        # solution_cost checks tau >= 0, caps and SI >= every predecessor's S from scratch.
+        assert solution_cost(instance, _network_rows(problem, solution, network)) == (
+            pytest.approx(cost, rel=1e-12, abs=1e-12))
+        assert cost >= optimum * (1 - 1e-12)
+        assert solution.lower_bound[network] <= optimum * (1 + 1e-12) + 1e-12
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_batched_slp_is_feasible_and_bracketed_by_brute_force(seed):
+    check_batch_brackets_brute_force(8000 + seed, 5, gsm_general.SLP_STARTS)
+
+
+@pytest.mark.nojit
+def test_batched_slp_is_feasible_and_bracketed_small():
+    check_batch_brackets_brute_force(8100, 2, 6)
+
+
+def test_batched_slp_does_not_depend_on_threads_chunks_or_batch():
+    rng = np.random.default_rng(9000)
+    instances = [random_instance(rng, int(rng.integers(8, 30)), tree=k % 4 == 0)
+                 for k in range(10)]
+    problem, caps = batch_problem(instances)
+    everyone = np.arange(len(instances))
+    one = gsm_general.solve_general_batch(problem, caps, everyone, threads=1,
+                                          chunks_per_thread=1)
+    two = gsm_general.solve_general_batch(problem, caps, everyone[::-1], threads=2,
+                                          chunks_per_thread=3)
+    np.testing.assert_array_equal(one.outbound_service_time, two.outbound_service_time)
+    np.testing.assert_array_equal(one.inbound_service_time, two.inbound_service_time)
+    np.testing.assert_array_equal(one.cost, two.cost[::-1])
+    np.testing.assert_array_equal(one.lower_bound, two.lower_bound[::-1])
+    for network, instance in enumerate(instances):
+        alone = solve_general_network(*instance.args())
+        rows = _network_rows(problem, one, network)
+        assert alone.method == "slp_multistart"
+        assert alone.outbound_service_time.tolist() == rows.outbound_service_time.tolist()
+        assert alone.inbound_service_time.tolist() == rows.inbound_service_time.tolist()
+        assert alone.cost == one.cost[network]
+        assert alone.lower_bound == one.lower_bound[network]
+    subset = gsm_general.solve_general_batch(problem, caps, np.array([7, 2]))
+    assert subset.cost.tolist() == [one.cost[7], one.cost[2]]
+    untouched = np.ones(problem.network_offsets[-1], bool)
+    for network in (7, 2):
+        untouched[problem.network_offsets[network]:problem.network_offsets[network + 1]] = False
+    assert (subset.outbound_service_time[untouched] == -1).all()

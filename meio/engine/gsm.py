@@ -13,7 +13,9 @@ internal stage without external demand means "no cap".
 
 Every network whose undirected graph is a forest (spanning trees: serial, assembly,
 distribution, mixed) is solved exactly in one batched call of :mod:`meio.engine.gsm_tree`;
-the others go one by one to ``meio.engine.gsm_general.solve_general_network``.
+the others get the multi-start SLP heuristic in one batched call of
+:func:`meio.engine.gsm_general.solve_general_batch` and, when ``mip_node_limit > 0``, the exact
+MIP one by one (:func:`meio.engine.gsm_general.refine_general_network`), seeded with that plan.
 """
 
 from __future__ import annotations
@@ -24,11 +26,18 @@ import numpy as np
 
 from meio.engine.batch import Batch, NetDemand
 from meio.engine.gsm_cost import lead_time_terms, stage_safety_stock
-from meio.engine.gsm_general import MIP_NODE_LIMIT, SLP_STARTS, solve_general_network
+from meio.engine.gsm_general import (
+    EXACT_MAX_STAGES,
+    MIP_NODE_LIMIT,
+    SLP_STARTS,
+    refine_general_network,
+    solve_general_batch,
+)
 from meio.engine.gsm_tree import NO_CAP, TreeProblem, solve_trees
 from meio.engine.result import ModelResult
 
 TREE_METHOD = "tree_dp"
+SLP_METHOD = "slp_multistart"
 
 
 def stage_network_index(offsets: np.ndarray) -> np.ndarray:
@@ -79,33 +88,45 @@ def _general_caps(problem: TreeProblem) -> np.ndarray:
 
 
 def _solve_general(problem: TreeProblem, networks: np.ndarray, columns: dict, method: np.ndarray,
-                   lower_bound: np.ndarray, seconds: np.ndarray, limits: dict) -> None:
-    """Solve the non-forest ``networks`` one by one with the general GSM solver, in place.
+                   lower_bound: np.ndarray, seconds: np.ndarray, slp_starts: int,
+                   mip_node_limit: int, time_limit: float | None) -> None:
+    """Solve the non-forest ``networks`` in place.
 
-    ``limits`` are the work limits of :func:`meio.engine.gsm_general.solve_general_network`.
+    All at once with the batched Numba SLP, then, when ``mip_node_limit > 0``, one by one with
+    the MIP seeded by the SLP's plan (networks of at most ``EXACT_MAX_STAGES`` stages).
     """
     caps = _general_caps(problem)
-    for network in networks:
+    started = time.perf_counter()
+    plans = solve_general_batch(problem, caps, networks, slp_starts=slp_starts)
+    sizes = np.diff(problem.network_offsets)[networks]
+    seconds[networks] = (time.perf_counter() - started) * sizes / max(int(sizes.sum()), 1)
+    method[networks] = SLP_METHOD
+    lower_bound[networks] = plans.lower_bound
+    outbound, inbound = plans.outbound_service_time, plans.inbound_service_time
+    for position, network in enumerate(networks):
         rows = slice(problem.network_offsets[network], problem.network_offsets[network + 1])
-        arcs = slice(problem.arc_offsets[network], problem.arc_offsets[network + 1])
-        started = time.perf_counter()
-        result = solve_general_network(
-            problem.lead_time[rows], problem.holding_cost[rows], problem.demand_bound_sd[rows],
-            problem.lead_time_term[rows], problem.arc_upstream[arcs],
-            problem.arc_downstream[arcs], caps[rows],
-            problem.external_inbound_service_time[rows], **limits,
-        )
-        seconds[network] = time.perf_counter() - started
-        outbound = np.asarray(result.outbound_service_time, np.int64)
-        inbound = np.asarray(result.inbound_service_time, np.int64)
-        tau = inbound + problem.lead_time[rows] - outbound
-        columns["outbound_service_time"][rows] = outbound
-        columns["inbound_service_time"][rows] = inbound
+        if mip_node_limit > 0 and sizes[position] <= EXACT_MAX_STAGES:
+            arcs = slice(problem.arc_offsets[network], problem.arc_offsets[network + 1])
+            started = time.perf_counter()
+            result = refine_general_network(
+                problem.lead_time[rows], problem.holding_cost[rows],
+                problem.demand_bound_sd[rows], problem.lead_time_term[rows],
+                problem.arc_upstream[arcs], problem.arc_downstream[arcs], caps[rows],
+                problem.external_inbound_service_time[rows], outbound[rows],
+                plans.lower_bound[position], mip_node_limit=mip_node_limit,
+                time_limit=time_limit,
+            )
+            seconds[network] += time.perf_counter() - started
+            outbound[rows] = result.outbound_service_time
+            inbound[rows] = result.inbound_service_time
+            method[network] = result.method
+            lower_bound[network] = result.lower_bound
+        tau = inbound[rows] + problem.lead_time[rows] - outbound[rows]
+        columns["outbound_service_time"][rows] = outbound[rows]
+        columns["inbound_service_time"][rows] = inbound[rows]
         columns["net_lead_time"][rows] = tau
         columns["safety_stock"][rows] = stage_safety_stock(
             problem.demand_bound_sd[rows], problem.lead_time_term[rows], tau)
-        method[network] = result.method
-        lower_bound[network] = result.lower_bound
 
 
 def solve(
@@ -126,8 +147,9 @@ def solve(
         Branch-and-bound nodes per non-tree network for the exact MIP after the heuristic
         (default 0: heuristic only); raise it to prove networks optimal.
     time_limit : float, optional
-        Wall-clock safety net in seconds per non-tree network (default none). The work limits
-        above make results reproducible; a solve cut by the clock is not, and its method says so.
+        Wall-clock safety net in seconds of the MIP of every non-tree network (default none;
+        the batched SLP has work limits only). The work limits above make results
+        reproducible; a MIP cut by the clock is not, and its method says so.
 
     Returns
     -------
@@ -137,7 +159,8 @@ def solve(
         ``safety_stock_cost``; network columns ``method`` (``"tree_dp"`` or the general
         solver's), ``safety_stock_cost``, ``lower_bound`` (the cost itself for the exact tree
         DP), ``gap`` (``(cost - lower_bound) / cost``, 0 when the cost is 0) and ``seconds``
-        (tree networks share the batch call's time in proportion to their stage counts).
+        (tree networks share the tree call's time and non-tree networks the SLP call's time
+        in proportion to their stage counts; a MIP's own time is added to its network).
 
     """
     problem = build_tree_problem(batch, demand)
@@ -158,9 +181,8 @@ def solve(
         "safety_stock": trees.safety_stock,
     }
     if len(general):
-        limits = {"slp_starts": slp_starts, "mip_node_limit": mip_node_limit,
-                  "time_limit": time_limit}
-        _solve_general(problem, general, columns, method, lower_bound, seconds, limits)
+        _solve_general(problem, general, columns, method, lower_bound, seconds, slp_starts,
+                       mip_node_limit, time_limit)
     stage_cost = problem.holding_cost * columns["safety_stock"]
     columns["base_stock"] = demand.demand_mean * columns["net_lead_time"] + columns["safety_stock"]
     columns["safety_stock_cost"] = stage_cost

@@ -17,7 +17,8 @@ transpose of a network matrix) and a concave objective attains its minimum at an
 Given ``S``, the cheapest inbound times are ``SI_j = max_i S_i`` because cost never falls when
 ``tau`` grows; solvers report ``SI`` completed from ``S`` (:func:`_complete_service_times`).
 
-Methods, per network by :func:`solve_general_network`:
+Methods: :func:`solve_general_network` for one network, :func:`solve_general_batch` (the SLP of
+many networks in one parallel Numba call) followed by :func:`refine_general_network` (the MIP).
 
 * **Successive linear programming, multi-start** (``"slp_multistart"``). Replace each concave
   ``h_j SS_j`` by a line through the current point whose slope lies between the neighbouring
@@ -29,7 +30,10 @@ Methods, per network by :func:`solve_general_network`:
   cost (whose LP optimum is also a valid lower bound), the steepest and the flattest slopes,
   then seeded random ones (random offsets, or the best solution's slopes with log-normal
   noise), ``slp_starts`` in all, stopping after ``SLP_STALL_STARTS`` in a row that found
-  nothing better.
+  nothing better. The whole heuristic is a Numba kernel (:func:`_slp_multistart`); every LP is
+  solved exactly as the dual of a min-cost flow (:mod:`meio.engine.gsm_lp`) and the random
+  starts come from an MRG32k3a stream seeded per network, so a plan depends only on the
+  network, ``slp_starts`` and the seed.
 * **Piecewise-linear MIP with breakpoint refinement** (``"mip_exact"``; Magnanti, Shen, Shu,
   Simchi-Levi & Teo 2006, *Operations Research Letters* 34:228-238). Interpolating a concave
   cost between breakpoints underestimates it, so the MIP over the interpolants (multiple-choice
@@ -46,8 +50,9 @@ nodes — never on the clock, so a network gets the same answer on any machine, 
 in any partition (seeded starts, single-threaded HiGHS with a fixed seed). The MIP is off by
 default: on generated 8-200-stage networks the SLP with 67 starts came within 0.05 % of the
 best MIP solution on average, at a small fraction of its time (docs/gsm.md). An optional
-wall-clock ``time_limit`` is a safety net only: where it stops a solve, the method ends in
-``"_time_limit"`` and the result depends on the machine's speed and load.
+wall-clock ``time_limit`` is a safety net of the MIP only (the SLP kernel never reads the
+clock): where it stops a MIP, the method is ``"mip_time_limit"`` and the result depends on the
+machine's speed and load.
 """
 
 from __future__ import annotations
@@ -60,8 +65,10 @@ from typing import NamedTuple
 import highspy
 import numpy as np
 
-from meio.engine._numba import njit
+from meio.engine._numba import njit, njit_parallel, numba_threads, prange
 from meio.engine.gsm_cost import stage_safety_stock
+from meio.engine.gsm_lp import build_service_time_graph, new_lp_work, solve_service_time_lp
+from meio.engine.gsm_tree import TreeProblem, chunk_networks
 
 logger = logging.getLogger(__name__)
 
@@ -73,10 +80,9 @@ EXACT_MAX_STAGES = 5000
 SLP_STARTS = 67
 MIP_NODE_LIMIT = 0
 SLOPE_NOISE = 1.0
-#: With a wall-clock safety net: share of it the solvers plan for (HiGHS checks its clock
-#: between nodes and overruns by up to a node's LP), and the SLP's share when the MIP follows.
+#: With a wall-clock safety net: share of it the MIP plans for (HiGHS checks its clock
+#: between nodes and overruns by up to a node's LP).
 DEADLINE_SHARE = 0.85
-SLP_SHARE = 0.5
 #: The starts stop early after this many in a row that found nothing better.
 SLP_STALL_STARTS = 32
 #: Upper bound on LP solves of one SLP descent.
@@ -174,32 +180,54 @@ def _complete_service_times(
     return cost
 
 
+@njit
+def _prepared_network(
+    lead_time, holding_cost, demand_bound_sd, lead_time_term, arc_upstream, arc_downstream,
+    max_service_time, external_inbound,
+):
+    """Solver arrays of one network whose arcs are sorted by (upstream, downstream)."""
+    size = len(lead_time)
+    lead_floor = np.empty(size, np.int64)
+    lead_frac = np.empty(size)
+    for j in range(size):
+        lead_floor[j] = np.int64(np.floor(lead_time[j] + 1e-9))
+        lead_frac[j] = max(lead_time[j] - lead_floor[j], 0.0)
+    arc_start = np.zeros(size + 1, np.int64)
+    is_source = np.ones(size, np.bool_)
+    for arc in range(len(arc_upstream)):
+        arc_start[arc_upstream[arc] + 1] += 1
+        is_source[arc_downstream[arc]] = False
+    for j in range(size):
+        arc_start[j + 1] += arc_start[j]
+    inbound_max = np.empty(size, np.int64)
+    outbound_max = np.empty(size, np.int64)
+    offset_min = np.empty(size, np.int64)
+    offset_max = np.empty(size, np.int64)
+    _service_time_bounds(
+        lead_floor, arc_start, arc_downstream, is_source, max_service_time, external_inbound,
+        inbound_max, outbound_max, offset_min, offset_max,
+    )
+    return _GeneralNetwork(
+        lead_floor, lead_frac, holding_cost, demand_bound_sd, lead_time_term, arc_start,
+        arc_upstream, arc_downstream, is_source, max_service_time, external_inbound,
+        inbound_max, outbound_max, offset_min, offset_max,
+    )
+
+
 def _prepare(
     lead_time, holding_cost, demand_bound_sd, lead_time_term, arc_upstream, arc_downstream,
     max_service_time, external_inbound_service_time,
 ) -> _GeneralNetwork:
-    size = len(lead_time)
-    lead_time = np.ascontiguousarray(lead_time, np.float64)
-    lead_floor = np.floor(lead_time + 1e-9).astype(np.int64)
-    lead_frac = np.maximum(lead_time - lead_floor, 0.0)
     arc_upstream = np.ascontiguousarray(arc_upstream, np.int64)
     arc_downstream = np.ascontiguousarray(arc_downstream, np.int64)
     order = np.lexsort((arc_downstream, arc_upstream))
-    arc_upstream, arc_downstream = arc_upstream[order], arc_downstream[order]
-    arc_start = np.searchsorted(arc_upstream, np.arange(size + 1)).astype(np.int64)
-    is_source = np.bincount(arc_downstream, minlength=size) == 0
-    bounds = [np.empty(size, np.int64) for _ in range(4)]
-    max_service_time = np.ascontiguousarray(max_service_time, np.int64)
-    external_inbound = np.ascontiguousarray(external_inbound_service_time, np.int64)
-    _service_time_bounds(
-        lead_floor, arc_start, arc_downstream, is_source, max_service_time, external_inbound,
-        *bounds,
-    )
-    return _GeneralNetwork(
-        lead_floor, lead_frac, np.ascontiguousarray(holding_cost, np.float64),
+    return _prepared_network(
+        np.ascontiguousarray(lead_time, np.float64),
+        np.ascontiguousarray(holding_cost, np.float64),
         np.ascontiguousarray(demand_bound_sd, np.float64),
-        np.ascontiguousarray(lead_time_term, np.float64), arc_start, arc_upstream,
-        arc_downstream, is_source, max_service_time, external_inbound, *bounds,
+        np.ascontiguousarray(lead_time_term, np.float64), arc_upstream[order],
+        arc_downstream[order], np.ascontiguousarray(max_service_time, np.int64),
+        np.ascontiguousarray(external_inbound_service_time, np.int64),
     )
 
 
@@ -220,50 +248,57 @@ class _Evaluated(NamedTuple):
 
 def _evaluate(net: _GeneralNetwork, outbound: np.ndarray) -> _Evaluated:
     outbound = np.array(outbound, np.int64)
-    inbound = np.empty_like(outbound)
-    offset = np.empty_like(outbound)
-    cost = _complete_service_times(
-        outbound, net.lead_floor, net.lead_frac, net.holding_cost, net.demand_bound_sd,
-        net.lead_time_term, net.arc_start, net.arc_downstream, net.is_source,
-        net.external_inbound, inbound, offset,
+    plan = _Plan(outbound, np.empty_like(outbound), np.empty_like(outbound))
+    cost = _complete(net, plan)
+    return _Evaluated(plan.outbound, plan.inbound, plan.offset, float(cost))
+
+
+@njit
+def _stage_cost_at(net, stage, offset):
+    """``h_j * SS_j`` of stage ``stage`` at integer offset ``offset``."""
+    return net.holding_cost[stage] * stage_safety_stock(
+        net.demand_bound_sd[stage], net.lead_time_term[stage], offset + net.lead_frac[stage]
     )
-    return _Evaluated(outbound, inbound, offset, float(cost))
 
 
-def _majorant_slopes(net: _GeneralNetwork, offset: np.ndarray) -> np.ndarray:
-    """Slope of a line through each stage's cost at ``offset`` lying above it on the grid.
+@njit
+def _majorant_slopes(net, offset, slopes):
+    """Write the slope of a line through each stage's cost at ``offset`` lying above it on the grid.
 
     The continuous derivative clipped between the chord to the next grid point and the chord
     to the previous one (unbounded at the smallest feasible offset); where the derivative is
     infinite (``tau = 0`` without lead-time variance) the chord to the next point.
     """
-    here = _stage_cost(net, offset)
-    forward = _stage_cost(net, offset + 1) - here
-    previous = _stage_cost(net, np.maximum(offset - 1, net.offset_min))
-    backward = np.where(offset > net.offset_min, here - previous, np.inf)
-    variance = net.demand_bound_sd**2 * (offset + net.lead_frac) + net.lead_time_term
-    with np.errstate(divide="ignore", invalid="ignore"):
-        derivative = np.where(
-            variance > 0.0,
-            net.holding_cost * net.demand_bound_sd**2 / (2.0 * np.sqrt(variance)),
-            np.inf,
-        )
-    slope = np.maximum(np.minimum(derivative, backward), forward)
-    return np.where(np.isfinite(slope), slope, forward)
+    for j in range(len(offset)):
+        here = _stage_cost_at(net, j, offset[j])
+        forward = _stage_cost_at(net, j, offset[j] + 1) - here
+        backward = np.inf
+        if offset[j] > net.offset_min[j]:
+            backward = here - _stage_cost_at(net, j, offset[j] - 1)
+        square = net.demand_bound_sd[j] * net.demand_bound_sd[j]
+        variance = square * (offset[j] + net.lead_frac[j]) + net.lead_time_term[j]
+        derivative = np.inf
+        if variance > 0.0:
+            derivative = net.holding_cost[j] * square / (2.0 * np.sqrt(variance))
+        slope = max(min(derivative, backward), forward)
+        slopes[j] = slope if np.isfinite(slope) else forward
 
 
-def _chord_slopes(net: _GeneralNetwork) -> tuple[np.ndarray, float]:
-    """Slopes of each stage's convex envelope on its offset range, and the constant term.
+@njit
+def _chord_slopes(net, slopes):
+    """Write the slopes of every stage's convex envelope on its offset range; return the constant.
 
     The lower bound of the convex-envelope LP is ``constant + sum_j slope_j (SI_j - S_j)``.
     """
-    low = _stage_cost(net, net.offset_min)
-    width = net.offset_max - net.offset_min
-    slope = np.where(
-        width > 0, (_stage_cost(net, net.offset_max) - low) / np.maximum(width, 1), 0.0
-    )
-    constant = float(np.sum(low + slope * (net.lead_floor - net.offset_min)))
-    return slope, constant
+    constant = 0.0
+    for j in range(len(slopes)):
+        low = _stage_cost_at(net, j, net.offset_min[j])
+        width = net.offset_max[j] - net.offset_min[j]
+        slopes[j] = 0.0
+        if width > 0:
+            slopes[j] = (_stage_cost_at(net, j, net.offset_max[j]) - low) / width
+        constant += low + slopes[j] * (net.lead_floor[j] - net.offset_min[j])
+    return constant
 
 
 def _new_highs() -> highspy.Highs:
@@ -310,89 +345,232 @@ def _add_service_time_columns(highs: highspy.Highs, net: _GeneralNetwork):
     )
 
 
-class _ServiceTimeLp:
-    """LP over the service-time polyhedron with cost ``sum_j slope_j (SI_j - S_j)``.
+@njit
+def _seed_stream(seed):
+    """State of an MRG32k3a stream (L'Ecuyer 1999, *Operations Research* 47(1):159-164)."""
+    base = seed % 4294900000
+    state = np.empty(6, np.int64)
+    for component in range(6):
+        state[component] = 12345 + (base + 7919 * component) % 4294900000
+    return state
 
-    Its vertices are integral, so the simplex optimum is a feasible integer solution. Only the
-    costs change between solves; HiGHS restarts from the previous basis.
+
+@njit
+def _uniform(state):
+    """Next uniform draw in ``(0, 1)`` of the MRG32k3a stream ``state`` (advanced in place).
+
+    Products stay below ``2**53``, so the recursion is exact in int64 with or without Numba.
     """
-
-    def __init__(self, net: _GeneralNetwork):
-        self.size = len(net.lead_floor)
-        self.highs = _new_highs()
-        _add_service_time_columns(self.highs, net)
-        self.columns = np.arange(2 * self.size, dtype=np.int32)
-
-    def solve(self, slopes: np.ndarray, deadline: float) -> np.ndarray | None:
-        """Outbound service times at the optimum, or ``None`` if the deadline cut the solve."""
-        self.highs.setOptionValue("time_limit", _seconds_left(deadline))
-        self.highs.changeColsCost(
-            2 * self.size, self.columns, np.concatenate([-slopes, slopes])
-        )
-        self.highs.run()
-        if self.highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-            return None
-        values = np.asarray(self.highs.getSolution().col_value)
-        return np.rint(values[: self.size]).astype(np.int64)
+    first = (1403580 * state[1] - 810728 * state[0]) % 4294967087
+    state[0], state[1], state[2] = state[1], state[2], first
+    second = (527612 * state[5] - 1370589 * state[3]) % 4294944443
+    state[3], state[4], state[5] = state[4], state[5], second
+    difference = first - second if first > second else first - second + 4294967087
+    return difference / 4294967088.0
 
 
-def _successive_lp(
-    net: _GeneralNetwork, lp: _ServiceTimeLp, slopes: np.ndarray, deadline: float
-) -> _Evaluated | None:
-    """Descend from the LP optimum under ``slopes`` to a local optimum (module docstring)."""
-    best = None
-    for _ in range(SLP_MAX_ITERATIONS):
-        outbound = lp.solve(slopes, deadline)
-        if outbound is None:
-            break
-        point = _evaluate(net, outbound)
-        if best is not None and point.cost >= best.cost - SLP_TOLERANCE * abs(best.cost):
-            break
-        best = point
-        slopes = _majorant_slopes(net, point.offset)
-        if time.perf_counter() >= deadline:
-            break
-    return best
+@njit
+def _normal(state):
+    """Standard normal draw (Box-Muller) from the stream ``state``."""
+    radius = np.sqrt(-2.0 * np.log(_uniform(state)))
+    return radius * np.cos(2.0 * np.pi * _uniform(state))
 
 
-def _slp_multistart(
-    net: _GeneralNetwork, starts: int, deadline: float, seed: int
-) -> tuple[_Evaluated, float, bool]:
-    """Run ``starts`` SLP starts (module docstring).
+class _Plan(NamedTuple):
+    """Service times of one network: ``S``, ``SI`` completed from ``S`` and offsets ``m_j``."""
 
-    Returns the best local optimum, the convex-envelope bound and whether the deadline cut the
-    starts short.
+    outbound: np.ndarray  #: int64[m]
+    inbound: np.ndarray  #: int64[m]
+    offset: np.ndarray  #: int64[m]
+
+
+@njit
+def _new_plan(size):
+    return _Plan(np.zeros(size, np.int64), np.zeros(size, np.int64), np.zeros(size, np.int64))
+
+
+@njit
+def _copy_plan(source, target):
+    target.outbound[:] = source.outbound
+    target.inbound[:] = source.inbound
+    target.offset[:] = source.offset
+
+
+@njit
+def _complete(net, plan):
+    """Complete ``plan.outbound`` in place (:func:`_complete_service_times`); return its cost."""
+    return _complete_service_times(
+        plan.outbound, net.lead_floor, net.lead_frac, net.holding_cost, net.demand_bound_sd,
+        net.lead_time_term, net.arc_start, net.arc_downstream, net.is_source,
+        net.external_inbound, plan.inbound, plan.offset,
+    )
+
+
+@njit
+def _successive_lp(net, graph, work, slopes, start, point, trial):
+    """Descend from the LP optimum under ``slopes`` (overwritten) to a local optimum.
+
+    Each LP is solved exactly by :func:`meio.engine.gsm_lp.solve_service_time_lp`, the first
+    from the feasible plan ``start``, the next ones from the current point. The descent stops
+    after ``SLP_MAX_ITERATIONS`` LPs or when the cost falls by less than ``SLP_TOLERANCE``; the
+    local optimum is left in ``point`` and its cost returned.
     """
-    lp = _ServiceTimeLp(net)
-    envelope, constant = _chord_slopes(net)
-    lower_bound = math.nan
-    outbound = lp.solve(envelope, deadline)
-    if outbound is not None:
-        point = _evaluate(net, outbound)
-        lower_bound = constant + float(np.dot(envelope, point.inbound - point.outbound))
-    best = _evaluate(net, np.zeros(len(net.lead_floor), np.int64))
-    rng = np.random.default_rng(seed)
-    fixed_starts = [envelope, _majorant_slopes(net, net.offset_min),
-                    _majorant_slopes(net, net.offset_max)]
+    cost = np.inf
+    warm = start
+    for iteration in range(SLP_MAX_ITERATIONS):
+        solve_service_time_lp(graph, work, slopes, warm.outbound, warm.inbound, trial.outbound)
+        trial_cost = _complete(net, trial)
+        if iteration > 0 and trial_cost >= cost - SLP_TOLERANCE * abs(cost):
+            break
+        _copy_plan(trial, point)
+        cost = trial_cost
+        _majorant_slopes(net, point.offset, slopes)
+        warm = point
+    return cost
+
+
+@njit
+def _slp_multistart(net, starts, seed, outbound, inbound):
+    """Run ``starts`` SLP starts (module docstring) on one prepared network.
+
+    Start 0 takes the convex-envelope slopes, 1 and 2 the majorant slopes at the smallest and
+    the largest offsets; then odd starts take the majorant slopes at uniform random offsets and
+    even ones the best plan's majorant slopes times log-normal noise of deviation
+    ``SLOPE_NOISE``, drawn from an MRG32k3a stream seeded with ``seed`` (so a network's plan
+    depends on nothing else). Starts stop after ``SLP_STALL_STARTS`` in a row without a
+    relative improvement above ``SLP_TOLERANCE``. Writes the best plan's ``S`` and ``SI`` into
+    ``outbound`` and ``inbound``; returns its cost and the convex-envelope LP bound.
+    """
+    size = len(net.lead_floor)
+    graph = build_service_time_graph(net.arc_upstream, net.arc_downstream, net.lead_floor,
+                                     net.is_source, net.external_inbound, net.outbound_max)
+    work = new_lp_work(graph)
+    best, point, trial = _new_plan(size), _new_plan(size), _new_plan(size)
+    best_cost = _complete(net, best)
+    envelope = np.empty(size)
+    lower_bound = _chord_slopes(net, envelope)
+    solve_service_time_lp(graph, work, envelope, best.outbound, best.inbound, trial.outbound)
+    _complete(net, trial)
+    for j in range(size):
+        lower_bound += envelope[j] * (trial.inbound[j] - trial.outbound[j])
+    slopes = np.empty(size)
+    random_offset = np.empty(size, np.int64)
+    state = _seed_stream(seed)
     since_improvement = 0
     for start in range(starts):
-        if time.perf_counter() >= deadline:
-            return best, lower_bound, True
         if since_improvement >= SLP_STALL_STARTS:
             break
-        if start < len(fixed_starts):
-            slopes = fixed_starts[start]
+        if start == 0:
+            slopes[:] = envelope
+        elif start == 1:
+            _majorant_slopes(net, net.offset_min, slopes)
+        elif start == 2:
+            _majorant_slopes(net, net.offset_max, slopes)
         elif start % 2:
-            slopes = _majorant_slopes(net, rng.integers(net.offset_min, net.offset_max + 1))
+            for j in range(size):
+                span = net.offset_max[j] - net.offset_min[j] + 1
+                random_offset[j] = net.offset_min[j] + np.int64(_uniform(state) * span)
+            _majorant_slopes(net, random_offset, slopes)
         else:
-            noise = np.exp(rng.normal(0.0, SLOPE_NOISE, len(best.offset)))
-            slopes = _majorant_slopes(net, best.offset) * noise
-        point = _successive_lp(net, lp, slopes, deadline)
+            _majorant_slopes(net, best.offset, slopes)
+            for j in range(size):
+                slopes[j] *= np.exp(SLOPE_NOISE * _normal(state))
+        cost = _successive_lp(net, graph, work, slopes, best, point, trial)
         since_improvement += 1
-        if point is not None and point.cost < best.cost * (1.0 - SLP_TOLERANCE):
-            best = point
+        if cost < best_cost * (1.0 - SLP_TOLERANCE):
+            _copy_plan(point, best)
+            best_cost = cost
             since_improvement = 0
-    return best, lower_bound, False
+    outbound[:] = best.outbound
+    inbound[:] = best.inbound
+    return best_cost, lower_bound
+
+
+class GeneralBatchSolution(NamedTuple):
+    """SLP plans of the general networks of a batch (stage rows of other networks keep -1)."""
+
+    outbound_service_time: np.ndarray  #: int64[n_stages]
+    inbound_service_time: np.ndarray  #: int64[n_stages]
+    cost: np.ndarray  #: float64[len(networks)]
+    lower_bound: np.ndarray  #: float64[len(networks)], convex-envelope LP bound
+
+
+@njit
+def _solve_network_of_batch(problem, caps, network, seed, starts, solution, position):
+    first, last = problem.network_offsets[network], problem.network_offsets[network + 1]
+    arc_first, arc_last = problem.arc_offsets[network], problem.arc_offsets[network + 1]
+    net = _prepared_network(
+        problem.lead_time[first:last], problem.holding_cost[first:last],
+        problem.demand_bound_sd[first:last], problem.lead_time_term[first:last],
+        problem.arc_upstream[arc_first:arc_last], problem.arc_downstream[arc_first:arc_last],
+        caps[first:last], problem.external_inbound_service_time[first:last],
+    )
+    cost, bound = _slp_multistart(net, starts, seed, solution.outbound_service_time[first:last],
+                                  solution.inbound_service_time[first:last])
+    solution.cost[position] = cost
+    solution.lower_bound[position] = bound
+
+
+@njit_parallel
+def _solve_general_batch(problem, caps, networks, seeds, starts, chunk_offsets, solution):
+    for chunk in prange(len(chunk_offsets) - 1):
+        for position in range(chunk_offsets[chunk], chunk_offsets[chunk + 1]):
+            _solve_network_of_batch(problem, caps, networks[position], seeds[position], starts,
+                                    solution, position)
+
+
+def solve_general_batch(
+    problem: TreeProblem, caps: np.ndarray, networks: np.ndarray, *,
+    slp_starts: int = SLP_STARTS, seed: int = 0, threads: int | None = None,
+    chunks_per_thread: int = 4,
+) -> GeneralBatchSolution:
+    """Multi-start SLP (module docstring) on the general ``networks`` of a batch, in parallel.
+
+    Parameters
+    ----------
+    problem : TreeProblem
+        The batch's arrays (:func:`meio.engine.gsm.build_tree_problem`); arcs sorted by
+        (upstream, downstream) inside every network.
+    caps : ndarray of int64
+        Per stage, the ``max_service_time`` of :func:`solve_general_network` (a value no
+        service time reaches at uncapped stages).
+    networks : ndarray of int64
+        Networks to solve.
+    slp_starts : int
+        Starts per network.
+    seed : int
+        Seed of every network's random starts: a network's plan does not depend on the other
+        networks, on the batch it is in or on the thread count.
+    threads : int, optional
+        Numba threads for this call (default: the current setting).
+    chunks_per_thread : int
+        Networks are cut into this many contiguous chunks per thread, balanced by stages plus
+        arcs. Results do not depend on it.
+
+    Returns
+    -------
+    GeneralBatchSolution
+        Service times of the best plans, their costs and convex-envelope bounds. Work limits
+        alone stop the solver: there is no wall-clock limit on this path.
+
+    """
+    networks = np.ascontiguousarray(networks, np.int64)
+    n_stages = int(problem.network_offsets[-1])
+    solution = GeneralBatchSolution(
+        np.full(n_stages, -1, np.int64), np.full(n_stages, -1, np.int64),
+        np.full(len(networks), np.nan), np.full(len(networks), np.nan),
+    )
+    if len(networks) == 0:
+        return solution
+    work = (np.diff(problem.network_offsets)[networks] + np.diff(problem.arc_offsets)[networks])
+    work_offsets = np.concatenate([[0], np.cumsum(work)]).astype(np.int64)
+    seeds = np.full(len(networks), seed, np.int64)
+    caps = np.ascontiguousarray(caps, np.int64)
+    with numba_threads(threads) as count:
+        chunk_offsets = chunk_networks(work_offsets, chunks_per_thread * count)
+        _solve_general_batch(problem, caps, networks, seeds, int(slp_starts), chunk_offsets,
+                             solution)
+    return solution
 
 
 class _MipOutcome(NamedTuple):
@@ -585,6 +763,50 @@ def _refined_mip(
             return _Refined(best, lower_bound, "node_limit")
 
 
+def _refine(
+    net: _GeneralNetwork, best: _Evaluated, lower_bound: float, mip_node_limit: int,
+    time_limit: float | None, mip_gap: float,
+) -> GeneralSolution:
+    """The MIP refinement of :func:`_refined_mip` from the SLP plan ``best``."""
+    deadline = math.inf if time_limit is None else (
+        time.perf_counter() + DEADLINE_SHARE * time_limit)
+    refined = _refined_mip(net, best, lower_bound, mip_node_limit, deadline, mip_gap)
+    method = {"optimal": "mip_exact", "time_limit": "mip_time_limit"}.get(
+        refined.stop, "mip_node_limit")
+    return GeneralSolution(refined.best.outbound, refined.best.inbound, refined.best.cost,
+                           refined.lower_bound, method)
+
+
+def refine_general_network(
+    lead_time: np.ndarray,
+    holding_cost: np.ndarray,
+    demand_bound_sd: np.ndarray,
+    lead_time_term: np.ndarray,
+    arc_upstream: np.ndarray,
+    arc_downstream: np.ndarray,
+    max_service_time: np.ndarray,
+    external_inbound_service_time: np.ndarray,
+    outbound_service_time: np.ndarray,
+    lower_bound: float,
+    *,
+    mip_node_limit: int,
+    time_limit: float | None = None,
+    mip_gap: float = MIP_GAP,
+) -> GeneralSolution:
+    """Improve a plan of one general network with the exact MIP (module docstring).
+
+    The arguments up to ``external_inbound_service_time`` and the options are those of
+    :func:`solve_general_network`; ``outbound_service_time`` is the plan that seeds the MIP
+    (e.g. the SLP's of :func:`solve_general_batch`) and ``lower_bound`` a bound already known.
+    """
+    net = _prepare(
+        lead_time, holding_cost, demand_bound_sd, lead_time_term, arc_upstream, arc_downstream,
+        max_service_time, external_inbound_service_time,
+    )
+    return _refine(net, _evaluate(net, outbound_service_time), lower_bound, mip_node_limit,
+                   time_limit, mip_gap)
+
+
 def solve_general_network(
     lead_time: np.ndarray,
     holding_cost: np.ndarray,
@@ -621,8 +843,9 @@ def solve_general_network(
     mip_node_limit : int
         Branch-and-bound nodes shared by the exact method's MIPs; 0 skips the MIP.
     time_limit : float or None
-        Wall-clock safety net in seconds (default none). Work limits make results reproducible;
-        a run cut by the clock depends on the machine's speed and load, and says so in its method.
+        Wall-clock safety net of the MIP in seconds (default none); the SLP (a Numba kernel)
+        is stopped by its work limits only. Work limits make results reproducible; a MIP cut
+        by the clock depends on the machine's speed and load, and its method says so.
     exact_max_stages : int
         Largest network given the exact MIP; larger ones get the multi-start SLP heuristic.
     mip_gap : float
@@ -635,28 +858,25 @@ def solve_general_network(
     GeneralSolution
         Service times, cost, a lower bound (the MIP dual bound, or the convex-envelope LP bound
         for the heuristic) and the method: ``"mip_exact"`` (optimal within ``mip_gap``),
-        ``"mip_node_limit"`` (node budget spent), ``"slp_multistart"`` (no MIP), or either of
-        the latter two with ``"_time_limit"`` in place of the budget when the clock stopped it.
+        ``"mip_node_limit"`` (node budget spent), ``"mip_time_limit"`` (the clock stopped
+        the MIP) or ``"slp_multistart"`` (no MIP).
 
     """
     started = time.perf_counter()
-    deadline = math.inf if time_limit is None else started + DEADLINE_SHARE * time_limit
     net = _prepare(
         lead_time, holding_cost, demand_bound_sd, lead_time_term, arc_upstream, arc_downstream,
         max_service_time, external_inbound_service_time,
     )
-    exact = len(lead_time) <= exact_max_stages and mip_node_limit > 0
-    slp_deadline = started + (SLP_SHARE if exact else DEADLINE_SHARE) * time_limit if (
-        time_limit is not None) else math.inf
-    best, lower_bound, cut = _slp_multistart(net, slp_starts, slp_deadline, seed)
-    method = "slp_time_limit" if cut else "slp_multistart"
-    if exact:
-        refined = _refined_mip(net, best, lower_bound, mip_node_limit, deadline, mip_gap)
-        best, lower_bound = refined.best, refined.lower_bound
-        method = {"optimal": "mip_exact", "time_limit": "mip_time_limit"}.get(
-            refined.stop, "mip_node_limit")
+    size = len(net.lead_floor)
+    outbound, inbound = np.empty(size, np.int64), np.empty(size, np.int64)
+    cost, lower_bound = _slp_multistart(net, int(slp_starts), int(seed), outbound, inbound)
+    solution = GeneralSolution(outbound, inbound, float(cost), float(lower_bound),
+                               "slp_multistart")
+    if size <= exact_max_stages and mip_node_limit > 0:
+        solution = _refine(net, _evaluate(net, outbound), solution.lower_bound, mip_node_limit,
+                           time_limit, mip_gap)
     logger.debug(
-        "general GSM: %d stages, %s, cost %.6g, bound %.6g, %.3f s", len(lead_time), method,
-        best.cost, lower_bound, time.perf_counter() - started,
+        "general GSM: %d stages, %s, cost %.6g, bound %.6g, %.3f s", size, solution.method,
+        solution.cost, solution.lower_bound, time.perf_counter() - started,
     )
-    return GeneralSolution(best.outbound, best.inbound, best.cost, lower_bound, method)
+    return solution

@@ -1,0 +1,335 @@
+"""Exact Numba solver of the service-time LP of the successive-LP heuristic (min-cost flow).
+
+The LP of :mod:`meio.engine.gsm_general`'s heuristic, for slopes ``c_j >= 0``,
+
+    ``min sum_j c_j (SI_j - S_j)``  s.t.  ``SI_d >= S_u`` for every arc ``u -> d``,
+    ``SI_j >= e_j`` at sources, ``S_j - SI_j <= l_j``, ``0 <= S_j <= U_j``,
+
+(``l_j = floor(L_j)``, ``e_j`` the external inbound time, ``U_j`` the largest feasible outbound
+time) has only difference constraints, so it is the dual of an uncapacitated min-cost flow
+(Ahuja, Magnanti & Orlin, *Network Flows*, 1993, §9.4 and the optimal-potential problem of
+§9.8). Give every variable a node, ``S_j`` node ``j``, ``SI_j`` node ``m + j``, plus a root
+``r`` fixed at 0 for the bounds; a constraint ``x_b - x_a <= w`` is an arc ``b -> a`` of cost
+``w``: ``S_u -> SI_d`` (0), ``S_j -> SI_j`` (``l_j``), ``r -> S_j`` (0), ``S_j -> r``
+(``U_j``) and ``r -> SI_j`` (``-e_j``) at sources. Node ``S_j`` supplies ``c_j`` units and
+``SI_j`` demands ``c_j``. Optimal node potentials ``p`` (``p_a - p_b <= w`` on every arc and
+equality on arcs that carry flow) minus ``p_r`` are an optimal LP solution; the upper bound
+``SI_j <= max_i U_i`` is left out because it never binds at an optimum once ``SI`` is completed
+as ``max_i S_i`` (lowering ``SI_j``, and ``S_j`` with it where needed, never raises the cost).
+
+Algorithm: the primal-dual method (Ahuja et al. §9.8): potentials start at a feasible point
+(all reduced costs ``w - p_a + p_b >= 0``); each phase runs Dijkstra from all nodes with excess
+on reduced costs, stops at the first node with a deficit at distance ``D`` and raises every
+settled node's potential by ``D - d_v``, then pushes flow along admissible (zero reduced cost)
+residual paths by depth-first search with current-arc pointers until none is left. Arc costs
+are integers, so potentials stay integral and the LP solution is integral whatever the slopes
+(real supplies only move flow, never potentials). Flow amounts are floating point; a supply left
+over by rounding, with no deficit to reach, ends the solve.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from meio.engine._numba import njit
+
+
+class ServiceTimeGraph(NamedTuple):
+    """Arcs of the flow network of one general network's LP, with a two-way adjacency."""
+
+    edge_tail: np.ndarray  #: int64[E]
+    edge_head: np.ndarray  #: int64[E]
+    edge_cost: np.ndarray  #: int64[E]
+    adj_start: np.ndarray  #: int64[N + 1], adjacency of node v: adj_start[v]:adj_start[v+1]
+    adj_edge: np.ndarray  #: int64[2E]
+    adj_forward: np.ndarray  #: bool[2E], True where node v is the tail of the edge
+
+
+class LpWork(NamedTuple):
+    """Work arrays of the primal-dual solver (reused by every LP of a network)."""
+
+    potential: np.ndarray  #: int64[N]
+    balance: np.ndarray  #: float64[N], supply left (> 0) or demand left (< 0)
+    flow: np.ndarray  #: float64[E]
+    dist: np.ndarray  #: int64[N]
+    seen: np.ndarray  #: int64[N], stamp of the Dijkstra run that labelled the node
+    done: np.ndarray  #: int64[N], stamp of the Dijkstra run that settled the node
+    dead: np.ndarray  #: int64[N], stamp of the phase in which no deficit is reachable
+    cursor: np.ndarray  #: int64[N], current adjacency position of the depth-first search
+    on_path: np.ndarray  #: bool[N]
+    path_node: np.ndarray  #: int64[N + 1]
+    path_arc: np.ndarray  #: int64[N], adjacency positions along the path
+    settled: np.ndarray  #: int64[N]
+    heap_key: np.ndarray  #: int64[2E + N]
+    heap_node: np.ndarray  #: int64[2E + N]
+    stamp: np.ndarray  #: int64[1], last stamp used
+
+
+@njit
+def build_service_time_graph(arc_upstream, arc_downstream, lead_floor, is_source,
+                             external_inbound, outbound_max):
+    """Flow network of the LP (module docstring) of one network with ``len(lead_floor)`` stages."""
+    size = len(lead_floor)
+    n_arcs = len(arc_upstream)
+    n_sources = 0
+    for j in range(size):
+        n_sources += is_source[j]
+    n_edges = n_arcs + 3 * size + n_sources
+    n_nodes = 2 * size + 1
+    root = 2 * size
+    tail = np.empty(n_edges, np.int64)
+    head = np.empty(n_edges, np.int64)
+    cost = np.empty(n_edges, np.int64)
+    for arc in range(n_arcs):
+        tail[arc], head[arc], cost[arc] = arc_upstream[arc], size + arc_downstream[arc], 0
+    edge = n_arcs
+    for j in range(size):
+        tail[edge], head[edge], cost[edge] = j, size + j, lead_floor[j]
+        tail[edge + 1], head[edge + 1], cost[edge + 1] = root, j, 0
+        tail[edge + 2], head[edge + 2], cost[edge + 2] = j, root, outbound_max[j]
+        edge += 3
+        if is_source[j]:
+            tail[edge], head[edge], cost[edge] = root, size + j, -external_inbound[j]
+            edge += 1
+    adj_start = np.zeros(n_nodes + 1, np.int64)
+    for e in range(n_edges):
+        adj_start[tail[e] + 1] += 1
+        adj_start[head[e] + 1] += 1
+    for v in range(n_nodes):
+        adj_start[v + 1] += adj_start[v]
+    fill = adj_start[:-1].copy()
+    adj_edge = np.empty(2 * n_edges, np.int64)
+    adj_forward = np.empty(2 * n_edges, np.bool_)
+    for e in range(n_edges):
+        adj_edge[fill[tail[e]]], adj_forward[fill[tail[e]]] = e, True
+        fill[tail[e]] += 1
+        adj_edge[fill[head[e]]], adj_forward[fill[head[e]]] = e, False
+        fill[head[e]] += 1
+    return ServiceTimeGraph(tail, head, cost, adj_start, adj_edge, adj_forward)
+
+
+@njit
+def new_lp_work(graph):
+    """Work arrays sized for ``graph``."""
+    n_nodes = len(graph.adj_start) - 1
+    n_edges = len(graph.edge_tail)
+    heap = 2 * n_edges + n_nodes
+    return LpWork(
+        np.zeros(n_nodes, np.int64), np.zeros(n_nodes), np.zeros(n_edges),
+        np.zeros(n_nodes, np.int64), np.zeros(n_nodes, np.int64), np.zeros(n_nodes, np.int64),
+        np.zeros(n_nodes, np.int64), np.zeros(n_nodes, np.int64), np.zeros(n_nodes, np.bool_),
+        np.zeros(n_nodes + 1, np.int64), np.zeros(n_nodes, np.int64),
+        np.zeros(n_nodes, np.int64), np.zeros(heap, np.int64), np.zeros(heap, np.int64),
+        np.zeros(1, np.int64),
+    )
+
+
+@njit
+def _heap_push(keys, nodes, size, key, node):
+    """Push ``(key, node)`` on the binary min-heap of ``size`` entries; return the new size."""
+    position = size
+    while position > 0:
+        parent = (position - 1) // 2
+        if keys[parent] <= key:
+            break
+        keys[position], nodes[position] = keys[parent], nodes[parent]
+        position = parent
+    keys[position], nodes[position] = key, node
+    return size + 1
+
+
+@njit
+def _heap_pop(keys, nodes, size):
+    """Remove the smallest entry; return its key, node and the new size."""
+    key, node = keys[0], nodes[0]
+    size -= 1
+    last_key, last_node = keys[size], nodes[size]
+    position = 0
+    while True:
+        child = 2 * position + 1
+        if child >= size:
+            break
+        if child + 1 < size and keys[child + 1] < keys[child]:
+            child += 1
+        if keys[child] >= last_key:
+            break
+        keys[position], nodes[position] = keys[child], nodes[child]
+        position = child
+    if size > 0:
+        keys[position], nodes[position] = last_key, last_node
+    return key, node, size
+
+
+@njit
+def _raise_potentials(graph, work, size):
+    """Dijkstra from every node with excess to the nearest deficit; update potentials.
+
+    Returns False when no node has excess or no deficit can be reached (the flow is done).
+    Arrays are read into locals once: the loops call no function that takes the tuples.
+    """
+    adj_start, adj_edge, adj_forward = graph.adj_start, graph.adj_edge, graph.adj_forward
+    tail, head, cost = graph.edge_tail, graph.edge_head, graph.edge_cost
+    potential, balance, flow, dist = work.potential, work.balance, work.flow, work.dist
+    seen, done, settled = work.seen, work.done, work.settled
+    heap_key, heap_node = work.heap_key, work.heap_node
+    work.stamp[0] += 1
+    stamp = work.stamp[0]
+    heap_size = 0
+    for node in range(size):
+        if balance[node] > 0.0:
+            dist[node] = 0
+            seen[node] = stamp
+            heap_size = _heap_push(heap_key, heap_node, heap_size, 0, node)
+    n_settled = 0
+    nearest = -1
+    while heap_size > 0:
+        key, node, heap_size = _heap_pop(heap_key, heap_node, heap_size)
+        if done[node] == stamp or key > dist[node]:
+            continue
+        done[node] = stamp
+        settled[n_settled] = node
+        n_settled += 1
+        if balance[node] < 0.0:
+            nearest = key
+            break
+        for position in range(adj_start[node], adj_start[node + 1]):
+            edge = adj_edge[position]
+            reduced = cost[edge] - potential[tail[edge]] + potential[head[edge]]
+            if adj_forward[position]:
+                other = head[edge]
+            elif flow[edge] > 0.0:
+                other, reduced = tail[edge], -reduced
+            else:
+                continue
+            if done[other] == stamp:
+                continue
+            distance = key + reduced
+            if seen[other] != stamp or distance < dist[other]:
+                seen[other] = stamp
+                dist[other] = distance
+                heap_size = _heap_push(heap_key, heap_node, heap_size, distance, other)
+    if nearest < 0:
+        return False
+    for index in range(n_settled):
+        node = settled[index]
+        potential[node] += nearest - dist[node]
+    return True
+
+
+@njit
+def _push_admissible(graph, work, size):
+    """Send flow from excess to deficit nodes along zero-reduced-cost residual paths.
+
+    Depth-first search with current-arc pointers; a node from which no deficit can be reached
+    is marked dead for the phase. After an augmentation the search resumes from the tail of
+    the first arc it emptied (or from the source when none was).
+    """
+    adj_start, adj_edge, adj_forward = graph.adj_start, graph.adj_edge, graph.adj_forward
+    tail, head, cost = graph.edge_tail, graph.edge_head, graph.edge_cost
+    potential, balance, flow = work.potential, work.balance, work.flow
+    dead, cursor, on_path = work.dead, work.cursor, work.on_path
+    path_node, path_arc = work.path_node, work.path_arc
+    phase = work.stamp[0]
+    for node in range(len(cursor)):
+        cursor[node] = adj_start[node]
+    for source in range(size):
+        if balance[source] <= 0.0:
+            continue
+        depth = 0
+        node = source
+        path_node[0] = source
+        on_path[source] = True
+        while True:
+            if balance[node] < 0.0:
+                # Augment along the path, then back up to the tail of the first emptied arc.
+                amount = min(balance[source], -balance[node])
+                for step in range(depth):
+                    if not adj_forward[path_arc[step]]:
+                        amount = min(amount, flow[adj_edge[path_arc[step]]])
+                back = depth
+                for step in range(depth):
+                    position = path_arc[step]
+                    edge = adj_edge[position]
+                    if adj_forward[position]:
+                        flow[edge] += amount
+                    else:
+                        flow[edge] -= amount
+                        if flow[edge] <= 0.0 and back == depth:
+                            back = step
+                balance[source] -= amount
+                balance[node] += amount
+                for step in range(back + 1, depth + 1):
+                    on_path[path_node[step]] = False
+                if balance[source] <= 0.0:
+                    for step in range(back + 1):
+                        on_path[path_node[step]] = False
+                    break
+                depth = back
+                node = path_node[depth]
+                continue
+            position = cursor[node]
+            end = adj_start[node + 1]
+            while position < end:
+                edge = adj_edge[position]
+                if adj_forward[position]:
+                    other = head[edge]
+                    admissible = cost[edge] - potential[node] + potential[other] == 0
+                else:
+                    other = tail[edge]
+                    admissible = flow[edge] > 0.0
+                if admissible and dead[other] != phase and not on_path[other]:
+                    break
+                position += 1
+            cursor[node] = position
+            if position < end:
+                path_arc[depth] = position
+                depth += 1
+                node = other
+                path_node[depth] = node
+                on_path[node] = True
+                continue
+            dead[node] = phase
+            on_path[node] = False
+            if depth == 0:
+                break
+            depth -= 1
+            node = path_node[depth]
+            cursor[node] += 1
+
+
+@njit
+def solve_service_time_lp(graph, work, slopes, outbound, inbound, result):
+    """Write an optimal integral ``S`` of the LP (module docstring) into ``result``.
+
+    Parameters
+    ----------
+    graph : ServiceTimeGraph
+        From :func:`build_service_time_graph`.
+    work : LpWork
+        From :func:`new_lp_work`.
+    slopes : float64[m]
+        Cost coefficients ``c_j >= 0`` (finite).
+    outbound, inbound : int64[m]
+        A feasible point (``S``, ``SI`` completed) whose potentials start the method; among
+        tied optima the solution depends on it.
+    result : int64[m]
+        Output outbound service times; the optimum is ``sum_j c_j (SI_j - S_j)`` with ``SI``
+        completed from them (:func:`meio.engine.gsm_general._complete_service_times`).
+
+    """
+    size = len(slopes)
+    root = 2 * size
+    for j in range(size):
+        work.potential[j] = outbound[j]
+        work.potential[size + j] = inbound[j]
+        work.balance[j] = slopes[j]
+        work.balance[size + j] = -slopes[j]
+    work.potential[root] = 0
+    work.balance[root] = 0.0
+    work.flow[:] = 0.0
+    while _raise_potentials(graph, work, size):
+        _push_admissible(graph, work, size)
+    for j in range(size):
+        result[j] = work.potential[j] - work.potential[root]
