@@ -2,7 +2,7 @@
 
 Run (full)::
 
-    PYTHONPATH=. /tmp/venv/bin/python -m pytest bench/bench_gsm_tree.py --benchmark-only \
+    .venv/bin/python -m pytest bench/bench_gsm_tree.py --benchmark-only \
         -p no:cacheprovider -o testpaths=bench -o python_files='bench_*.py'
 
 ``MEIO_BENCH_QUICK=1`` shrinks every size (CI). Results are checked inside the bench: every

@@ -2,7 +2,7 @@
 
 Peer. stockpyl 1.0.2's ``ssm_serial.optimize_base_stock_levels`` (Chen–Zheng on a discretised
 grid, pure Python) fails under NumPy 2, so it runs in a separate numpy<2 interpreter
-(``MEIO_STOCKPYL_PYTHON``, default ``/tmp/ssm-venv/bin/python``) through
+(``MEIO_STOCKPYL_PYTHON``, default ``.venv-stockpyl/bin/python``, which ``scripts/test`` makes) through
 ``bench/stockpyl_peer.py``, which times the optimizer call alone (imports and process start
 excluded). meio runs on a grid at least as fine as stockpyl's own x and d steps. The ratio is
 stockpyl's seconds over meio's seconds for one network solved alone (and, second figure, per
@@ -30,7 +30,8 @@ from meio.engine import ssm
 from meio.engine.ssm_serial import NORMAL, SerialSystems, grid_options, optimize_serial
 from meio.generate import generate_catalog
 
-PEER_PYTHON = os.environ.get("MEIO_STOCKPYL_PYTHON", "/tmp/ssm-venv/bin/python")
+PEER_PYTHON = os.environ.get(
+    "MEIO_STOCKPYL_PYTHON", str(Path(__file__).parents[1] / ".venv-stockpyl" / "bin" / "python"))
 PEER_SCRIPT = Path(__file__).with_name("stockpyl_peer.py")
 SIZES = [3] if QUICK else [3, 10, 20]
 THROUGHPUT_NETWORKS = 500 if QUICK else 10_000
@@ -60,7 +61,7 @@ def systems_of(instance, copies=1):
 def run_peer(instance):
     if not Path(PEER_PYTHON).exists():
         pytest.skip(f"no numpy<2 interpreter with stockpyl at {PEER_PYTHON}: create it with "
-                    "python3 -m venv /tmp/ssm-venv && /tmp/ssm-venv/bin/pip install 'numpy<2' "
+                    "python3 -m venv .venv-stockpyl && .venv-stockpyl/bin/pip install 'numpy<2' "
                     "stockpyl==1.0.2, or set MEIO_STOCKPYL_PYTHON")
     completed = subprocess.run([PEER_PYTHON, str(PEER_SCRIPT)], input=json.dumps(instance),
                                capture_output=True, text=True, check=True)

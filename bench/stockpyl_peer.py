@@ -2,7 +2,8 @@
 
 stockpyl 1.0.2's ``ssm_serial`` fails under NumPy 2, so meio's main environment cannot run it;
 this script runs in a separate interpreter (``MEIO_STOCKPYL_PYTHON``, default
-``/tmp/ssm-venv/bin/python``, made with ``pip install "numpy<2" stockpyl==1.0.2``). It reads one
+``.venv-stockpyl/bin/python``, made by ``scripts/test`` with
+``pip install "numpy<2" stockpyl==1.0.2``). It reads one
 JSON instance on stdin (local ``holding_cost`` and ``lead_time`` from the demand stage upstream,
 ``stockout_cost``, ``demand_mean``, ``demand_sd``, ``distribution``) and prints stockpyl's optimal
 echelon levels (demand stage first), cost, the seconds of the optimizer call alone (imports
