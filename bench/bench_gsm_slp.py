@@ -32,6 +32,7 @@ from bench.common import QUICK, peak_rss_mib
 from meio.api import net_demand
 from meio.engine import gsm, gsm_general
 from meio.engine._numba import numba_threads
+from meio.engine.batch import stage_network_index
 from meio.engine.gsm_tree import NO_CAP, solve_trees
 from meio.generate import generate_catalog
 from tests import gsm_slp_reference as reference
@@ -113,13 +114,13 @@ def check_plans(batch, demand, problem, result):
     outbound, inbound = stage["outbound_service_time"], stage["inbound_service_time"]
     tau = inbound + batch.lead_time - outbound
     assert (tau >= -1e-9).all()
-    first = problem.network_offsets[gsm.stage_network_index(problem.arc_offsets)]
+    first = problem.network_offsets[stage_network_index(problem.arc_offsets)]
     assert (inbound[first + problem.arc_downstream] >= outbound[first + problem.arc_upstream]).all()
     assert (inbound >= batch.external_inbound_service_time).all()
     caps = problem.service_time_cap
     assert ((caps == NO_CAP) | (outbound <= caps)).all()
     recomputed = np.bincount(
-        gsm.stage_network_index(problem.network_offsets),
+        stage_network_index(problem.network_offsets),
         batch.holding_cost * np.sqrt(demand.demand_bound_sd**2 * np.maximum(tau, 0.0)
                                      + problem.lead_time_term),
         batch.n_networks)

@@ -23,11 +23,14 @@ import meio
 from meio.api import DEFAULT_SERVICE_LEVEL
 from meio.cluster import RunResult, Source, local_cluster, plan_partitions, precheck, prepare_catalog
 from meio.config import ClusterConfig, GenerateConfig, OptimizeConfig, RunConfig, load_config
+from meio.engine.gsm import GENERAL_LIMIT_RULES, broken_general_limit
 from meio.engine.simulate import DEMAND_KINDS
 from meio.io.errors import InputError
 from meio.io.policy import read_policy
 from meio.io.read import read_table
-from meio.io.write import check_output_target, file_sha256, write_run_directory
+from meio.io.validate import fail_where, validate_history
+from meio.io.write import check_output_target, write_run_directory
+from meio.simulation import check_simulation_options
 
 EXIT_BAD_INPUT = 2
 
@@ -205,34 +208,24 @@ def _client(settings: ClusterConfig, pending: int) -> contextlib.AbstractContext
     return contextlib.nullcontext(None)
 
 
-#: gsm's general-network limits: option -> whether a value is allowed, and the rule in words.
-_GSM_LIMITS = {
-    "slp_starts": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-                   "must be a whole number >= 1"),
-    "mip_node_limit": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-                       "must be a whole number >= 0"),
-    "time_limit": (lambda v: isinstance(v, int | float) and not isinstance(v, bool) and v > 0,
-                   "must be > 0 seconds"),
-}
-
-
 def _model_options(settings: OptimizeConfig) -> dict:
     """The model's own options that the configuration sets (gsm: general-network limits)."""
     if settings.model != "gsm":
         return {}
-    options = {}
-    for name, (allowed, rule) in _GSM_LIMITS.items():
-        value = getattr(settings, name)
-        if value is not None and not allowed(value):
-            raise InputError("config", name, f"{rule}, got {value!r}")
-        if value is not None:
-            options[name] = value
+    options = {name: getattr(settings, name) for name in GENERAL_LIMIT_RULES
+               if getattr(settings, name) is not None}
+    broken = broken_general_limit(**options)
+    if broken is not None:
+        raise InputError("config", *broken)
     return options
 
 
 def _optimize(args: argparse.Namespace, console: Console) -> None:
     config = _run_config(args)
     settings, cluster = config.optimize, config.cluster
+    if args.verify:
+        check_simulation_options(periods=args.verify_periods, replications=args.verify_replications,
+                                 service_level=settings.service_level)
     check_output_target(settings.output, overwrite=settings.overwrite)
     started = time.perf_counter()
     with console.status("checking the catalog and planning partitions"):
@@ -316,13 +309,18 @@ def _simulate_partitions(args: argparse.Namespace) -> tuple[meio.Plan, int]:
     precheck(stage_source, arc_source, holding_rate=args.holding_rate)
     plan = plan_partitions(stage_source, partitions=args.partitions)
     policy = read_policy(args.policy)
-    history = read_table(args.history, "history") if args.history else None
+    history = validate_history(read_table(args.history, "history")) if args.history else None
+    ranges = [pl.col("network").is_between(pl.lit(p.first_network), pl.lit(p.last_network))
+              for p in plan]
+    for name, table in (("policy", policy), ("history", history)):
+        if table is not None:
+            fail_where(table, ~pl.any_horizontal(ranges), name, "network",
+                       "must name a network of the stages table")
     parts = []
-    for partition in plan:
+    for partition, inside in zip(plan, ranges, strict=True):
         network = meio.read_network(partition.rows(stage_source),
                                     None if arc_source is None else partition.rows(arc_source),
                                     holding_rate=args.holding_rate)
-        inside = pl.col("network").is_between(pl.lit(partition.first_network), pl.lit(partition.last_network))
         parts.append(meio.simulate(
             network, policy.filter(inside), periods=args.periods, replications=args.replications,
             seed=args.seed, warmup=args.warmup, demand=args.demand,
@@ -340,13 +338,15 @@ def _simulate(args: argparse.Namespace, console: Console) -> None:
         result, stage_rows = _simulate_partitions(args)
     seconds = time.perf_counter() - started
     sources = {"stages": args.stages, "arcs": args.arcs, "policy": args.policy, "history": args.history}
+    files = {name: {"path": str(Path(path).resolve()), "sha256": Source(name, path).sha256()}
+             for name, path in sources.items() if path}
     manifest = {
         "meio_version": meio.__version__,
         "model": "simulate",
         "config": {name: getattr(args, name) for name in ("periods", "replications", "seed", "warmup",
                                                             "demand", "service_level", "holding_rate",
                                                             "partitions")},
-        "inputs": {"files": {name: _source_facts(path) for name, path in sources.items() if path},
+        "inputs": {"files": files,
                    "stages_rows": stage_rows, "networks": result.networks.height},
         "timings_seconds": {"total": seconds},
     }
@@ -354,12 +354,6 @@ def _simulate(args: argparse.Namespace, console: Console) -> None:
                         overwrite=args.overwrite)
     _simulation_summary(console, result, seconds)
     console.print(f"results: {args.output}/stages.parquet, networks.parquet, manifest.json")
-
-
-def _source_facts(path: str) -> dict[str, str | None]:
-    """Path and checksum of an input file (directories, e.g. a run directory, by path only)."""
-    source = Path(path)
-    return {"path": str(source.resolve()), "sha256": file_sha256(source) if source.is_file() else None}
 
 
 def _generate(args: argparse.Namespace, console: Console) -> None:

@@ -18,8 +18,7 @@ import pyarrow as pa
 
 from meio.api import DEFAULT_SERVICE_LEVEL, Network, Plan, read_network
 from meio.engine._numba import numba_threads
-from meio.engine.batch import Batch
-from meio.engine.gsm import stage_network_index
+from meio.engine.batch import Batch, stage_network_index
 from meio.engine.simulate import (
     DEMAND_KINDS,
     HISTORY,
@@ -165,6 +164,17 @@ def _met(target: np.ndarray, value: Estimate) -> np.ndarray:
     return np.isnan(target) | (high >= target)
 
 
+def check_simulation_options(*, periods: int, replications: int, warmup: int = 0,
+                             service_level: float) -> None:
+    """Raise :class:`InputError` for a horizon, replication count or service level out of range."""
+    for name, value, low in (("periods", periods, 1), ("replications", replications, 1),
+                             ("warmup", warmup, 0)):
+        if int(value) != value or value < low:
+            raise InputError("config", name, f"must be a whole number >= {low}")
+    if not 0.0 < service_level < 1.0:
+        raise InputError("config", "service_level", "must lie strictly between 0 and 1")
+
+
 def simulate(
     network: Network | tuple[TableSource, TableSource | None],
     policy: PolicySource,
@@ -220,12 +230,8 @@ def simulate(
     """
     if not isinstance(network, Network):
         network = read_network(*network)
-    for name, value, low in (("periods", periods, 1), ("replications", replications, 1),
-                             ("warmup", warmup, 0)):
-        if int(value) != value or value < low:
-            raise InputError("config", name, f"must be a whole number >= {low}")
-    if not 0.0 < service_level < 1.0:
-        raise InputError("config", "service_level", "must lie strictly between 0 and 1")
+    check_simulation_options(periods=periods, replications=replications, warmup=warmup,
+                             service_level=service_level)
     aligned = _aligned_policy(network, _policy_frame(policy))
     base_stock = installation_levels(network.batch, aligned)
     outbound = aligned["outbound_service_time"].fill_null(0.0).to_numpy()

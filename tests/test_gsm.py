@@ -198,3 +198,15 @@ def test_api_optimizes_a_catalog_with_the_gsm():
     stages = plan.stages.sort("stage")
     assert stages["outbound_service_time"].to_list() == [0, 0, 0, 0]
     assert stages["net_lead_time"].to_list() == [1.0, 1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize(("limits", "message"), [
+    ({"slp_starts": 0}, "gsm slp_starts must be a whole number >= 1, got 0"),
+    ({"mip_node_limit": -1}, "gsm mip_node_limit must be a whole number >= 0, got -1"),
+    ({"time_limit": 0.0}, "gsm time_limit must be > 0 seconds, got 0.0"),
+])
+def test_bad_general_network_limits_are_rejected(limits, message):
+    batch = batch_from_networks([{"arcs": [(0, 1)], "lead_time": [2.0, 1.0],
+                                  "holding_cost": [1.0, 2.0], "demand_sd": [0, 1.0]}])
+    with pytest.raises(ValueError, match=message):
+        gsm.solve(batch, net_demand(batch), **limits)

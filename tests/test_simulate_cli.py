@@ -113,3 +113,42 @@ def test_optimize_verify_reports_missing_stages(tmp_path, capsys):
     verified = meio.simulate((stages, arcs), tmp_path / "run", periods=300, replications=4, seed=0)
     missing = verified.stages.filter(pl.col("target_met") == False)  # noqa: E712
     assert f"{missing.height:,} miss" in printed
+
+
+def test_simulate_rejects_history_without_its_columns(tmp_path, capsys):
+    stages, arcs = _catalog(tmp_path)
+    run = _optimize(tmp_path, stages, arcs)
+    history = tmp_path / "history.csv"
+    pl.DataFrame({"stage": ["s0"], "demand": [3.0]}).write_csv(history)
+    out = tmp_path / "sim"
+    status = main(["simulate", "--stages", str(stages), "--arcs", str(arcs), "--policy", str(run),
+                   "--demand", "history", "--history", str(history), "--output", str(out)])
+    assert status == 2
+    assert "history.network: required column is missing" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_simulate_rejects_policy_rows_of_unknown_networks(tmp_path, capsys):
+    stages, arcs = _catalog(tmp_path)
+    run = _optimize(tmp_path, stages, arcs)
+    policy = pl.read_parquet(run / "stages.parquet").select("network", "stage", "base_stock")
+    extra = pl.DataFrame({"network": ["zz"], "stage": ["s0"], "base_stock": [5.0]})
+    policy_path = tmp_path / "policy.parquet"
+    pl.concat([policy, extra]).write_parquet(policy_path)
+    out = tmp_path / "sim"
+    status = main(["simulate", "--stages", str(stages), "--arcs", str(arcs), "--policy",
+                   str(policy_path), "--partitions", "2", "--output", str(out)])
+    assert status == 2
+    assert "policy.network: must name a network of the stages table (1 row; first: network 'zz'" in (
+        " ".join(capsys.readouterr().err.split()))
+    assert not out.exists()
+
+
+def test_verify_options_are_checked_before_anything_is_written(tmp_path, capsys):
+    stages, arcs = _catalog(tmp_path)
+    run = tmp_path / "run"
+    status = main(["optimize", "--stages", str(stages), "--arcs", str(arcs), "--output", str(run),
+                   "--verify", "--verify-periods", "-1"])
+    assert status == 2
+    assert "config.periods: must be a whole number >= 1" in capsys.readouterr().err
+    assert not run.exists()

@@ -61,3 +61,8 @@ class NetDemand(NamedTuple):
     demand_sd: np.ndarray  #: float64[n_stages]
     demand_bound_sd: np.ndarray  #: float64[n_stages]
     safety_factor: np.ndarray  #: float64[n_stages]
+
+
+def stage_network_index(offsets: np.ndarray) -> np.ndarray:
+    """Network index of every row of a CSR layout with ``offsets``."""
+    return np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))

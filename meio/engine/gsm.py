@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from meio.engine.batch import Batch, NetDemand
+from meio.engine.batch import Batch, NetDemand, stage_network_index
 from meio.engine.gsm_cost import lead_time_terms, stage_safety_stock
 from meio.engine.gsm_general import (
     EXACT_MAX_STAGES,
@@ -40,9 +40,27 @@ TREE_METHOD = "tree_dp"
 SLP_METHOD = "slp_multistart"
 
 
-def stage_network_index(offsets: np.ndarray) -> np.ndarray:
-    """Network index of every row of a CSR layout with ``offsets``."""
-    return np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
+def _whole(value) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+#: Work limits of the general-network solver: option -> (whether a value is allowed, the rule).
+GENERAL_LIMIT_RULES = {
+    "slp_starts": (lambda value: _whole(value) and value >= 1, "must be a whole number >= 1"),
+    "mip_node_limit": (lambda value: _whole(value) and value >= 0, "must be a whole number >= 0"),
+    "time_limit": (lambda value: value is None or (
+        isinstance(value, int | float) and not isinstance(value, bool) and value > 0),
+        "must be > 0 seconds"),
+}
+
+
+def broken_general_limit(**limits) -> tuple[str, str] | None:
+    """The first of ``limits`` that breaks its rule, as ``(option, rule and value)``, or None."""
+    for name, value in limits.items():
+        allowed, rule = GENERAL_LIMIT_RULES[name]
+        if not allowed(value):
+            return name, f"{rule}, got {value!r}"
+    return None
 
 
 def service_time_caps(batch: Batch) -> np.ndarray:
@@ -163,6 +181,10 @@ def solve(
         in proportion to their stage counts; a MIP's own time is added to its network).
 
     """
+    broken = broken_general_limit(slp_starts=slp_starts, mip_node_limit=mip_node_limit,
+                                  time_limit=time_limit)
+    if broken is not None:
+        raise ValueError("gsm {} {}".format(*broken))
     problem = build_tree_problem(batch, demand)
     started = time.perf_counter()
     trees = solve_trees(problem)
