@@ -8,31 +8,31 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shutil
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import meio
 from meio.api import DEFAULT_SERVICE_LEVEL
-from meio.cluster import RunResult, Source, local_cluster, plan_partitions, precheck, prepare_catalog
+from meio.cluster import CatalogJob, RunResult, local_cluster, prepare_catalog
+from meio.cluster.task import MISSING_EXAMPLES, SIMULATE
 from meio.config import ClusterConfig, GenerateConfig, OptimizeConfig, RunConfig, load_config
 from meio.engine.gsm import GENERAL_LIMIT_RULES, broken_general_limit
 from meio.engine.simulate import DEMAND_KINDS
 from meio.io.errors import InputError
-from meio.io.policy import read_policy
-from meio.io.read import read_table
-from meio.io.validate import fail_where, validate_history
 from meio.io.write import check_output_target, write_run_directory
-from meio.simulation import check_simulation_options
+from meio.simulation import check_demand_model, check_simulation_options
 
 EXIT_BAD_INPUT = 2
+#: Periods `optimize --verify` simulates and discards before measuring.
+VERIFY_WARMUP = 100
 
 
 def _add_optimize(commands: argparse._SubParsersAction) -> None:
@@ -66,6 +66,8 @@ def _add_optimize(commands: argparse._SubParsersAction) -> None:
     verify.add_argument("--verify-periods", type=int, default=500, help="measured periods (default 500)")
     verify.add_argument("--verify-replications", type=int, default=10, help="replications (default 10)")
     verify.add_argument("--verify-seed", type=int, default=0, help="seed of the simulation (default 0)")
+    verify.add_argument("--verify-output",
+                        help="keep the simulation's run directory here (default: deleted after the report)")
     _add_cluster_flags(parser)
 
 
@@ -94,12 +96,12 @@ def _add_simulate(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--holding-rate", type=float,
                         help="holding cost per period per unit of cumulative cost, for stages "
                         "without holding_cost")
-    parser.add_argument("--threads", type=int, help="Numba threads (default: all cores)")
-    parser.add_argument("--partitions", type=int, default=1,
-                        help="simulate in this many partitions of whole networks, one after the other "
-                        "(bounds memory; the numbers do not change)")
+    parser.add_argument("--threads", type=int,
+                        help="Numba threads per partition (default: all cores; on a cluster, cores over "
+                        "the Dask threads of a host)")
     parser.add_argument("--output", required=True, help="run directory to write")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    _add_cluster_flags(parser)
 
 
 def _add_cluster_flags(parser: argparse.ArgumentParser) -> None:
@@ -151,14 +153,20 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
         value = getattr(args, name)
         if value is not None:
             setattr(config.optimize, name, value)
+    _apply_cluster_flags(config.cluster, args)
+    return config
+
+
+def _apply_cluster_flags(cluster: ClusterConfig, args: argparse.Namespace) -> ClusterConfig:
+    """Override the [cluster] settings with the flags given (a partition flag replaces both)."""
     for name in ("scheduler", "partitions", "partition_size", "workers", "threads_per_worker",
                  "resume"):
         value = getattr(args, name)
         if value is not None:
-            setattr(config.cluster, name, value)
+            setattr(cluster, name, value)
     if args.partitions is not None or args.partition_size is not None:
-        config.cluster.partitions, config.cluster.partition_size = args.partitions, args.partition_size
-    return config
+        cluster.partitions, cluster.partition_size = args.partitions, args.partition_size
+    return cluster
 
 
 def _catalog(config: RunConfig) -> tuple[object, object, dict]:
@@ -220,12 +228,32 @@ def _model_options(settings: OptimizeConfig) -> dict:
     return options
 
 
+def _print_files(console: Console, result: RunResult) -> None:
+    """Where the run directory's tables are (files, or datasets of part files)."""
+    files = [entry.get("file") or entry["dataset"] for entry in result.manifest["files"].values()]
+    console.print(f"results: {result.output}/{{{', '.join([*files, 'manifest.json'])}}}")
+
+
+def _run_job(job: CatalogJob, client: object, console: Console, what: str, cluster: ClusterConfig,
+             manifest: dict) -> RunResult:
+    """Run a prepared job with a progress bar of its partitions."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console) as bar:
+        where = client.scheduler.address if client is not None else "this process"
+        task = bar.add_task(f"{what} on {where}: partitions", total=len(job.plan))
+        return job.run(client, retries=cluster.retries, manifest=manifest,
+                       on_progress=lambda event: bar.advance(task))
+
+
 def _optimize(args: argparse.Namespace, console: Console) -> None:
     config = _run_config(args)
     settings, cluster = config.optimize, config.cluster
     if args.verify:
         check_simulation_options(periods=args.verify_periods, replications=args.verify_replications,
                                  service_level=settings.service_level)
+        if args.verify_output is not None:
+            check_output_target(args.verify_output, overwrite=settings.overwrite)
     check_output_target(settings.output, overwrite=settings.overwrite)
     started = time.perf_counter()
     with console.status("checking the catalog and planning partitions"):
@@ -239,121 +267,93 @@ def _optimize(args: argparse.Namespace, console: Console) -> None:
         )
     manifest = {"meio_version": meio.__version__, "config_source": config.source,
                 "run_config": {"optimize": vars(settings), "cluster": vars(cluster)}, **inputs}
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
-    with _client(cluster, len(job.pending)) as client, Progress(*columns, console=console) as bar:
-        where = client.scheduler.address if client is not None else "this process"
-        task = bar.add_task(f"{settings.model} on {where}: partitions", total=len(job.plan))
-        result = job.run(client, retries=cluster.retries, manifest=manifest,
-                         on_progress=lambda event: bar.advance(task))
-    _summary(console, result, time.perf_counter() - started)
-    console.print(f"results: {settings.output}/stages/, networks/, manifest.json")
-    if args.verify:
-        _verify(args, config, stages, arcs, result, console)
+    with _client(cluster, len(job.pending)) as client:
+        result = _run_job(job, client, console, settings.model, cluster, manifest)
+        _summary(console, result, time.perf_counter() - started)
+        _print_files(console, result)
+        if args.verify:
+            _verify(args, config, (stages, arcs), result, client, console)
 
 
-def _verify(args: argparse.Namespace, config: RunConfig, stages: object, arcs: object, result: RunResult,
-            console: Console) -> None:
-    """Simulate the committed plan in this process and report the demand stages that miss."""
+def _verify(args: argparse.Namespace, config: RunConfig, tables: tuple[object, object], result: RunResult,
+            client: object, console: Console) -> None:
+    """Simulate the committed plan, partition by partition like the run, and report the misses."""
     started = time.perf_counter()
-    with console.status(f"verifying: simulating the plan ({args.verify_periods} periods x "
-                        f"{args.verify_replications} replications)"):
-        network = meio.read_network(stages, arcs, holding_rate=config.optimize.holding_rate)
-        simulated = meio.simulate(network, result.output, periods=args.verify_periods,
-                                  replications=args.verify_replications, seed=args.verify_seed,
-                                  service_level=config.optimize.service_level)
-    _simulation_summary(console, simulated, time.perf_counter() - started)
+    keep = args.verify_output is not None
+    output = Path(args.verify_output) if keep else result.output.parent / f".{result.output.name}.verify"
+    settings, cluster = config.optimize, config.cluster
+    options = {"periods": args.verify_periods, "replications": args.verify_replications,
+               "seed": args.verify_seed, "warmup": VERIFY_WARMUP}
+    with console.status("verifying: checking the plan"):
+        job = prepare_catalog(*tables, output, model=SIMULATE, service_level=settings.service_level,
+                              holding_rate=settings.holding_rate, options=options, policy=result.output,
+                              partitions=cluster.partitions, partition_size=cluster.partition_size,
+                              overwrite=settings.overwrite or not keep)
+    try:
+        simulated = _run_job(job, client, console, "verify", cluster,
+                             {"meio_version": meio.__version__, "verifies": str(result.output)})
+        _simulation_summary(console, simulated, time.perf_counter() - started)
+    finally:
+        if not keep:
+            shutil.rmtree(output, ignore_errors=True)
+    if keep:
+        _print_files(console, simulated)
 
 
-def _simulation_summary(console: Console, result: meio.Plan, seconds: float) -> None:
+def _simulation_summary(console: Console, result: RunResult, seconds: float) -> None:
     """How many demand stages meet their targets, and a table of the first that miss."""
-    stages = result.stages
-    demand = stages.filter(pl.col("target_met").is_not_null())
-    missing = demand.filter(~pl.col("target_met")).sort("network", "stage")
-    skipped = result.networks.filter(~pl.col("simulated")).height
-    cost = result.networks.filter(pl.col("simulated"))["mean_cost"].sum()
+    inputs = result.manifest["inputs"]
+    demand, missing = int(result.total("demand_stages")), int(result.total("missing_stages"))
+    skipped = int(result.total("unsimulated_networks"))
+    horizon = result.manifest["config"]["options"]
     console.print(
-        f"simulated {stages.height:,} stages of {result.networks.height - skipped:,} networks in "
-        f"{seconds:.2f} s: {demand.height - missing.height:,} of {demand.height:,} demand stages meet "
-        f"their targets, {missing.height:,} miss (95% interval below target); mean cost per period "
-        f"{cost:,.2f}"
+        f"simulated {inputs['stages_rows']:,} stages of {inputs['networks'] - skipped:,} networks "
+        f"({horizon['periods']:,} periods x {horizon['replications']:,} replications) in "
+        f"{seconds:.2f} s: {demand - missing:,} of {demand:,} demand stages meet their targets, "
+        f"{missing:,} miss (95% interval below target); mean cost per period "
+        f"{result.total('mean_cost'):,.2f}"
     )
     if skipped:
         console.print(f"{skipped:,} networks have no base-stock levels in the policy (NaN) and were not "
                       "simulated")
-    if missing.height:
-        table = Table(title=f"demand stages missing their targets (first {min(missing.height, 10)})")
+    first = result.rows("first_missing")[:MISSING_EXAMPLES]
+    if first:
+        table = Table(title=f"demand stages missing their targets (first {len(first)})")
         for column in ("network", "stage", "target CSL", "simulated CSL ±95%", "target fill",
                        "fill rate"):
             table.add_column(column, justify="right")
-        for row in missing.head(10).iter_rows(named=True):
+        for row in first:
+            half = (row["cycle_service_level_ci_high"] - row["cycle_service_level_ci_low"]) / 2
+            target_fill = row["target_fill_rate"]
             table.add_row(
                 row["network"], row["stage"], f"{row['target_service_level']:.3f}",
-                f"{row['cycle_service_level']:.3f} ±"
-                f"{(row['cycle_service_level_ci_high'] - row['cycle_service_level_ci_low']) / 2:.3f}",
-                "-" if np.isnan(row["target_fill_rate"]) else f"{row['target_fill_rate']:.3f}",
+                f"{row['cycle_service_level']:.3f} ±{half:.3f}",
+                "-" if target_fill is None or np.isnan(target_fill) else f"{target_fill:.3f}",
                 f"{row['fill_rate']:.3f}",
             )
         console.print(table)
 
 
-def _simulate_partitions(args: argparse.Namespace) -> tuple[meio.Plan, int]:
-    """Simulate the catalog partition by partition (whole networks), in this process.
-
-    Each partition's rows are read alone (see :mod:`meio.cluster.catalog`), so memory follows the
-    partition size; the streams depend on network ids, not positions, so the numbers are the
-    same for any partitioning. Returns the concatenated frames and the catalog's stage count.
-    """
-    stage_source = Source("stages", str(Path(args.stages).resolve()))
-    arc_source = Source("arcs", str(Path(args.arcs).resolve())) if args.arcs else None
-    precheck(stage_source, arc_source, holding_rate=args.holding_rate)
-    plan = plan_partitions(stage_source, partitions=args.partitions)
-    policy = read_policy(args.policy)
-    history = validate_history(read_table(args.history, "history")) if args.history else None
-    ranges = [pl.col("network").is_between(pl.lit(p.first_network), pl.lit(p.last_network))
-              for p in plan]
-    for name, table in (("policy", policy), ("history", history)):
-        if table is not None:
-            fail_where(table, ~pl.any_horizontal(ranges), name, "network",
-                       "must name a network of the stages table")
-    parts = []
-    for partition, inside in zip(plan, ranges, strict=True):
-        network = meio.read_network(partition.rows(stage_source),
-                                    None if arc_source is None else partition.rows(arc_source),
-                                    holding_rate=args.holding_rate)
-        parts.append(meio.simulate(
-            network, policy.filter(inside), periods=args.periods, replications=args.replications,
-            seed=args.seed, warmup=args.warmup, demand=args.demand,
-            history=None if history is None else history.filter(inside),
-            service_level=args.service_level, threads=args.threads,
-        ))
-    result = meio.Plan(pl.concat([p.stages for p in parts]), pl.concat([p.networks for p in parts]))
-    return result, sum(p.stages for p in plan)
-
-
 def _simulate(args: argparse.Namespace, console: Console) -> None:
+    check_simulation_options(periods=args.periods, replications=args.replications, warmup=args.warmup,
+                             service_level=args.service_level)
+    check_demand_model(args.demand, has_history=args.history is not None)
     check_output_target(args.output, overwrite=args.overwrite)
+    cluster = _apply_cluster_flags(ClusterConfig(), args)
     started = time.perf_counter()
-    with console.status("checking the catalog and the policy, simulating"):
-        result, stage_rows = _simulate_partitions(args)
-    seconds = time.perf_counter() - started
-    sources = {"stages": args.stages, "arcs": args.arcs, "policy": args.policy, "history": args.history}
-    files = {name: {"path": str(Path(path).resolve()), "sha256": Source(name, path).sha256()}
-             for name, path in sources.items() if path}
-    manifest = {
-        "meio_version": meio.__version__,
-        "model": "simulate",
-        "config": {name: getattr(args, name) for name in ("periods", "replications", "seed", "warmup",
-                                                            "demand", "service_level", "holding_rate",
-                                                            "partitions")},
-        "inputs": {"files": files,
-                   "stages_rows": stage_rows, "networks": result.networks.height},
-        "timings_seconds": {"total": seconds},
-    }
-    write_run_directory(args.output, {"stages": result.stages, "networks": result.networks}, manifest,
-                        overwrite=args.overwrite)
-    _simulation_summary(console, result, seconds)
-    console.print(f"results: {args.output}/stages.parquet, networks.parquet, manifest.json")
+    options = {name: getattr(args, name) for name in ("periods", "replications", "seed", "warmup", "demand")}
+    with console.status("checking the catalog and the policy, planning partitions"):
+        job = prepare_catalog(
+            args.stages, args.arcs, args.output, model=SIMULATE, service_level=args.service_level,
+            holding_rate=args.holding_rate, options=options, policy=args.policy, history=args.history,
+            partitions=cluster.partitions, partition_size=cluster.partition_size,
+            resume=cluster.resume, overwrite=args.overwrite, numba_threads=args.threads,
+        )
+    manifest = {"meio_version": meio.__version__, "run_config": {"cluster": vars(cluster)}}
+    with _client(cluster, len(job.pending)) as client:
+        result = _run_job(job, client, console, "simulate", cluster, manifest)
+    _simulation_summary(console, result, time.perf_counter() - started)
+    _print_files(console, result)
 
 
 def _generate(args: argparse.Namespace, console: Console) -> None:

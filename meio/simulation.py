@@ -121,11 +121,7 @@ def build_sim_networks(
 ) -> SimNetworks:
     """The kernel's arrays for ``network`` under the given policy and demand model."""
     batch = network.batch
-    if demand not in DEMAND_KINDS:
-        raise InputError("config", "demand", f"unknown demand model '{demand}' "
-                         f"(choose from {', '.join(DEMAND_KINDS)})")
-    if (demand == "history") != (history is not None):
-        raise InputError("config", "demand", "give a demand history exactly when demand='history'")
+    check_demand_model(demand, has_history=history is not None)
     has_demand = (batch.demand_mean > 0.0) | (batch.demand_sd > 0.0)
     kinds = np.where(has_demand, DEMAND_KINDS[demand], NO_DEMAND).astype(np.int64)
     history_offsets, history_values = _histories(network, history, kinds)
@@ -162,6 +158,15 @@ def _met(target: np.ndarray, value: Estimate) -> np.ndarray:
     """
     high = np.where(np.isnan(value.high), value.mean, value.high)
     return np.isnan(target) | (high >= target)
+
+
+def check_demand_model(demand: str, *, has_history: bool) -> None:
+    """Raise :class:`InputError` for an unknown demand model or a history without ``"history"``."""
+    if demand not in DEMAND_KINDS:
+        raise InputError("config", "demand", f"unknown demand model '{demand}' "
+                         f"(choose from {', '.join(DEMAND_KINDS)})")
+    if (demand == "history") != has_history:
+        raise InputError("config", "demand", "give a demand history exactly when demand='history'")
 
 
 def check_simulation_options(*, periods: int, replications: int, warmup: int = 0,

@@ -303,3 +303,23 @@ def test_worker_killed_mid_run_changes_nothing(tmp_path, dask_cluster):
     for key in moved:
         assert by_name[key[: len("meio-part-00000")]] != killed["address"]
     assert processes["w0"].poll() is not None or processes["w1"].poll() is not None
+
+
+def test_simulate_on_a_real_cluster_equals_one_process(tmp_path, dask_cluster):
+    address, client, _ = dask_cluster
+    stages, arcs = random_catalog(9, networks=60)
+    stages.write_parquet(tmp_path / "stages.parquet")
+    arcs.write_parquet(tmp_path / "arcs.parquet")
+    plan = meio.optimize(meio.read_network(stages, arcs), "gsm")
+    plan.stages.write_parquet(tmp_path / "policy.parquet")
+    status = main(["simulate", "--stages", str(tmp_path / "stages.parquet"), "--arcs",
+                   str(tmp_path / "arcs.parquet"), "--policy", str(tmp_path / "policy.parquet"),
+                   "--periods", "200", "--replications", "4", "--seed", "3", "--partitions", "5",
+                   "--scheduler", address, "--output", str(tmp_path / "sim")])
+    assert status == 0
+    expected = meio.simulate((stages, arcs), plan, periods=200, replications=4, seed=3)
+    assert _dataset(tmp_path / "sim", "stages").equals(expected.stages)
+    assert _dataset(tmp_path / "sim", "networks").equals(expected.networks.drop("seconds"))
+    manifest = json.loads((tmp_path / "sim" / "manifest.json").read_text())
+    assert manifest["cluster"]["scheduler"] == address and manifest["cluster"]["workers"] == 2
+    assert {p["worker"] for p in manifest["partitions"]} <= set(client.scheduler_info()["workers"])

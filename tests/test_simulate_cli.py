@@ -46,7 +46,7 @@ def test_simulate_writes_run_directory(tmp_path, capsys):
     keys = ("network", "stage", "base_stock")
     assert simulated.select(keys).equals(plan.select(keys))
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["model"] == "simulate" and manifest["config"]["seed"] == 4
+    assert manifest["model"] == "simulate" and manifest["config"]["options"]["seed"] == 4
     assert manifest["files"]["stages"]["rows"] == simulated.height
     again = meio.simulate((stages, arcs), run, periods=200, replications=3, seed=4).stages
     assert again.equals(simulated)
@@ -59,13 +59,17 @@ def test_simulate_in_partitions_gives_the_same_numbers(tmp_path):
               "--periods", "150", "--replications", "3", "--seed", "2"]
     assert main([*common, "--output", str(tmp_path / "one")]) == 0
     assert main([*common, "--partitions", "4", "--output", str(tmp_path / "four")]) == 0
-    one, four = (pl.read_parquet(tmp_path / name / "stages.parquet") for name in ("one", "four"))
+    assert sorted(p.name for p in (tmp_path / "four" / "stages").iterdir()) == [
+        f"part-{k:05d}.parquet" for k in range(4)]
+    one, four = (pl.read_parquet(tmp_path / "one" / "stages.parquet"),
+                 pl.read_parquet(tmp_path / "four" / "stages" / "*.parquet"))
     assert one.equals(four)
-    networks = [pl.read_parquet(tmp_path / name / "networks.parquet").drop("seconds")
-                for name in ("one", "four")]
+    networks = [pl.read_parquet(path).drop("seconds") for path in
+                (tmp_path / "one" / "networks.parquet", tmp_path / "four" / "networks" / "*.parquet")]
     assert networks[0].equals(networks[1])
     manifest = json.loads((tmp_path / "four" / "manifest.json").read_text())
     assert manifest["config"]["partitions"] == 4 and manifest["inputs"]["stages_rows"] == one.height
+    assert manifest["cluster"]["workers"] >= 1  # more than one partition: a local Dask cluster ran them
 
 
 def test_simulate_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
@@ -152,3 +156,63 @@ def test_verify_options_are_checked_before_anything_is_written(tmp_path, capsys)
     assert status == 2
     assert "config.periods: must be a whole number >= 1" in capsys.readouterr().err
     assert not run.exists()
+
+
+def _history(stages: Path, path: Path) -> Path:
+    """Five observed periods for every demand stage of the catalog."""
+    demand = pl.read_parquet(stages).filter(pl.col("demand_mean") > 0)
+    history = demand.select("network", "stage", "demand_mean").join(
+        pl.DataFrame({"k": [0.0, 0.5, 1.0, 1.5, 2.0]}), how="cross"
+    ).select("network", "stage", demand=pl.col("demand_mean") * pl.col("k"))
+    history.write_csv(path)
+    return path
+
+
+def test_history_is_read_partition_by_partition(tmp_path):
+    stages, arcs = _catalog(tmp_path)
+    run = _optimize(tmp_path, stages, arcs)
+    history = _history(stages, tmp_path / "history.csv")
+    out = tmp_path / "sim"
+    assert main(["simulate", "--stages", str(stages), "--arcs", str(arcs), "--policy", str(run),
+                 "--demand", "history", "--history", str(history), "--periods", "120",
+                 "--replications", "2", "--seed", "6", "--partitions", "3", "--output", str(out)]) == 0
+    expected = meio.simulate((stages, arcs), run, periods=120, replications=2, seed=6, demand="history",
+                             history=history).stages
+    assert pl.read_parquet(out / "stages" / "*.parquet").equals(expected)
+
+
+def test_simulate_rejects_history_rows_of_unknown_networks(tmp_path, capsys):
+    stages, arcs = _catalog(tmp_path)
+    run = _optimize(tmp_path, stages, arcs)
+    history = _history(stages, tmp_path / "history.csv")
+    pl.concat([pl.read_csv(history, schema_overrides={"network": pl.String, "stage": pl.String}),
+               pl.DataFrame({"network": ["zz"], "stage": ["s0"], "demand": [1.0]})]).write_csv(history)
+    out = tmp_path / "sim"
+    status = main(["simulate", "--stages", str(stages), "--arcs", str(arcs), "--policy", str(run),
+                   "--demand", "history", "--history", str(history), "--output", str(out)])
+    assert status == 2
+    assert "history.network: must name a network of the stages table (1 row; first: network 'zz'" in (
+        " ".join(capsys.readouterr().err.split()))
+    assert not out.exists() and not list(tmp_path.glob(".sim*"))
+
+
+def test_verify_runs_partition_by_partition_and_keeps_its_output_on_request(tmp_path, capsys):
+    stages, arcs = _catalog(tmp_path)
+    run, checked = tmp_path / "run", tmp_path / "checked"
+    status = main(["optimize", "--stages", str(stages), "--arcs", str(arcs), "--output", str(run),
+                   "--partitions", "3", "--verify", "--verify-periods", "150", "--verify-replications", "3",
+                   "--verify-seed", "5", "--verify-output", str(checked)])
+    assert status == 0
+    assert f"results: {checked}/" in " ".join(capsys.readouterr().out.split())
+    expected = meio.simulate((stages, arcs), run, periods=150, replications=3, seed=5, warmup=100).stages
+    assert pl.read_parquet(checked / "stages" / "*.parquet").equals(expected)
+    manifest = json.loads((checked / "manifest.json").read_text())
+    assert manifest["verifies"] == str(run.resolve()) and len(manifest["partitions"]) == 3
+
+
+def test_verify_leaves_nothing_behind_by_default(tmp_path):
+    stages, arcs = _catalog(tmp_path)
+    run = tmp_path / "run"
+    assert main(["optimize", "--stages", str(stages), "--arcs", str(arcs), "--output", str(run),
+                 "--verify", "--verify-periods", "50", "--verify-replications", "2"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["arcs.csv", "run", "stages.parquet"]

@@ -19,8 +19,9 @@ import polars as pl
 import pyarrow as pa
 
 from meio.io.errors import InputError
+from meio.io.policy import read_policy
 from meio.io.read import scan_table
-from meio.io.validate import fail_where, validate_arcs, validate_stages
+from meio.io.validate import fail_where, validate_arcs, validate_history, validate_stages
 from meio.io.write import file_sha256
 
 
@@ -100,37 +101,59 @@ def _check_network_ids(source: Source) -> None:
     fail_where(missing, pl.lit(True), source.table, "network", "id must not be empty")
 
 
-def precheck(stages: Source, arcs: Source | None, *, holding_rate: float | None) -> None:
+def _networks_without_stages(source: Source, stages: Source) -> pl.Series:
+    """Distinct network ids of ``source`` that the stages table does not have."""
+    stage_networks = stages.scan().select(pl.col("network").cast(pl.String)).unique()
+    return source.collect(
+        source.scan().select(pl.col("network").cast(pl.String)).unique()
+        .join(stage_networks, on="network", how="anti")
+    )["network"]
+
+
+def _rows_of_networks(source: Source, networks: pl.Series, order: list[str]) -> pl.DataFrame:
+    return source.collect(
+        source.scan().with_columns(pl.col("network").cast(pl.String))
+        .filter(pl.col("network").is_in(networks.implode())).sort(order)
+    )
+
+
+def precheck(
+    stages: Source,
+    arcs: Source | None,
+    *,
+    holding_rate: float | None,
+    policy: Source | None = None,
+    history: Source | None = None,
+) -> None:
     """Checks a partition cannot make on its own, run once before any task starts.
 
-    1. Both tables are readable and carry the required columns with usable types (the same
-       rules and messages as :func:`meio.io.validate.validate_stages` / ``validate_arcs``, run on
-       the schema alone).
-    2. No row lacks its ``network`` id, and every arc's network has stages: such rows would
-       otherwise fall into no partition and be dropped silently instead of rejected.
+    1. Every table is readable and carries the required columns with usable types (the same
+       rules and messages as :mod:`meio.io.validate`, run on the schema alone).
+    2. No row lacks its ``network`` id, and every network of the arcs (and of a simulation's
+       policy and demand history) has stages: such rows would otherwise fall into no partition
+       and be dropped silently instead of rejected.
 
     Every other rule is checked by the task of the partition that holds the rows.
     """
     stage_probe = validate_stages(_schema_probe(stages), holding_rate=holding_rate)
     _check_network_ids(stages)
-    if arcs is None:
-        return
-    validate_arcs(_schema_probe(arcs), stage_probe)
-    _check_network_ids(arcs)
-    stage_networks = stages.scan().select(pl.col("network").cast(pl.String)).unique()
-    orphan_networks = arcs.collect(
-        arcs.scan().select(pl.col("network").cast(pl.String)).unique()
-        .join(stage_networks, on="network", how="anti")
-    )["network"]
-    if orphan_networks.len() == 0:
-        return
-    orphans = arcs.collect(
-        arcs.scan().with_columns(pl.col("network").cast(pl.String))
-        .filter(pl.col("network").is_in(orphan_networks.implode()))
-        .sort("network", "upstream", "downstream")
-    )
-    fail_where(orphans, pl.lit(True), "arcs", "upstream",
-               "must name a stage of the same network in the stages table")
+    if arcs is not None:
+        validate_arcs(_schema_probe(arcs), stage_probe)
+        _check_network_ids(arcs)
+        orphans = _networks_without_stages(arcs, stages)
+        if orphans.len():
+            fail_where(_rows_of_networks(arcs, orphans, ["network", "upstream", "downstream"]),
+                       pl.lit(True), "arcs", "upstream",
+                       "must name a stage of the same network in the stages table")
+    for source, validate in ((policy, read_policy), (history, validate_history)):
+        if source is None:
+            continue
+        validate(_schema_probe(source))
+        _check_network_ids(source)
+        orphans = _networks_without_stages(source, stages)
+        if orphans.len():
+            fail_where(_rows_of_networks(source, orphans, ["network", "stage"]), pl.lit(True),
+                       source.table, "network", "must name a network of the stages table")
 
 
 def plan_partitions(

@@ -1,4 +1,4 @@
-"""Optimize a whole catalog partition by partition, on a Dask cluster or in this process.
+"""Optimize (or simulate) a whole catalog partition by partition, on a Dask cluster or here.
 
 :func:`run_catalog` plans the partitions, checks what no single partition can check, submits one
 task per partition (futures, retried when a worker dies or a task fails), reports progress
@@ -20,11 +20,13 @@ import polars as pl
 import pyarrow as pa
 from distributed import Client, as_completed, get_worker
 
+from meio.api import Plan
 from meio.cluster.catalog import Partition, Source, plan_partitions, precheck
 from meio.cluster.checkpoint import TABLES, RunArea
 from meio.cluster.task import PartitionFailure, RunSettings, run_partition
 from meio.cluster.workers import WarmUpPlugin, numba_thread_budget
 from meio.io.errors import InputError
+from meio.io.policy import run_directory_stages
 from meio.io.read import TableSource
 from meio.io.write import check_output_target
 
@@ -53,10 +55,14 @@ class RunResult:
     output: Path
     manifest: dict[str, Any]
 
+    def rows(self, name: str) -> list[Any]:
+        """A list entry of the partitions' summaries, concatenated in partition order."""
+        return [row for p in self.manifest["partitions"] for row in p["summary"][name]]
+
     @property
     def by_echelon(self) -> pl.DataFrame:
         """Stages and safety-stock cost per echelon (1 = customer-facing), over all partitions."""
-        rows = [row for p in self.manifest["partitions"] for row in p["summary"]["by_echelon"]]
+        rows = self.rows("by_echelon")
         frame = pl.DataFrame(rows, schema=["echelon", "stages", "safety_stock_cost"], orient="row")
         return frame.group_by("echelon").agg(pl.col("stages", "safety_stock_cost").sum()).sort("echelon")
 
@@ -65,12 +71,20 @@ class RunResult:
         return sum(p["summary"][name] for p in self.manifest["partitions"])
 
 
-def _source(table: str, source: TableSource | None, area: RunArea) -> Source | None:
-    """A path as it is; an in-memory table written once into the area for the workers."""
+def _source(table: str, source: TableSource | Plan | None, area: RunArea) -> Source | None:
+    """A path as it is; an in-memory table written once into the area for the workers.
+
+    A policy may also be a run directory (its stages table is read) or a :class:`~meio.Plan`.
+    """
     if source is None:
         return None
+    if isinstance(source, Plan):
+        source = source.stages
     if isinstance(source, str | Path):
-        return Source(table, str(Path(source).resolve()))
+        path = Path(source).resolve()
+        if table == "policy" and path.is_dir():
+            path = run_directory_stages(path)
+        return Source(table, str(path))
     frame = pl.from_arrow(source) if isinstance(source, pa.Table) else source
     path = area.input / f"{table}.parquet"
     frame.sort("network", maintain_order=True).write_parquet(path, row_group_size=65_536)
@@ -173,12 +187,16 @@ class CatalogJob:
 
         for index in sorted(self.resumed):
             report(self.plan[index], "skipped", 0.0)
-        cluster: dict[str, Any] = {"scheduler": None, "workers": 0, "numba_threads_per_task": None}
+        cluster: dict[str, Any] = {"scheduler": None, "workers": 0,
+                                   "numba_threads_per_task": self.settings.numba_threads}
         if client is not None:
             client.register_plugin(WarmUpPlugin(self.settings.model, self.settings.options))
             cluster = {"scheduler": client.scheduler.address,
                        "workers": len(client.scheduler_info(n_workers=-1)["workers"]),
                        "numba_threads_per_task": numba_thread_budget(client)}
+            if self.settings.numba_threads is not None:
+                cluster["numba_threads_per_task"] = min(cluster["numba_threads_per_task"],
+                                                        self.settings.numba_threads)
         settings = replace(self.settings, numba_threads=cluster["numba_threads_per_task"])
         planned = time.perf_counter()
         todo = [(p, self.keys[p.index]) for p in self.pending]
@@ -225,6 +243,9 @@ def prepare_catalog(
     partition_size: int | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    policy: TableSource | Plan | None = None,
+    history: TableSource | None = None,
+    numba_threads: int | None = None,
 ) -> CatalogJob:
     """Check the output target and the inputs, plan the partitions, find resumable ones.
 
@@ -239,6 +260,8 @@ def prepare_catalog(
         ``manifest.json`` (``stages.parquet``, ``networks.parquet`` for a single partition).
     model, service_level, holding_rate, options
         As for :func:`meio.optimize` and :func:`meio.read_network`; passed through unchanged.
+        ``model="simulate"`` simulates ``policy`` instead, ``options`` being the keyword
+        arguments of :func:`meio.simulate` (``periods``, ``replications``, ``seed``, ...).
     partitions, partition_size : int, optional
         How many partitions, or how many stages per partition (default
         ``DEFAULT_PARTITION_SIZE``). Results do not depend on either.
@@ -247,6 +270,12 @@ def prepare_catalog(
         :mod:`meio.cluster.checkpoint`).
     overwrite : bool
         Replace an existing run directory (it stays intact until the new one is complete).
+    policy, history : path or table, optional
+        ``model="simulate"``: the base-stock policy (a run directory of ``meio optimize`` or a
+        table, see :func:`meio.simulate`) and the demand history for ``demand="history"``.
+    numba_threads : int, optional
+        Numba threads per task (default: all cores in this process; on a cluster, cores over the
+        Dask threads of a host, and never more than this).
 
     Raises
     ------
@@ -263,7 +292,10 @@ def prepare_catalog(
     try:
         stage_source = _source("stages", stages, area)
         arc_source = _source("arcs", arcs, area)
-        precheck(stage_source, arc_source, holding_rate=holding_rate)
+        policy_source = _source("policy", policy, area)
+        history_source = _source("history", history, area)
+        precheck(stage_source, arc_source, holding_rate=holding_rate, policy=policy_source,
+                 history=history_source)
         plan = plan_partitions(
             stage_source, partitions=partitions,
             partition_size=partition_size or (None if partitions else DEFAULT_PARTITION_SIZE),
@@ -272,14 +304,16 @@ def prepare_catalog(
         area.discard()
         raise
     files = {s.table: {"path": s.path if isinstance(t, str | Path) else None, "sha256": s.sha256()}
-             for s, t in ((stage_source, stages), (arc_source, arcs)) if s is not None}
+             for s, t in ((stage_source, stages), (arc_source, arcs), (policy_source, policy),
+                          (history_source, history)) if s is not None}
     inputs = {"files": files}
     job = {"model": model, "service_level": service_level, "holding_rate": holding_rate,
            "options": options, "inputs": {t: f["sha256"] for t, f in files.items()}}
     keys = {p.index: _key(job, vars(p)) for p in plan}
     area.keep_only({p.name for p in plan})
     resumed = {p.index: r for p in plan if (r := area.committed(p.name, keys[p.index])) is not None}
-    settings = RunSettings(stage_source, arc_source, area, model, service_level, holding_rate, options)
+    settings = RunSettings(stage_source, arc_source, area, model, service_level, holding_rate, options,
+                           numba_threads, policy_source, history_source)
     config = job | {"partitions": len(plan), "partition_size": partition_size}
     return CatalogJob(area, settings, plan, keys, resumed, inputs, config, started)
 

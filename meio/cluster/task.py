@@ -1,8 +1,8 @@
-"""One partition, end to end: read its rows, validate, optimize, write its part files.
+"""One partition, end to end: read its rows, validate, optimize or simulate, write its part files.
 
 This is the whole of what a Dask task does, and it calls exactly the single-machine API
-(:func:`meio.api.read_network`, :func:`meio.api.optimize`), so a partitioned run computes every
-network as a single-process run would.
+(:func:`meio.api.read_network`, :func:`meio.api.optimize`, :func:`meio.simulation.simulate`), so
+a partitioned run computes every network as a single-process run would.
 """
 
 from __future__ import annotations
@@ -16,16 +16,28 @@ from typing import Any
 
 import polars as pl
 
-from meio.api import optimize, read_network
+from meio.api import Network, Plan, optimize, read_network
 from meio.cluster.catalog import Partition, Source
 from meio.cluster.checkpoint import RunArea
 from meio.engine._numba import numba_threads
 from meio.io.errors import InputError
+from meio.simulation import simulate
+
+#: The ``model`` of a run that simulates a policy instead of optimizing one.
+SIMULATE = "simulate"
+#: Demand stages missing their targets that a simulated partition lists in its record.
+MISSING_EXAMPLES = 10
 
 
 @dataclass(frozen=True)
 class RunSettings:
-    """What every partition of a run shares: inputs, model and its settings, where to write."""
+    """What every partition of a run shares: inputs, model and its settings, where to write.
+
+    ``model`` is an optimization model of :data:`meio.MODELS`, with ``options`` its keyword
+    arguments, or :data:`SIMULATE`: then ``options`` are those of :func:`meio.simulate`
+    (``periods``, ``replications``, ``seed``, ``warmup``, ``demand``) and ``policy`` (and
+    ``history`` for resampled demand) are read partition by partition like the catalog.
+    """
 
     stages: Source
     arcs: Source | None
@@ -35,6 +47,8 @@ class RunSettings:
     holding_rate: float | None = None
     options: dict[str, Any] = field(default_factory=dict)
     numba_threads: int | None = None
+    policy: Source | None = None
+    history: Source | None = None
 
 
 @dataclass(frozen=True)
@@ -92,10 +106,43 @@ def _network_totals(networks: pl.DataFrame) -> dict[str, float | int]:
     }
 
 
+def _simulation_totals(plan: Plan) -> dict[str, Any]:
+    """Demand stages meeting their targets, cost, and the first stages that miss (sorted)."""
+    demand = plan.stages.filter(pl.col("target_met").is_not_null())
+    missing = demand.filter(~pl.col("target_met")).sort("network", "stage")
+    simulated = plan.networks.filter(pl.col("simulated"))
+    return {
+        "demand_stages": demand.height,
+        "missing_stages": missing.height,
+        "unsimulated_networks": plan.networks.height - simulated.height,
+        "mean_cost": float(simulated["mean_cost"].sum()),
+        "first_missing": missing.head(MISSING_EXAMPLES).select(
+            "network", "stage", "target_service_level", "cycle_service_level",
+            "cycle_service_level_ci_low", "cycle_service_level_ci_high", "target_fill_rate", "fill_rate",
+        ).to_dicts(),
+    }
+
+
+def _summary(model: str, plan: Plan) -> dict[str, Any]:
+    """The totals the CLI's end-of-run summary needs, without reading the part files back."""
+    if model == SIMULATE:
+        return _simulation_totals(plan)
+    return {"by_echelon": _echelon_summary(plan.stages), **_network_totals(plan.networks)}
+
+
+def _compute(network: Network, partition: Partition, settings: RunSettings) -> Plan:
+    """Optimize the partition's networks, or simulate the policy's rows of them."""
+    if settings.model != SIMULATE:
+        return optimize(network, settings.model, service_level=settings.service_level, **settings.options)
+    history = None if settings.history is None else partition.rows(settings.history)
+    return simulate(network, partition.rows(settings.policy), history=history,
+                    service_level=settings.service_level, **settings.options)
+
+
 def run_partition(
     partition: Partition, settings: RunSettings, key: str, worker: str | None = None
 ) -> dict[str, Any] | PartitionFailure:
-    """Read, validate, optimize and write one partition; returns its committed record.
+    """Read, validate, optimize (or simulate) and write one partition; returns its committed record.
 
     Parameters
     ----------
@@ -117,19 +164,19 @@ def run_partition(
     """
     started = time.perf_counter()
     seconds = {}
+    step = "simulate" if settings.model == SIMULATE else "optimize"
     try:
         stages = partition.rows(settings.stages)
         arcs = None if settings.arcs is None else partition.rows(settings.arcs)
         seconds["read"] = time.perf_counter() - started
         network = read_network(stages, arcs, holding_rate=settings.holding_rate)
+        seconds["validate"] = time.perf_counter() - started - seconds["read"]
+        with numba_threads(settings.numba_threads):
+            plan = _compute(network, partition, settings)
     except InputError as error:
         return PartitionFailure(partition.index, error.table, error.column, error.rule, error.count,
                                 error.examples)
-    seconds["validate"] = time.perf_counter() - started - seconds["read"]
-    with numba_threads(settings.numba_threads):
-        plan = optimize(network, settings.model, service_level=settings.service_level,
-                        **settings.options)
-    seconds["optimize"] = time.perf_counter() - started - seconds["read"] - seconds["validate"]
+    seconds[step] = time.perf_counter() - started - seconds["read"] - seconds["validate"]
     files = {
         "stages": settings.area.write_part("stages", partition.name, plan.stages),
         "networks": settings.area.write_part("networks", partition.name, plan.networks),
@@ -142,10 +189,7 @@ def run_partition(
         "seconds": seconds,
         "worker": worker,
         "peak_rss_mb": _peak_rss_mb(),
-        "summary": {
-            "by_echelon": _echelon_summary(plan.stages),
-            **_network_totals(plan.networks),
-        },
+        "summary": _summary(settings.model, plan),
     }
     settings.area.write_record(partition.name, record)
     return record

@@ -18,6 +18,7 @@ import polars as pl
 from distributed import Client, LocalCluster, WorkerPlugin
 
 from meio.api import optimize, read_network
+from meio.simulation import simulate
 
 
 def machine_cores() -> int:
@@ -85,18 +86,24 @@ def _tiny_catalog() -> tuple[pl.DataFrame, pl.DataFrame]:
 
 
 def warm_up(model: str, options: dict[str, Any]) -> None:
-    """Compile (or load from Numba's cache) every kernel ``model`` uses, on a tiny catalog."""
-    optimize(read_network(*_tiny_catalog()), model, **options)
+    """Compile (or load from Numba's cache) every kernel ``model`` uses, on a tiny catalog.
+
+    ``model="simulate"`` warms the simulator (its options, the run's horizon, are not needed).
+    """
+    network = read_network(*_tiny_catalog())
+    if model == "simulate":
+        simulate(network, optimize(network, "single"), periods=2, replications=2, warmup=1)
+    else:
+        optimize(network, model, **options)
 
 
 class WarmUpPlugin(WorkerPlugin):
     """Warm the kernels of one model on every worker at start (and on restarted workers)."""
 
-    name = "meio-warm-up"
-
     def __init__(self, model: str, options: dict[str, Any]) -> None:
         self.model = model
         self.options = options
+        self.name = f"meio-warm-up-{model}"
 
     async def setup(self, worker: Any) -> None:
         """Run :func:`warm_up` off the worker's event loop."""

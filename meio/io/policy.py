@@ -15,18 +15,23 @@ _POLICY_COLUMNS = ("network", "stage", "model", "base_stock", "echelon_base_stoc
                    "outbound_service_time")
 
 
-def _run_directory_stages(directory: Path) -> pl.DataFrame:
-    """The stages table of a run directory: ``stages.parquet`` or the ``stages/`` dataset."""
+def run_directory_stages(directory: Path) -> Path:
+    """The stages table of a ``meio optimize`` run directory: ``stages.parquet`` or ``stages/``."""
     single = directory / "stages.parquet"
     parts = directory / "stages"
+    if single.is_file():
+        return single
+    if parts.is_dir() and any(parts.glob("*.parquet")):
+        return parts
+    raise InputError("policy", "-", f"{directory} is not a run directory (no stages.parquet or stages/)")
+
+
+def _read_run_directory(directory: Path) -> pl.DataFrame:
+    stages = run_directory_stages(directory)
     try:
-        if single.is_file():
-            return pl.read_parquet(single)
-        if parts.is_dir() and any(parts.glob("*.parquet")):
-            return pl.read_parquet(parts / "*.parquet")
+        return pl.read_parquet(stages / "*.parquet" if stages.is_dir() else stages)
     except (pl.exceptions.PolarsError, OSError) as error:
         raise InputError("policy", "-", f"cannot read the run directory {directory}: {error}") from error
-    raise InputError("policy", "-", f"{directory} is not a run directory (no stages.parquet or stages/)")
 
 
 def read_policy(source: TableSource) -> pl.DataFrame:
@@ -46,7 +51,7 @@ def read_policy(source: TableSource) -> pl.DataFrame:
 
     """
     if isinstance(source, str | Path) and Path(source).is_dir():
-        frame = _run_directory_stages(Path(source))
+        frame = _read_run_directory(Path(source))
     else:
         frame = read_table(source, "policy")
     frame = frame.select([c for c in _POLICY_COLUMNS if c in frame.columns])
