@@ -73,9 +73,7 @@ def installation_levels(batch: Batch, policy: pl.DataFrame) -> np.ndarray:
     if not missing.any():
         return base_stock
     echelon = policy["echelon_base_stock"].fill_null(np.nan).to_numpy().astype(np.float64)
-    arc_network = stage_network_index(batch.arc_offsets)
-    up = batch.network_offsets[arc_network] + batch.arc_upstream
-    down = batch.network_offsets[arc_network] + batch.arc_downstream
+    up, down = batch.arc_ends()
     converted = echelon.copy()
     np.subtract.at(converted, up, batch.arc_quantity * echelon[down])
     negative = missing & (converted < -1e-9)
@@ -105,9 +103,7 @@ def _histories(network: Network, history: TableSource | None, kinds: np.ndarray)
 
 def _in_arcs(batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Incoming-arc CSR (global arc rows by downstream stage) and outgoing-arc offsets."""
-    arc_network = stage_network_index(batch.arc_offsets)
-    up = batch.network_offsets[arc_network] + batch.arc_upstream
-    down = batch.network_offsets[arc_network] + batch.arc_downstream
+    up, down = batch.arc_ends()
     n = batch.n_stages
     in_arcs = np.argsort(down, kind="stable").astype(np.int64)
     in_offsets = np.concatenate(([0], np.cumsum(np.bincount(down, minlength=n)))).astype(np.int64)

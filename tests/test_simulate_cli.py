@@ -216,3 +216,19 @@ def test_verify_leaves_nothing_behind_by_default(tmp_path):
     assert main(["optimize", "--stages", str(stages), "--arcs", str(arcs), "--output", str(run),
                  "--verify", "--verify-periods", "50", "--verify-replications", "2"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["arcs.csv", "run", "stages.parquet"]
+
+
+def test_policy_missing_a_stage_in_a_late_partition_exits_2(tmp_path, capsys):
+    stages, arcs = _catalog(tmp_path)
+    run = _optimize(tmp_path, stages, arcs)
+    policy = pl.read_parquet(run / "stages.parquet").select("network", "stage", "base_stock")
+    last = policy.sort("network", "stage").tail(1)
+    policy.join(last, on=["network", "stage"], how="anti").write_parquet(tmp_path / "policy.parquet")
+    out = tmp_path / "sim"
+    status = main(["simulate", "--stages", str(stages), "--arcs", str(arcs), "--policy",
+                   str(tmp_path / "policy.parquet"), "--partitions", "3", "--output", str(out)])
+    assert status == 2
+    network, stage, _ = last.row(0)
+    assert (f"policy.base_stock: every stage of the catalog needs a base-stock level (1 row; first: "
+            f"network '{network}' stage '{stage}')") in " ".join(capsys.readouterr().err.split())
+    assert not out.exists() and not list(tmp_path.glob(".sim*"))

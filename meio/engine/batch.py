@@ -47,6 +47,11 @@ class Batch(NamedTuple):
         """Number of stages in the batch."""
         return int(self.network_offsets[-1])
 
+    def arc_ends(self) -> tuple[np.ndarray, np.ndarray]:
+        """Global stage rows ``(upstream, downstream)`` of every arc."""
+        base = self.network_offsets[stage_network_index(self.arc_offsets)]
+        return base + self.arc_upstream, base + self.arc_downstream
+
 
 class NetDemand(NamedTuple):
     """Demand seen by every stage after propagation (DESIGN.md §2).

@@ -65,9 +65,8 @@ def broken_general_limit(**limits) -> tuple[str, str] | None:
 
 def service_time_caps(batch: Batch) -> np.ndarray:
     """Per-stage cap on the outbound service time, ``NO_CAP`` where the stage has none."""
-    arc_network = stage_network_index(batch.arc_offsets)
     has_successor = np.zeros(batch.n_stages, np.bool_)
-    has_successor[batch.network_offsets[arc_network] + batch.arc_upstream] = True
+    has_successor[batch.arc_ends()[0]] = True
     capped = (
         ~has_successor
         | (batch.demand_mean > 0.0)

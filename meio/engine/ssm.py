@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 from scipy.special import ndtri
 
-from meio.engine.batch import Batch, NetDemand
+from meio.engine.batch import Batch, NetDemand, stage_network_index
 from meio.engine.result import ModelResult
 from meio.engine.ssm_distribution import (
     FILL_RATE_TARGET,
@@ -88,11 +88,8 @@ class _Topology:
 
     def __init__(self, batch: Batch, demand: NetDemand):
         n_networks, n_stages = batch.n_networks, batch.n_stages
-        self.network = np.repeat(np.arange(n_networks), np.diff(batch.network_offsets))
-        arc_network = np.repeat(np.arange(n_networks), np.diff(batch.arc_offsets))
-        base = batch.network_offsets[arc_network]
-        upstream = batch.arc_upstream + base
-        downstream = batch.arc_downstream + base
+        self.network = stage_network_index(batch.network_offsets)
+        upstream, downstream = batch.arc_ends()
         indegree = np.bincount(downstream, minlength=n_stages)
         outdegree = np.bincount(upstream, minlength=n_stages)
         self.parent = np.full(n_stages, -1, np.int64)
