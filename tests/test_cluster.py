@@ -165,6 +165,33 @@ def test_resume_recomputes_changed_jobs_and_damaged_parts(tmp_path, catalog):
     assert [e.state for e in events] == ["done"] * 4
 
 
+def test_simulation_resumes_and_a_changed_seed_recomputes(tmp_path, catalog):
+    stages, arcs, plan = catalog
+    options = {"periods": 60, "replications": 2, "seed": 1}
+
+    def simulate(output, on_progress, **changes):
+        return run_catalog(stages, arcs, output, model="simulate", service_level=0.95,
+                           options={**options, **changes}, policy=plan, partitions=4, resume=True,
+                           on_progress=on_progress)
+
+    def crash_after_two(event):
+        if event.index == 1:
+            raise Crash
+
+    with pytest.raises(Crash):
+        simulate(tmp_path / "sim", crash_after_two)
+    events = []
+    simulate(tmp_path / "sim", events.append)
+    assert [e.state for e in events] == ["skipped", "skipped", "done", "done"]
+    expected = meio.simulate(meio.read_network(stages, arcs), plan, **options)
+    assert _dataset(tmp_path / "sim", "stages").equals(expected.stages)
+    with pytest.raises(Crash):
+        simulate(tmp_path / "other", crash_after_two)
+    events.clear()
+    simulate(tmp_path / "other", events.append, seed=2)
+    assert [e.state for e in events] == ["done"] * 4
+
+
 def test_failed_run_leaves_previous_results_intact(tmp_path, catalog):
     stages, arcs, plan = catalog
     _run(stages, arcs, tmp_path / "run", partitions=3)

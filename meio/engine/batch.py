@@ -7,7 +7,7 @@ are grouped the same way by ``arc_offsets``, sorted by (upstream, downstream) in
 and hold *local* stage indices (0 is the network's first stage).
 
 Missing optional values are encoded so kernels never see Python objects: ``NaN`` for absent
-floats (``service_level``, ``fill_rate``, ``stockout_cost``, ``arc_lead_time_sd``).
+floats (``service_level``, ``fill_rate``, ``stockout_cost``).
 """
 
 from __future__ import annotations
