@@ -1,0 +1,179 @@
+"""``meio optimize``: a catalog (or the embedded demo) through a model, optionally verified."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+import meio
+from meio.cli.jobs import add_cluster_flags, apply_cluster_flags, open_client, print_files, run_job
+from meio.cli.simulate import simulation_summary
+from meio.cluster import RunResult, prepare_catalog
+from meio.cluster.task import SIMULATE
+from meio.config import OptimizeConfig, RunConfig, load_config
+from meio.engine.gsm import GENERAL_LIMIT_RULES, broken_general_limit
+from meio.io.errors import InputError
+from meio.io.write import check_output_target
+from meio.simulation import check_simulation_options
+
+#: Periods `optimize --verify` simulates and discards before measuring.
+VERIFY_WARMUP = 100
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """The ``optimize`` subcommand and its flags (model, verification, cluster)."""
+    parser = commands.add_parser(
+        "optimize", help="place safety stock on every network of a catalog",
+        description="Optimize a catalog. With no --config and no --stages, runs the embedded "
+        "demo configuration (a generated mixed catalog).",
+    )
+    parser.add_argument("--config", help="TOML run configuration (flags override it)")
+    parser.add_argument("--stages", help="stages table (.parquet, .csv, .arrow)")
+    parser.add_argument("--arcs", help="arcs table (optional: single-stage networks)")
+    parser.add_argument("--model", choices=sorted(meio.MODELS), help="model (default gsm)")
+    parser.add_argument("--service-level", type=float, help="default cycle service level")
+    parser.add_argument("--holding-rate", type=float,
+                        help="holding cost per period per unit of cumulative cost, for stages "
+                        "without holding_cost")
+    parser.add_argument("--slp-starts", type=int,
+                        help="gsm, general networks: starts of the successive-LP heuristic (67)")
+    parser.add_argument("--mip-node-limit", type=int,
+                        help="gsm, general networks: branch-and-bound nodes of the exact MIP after "
+                        "the heuristic (default 0: heuristic only)")
+    parser.add_argument("--time-limit", type=float,
+                        help="gsm, general networks: wall-clock safety net in seconds of the MIP per "
+                        "network (default none; a MIP it cuts is not reproducible)")
+    parser.add_argument("--output", help="run directory to write")
+    parser.add_argument("--overwrite", action="store_true", default=None,
+                        help="replace an existing run directory")
+    verify = parser.add_argument_group("verification (see docs/simulate.md)")
+    verify.add_argument("--verify", action="store_true",
+                        help="simulate the committed plan and report demand stages that miss their targets")
+    verify.add_argument("--verify-periods", type=int, default=500, help="measured periods (default 500)")
+    verify.add_argument("--verify-replications", type=int, default=10, help="replications (default 10)")
+    verify.add_argument("--verify-seed", type=int, default=0, help="seed of the simulation (default 0)")
+    verify.add_argument("--verify-output",
+                        help="keep the simulation's run directory here (default: deleted after the report)")
+    add_cluster_flags(parser)
+
+
+def _run_config(args: argparse.Namespace) -> RunConfig:
+    """The configuration file (or embedded demo), overridden by explicit flags."""
+    config = load_config(args.config) if (args.config or not args.stages) else RunConfig()
+    if args.stages:
+        config.generate = None
+    for name in ("stages", "arcs", "model", "service_level", "holding_rate", "slp_starts",
+                 "mip_node_limit", "time_limit", "output", "overwrite"):
+        value = getattr(args, name)
+        if value is not None:
+            setattr(config.optimize, name, value)
+    apply_cluster_flags(config.cluster, args)
+    return config
+
+
+def _catalog(config: RunConfig) -> tuple[object, object, dict]:
+    """The tables to optimize and what the manifest adds about them (the generation spec).
+
+    Files are recorded by the run itself (``inputs.files``: paths and checksums).
+    """
+    if config.generate is not None:
+        stages, arcs = config.generate.tables()
+        return stages, arcs, {"generated": vars(config.generate)}
+    settings = config.optimize
+    if settings.stages is None:
+        raise InputError("config", "stages", "give --stages (and --arcs) or a [generate] section")
+    return settings.stages, settings.arcs, {}
+
+
+def _summary(console: Console, result: RunResult, seconds: float) -> None:
+    """Safety-stock value by echelon and in total, against the single-echelon baseline."""
+    table = Table(title="safety stock by echelon (1 = customer-facing)")
+    for column in ("echelon", "stages", "safety-stock cost"):
+        table.add_column(column, justify="right")
+    for echelon, stages, value in result.by_echelon.iter_rows():
+        table.add_row(str(echelon), f"{stages:,}", f"{value:,.2f}")
+    console.print(table)
+    cost, baseline = result.total("safety_stock_cost"), result.total("baseline_cost")
+    saving = 100.0 * (1.0 - cost / baseline) if baseline > 0 else 0.0
+    inputs = result.manifest["inputs"]
+    console.print(
+        f"{inputs['networks']:,} networks, {inputs['stages_rows']:,} stages in "
+        f"{len(result.manifest['partitions'])} partition(s); safety-stock cost "
+        f"{cost:,.2f} vs single-echelon {baseline:,.2f} ({saving:.1f}% saving); {seconds:.2f} s"
+    )
+    unsolved = result.total("unsolved_networks")
+    if unsolved:
+        console.print(f"{unsolved:,} networks have a shape model {result.manifest['model']!r} does not "
+                      "support (method 'unsupported', costs NaN); they are left out of the totals")
+
+
+def _model_options(settings: OptimizeConfig) -> dict:
+    """The model's own options that the configuration sets (gsm: general-network limits)."""
+    if settings.model != "gsm":
+        return {}
+    options = {name: getattr(settings, name) for name in GENERAL_LIMIT_RULES
+               if getattr(settings, name) is not None}
+    broken = broken_general_limit(**options)
+    if broken is not None:
+        raise InputError("config", *broken)
+    return options
+
+
+def run(args: argparse.Namespace, console: Console) -> None:
+    """Optimize the configured catalog, print the summary, verify the plan on request."""
+    config = _run_config(args)
+    settings, cluster = config.optimize, config.cluster
+    if args.verify:
+        check_simulation_options(periods=args.verify_periods, replications=args.verify_replications,
+                                 service_level=settings.service_level)
+        if args.verify_output is not None:
+            check_output_target(args.verify_output, overwrite=settings.overwrite)
+    check_output_target(settings.output, overwrite=settings.overwrite)
+    started = time.perf_counter()
+    with console.status("checking the catalog and planning partitions"):
+        stages, arcs, inputs = _catalog(config)
+        job = prepare_catalog(
+            stages, arcs, settings.output, model=settings.model,
+            service_level=settings.service_level, holding_rate=settings.holding_rate,
+            options=_model_options(settings),
+            partitions=cluster.partitions, partition_size=cluster.partition_size,
+            resume=cluster.resume, overwrite=settings.overwrite,
+        )
+    manifest = {"meio_version": meio.__version__, "config_source": config.source,
+                "run_config": {"optimize": vars(settings), "cluster": vars(cluster)}, **inputs}
+    with open_client(cluster, len(job.pending)) as client:
+        result = run_job(job, client, console, settings.model, cluster, manifest)
+        _summary(console, result, time.perf_counter() - started)
+        print_files(console, result)
+        if args.verify:
+            _verify(args, config, (stages, arcs), result, client, console)
+
+
+def _verify(args: argparse.Namespace, config: RunConfig, tables: tuple[object, object], result: RunResult,
+            client: object, console: Console) -> None:
+    """Simulate the committed plan, partition by partition like the run, and report the misses."""
+    started = time.perf_counter()
+    keep = args.verify_output is not None
+    output = Path(args.verify_output) if keep else result.output.parent / f".{result.output.name}.verify"
+    settings, cluster = config.optimize, config.cluster
+    options = {"periods": args.verify_periods, "replications": args.verify_replications,
+               "seed": args.verify_seed, "warmup": VERIFY_WARMUP}
+    with console.status("verifying: checking the plan"):
+        job = prepare_catalog(*tables, output, model=SIMULATE, service_level=settings.service_level,
+                              holding_rate=settings.holding_rate, options=options, policy=result.output,
+                              partitions=cluster.partitions, partition_size=cluster.partition_size,
+                              overwrite=settings.overwrite or not keep)
+    try:
+        simulated = run_job(job, client, console, "verify", cluster,
+                             {"meio_version": meio.__version__, "verifies": str(result.output)})
+        simulation_summary(console, simulated, time.perf_counter() - started)
+    finally:
+        if not keep:
+            shutil.rmtree(output, ignore_errors=True)
+    if keep:
+        print_files(console, simulated)
