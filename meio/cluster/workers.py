@@ -18,6 +18,7 @@ import polars as pl
 from distributed import Client, LocalCluster, WorkerPlugin
 
 from meio.api import optimize, read_network
+from meio.cluster.task import SIMULATE
 from meio.simulation import simulate
 
 
@@ -88,10 +89,10 @@ def _tiny_catalog() -> tuple[pl.DataFrame, pl.DataFrame]:
 def warm_up(model: str, options: dict[str, Any]) -> None:
     """Compile (or load from Numba's cache) every kernel ``model`` uses, on a tiny catalog.
 
-    ``model="simulate"`` warms the simulator (its options, the run's horizon, are not needed).
+    ``model=SIMULATE`` warms the simulator (its options, the run's horizon, are not needed).
     """
     network = read_network(*_tiny_catalog())
-    if model == "simulate":
+    if model == SIMULATE:
         simulate(network, optimize(network, "single"), periods=2, replications=2, warmup=1)
     else:
         optimize(network, model, **options)
