@@ -361,6 +361,52 @@ def test_same_seed_same_numbers_for_threads_and_partitions():
     assert not different.stages.select(measures).equals(one.stages.select(measures))
 
 
+def _big_networks_last_catalog():
+    """Forty small networks, then three large ones whose ids sort last (as in a catalog by id)."""
+    small_stages, small_arcs = random_catalog(4, networks=40, max_stages=3)
+    big_stages, big_arcs = random_catalog(5, networks=3, max_stages=40, arc_probability=0.1)
+    rename = pl.format("z{}", pl.col("network"))
+    stages = pl.concat([small_stages, big_stages.with_columns(network=rename)])
+    arcs = pl.concat([small_arcs, big_arcs.with_columns(network=rename)])
+    return meio.read_network(stages, arcs)
+
+
+def test_big_networks_last_same_numbers_for_one_and_two_threads():
+    """Work-balanced slots put the large networks on different threads; the numbers do not move."""
+    network = _big_networks_last_catalog()
+    assert network.layout.network_ids[-3:].to_list() == ["zn0", "zn1", "zn2"]
+    plan = meio.optimize(network, "single")
+    options = {"periods": 200, "replications": 3, "seed": 4, "warmup": 10}
+    one = meio.simulate(network, plan, threads=1, **options)
+    two = meio.simulate(network, plan, threads=2, **options)
+    measures = [c for c in one.stages.columns if c.startswith(("fill_rate", "cycle", "mean_"))]
+    assert one.stages.select(measures).equals(two.stages.select(measures))
+    costs = [c for c in one.networks.columns if c.startswith("mean_")]
+    assert one.networks.select(costs).equals(two.networks.select(costs))
+
+
+@pytest.mark.nojit
+@pytest.mark.parametrize("slots", [1, 2, 3, 8])
+def test_balanced_slots_deal_every_item_once_longest_first(slots):
+    """Graham's LPT bound: no slot carries more than the largest item above the mean."""
+    network = _big_networks_last_catalog()
+    batch = network.batch
+    replications = 3
+    offsets, items = simulate_engine._balanced_slots(batch.network_offsets, batch.arc_offsets,
+                                                     replications, slots)
+    n_items = network.n_networks * replications
+    assert len(offsets) == slots + 1 and offsets[0] == 0 and offsets[-1] == n_items
+    assert sorted(items.tolist()) == list(range(n_items))
+    work = (np.diff(batch.network_offsets) + np.diff(batch.arc_offsets))[items // replications]
+    loads = np.array([work[offsets[s]:offsets[s + 1]].sum() for s in range(slots)])
+    assert loads.max() - work.sum() / slots <= work.max()
+    for s in range(slots):
+        assert np.all(np.diff(work[offsets[s]:offsets[s + 1]]) <= 0)
+    if slots == 2:  # the three large networks' replications are split, not stacked on one thread
+        big = items >= (network.n_networks - 3) * replications
+        assert 0 < big[offsets[0]:offsets[1]].sum() < big.sum()
+
+
 def test_chunked_catalog_and_single_replication(monkeypatch):
     """Chunks of a few networks give the same numbers; one replication has no interval."""
     _, _, network, plan = _catalog_and_plan()

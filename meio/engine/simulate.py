@@ -53,9 +53,12 @@ replenishment with FIFO, a request at stage ``j`` is filled within ``A_j = max_i
 periods (``c_j`` the largest lead time a start can draw plus the outside supplier's service time,
 ``i`` over its suppliers), so the open requests fit a ring of ``max_j A_j + 2`` periods.
 
-Parallelism: ``prange`` over (network, replication) items; each item owns a counter-based stream
+Parallelism: the (network, replication) items are dealt to one slot per Numba thread by
+estimated work (stages + arcs of the network; longest first, each to the least-loaded slot), and
+``prange`` runs the slots, so a catalog whose large networks sit together (a catalog sorted by id
+often does) still keeps every thread busy. Each item owns a counter-based stream
 (:mod:`meio.engine.streams`) and writes its own output cells, so results are bit-for-bit the
-same for any number of threads and any partitioning of the catalog.
+same for any number of threads, any order of the items and any partitioning of the catalog.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy.special import stdtrit
 
-from meio.engine._numba import njit, njit_inline, njit_parallel, prange
+from meio.engine._numba import get_num_threads, njit, njit_inline, njit_parallel, prange
 from meio.engine.streams import negative_binomial, poisson, standard_normal, stream_state, uniform
 
 #: Demand codes of :attr:`SimNetworks.demand_kind`.
@@ -424,12 +427,51 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
     out.backorder_cost[replication, network] = backorder_sum * scale
 
 
+@njit
+def _balanced_slots(network_offsets, arc_offsets, replications, slots):
+    """Deal the (network, replication) items to ``slots`` by estimated work (longest first).
+
+    An item's work is its network's stages + arcs (every item runs the same horizon). Items go
+    in descending work, ties by item index (``item = network * replications + replication``), each
+    to the slot with the least work so far, the first such slot on ties (Graham's LPT rule: no
+    slot ends more than the largest item above the mean). Returns ``(slot_offsets, slot_items)``,
+    the CSR of each slot's items in the order it runs them.
+    """
+    n_items = (len(network_offsets) - 1) * replications
+    work = np.empty(n_items, np.int64)
+    for item in range(n_items):
+        network = item // replications
+        work[item] = (network_offsets[network + 1] - network_offsets[network]
+                      + arc_offsets[network + 1] - arc_offsets[network])
+    order = np.argsort(-work, kind="mergesort")
+    load = np.zeros(slots, np.int64)
+    slot_of = np.empty(n_items, np.int64)
+    for item in order:
+        slot = np.argmin(load)
+        slot_of[item] = slot
+        load[slot] += work[item]
+    slot_offsets = np.zeros(slots + 1, np.int64)
+    for item in range(n_items):
+        slot_offsets[slot_of[item] + 1] += 1
+    slot_offsets = np.cumsum(slot_offsets)
+    filled = slot_offsets[:-1].copy()
+    slot_items = np.empty(n_items, np.int64)
+    for item in order:
+        slot_items[filled[slot_of[item]]] = item
+        filled[slot_of[item]] += 1
+    return slot_offsets, slot_items
+
+
 @njit_parallel
-def _simulate_batch(sim, periods, warmup, replications, seed, out):
-    """``prange`` over every (network, replication) item; each writes only its own cells."""
-    n_networks = len(sim.network_offsets) - 1
-    for item in prange(n_networks * replications):
-        _simulate_item(sim, item // replications, item % replications, periods, warmup, seed, out)
+def _simulate_batch(sim, slot_offsets, slot_items, periods, warmup, replications, seed, out):
+    """``prange`` over work-balanced slots of (network, replication) items (:func:`_balanced_slots`).
+
+    Each slot runs its items one after the other; each item writes only its own cells.
+    """
+    for slot in prange(len(slot_offsets) - 1):
+        for position in range(slot_offsets[slot], slot_offsets[slot + 1]):
+            item = slot_items[position]
+            _simulate_item(sim, item // replications, item % replications, periods, warmup, seed, out)
 
 
 def _allocate(n_stages: int, n_networks: int, replications: int) -> SimTotals:
@@ -490,8 +532,11 @@ def simulate_totals(
     if periods < 1 or replications < 1 or warmup < 0:
         raise ValueError("periods and replications must be >= 1 and warmup >= 0")
     out = _allocate(int(sim.network_offsets[-1]), len(sim.network_offsets) - 1, replications)
+    slot_offsets, slot_items = _balanced_slots(sim.network_offsets, sim.arc_offsets, int(replications),
+                                               get_num_threads())
     with np.errstate(over="ignore"):
-        _simulate_batch(sim, int(periods), int(warmup), int(replications), np.uint64(int(seed) % 2**64), out)
+        _simulate_batch(sim, slot_offsets, slot_items, int(periods), int(warmup), int(replications),
+                        np.uint64(int(seed) % 2**64), out)
     return out
 
 
