@@ -37,6 +37,9 @@ from meio.io.validate import fail_where, validate_history
 logger = logging.getLogger(__name__)
 
 PolicySource = Plan | TableSource
+#: A review period within this relative distance of a whole number of periods is that number.
+_WHOLE_SLACK = 1e-9
+
 
 def _policy_frame(policy: PolicySource) -> pl.DataFrame:
     """The policy as a validated table, whatever form it came in."""
@@ -101,6 +104,22 @@ def _histories(network: Network, history: TableSource | None, kinds: np.ndarray)
     return offsets, np.ascontiguousarray(located["demand"].to_numpy(), np.float64)
 
 
+def _review_periods(network: Network) -> np.ndarray:
+    """Every stage's review period as whole periods; a fractional one is an input error.
+
+    Reviews happen at period boundaries, so a review period of 2.5 has no meaning here: the
+    planner should round it in the stages table (or plan in a finer period). Values within
+    ``1e-9`` (relative) of a whole number are taken as that number.
+    """
+    review = network.batch.review_period
+    whole = np.rint(review)
+    fractional = (np.abs(review - whole) > _WHOLE_SLACK * np.maximum(review, 1.0)) | (whole < 1.0)
+    fail_where(network.stages.with_columns(_bad=pl.Series(fractional)), pl.col("_bad"), "stages",
+               "review_period", "must be a whole number of periods >= 1 to simulate "
+               "(reviews happen at period boundaries: round it, or plan in a finer period)")
+    return whole.astype(np.int64)
+
+
 def _in_arcs(batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Incoming-arc CSR (global arc rows by downstream stage) and outgoing-arc offsets."""
     up, down = batch.arc_ends()
@@ -131,6 +150,7 @@ def build_sim_networks(
         out_arc_offsets=out_offsets,
         base_stock=np.ascontiguousarray(base_stock, np.float64),
         outbound_service_time=np.ascontiguousarray(np.rint(outbound_service_time), np.int64),
+        review_period=_review_periods(network),
         lead_time=batch.lead_time, lead_time_sd=batch.lead_time_sd,
         inbound_delay=np.where(sources, batch.external_inbound_service_time, 0).astype(np.int64),
         holding_cost=batch.holding_cost,

@@ -1,7 +1,8 @@
 """Slow, obvious twin of the simulation kernel (plain Python), used only by the tests.
 
 It follows the model of :mod:`meio.engine.simulate` with explicit objects: a FIFO list of open
-requests per stage, a list of (arrival period, units) starts, a dict of waiting components. It
+requests per stage, a list of (arrival period, units) starts, a dict of waiting components, and
+per stage the units requested since its last review (it orders them in periods ``t % R == 0``). It
 draws from its own pure-Python SplitMix64 stream and samples with its own ziggurat (Doornik
 2005, tables rebuilt here) and a textbook Poisson inversion, in the kernel's order (demand
 downstream first; a lead-time draw per start), so on the same seed it must reproduce the
@@ -90,9 +91,10 @@ def simulate_network(net: dict, periods: int, warmup: int, seed: int, replicatio
     """One replication of one network.
 
     ``net`` has ``id``, per-stage lists (topological order) ``base_stock``, ``lead_time``,
-    ``lead_time_sd``, ``inbound_delay``, ``service_time``, ``holding_cost``, ``stockout_cost``,
-    ``demand`` ("none", "normal", "poisson"), ``demand_mean``, ``demand_sd``, and ``arcs`` as
-    (upstream, downstream, quantity) tuples sorted by (upstream, downstream).
+    ``lead_time_sd``, ``inbound_delay``, ``service_time``, ``review_period`` (whole periods),
+    ``holding_cost``, ``stockout_cost``, ``demand`` ("none", "normal", "poisson"), ``demand_mean``,
+    ``demand_sd``, and ``arcs`` as (upstream, downstream, quantity) tuples sorted by (upstream,
+    downstream).
     """
     n = len(net["base_stock"])
     arcs = net["arcs"]
@@ -102,12 +104,13 @@ def simulate_network(net: dict, periods: int, warmup: int, seed: int, replicatio
     starts = [[] for _ in range(n)]  # [arrival period, units]
     components = {a: 0.0 for a in range(len(arcs))}
     last_arrival = [0] * n
+    since_review = [0.0] * n  # units requested of each stage since its last review
     suppliers = [[a for a, (_, d, _) in enumerate(arcs) if d == j] for j in range(n)]
     customers = [[a for a, (u, _, _) in enumerate(arcs) if u == j] for j in range(n)]
     sums = {k: [0.0] * n for k in ("demand", "late", "ready", "on_hand", "backorders", "pipeline")}
     holding = backorder_cost = 0.0
     for t in range(warmup + periods):
-        external, order = [0.0] * n, [0.0] * n
+        external, requested, order = [0.0] * n, [0.0] * n, [0.0] * n
         for j in reversed(range(n)):
             kind = net["demand"][j]
             if kind == "normal":
@@ -116,7 +119,10 @@ def simulate_network(net: dict, periods: int, warmup: int, seed: int, replicatio
                     net["demand_mean"][j] + sd * stream.normal(), 0.0)
             elif kind == "poisson":
                 external[j] = stream.poisson_small(net["demand_mean"][j])
-            order[j] = external[j] + sum(arcs[a][2] * order[arcs[a][1]] for a in customers[j])
+            requested[j] = external[j] + sum(arcs[a][2] * order[arcs[a][1]] for a in customers[j])
+            since_review[j] += requested[j]
+            if t % net["review_period"][j] == 0:
+                order[j], since_review[j] = since_review[j], 0.0
         for j in range(n):
             if suppliers[j]:
                 started = min(components[a] / arcs[a][2] for a in suppliers[j])
@@ -154,7 +160,7 @@ def simulate_network(net: dict, periods: int, warmup: int, seed: int, replicatio
             if t < warmup:
                 continue
             quoted = t - net["service_time"][j]
-            sums["demand"][j] += order[j]
+            sums["demand"][j] += requested[j]
             sums["late"][j] += sum(r[2] for r in requests[j] if r[0] == quoted)
             sums["ready"][j] += all(r[0] > quoted for r in requests[j])
             sums["on_hand"][j] += on_hand[j]

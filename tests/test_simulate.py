@@ -114,15 +114,17 @@ def test_gamma_sampler_kolmogorov_smirnov(shape):
 
 # --- the kernel against its twin -------------------------------------------------------------
 
-def _sim_inputs(seed, demand, lead_time_sd, service_times):
+def _sim_inputs(seed, demand, lead_time_sd, service_times, review=False):
     stages, arcs = random_catalog(seed, networks=4, max_stages=5)
     rng = np.random.default_rng(seed)
+    review_periods = np.random.default_rng([seed, 1]).choice([1.0, 2.0, 3.0, 7.0], stages.height)
     stages = stages.with_columns(
         lead_time=pl.Series(rng.choice([0.0, 1.0, 2.0, 1.5, 3.25], stages.height)),
         lead_time_sd=pl.Series(rng.uniform(0, 1.5, stages.height) * lead_time_sd),
         external_inbound_service_time=pl.Series(rng.integers(0, 3, stages.height)),
         stockout_cost=pl.Series(rng.uniform(0, 10, stages.height)),
         demand_mean=pl.col("demand_mean") / 8,
+        review_period=pl.Series(review_periods if review else np.ones(stages.height)),
     )
     network = meio.read_network(stages, arcs)
     policy = network.stages.select("network", "stage").with_columns(
@@ -144,7 +146,8 @@ def _twin_networks(network, sim):
             "id": network_id,
             "base_stock": sim.base_stock[rows], "lead_time": sim.lead_time[rows],
             "lead_time_sd": sim.lead_time_sd[rows], "inbound_delay": sim.inbound_delay[rows],
-            "service_time": sim.outbound_service_time[rows], "holding_cost": sim.holding_cost[rows],
+            "service_time": sim.outbound_service_time[rows], "review_period": sim.review_period[rows],
+            "holding_cost": sim.holding_cost[rows],
             "stockout_cost": sim.stockout_cost[rows], "demand_mean": sim.demand_mean[rows],
             "demand_sd": sim.demand_sd[rows], "demand": [names[k] for k in sim.demand_kind[rows]],
             "arcs": list(zip(sim.arc_upstream[a0:a1], sim.arc_downstream[a0:a1], sim.arc_quantity[a0:a1],
@@ -165,17 +168,20 @@ def _compare_with_twin(network, sim, periods, warmup, replications, seed):
             assert totals.backorder_cost[r, i] == pytest.approx(twin["backorder_cost"], rel=1e-9, abs=1e-9)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 10_000), demand=st.sampled_from(["normal", "poisson"]),
-       lead_time_sd=st.sampled_from([0.0, 1.0]), service_times=st.sampled_from([0, 1]))
-def test_kernel_matches_twin(seed, demand, lead_time_sd, service_times):
-    network, sim = _sim_inputs(seed, demand, lead_time_sd, service_times)
+       lead_time_sd=st.sampled_from([0.0, 1.0]), service_times=st.sampled_from([0, 1]),
+       review=st.booleans())
+def test_kernel_matches_twin(seed, demand, lead_time_sd, service_times, review):
+    """Random networks; with ``review`` every stage draws a review period of 1, 2, 3 or 7."""
+    network, sim = _sim_inputs(seed, demand, lead_time_sd, service_times, review)
     _compare_with_twin(network, sim, periods=40, warmup=7, replications=2, seed=seed)
 
 
 @pytest.mark.nojit
-def test_kernel_matches_twin_small():
-    network, sim = _sim_inputs(3, "poisson", 1.0, 1)
+@pytest.mark.parametrize("review", [False, True])
+def test_kernel_matches_twin_small(review):
+    network, sim = _sim_inputs(3, "poisson", 1.0, 1, review)
     _compare_with_twin(network, sim, periods=12, warmup=3, replications=1, seed=11)
 
 
@@ -216,6 +222,52 @@ def test_single_stage_normal_closed_forms(lead_time, z):
         "cycle_service_level": stats.norm.cdf(z),
         "mean_on_hand": base_stock - mean * lead_time + loss(lead_time),
         "fill_rate": 1.0 - (loss(lead_time) - loss(lead_time - 1)) / mean,
+        "mean_pipeline": mean * lead_time,
+    }
+    for name, value in exact.items():
+        _within(row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"], value, replications)
+
+
+@pytest.mark.parametrize(("lead_time", "review_period"), [(1.0, 3), (4.0, 2), (0.0, 4), (2.0, 5)])
+def test_single_stage_periodic_review_closed_forms(lead_time, review_period):
+    """(a) Review period R: the inventory level at a period's end is ``S - D_{L+k}``.
+
+    The stage orders in periods ``t % R == 0`` and the order arrives ``L`` periods later, before
+    that period's shipping; so ``k`` periods after an arrival (``k = 0 .. R - 1``) the level is
+    ``S`` less the demand of the ``L + k`` periods since the order was placed. With the measured
+    periods a whole number of cycles each ``k`` has weight ``1/R``: backorders ``mean_k
+    E[(D_{L+k} - S)^+]``, ready rate ``mean_k Phi((S - mu (L+k)) / (sigma sqrt(L+k)))``, on hand
+    ``S - mu (L+k) + E[B]``, fill rate ``1 - mean_k (E[(D_{L+k} - S)^+] - E[(D_{L+k-1} - S)^+]) /
+    mu`` (the newest demand is the one short; nothing is short at ``L + k = 0``) and pipeline
+    ``mu L`` (each order of ``mu R`` on average spends ``L`` period ends in transit).
+    """
+    mean, sd, replications = 100.0, 15.0, 20
+    base_stock = mean * (lead_time + (review_period - 1) / 2) + sd * math.sqrt(lead_time + 1)
+    stages = pl.DataFrame({"network": ["x"], "stage": ["s"], "lead_time": [lead_time], "holding_cost": [1.0],
+                           "demand_mean": [mean], "demand_sd": [sd], "review_period": [float(review_period)]})
+    policy = pl.DataFrame({"network": ["x"], "stage": ["s"], "base_stock": [base_stock]})
+    row = meio.simulate((stages, None), policy, periods=18_000, replications=replications, seed=43,
+                        warmup=60).stages.row(0, named=True)
+
+    def loss(periods):
+        if periods == 0:
+            return max(-base_stock, 0.0)
+        spread = sd * math.sqrt(periods)
+        k = (base_stock - mean * periods) / spread
+        return spread * (stats.norm.pdf(k) - k * stats.norm.sf(k))
+
+    def ready(periods):
+        if periods == 0:
+            return 1.0
+        return stats.norm.cdf((base_stock - mean * periods) / (sd * math.sqrt(periods)))
+
+    exposures = [int(lead_time) + k for k in range(review_period)]
+    short = [loss(m) - loss(m - 1) if m > 0 else 0.0 for m in exposures]
+    exact = {
+        "mean_backorders": np.mean([loss(m) for m in exposures]),
+        "cycle_service_level": np.mean([ready(m) for m in exposures]),
+        "mean_on_hand": np.mean([base_stock - mean * m + loss(m) for m in exposures]),
+        "fill_rate": 1.0 - np.mean(short) / mean,
         "mean_pipeline": mean * lead_time,
     }
     for name, value in exact.items():
@@ -361,6 +413,52 @@ def test_same_seed_same_numbers_for_threads_and_partitions():
     assert not different.stages.select(measures).equals(one.stages.select(measures))
 
 
+def _big_networks_last_catalog():
+    """Forty small networks, then three large ones whose ids sort last (as in a catalog by id)."""
+    small_stages, small_arcs = random_catalog(4, networks=40, max_stages=3)
+    big_stages, big_arcs = random_catalog(5, networks=3, max_stages=40, arc_probability=0.1)
+    rename = pl.format("z{}", pl.col("network"))
+    stages = pl.concat([small_stages, big_stages.with_columns(network=rename)])
+    arcs = pl.concat([small_arcs, big_arcs.with_columns(network=rename)])
+    return meio.read_network(stages, arcs)
+
+
+def test_big_networks_last_same_numbers_for_one_and_two_threads():
+    """Work-balanced slots put the large networks on different threads; the numbers do not move."""
+    network = _big_networks_last_catalog()
+    assert network.layout.network_ids[-3:].to_list() == ["zn0", "zn1", "zn2"]
+    plan = meio.optimize(network, "single")
+    options = {"periods": 200, "replications": 3, "seed": 4, "warmup": 10}
+    one = meio.simulate(network, plan, threads=1, **options)
+    two = meio.simulate(network, plan, threads=2, **options)
+    measures = [c for c in one.stages.columns if c.startswith(("fill_rate", "cycle", "mean_"))]
+    assert one.stages.select(measures).equals(two.stages.select(measures))
+    costs = [c for c in one.networks.columns if c.startswith("mean_")]
+    assert one.networks.select(costs).equals(two.networks.select(costs))
+
+
+@pytest.mark.nojit
+@pytest.mark.parametrize("slots", [1, 2, 3, 8])
+def test_balanced_slots_deal_every_item_once_longest_first(slots):
+    """Graham's LPT bound: no slot carries more than the largest item above the mean."""
+    network = _big_networks_last_catalog()
+    batch = network.batch
+    replications = 3
+    offsets, items = simulate_engine._balanced_slots(batch.network_offsets, batch.arc_offsets,
+                                                     replications, slots)
+    n_items = network.n_networks * replications
+    assert len(offsets) == slots + 1 and offsets[0] == 0 and offsets[-1] == n_items
+    assert sorted(items.tolist()) == list(range(n_items))
+    work = (np.diff(batch.network_offsets) + np.diff(batch.arc_offsets))[items // replications]
+    loads = np.array([work[offsets[s]:offsets[s + 1]].sum() for s in range(slots)])
+    assert loads.max() - work.sum() / slots <= work.max()
+    for s in range(slots):
+        assert np.all(np.diff(work[offsets[s]:offsets[s + 1]]) <= 0)
+    if slots == 2:  # the three large networks' replications are split, not stacked on one thread
+        big = items >= (network.n_networks - 3) * replications
+        assert 0 < big[offsets[0]:offsets[1]].sum() < big.sum()
+
+
 def test_chunked_catalog_and_single_replication(monkeypatch):
     """Chunks of a few networks give the same numbers; one replication has no interval."""
     _, _, network, plan = _catalog_and_plan()
@@ -418,6 +516,19 @@ def test_bad_policy_is_one_clear_error(policy, message):
     with pytest.raises(meio.InputError) as error:
         meio.simulate((stages, None), policy, periods=10, replications=2)
     assert str(error.value).startswith(message)
+
+
+@pytest.mark.parametrize("review_period", [2.5, 0.5])
+def test_fractional_review_period_is_one_clear_error(review_period):
+    stages = pl.DataFrame({"network": ["x", "x"], "stage": ["s", "t"], "lead_time": [1.0, 1.0],
+                           "holding_cost": [1.0, 1.0], "demand_mean": [1.0, 1.0],
+                           "review_period": [2.0 + 1e-12, review_period]})
+    policy = pl.DataFrame({"network": ["x", "x"], "stage": ["s", "t"], "base_stock": [1.0, 1.0]})
+    with pytest.raises(meio.InputError) as error:
+        meio.simulate((stages, None), policy, periods=10, replications=2)
+    assert str(error.value).startswith("stages.review_period: must be a whole number of periods >= 1 to "
+                                       "simulate")
+    assert "(1 row; first: network 'x' stage 't')" in str(error.value)
 
 
 def test_fill_rate_target_replaces_the_default_service_level():

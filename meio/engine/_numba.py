@@ -25,6 +25,9 @@ njit_parallel = numba.njit(parallel=True, **JIT_OPTIONS)
 
 prange = numba.prange
 
+#: Threads Numba runs a parallel kernel on (set with :func:`numba_threads`).
+get_num_threads = numba.get_num_threads
+
 
 @contextlib.contextmanager
 def numba_threads(count: int | None) -> Iterator[int]:

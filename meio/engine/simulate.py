@@ -2,28 +2,34 @@
 
 Model
 -----
-Discrete-time periodic review, every stage every period, one-for-one replenishment under an
-installation base-stock policy (the policy the guaranteed-service model of Graves & Willems 2000
-and the stochastic-service models of Clark & Scarf 1960 / Snyder & Shen 2019, ch. 6 assume;
-echelon levels are converted by the API). Stage ``j`` of a network with arcs ``i -> j`` needs
-``q_ij`` units of each supplier ``i`` per unit it makes and takes ``L_j`` periods (its lead time)
-from starting a unit to having it on hand. Sources start at once: their outside supplier always
-delivers, after ``external_inbound_service_time`` periods. Inside period ``t``:
+Discrete-time periodic review under an installation base-stock (order-up-to) policy (the policy
+the guaranteed-service model of Graves & Willems 2000 and the stochastic-service models of Clark &
+Scarf 1960 / Snyder & Shen 2019, ch. 6 assume; echelon levels are converted by the API). Stage
+``j`` reviews every ``R_j`` periods (its whole ``review_period``; 1 = every period, one-for-one
+replenishment), in the periods ``t`` with ``t % R_j == 0`` (``t`` counted from the first warm-up
+period). Stage ``j`` of a network with arcs ``i -> j`` needs ``q_ij`` units of each supplier
+``i`` per unit it makes and takes ``L_j`` periods (its lead time) from starting a unit to having
+it on hand. Sources start at once: their outside supplier always delivers, after
+``external_inbound_service_time`` periods. Inside period ``t``:
 
 1. *Demand and orders*, downstream first: external demand arrives at demand stages; each stage
-   orders exactly its demand of the period (external plus its successors' orders times the arc
-   quantities), which keeps its inventory position (on hand + components received + in
-   production + ordered but not yet received - backorders) at its base-stock level ``S_j``.
+   sees its demand of the period (external plus its successors' orders times the arc
+   quantities). In a review period it orders everything requested of it since its previous
+   review, which brings its inventory position (on hand + components received + in production
+   + ordered but not yet received - backorders) back to its base-stock level ``S_j``; in other
+   periods it orders nothing (with ``R_j = 1`` it orders exactly the period's demand).
 2. *Material*, upstream first, at each stage: (a) it starts as many units as complete sets of
    components allow (all components in their BOM quantities; a source starts its whole order);
    each start draws its lead time, and the units arrive ``lead_time`` periods later (orders never
    overtake: a start arrives no earlier than the one before it); (b) units due this period
    arrive on hand (so a lead time ``L`` exposes the stage to ``L`` periods of demand, the
-   convention of meio's models); (c) it ships from stock, **first come, first served**: the
-   oldest period's open requests first; inside one period external demand first, then its
-   successors in arc order (downstream stage id). A shipment reaches the successor's component
-   stock at once; the successor's lead time covers transport and processing. Unmet requests are
-   backordered, never lost.
+   convention of meio's models; with review period ``R`` a stage whose supplier never keeps it
+   waiting is exposed to ``L + k`` periods, ``k = 0 .. R - 1`` the periods since its last
+   order arrived); (c) it ships from stock, **first come, first served**: the oldest period's
+   open requests first; inside one period external demand first, then its successors in arc
+   order (downstream stage id); a stage ships every period, whatever its review period. A
+   shipment reaches the successor's component stock at once; the successor's lead time covers
+   transport and processing. Unmet requests are backordered, never lost.
 3. *Measures and costs* at the end of the period (only after the warm-up): on hand, backorders
    owed to every customer, units in production/transit; holding cost ``h_j`` per unit on hand,
    units in production charged at their suppliers' rates (``sum_i q_ij h_i``; 0 at sources) and
@@ -50,12 +56,16 @@ demand history (a bootstrap).
 Memory per (network, replication) is ``O(stages x (longest lead time) + (stages + arcs) x
 (longest possible backlog age))``, independent of the number of periods: under one-for-one
 replenishment with FIFO, a request at stage ``j`` is filled within ``A_j = max_i A_i + c_j``
-periods (``c_j`` the largest lead time a start can draw plus the outside supplier's service time,
-``i`` over its suppliers), so the open requests fit a ring of ``max_j A_j + 2`` periods.
+periods (``c_j`` the largest lead time a start can draw plus the outside supplier's service time
+plus ``R_j - 1`` periods waiting for the next review, ``i`` over its suppliers), so the open
+requests fit a ring of ``max_j A_j + 2`` periods.
 
-Parallelism: ``prange`` over (network, replication) items; each item owns a counter-based stream
+Parallelism: the (network, replication) items are dealt to one slot per Numba thread by
+estimated work (stages + arcs of the network; longest first, each to the least-loaded slot), and
+``prange`` runs the slots, so a catalog whose large networks sit together (a catalog sorted by id
+often does) still keeps every thread busy. Each item owns a counter-based stream
 (:mod:`meio.engine.streams`) and writes its own output cells, so results are bit-for-bit the
-same for any number of threads and any partitioning of the catalog.
+same for any number of threads, any order of the items and any partitioning of the catalog.
 """
 
 from __future__ import annotations
@@ -66,7 +76,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy.special import stdtrit
 
-from meio.engine._numba import njit, njit_inline, njit_parallel, prange
+from meio.engine._numba import get_num_threads, njit, njit_inline, njit_parallel, prange
 from meio.engine.streams import negative_binomial, poisson, standard_normal, stream_state, uniform
 
 #: Demand codes of :attr:`SimNetworks.demand_kind`.
@@ -86,11 +96,12 @@ _FULL = 1.0 - 1e-12
 _RESIDUE = 1e-12
 # Columns of the kernel's packed per-stage tables (float state/parameters, integer ones) and arcs.
 _ON_HAND, _BACKLOG, _EXTERNAL_BACKLOG, _IN_PRODUCTION, _ORDER, _EXTERNAL = 0, 1, 2, 3, 4, 5
-_LEAD_TIME, _LEAD_TIME_SD, _DEMAND_MEAN, _DEMAND_SD = 6, 7, 8, 9
-_X_COLUMNS = 10
+_LEAD_TIME, _LEAD_TIME_SD, _DEMAND_MEAN, _DEMAND_SD, _REQUESTED, _SINCE_REVIEW = 6, 7, 8, 9, 10, 11
+_X_COLUMNS = 12
 _HEAD, _TAIL, _LAST_ARRIVAL, _CAP, _FIXED, _INBOUND_DELAY, _DEMAND_KIND, _SERVICE_TIME = range(8)
 _IN_FIRST, _IN_LAST, _OUT_FIRST, _OUT_LAST, _HISTORY_FIRST, _HISTORY_LAST = range(8, 14)
-_K_COLUMNS = 14
+_REVIEW_PERIOD, _NEXT_REVIEW = 14, 15
+_K_COLUMNS = 16
 _QUANTITY, _COMPONENTS, _REQUEST, _SUPPLIER_HOLDING = 0, 1, 2, 3
 #: Stage-period cells per chunk of networks (bounds the per-replication output arrays).
 _CHUNK_CELLS = 1 << 22
@@ -113,6 +124,7 @@ class SimNetworks(NamedTuple):
     out_arc_offsets: np.ndarray  #: int64[n_stages + 1], each stage's outgoing arc rows
     base_stock: np.ndarray  #: float64[n_stages], installation level (NaN: network skipped)
     outbound_service_time: np.ndarray  #: int64[n_stages], quoted service time
+    review_period: np.ndarray  #: int64[n_stages], whole periods >= 1 between replenishment orders
     lead_time: np.ndarray  #: float64[n_stages]
     lead_time_sd: np.ndarray  #: float64[n_stages]
     inbound_delay: np.ndarray  #: int64[n_stages], outside supplier's service time (sources)
@@ -209,10 +221,27 @@ def _backlog_age_bounds(sim, first, n):
         for p in range(sim.in_arc_offsets[g], sim.in_arc_offsets[g + 1]):
             worst = max(worst, age[sim.arc_upstream[sim.in_arcs[p]]])
         start = lead_time_cap(sim.lead_time[g], sim.lead_time_sd[g]) + sim.inbound_delay[g]
-        age[j] = worst + start
+        age[j] = worst + start + sim.review_period[g] - 1
         longest_start = max(longest_start, start)
         longest_age = max(longest_age, age[j])
     return _power_of_two(longest_start + 1), _power_of_two(longest_age + 2)
+
+
+@njit_inline
+def _periodic_review_order(x, k, j, t):
+    """Stage ``j``'s replenishment order in period ``t`` under periodic review.
+
+    Requests accumulate between reviews; in a review period (``t`` a multiple of the review
+    period, kept as the next review's period) the stage orders all of them, which brings its
+    inventory position back to its base-stock level; in other periods it orders nothing.
+    """
+    x[j, _SINCE_REVIEW] += x[j, _REQUESTED]
+    if t == k[j, _NEXT_REVIEW]:
+        x[j, _ORDER] = x[j, _SINCE_REVIEW]
+        x[j, _SINCE_REVIEW] = 0.0
+        k[j, _NEXT_REVIEW] += k[j, _REVIEW_PERIOD]
+    else:
+        x[j, _ORDER] = 0.0
 
 
 @njit
@@ -272,6 +301,7 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
         k[j, _OUT_LAST] = sim.out_arc_offsets[g + 1] - arc_first
         k[j, _HISTORY_FIRST] = sim.history_offsets[g]
         k[j, _HISTORY_LAST] = sim.history_offsets[g + 1]
+        k[j, _REVIEW_PERIOD] = sim.review_period[g]
         for p in range(sim.in_arc_offsets[g], sim.in_arc_offsets[g + 1]):
             a = sim.in_arcs[p]
             supplier_arcs[p - arc_first] = a - arc_first
@@ -287,7 +317,11 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
             for a in range(k[j, _OUT_FIRST], k[j, _OUT_LAST]):
                 arc[a, _REQUEST] = arc[a, _QUANTITY] * x[arc_down[a], _ORDER]
                 demand += arc[a, _REQUEST]
-            x[j, _ORDER] = demand
+            x[j, _REQUESTED] = demand
+            if k[j, _REVIEW_PERIOD] == 1:
+                x[j, _ORDER] = demand
+            else:
+                _periodic_review_order(x, k, j, t)
         # 2. material, upstream first
         measured = t >= warmup
         for j in range(n):
@@ -367,7 +401,7 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
                 x[j, _EXTERNAL_BACKLOG] += x[j, _EXTERNAL]
                 for a in range(out_first, out_last):
                     queue[row, n + a] = arc[a, _REQUEST]
-                x[j, _BACKLOG] += x[j, _ORDER]
+                x[j, _BACKLOG] += x[j, _REQUESTED]
                 k[j, _TAIL] = t + 1
             else:
                 # (rows outside a stage's open range hold zeros: only leftovers are written)
@@ -397,7 +431,7 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
                     late = queue[late_row, j]
                     for a in range(out_first, out_last):
                         late += queue[late_row, n + a]
-                sums[j, 0] += x[j, _ORDER]
+                sums[j, 0] += x[j, _REQUESTED]
                 sums[j, 1] += late
                 if k[j, _HEAD] == k[j, _TAIL] or k[j, _HEAD] > quoted:
                     sums[j, 2] += 1.0
@@ -424,12 +458,51 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
     out.backorder_cost[replication, network] = backorder_sum * scale
 
 
+@njit
+def _balanced_slots(network_offsets, arc_offsets, replications, slots):
+    """Deal the (network, replication) items to ``slots`` by estimated work (longest first).
+
+    An item's work is its network's stages + arcs (every item runs the same horizon). Items go
+    in descending work, ties by item index (``item = network * replications + replication``), each
+    to the slot with the least work so far, the first such slot on ties (Graham's LPT rule: no
+    slot ends more than the largest item above the mean). Returns ``(slot_offsets, slot_items)``,
+    the CSR of each slot's items in the order it runs them.
+    """
+    n_items = (len(network_offsets) - 1) * replications
+    work = np.empty(n_items, np.int64)
+    for item in range(n_items):
+        network = item // replications
+        work[item] = (network_offsets[network + 1] - network_offsets[network]
+                      + arc_offsets[network + 1] - arc_offsets[network])
+    order = np.argsort(-work, kind="mergesort")
+    load = np.zeros(slots, np.int64)
+    slot_of = np.empty(n_items, np.int64)
+    for item in order:
+        slot = np.argmin(load)
+        slot_of[item] = slot
+        load[slot] += work[item]
+    slot_offsets = np.zeros(slots + 1, np.int64)
+    for item in range(n_items):
+        slot_offsets[slot_of[item] + 1] += 1
+    slot_offsets = np.cumsum(slot_offsets)
+    filled = slot_offsets[:-1].copy()
+    slot_items = np.empty(n_items, np.int64)
+    for item in order:
+        slot_items[filled[slot_of[item]]] = item
+        filled[slot_of[item]] += 1
+    return slot_offsets, slot_items
+
+
 @njit_parallel
-def _simulate_batch(sim, periods, warmup, replications, seed, out):
-    """``prange`` over every (network, replication) item; each writes only its own cells."""
-    n_networks = len(sim.network_offsets) - 1
-    for item in prange(n_networks * replications):
-        _simulate_item(sim, item // replications, item % replications, periods, warmup, seed, out)
+def _simulate_batch(sim, slot_offsets, slot_items, periods, warmup, replications, seed, out):
+    """``prange`` over work-balanced slots of (network, replication) items (:func:`_balanced_slots`).
+
+    Each slot runs its items one after the other; each item writes only its own cells.
+    """
+    for slot in prange(len(slot_offsets) - 1):
+        for position in range(slot_offsets[slot], slot_offsets[slot + 1]):
+            item = slot_items[position]
+            _simulate_item(sim, item // replications, item % replications, periods, warmup, seed, out)
 
 
 def _allocate(n_stages: int, n_networks: int, replications: int) -> SimTotals:
@@ -456,6 +529,7 @@ def _chunk(sim: SimNetworks, begin: int, end: int) -> SimNetworks:
         out_arc_offsets=sim.out_arc_offsets[stage_first:stage_last + 1] - arc_first,
         base_stock=sim.base_stock[stage],
         outbound_service_time=sim.outbound_service_time[stage],
+        review_period=sim.review_period[stage],
         lead_time=sim.lead_time[stage],
         lead_time_sd=sim.lead_time_sd[stage],
         inbound_delay=sim.inbound_delay[stage],
@@ -490,8 +564,11 @@ def simulate_totals(
     if periods < 1 or replications < 1 or warmup < 0:
         raise ValueError("periods and replications must be >= 1 and warmup >= 0")
     out = _allocate(int(sim.network_offsets[-1]), len(sim.network_offsets) - 1, replications)
+    slot_offsets, slot_items = _balanced_slots(sim.network_offsets, sim.arc_offsets, int(replications),
+                                               get_num_threads())
     with np.errstate(over="ignore"):
-        _simulate_batch(sim, int(periods), int(warmup), int(replications), np.uint64(int(seed) % 2**64), out)
+        _simulate_batch(sim, slot_offsets, slot_items, int(periods), int(warmup), int(replications),
+                        np.uint64(int(seed) % 2**64), out)
     return out
 
 
