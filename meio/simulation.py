@@ -39,6 +39,9 @@ logger = logging.getLogger(__name__)
 PolicySource = Plan | TableSource
 #: A review period within this relative distance of a whole number of periods is that number.
 _WHOLE_SLACK = 1e-9
+#: The rule :func:`fractional_review_period` enforces, as error messages state it.
+REVIEW_PERIOD_RULE = ("must be a whole number of periods >= 1 to simulate (reviews happen at period "
+                      "boundaries: round it, or plan in a finer period)")
 
 
 def _policy_frame(policy: PolicySource) -> pl.DataFrame:
@@ -104,20 +107,21 @@ def _histories(network: Network, history: TableSource | None, kinds: np.ndarray)
     return offsets, np.ascontiguousarray(located["demand"].to_numpy(), np.float64)
 
 
-def _review_periods(network: Network) -> np.ndarray:
-    """Every stage's review period as whole periods; a fractional one is an input error.
+def fractional_review_period(review: pl.Expr) -> pl.Expr:
+    """True where a review period is not a whole number of periods >= 1 (within 1e-9, relative).
 
-    Reviews happen at period boundaries, so a review period of 2.5 has no meaning here: the
-    planner should round it in the stages table (or plan in a finer period). Values within
-    ``1e-9`` (relative) of a whole number are taken as that number.
+    Reviews happen at period boundaries, so a review period of 2.5 has no meaning in the
+    simulation: the planner should round it in the stages table (or plan in a finer period).
     """
-    review = network.batch.review_period
-    whole = np.rint(review)
-    fractional = (np.abs(review - whole) > _WHOLE_SLACK * np.maximum(review, 1.0)) | (whole < 1.0)
-    fail_where(network.stages.with_columns(_bad=pl.Series(fractional)), pl.col("_bad"), "stages",
-               "review_period", "must be a whole number of periods >= 1 to simulate "
-               "(reviews happen at period boundaries: round it, or plan in a finer period)")
-    return whole.astype(np.int64)
+    whole = review.round(0)
+    return ((review - whole).abs() > _WHOLE_SLACK * pl.max_horizontal(review, pl.lit(1.0))) | (whole < 1.0)
+
+
+def _review_periods(network: Network) -> np.ndarray:
+    """Every stage's review period as whole periods; a fractional one is an input error."""
+    fail_where(network.stages, fractional_review_period(pl.col("review_period")), "stages",
+               "review_period", REVIEW_PERIOD_RULE)
+    return np.rint(network.batch.review_period).astype(np.int64)
 
 
 def _in_arcs(batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

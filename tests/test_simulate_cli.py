@@ -232,3 +232,21 @@ def test_policy_missing_a_stage_in_a_late_partition_exits_2(tmp_path, capsys):
     assert (f"policy.base_stock: every stage of the catalog needs a base-stock level (1 row; first: "
             f"network '{network}' stage '{stage}')") in " ".join(capsys.readouterr().err.split())
     assert not out.exists() and not list(tmp_path.glob(".sim*"))
+
+
+def test_fractional_review_period_stops_verify_before_anything_is_written(tmp_path, capsys):
+    stages, arcs = _catalog(tmp_path)
+    frame = pl.read_parquet(stages)
+    last = frame.sort("network", "stage").row(-1, named=True)
+    frame.with_columns(review_period=pl.when((pl.col("network") == last["network"])
+                                             & (pl.col("stage") == last["stage"])).then(2.5).otherwise(1.0)
+                       ).write_parquet(stages)
+    run = tmp_path / "run"
+    status = main(["optimize", "--stages", str(stages), "--arcs", str(arcs), "--output", str(run),
+                   "--partitions", "3", "--verify"])
+    assert status == 2
+    assert (f"stages.review_period: must be a whole number of periods >= 1 to simulate (reviews happen at "
+            f"period boundaries: round it, or plan in a finer period) (1 row; first: network "
+            f"'{last['network']}' stage '{last['stage']}')") in " ".join(capsys.readouterr().err.split())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["arcs.csv", "stages.parquet"]
+    assert main(["optimize", "--stages", str(stages), "--arcs", str(arcs), "--output", str(run)]) == 0

@@ -142,7 +142,7 @@ def run(args: argparse.Namespace, console: Console) -> None:
             service_level=settings.service_level, holding_rate=settings.holding_rate,
             options=_model_options(settings),
             partitions=cluster.partitions, partition_size=cluster.partition_size,
-            resume=cluster.resume, overwrite=settings.overwrite,
+            resume=cluster.resume, overwrite=settings.overwrite, verify=args.verify,
         )
     manifest = {"meio_version": meio.__version__, "config_source": config.source,
                 "run_config": {"optimize": vars(settings), "cluster": vars(cluster)}, **inputs}

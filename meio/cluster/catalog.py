@@ -23,6 +23,7 @@ from meio.io.policy import read_policy
 from meio.io.read import scan_table
 from meio.io.validate import fail_where, validate_arcs, validate_history, validate_stages
 from meio.io.write import file_sha256
+from meio.simulation import REVIEW_PERIOD_RULE, fractional_review_period
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,18 @@ def _rows_of_networks(source: Source, networks: pl.Series, order: list[str]) -> 
     )
 
 
+def check_review_periods(stages: Source) -> None:
+    """The simulation's rule on the stages table: whole review periods (one lazy column scan)."""
+    if "review_period" not in stages.scan().collect_schema().names():
+        return
+    review = pl.col("review_period").cast(pl.Float64).fill_null(1.0)
+    broken = stages.collect(
+        stages.scan().filter(fractional_review_period(review))
+        .with_columns(pl.col("network", "stage").cast(pl.String)).sort("network", "stage")
+    )
+    fail_where(broken, pl.lit(True), "stages", "review_period", REVIEW_PERIOD_RULE)
+
+
 def precheck(
     stages: Source,
     arcs: Source | None,
@@ -124,6 +137,7 @@ def precheck(
     holding_rate: float | None,
     policy: Source | None = None,
     history: Source | None = None,
+    simulation: bool = False,
 ) -> None:
     """Checks a partition cannot make on its own, run once before any task starts.
 
@@ -132,11 +146,15 @@ def precheck(
     2. No row lacks its ``network`` id, and every network of the arcs (and of a simulation's
        policy and demand history) has stages: such rows would otherwise fall into no partition
        and be dropped silently instead of rejected.
+    3. With ``simulation`` (a simulation, or a plan that will be simulated): whole review periods
+       (:func:`check_review_periods`), so a verified run fails before it writes anything.
 
     Every other rule is checked by the task of the partition that holds the rows.
     """
     stage_probe = validate_stages(_schema_probe(stages), holding_rate=holding_rate)
     _check_network_ids(stages)
+    if simulation:
+        check_review_periods(stages)
     if arcs is not None:
         validate_arcs(_schema_probe(arcs), stage_probe)
         _check_network_ids(arcs)

@@ -23,7 +23,7 @@ from distributed import Client, as_completed, get_worker
 from meio.api import Plan
 from meio.cluster.catalog import Partition, Source, plan_partitions, precheck
 from meio.cluster.checkpoint import TABLES, RunArea
-from meio.cluster.task import PartitionFailure, RunSettings, run_partition
+from meio.cluster.task import SIMULATE, PartitionFailure, RunSettings, run_partition
 from meio.cluster.workers import WarmUpPlugin, numba_thread_budget
 from meio.io.errors import InputError
 from meio.io.policy import run_directory_stages
@@ -246,6 +246,7 @@ def prepare_catalog(
     policy: TableSource | Plan | None = None,
     history: TableSource | None = None,
     numba_threads: int | None = None,
+    verify: bool = False,
 ) -> CatalogJob:
     """Check the output target and the inputs, plan the partitions, find resumable ones.
 
@@ -276,6 +277,9 @@ def prepare_catalog(
     numba_threads : int, optional
         Numba threads per task (default: all cores in this process; on a cluster, cores over the
         Dask threads of a host, and never more than this).
+    verify : bool
+        The plan will be simulated afterwards (``meio optimize --verify``): the pre-check also
+        applies the simulation's rules, so bad input stops the run before anything is written.
 
     Raises
     ------
@@ -295,7 +299,7 @@ def prepare_catalog(
         policy_source = _source("policy", policy, area)
         history_source = _source("history", history, area)
         precheck(stage_source, arc_source, holding_rate=holding_rate, policy=policy_source,
-                 history=history_source)
+                 history=history_source, simulation=verify or model == SIMULATE)
         plan = plan_partitions(
             stage_source, partitions=partitions,
             partition_size=partition_size or (None if partitions else DEFAULT_PARTITION_SIZE),
