@@ -117,8 +117,10 @@ def fractional_review_period(review: pl.Expr) -> pl.Expr:
     return ((review - whole).abs() > _WHOLE_SLACK * pl.max_horizontal(review, pl.lit(1.0))) | (whole < 1.0)
 
 
-def _review_periods(network: Network) -> np.ndarray:
-    """Every stage's review period as whole periods; a fractional one is an input error."""
+def _review_periods(network: Network, honour: bool) -> np.ndarray:
+    """Every stage's review period as whole periods (1 unless ``honour``); fractional: an error."""
+    if not honour:
+        return np.ones(network.batch.n_stages, np.int64)
     fail_where(network.stages, fractional_review_period(pl.col("review_period")), "stages",
                "review_period", REVIEW_PERIOD_RULE)
     return np.rint(network.batch.review_period).astype(np.int64)
@@ -136,7 +138,7 @@ def _in_arcs(batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def build_sim_networks(
     network: Network, base_stock: np.ndarray, outbound_service_time: np.ndarray, demand: str,
-    history: TableSource | None,
+    history: TableSource | None, review_period: bool = True,
 ) -> SimNetworks:
     """The kernel's arrays for ``network`` under the given policy and demand model."""
     batch = network.batch
@@ -154,7 +156,7 @@ def build_sim_networks(
         out_arc_offsets=out_offsets,
         base_stock=np.ascontiguousarray(base_stock, np.float64),
         outbound_service_time=np.ascontiguousarray(np.rint(outbound_service_time), np.int64),
-        review_period=_review_periods(network),
+        review_period=_review_periods(network, review_period),
         lead_time=batch.lead_time, lead_time_sd=batch.lead_time_sd,
         inbound_delay=np.where(sources, batch.external_inbound_service_time, 0).astype(np.int64),
         holding_cost=batch.holding_cost,
@@ -189,11 +191,22 @@ def check_demand_model(demand: str, *, has_history: bool) -> None:
         raise InputError("config", "demand", "give a demand history exactly when demand='history'")
 
 
-def check_simulation_options(*, periods: int, replications: int, warmup: int = 0,
-                             service_level: float) -> None:
-    """Raise :class:`InputError` for a horizon, replication count or service level out of range."""
-    for name, value, low in (("periods", periods, 1), ("replications", replications, 1),
-                             ("warmup", warmup, 0)):
+#: Keyword options of :func:`simulate` a partitioned run passes through (``meio.cluster``).
+SIMULATION_OPTIONS = ("periods", "replications", "seed", "warmup", "demand", "review_period")
+
+
+def check_simulation_options(*, service_level: float, **options: object) -> None:
+    """Raise :class:`InputError` for an unknown option or one out of range.
+
+    Only the options given are checked (names as :data:`SIMULATION_OPTIONS`): whole ``periods``
+    and ``replications`` >= 1, ``warmup`` >= 0, and ``service_level`` strictly inside (0, 1).
+    """
+    unknown = sorted(set(options) - set(SIMULATION_OPTIONS))
+    if unknown:
+        raise InputError("config", unknown[0],
+                         f"is not a simulation option (known: {', '.join(SIMULATION_OPTIONS)})")
+    for name, low in (("periods", 1), ("replications", 1), ("warmup", 0)):
+        value = options.get(name, low)
         if int(value) != value or value < low:
             raise InputError("config", name, f"must be a whole number >= {low}")
     if not 0.0 < service_level < 1.0:
@@ -211,6 +224,7 @@ def simulate(
     demand: str = "normal",
     history: TableSource | None = None,
     service_level: float = DEFAULT_SERVICE_LEVEL,
+    review_period: bool = True,
     threads: int | None = None,
 ) -> Plan:
     """Simulate a base-stock policy on every network of a catalog.
@@ -240,6 +254,10 @@ def simulate(
         ``network``, ``stage``, ``demand`` rows (one per observed period of a demand stage).
     service_level : float
         Cycle service target of demand stages without one of their own.
+    review_period : bool
+        Honour the stages table's ``review_period`` (whole periods; a fractional one is an input
+        error). ``False``: every stage reviews every period, the assumption of the ``gsm`` and
+        ``ssm`` models, which ignore that column.
     threads : int, optional
         Numba threads (default: Numba's setting).
 
@@ -260,7 +278,7 @@ def simulate(
     aligned = _aligned_policy(network, _policy_frame(policy))
     base_stock = installation_levels(network.batch, aligned)
     outbound = aligned["outbound_service_time"].fill_null(0.0).to_numpy()
-    sim = build_sim_networks(network, base_stock, outbound, demand, history)
+    sim = build_sim_networks(network, base_stock, outbound, demand, history, review_period)
     started = time.perf_counter()
     with numba_threads(threads):
         summary = simulate_summary(sim, periods=int(periods), replications=int(replications),

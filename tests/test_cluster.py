@@ -192,6 +192,21 @@ def test_simulation_resumes_and_a_changed_seed_recomputes(tmp_path, catalog):
     assert [e.state for e in events] == ["done"] * 4
 
 
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"policy": None}, "config.policy: give the base-stock policy to simulate"),
+    ({"options": {"periods": 10, "horizon": 5}}, "config.horizon: is not a simulation option"),
+    ({"options": {"periods": 0}}, "config.periods: must be a whole number >= 1"),
+    ({"options": {"demand": "history"}}, "config.demand: give a demand history exactly when"),
+])
+def test_simulation_job_is_checked_before_anything_is_written(tmp_path, catalog, changes, message):
+    stages, arcs, plan = catalog
+    job = {"policy": plan, "options": {"periods": 10}, **changes}
+    with pytest.raises(meio.InputError) as error:
+        run_catalog(stages, arcs, tmp_path / "sim", model="simulate", service_level=0.95, partitions=2, **job)
+    assert str(error.value).startswith(message)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_failed_run_leaves_previous_results_intact(tmp_path, catalog):
     stages, arcs, plan = catalog
     _run(stages, arcs, tmp_path / "run", partitions=3)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 import meio
 from meio.cli import main
@@ -208,6 +209,7 @@ def test_verify_runs_partition_by_partition_and_keeps_its_output_on_request(tmp_
     assert pl.read_parquet(checked / "stages" / "*.parquet").equals(expected)
     manifest = json.loads((checked / "manifest.json").read_text())
     assert manifest["verifies"] == str(run.resolve()) and len(manifest["partitions"]) == 3
+    assert manifest["cluster"]["workers"] >= 1  # on the run's local cluster, not in the CLI process
 
 
 def test_verify_leaves_nothing_behind_by_default(tmp_path):
@@ -243,10 +245,74 @@ def test_fractional_review_period_stops_verify_before_anything_is_written(tmp_pa
                        ).write_parquet(stages)
     run = tmp_path / "run"
     status = main(["optimize", "--stages", str(stages), "--arcs", str(arcs), "--output", str(run),
-                   "--partitions", "3", "--verify"])
+                   "--model", "single", "--partitions", "3", "--verify"])  # single plans use review periods
     assert status == 2
     assert (f"stages.review_period: must be a whole number of periods >= 1 to simulate (reviews happen at "
             f"period boundaries: round it, or plan in a finer period) (1 row; first: network "
             f"'{last['network']}' stage '{last['stage']}')") in " ".join(capsys.readouterr().err.split())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["arcs.csv", "stages.parquet"]
     assert main(["optimize", "--stages", str(stages), "--arcs", str(arcs), "--output", str(run)]) == 0
+
+
+def _with_review_period(stages: Path, value: float) -> None:
+    pl.read_parquet(stages).with_columns(review_period=pl.lit(value)).write_parquet(stages)
+
+
+def test_verify_judges_gsm_plans_by_every_period_review_and_single_plans_by_the_table(tmp_path):
+    stages, arcs = _catalog(tmp_path)
+    _with_review_period(stages, 3.0)
+    options = {"periods": 120, "replications": 2, "seed": 0, "warmup": 100}
+    for model, honoured in (("gsm", False), ("single", True)):
+        run, checked = tmp_path / f"run-{model}", tmp_path / f"checked-{model}"
+        assert main(["optimize", "--stages", str(stages), "--arcs", str(arcs), "--model", model,
+                     "--output", str(run), "--verify", "--verify-periods", "120",
+                     "--verify-replications", "2", "--verify-output", str(checked)]) == 0
+        expected = meio.simulate((stages, arcs), run, review_period=honoured, **options).stages
+        assert pl.read_parquet(checked / "stages.parquet").equals(expected)
+        other = meio.simulate((stages, arcs), run, review_period=not honoured, **options).stages
+        assert not other.equals(expected)
+        text = (checked / "manifest.json").read_text()
+        json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the manifest"))
+
+
+def test_gsm_verify_accepts_a_fractional_review_period_it_never_uses(tmp_path):
+    stages, arcs = _catalog(tmp_path)
+    _with_review_period(stages, 2.5)
+    assert main(["optimize", "--stages", str(stages), "--arcs", str(arcs), "--output", str(tmp_path / "run"),
+                 "--verify", "--verify-periods", "50", "--verify-replications", "2"]) == 0
+
+
+def test_simulate_can_ignore_review_periods(tmp_path):
+    stages, arcs = _catalog(tmp_path)
+    run = _optimize(tmp_path, stages, arcs)
+    _with_review_period(stages, 2.5)
+    out = tmp_path / "sim"
+    common = ["simulate", "--stages", str(stages), "--arcs", str(arcs), "--policy", str(run),
+              "--periods", "80", "--replications", "2", "--output", str(out)]
+    assert main(common) == 2 and not out.exists()
+    assert main([*common, "--ignore-review-period"]) == 0
+    expected = meio.simulate((stages, arcs), run, periods=80, replications=2, review_period=False).stages
+    assert pl.read_parquet(out / "stages.parquet").equals(expected)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--verify-output", "{run}"], "config.verify_output: must be a directory apart from --output"),
+    (["--verify-output", "{run}/inside"], "config.verify_output: must be a directory apart from --output"),
+    (["--verify-output", "{tmp}"], "config.verify_output: must be a directory apart from --output"),
+])
+def test_verify_output_apart_from_the_plan(tmp_path, capsys, extra, message):
+    stages, arcs = _catalog(tmp_path)
+    run = tmp_path / "run"
+    flags = [value.format(run=run, tmp=tmp_path) for value in extra]
+    status = main(["optimize", "--stages", str(stages), "--arcs", str(arcs), "--output", str(run),
+                   "--verify", *flags])
+    assert status == 2 and message in capsys.readouterr().err
+    assert not run.exists()
+
+
+def test_verify_output_needs_verify(tmp_path, capsys):
+    stages, arcs = _catalog(tmp_path)
+    status = main(["optimize", "--stages", str(stages), "--arcs", str(arcs), "--output",
+                   str(tmp_path / "run"), "--verify-output", str(tmp_path / "checked")])
+    assert status == 2 and "config.verify_output: needs --verify" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

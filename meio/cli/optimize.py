@@ -23,6 +23,9 @@ from meio.simulation import check_simulation_options
 
 #: Periods `optimize --verify` simulates and discards before measuring.
 VERIFY_WARMUP = 100
+#: Models whose plans cover the stages' ``review_period``; ``gsm`` and ``ssm`` plan for review
+#: every period, so their plans are verified that way.
+MODELS_WITH_REVIEW_PERIOD = frozenset({"single"})
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -131,8 +134,7 @@ def run(args: argparse.Namespace, console: Console) -> None:
     if args.verify:
         check_simulation_options(periods=args.verify_periods, replications=args.verify_replications,
                                  service_level=settings.service_level)
-        if args.verify_output is not None:
-            check_output_target(args.verify_output, overwrite=settings.overwrite)
+    _check_verify_output(args.verify_output, settings, verify=args.verify)
     check_output_target(settings.output, overwrite=settings.overwrite)
     started = time.perf_counter()
     with console.status("checking the catalog and planning partitions"):
@@ -142,16 +144,31 @@ def run(args: argparse.Namespace, console: Console) -> None:
             service_level=settings.service_level, holding_rate=settings.holding_rate,
             options=_model_options(settings),
             partitions=cluster.partitions, partition_size=cluster.partition_size,
-            resume=cluster.resume, overwrite=settings.overwrite, verify=args.verify,
+            resume=cluster.resume, overwrite=settings.overwrite,
+            verify_review_periods=args.verify and settings.model in MODELS_WITH_REVIEW_PERIOD,
         )
     manifest = {"meio_version": meio.__version__, "config_source": config.source,
                 "run_config": {"optimize": vars(settings), "cluster": vars(cluster)}, **inputs}
-    with open_client(cluster, len(job.pending)) as client:
+    # --verify simulates every partition, even when --resume left none to optimize
+    with open_client(cluster, len(job.plan) if args.verify else len(job.pending)) as client:
         result = run_job(job, client, console, settings.model, cluster, manifest)
         _summary(console, result, time.perf_counter() - started)
         print_files(console, result)
         if args.verify:
             _verify(args, config, (stages, arcs), result, client, console)
+
+
+def _check_verify_output(verify_output: str | None, settings: OptimizeConfig, *, verify: bool) -> None:
+    """``--verify-output`` needs ``--verify`` and a directory apart from the plan's."""
+    if verify_output is None:
+        return
+    if not verify:
+        raise InputError("config", "verify_output", "needs --verify")
+    plan, checked = Path(settings.output).resolve(), Path(verify_output).resolve()
+    if plan == checked or plan in checked.parents or checked in plan.parents:
+        raise InputError("config", "verify_output", "must be a directory apart from --output (neither inside "
+                         "the other)")
+    check_output_target(verify_output, overwrite=settings.overwrite)
 
 
 def _verify(args: argparse.Namespace, config: RunConfig, tables: tuple[object, object], result: RunResult,
@@ -162,7 +179,8 @@ def _verify(args: argparse.Namespace, config: RunConfig, tables: tuple[object, o
     output = Path(args.verify_output) if keep else result.output.parent / f".{result.output.name}.verify"
     settings, cluster = config.optimize, config.cluster
     options = {"periods": args.verify_periods, "replications": args.verify_replications,
-               "seed": args.verify_seed, "warmup": VERIFY_WARMUP}
+               "seed": args.verify_seed, "warmup": VERIFY_WARMUP,
+               "review_period": settings.model in MODELS_WITH_REVIEW_PERIOD}
     with console.status("verifying: checking the plan"):
         job = prepare_catalog(*tables, output, model=SIMULATE, service_level=settings.service_level,
                               holding_rate=settings.holding_rate, options=options, policy=result.output,

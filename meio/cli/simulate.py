@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -16,8 +15,6 @@ from meio.cluster import RunResult, prepare_catalog
 from meio.cluster.task import MISSING_EXAMPLES, SIMULATE
 from meio.config import ClusterConfig
 from meio.engine.simulate import DEMAND_KINDS
-from meio.io.write import check_output_target
-from meio.simulation import check_demand_model, check_simulation_options
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -46,6 +43,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--holding-rate", type=float,
                         help="holding cost per period per unit of cumulative cost, for stages "
                         "without holding_cost")
+    parser.add_argument("--ignore-review-period", action="store_true",
+                        help="every stage reviews every period (what gsm and ssm plans assume), whatever "
+                        "the stages' review_period")
     parser.add_argument("--threads", type=int,
                         help="Numba threads per partition (default: all cores; on a cluster, cores over "
                         "the Dask threads of a host)")
@@ -77,26 +77,31 @@ def simulation_summary(console: Console, result: RunResult, seconds: float) -> N
                        "fill rate"):
             table.add_column(column, justify="right")
         for row in first:
-            half = (row["cycle_service_level_ci_high"] - row["cycle_service_level_ci_low"]) / 2
-            target_fill = row["target_fill_rate"]
+            low, high = row["cycle_service_level_ci_low"], row["cycle_service_level_ci_high"]
+            half = "" if low is None else f" ±{(high - low) / 2:.3f}"  # no interval from 1 replication
             table.add_row(
-                row["network"], row["stage"], f"{row['target_service_level']:.3f}",
-                f"{row['cycle_service_level']:.3f} ±{half:.3f}",
-                "-" if target_fill is None or np.isnan(target_fill) else f"{target_fill:.3f}",
-                f"{row['fill_rate']:.3f}",
+                row["network"], row["stage"], _share(row["target_service_level"]),
+                _share(row["cycle_service_level"]) + half, _share(row["target_fill_rate"]),
+                _share(row["fill_rate"]),
             )
         console.print(table)
 
 
+def _share(value: float | None) -> str:
+    """A rate or target for the summary table (``-`` where there is none)."""
+    return "-" if value is None else f"{value:.3f}"
+
+
 def run(args: argparse.Namespace, console: Console) -> None:
-    """Simulate the policy on the catalog, write the run directory, print the summary."""
-    check_simulation_options(periods=args.periods, replications=args.replications, warmup=args.warmup,
-                             service_level=args.service_level)
-    check_demand_model(args.demand, has_history=args.history is not None)
-    check_output_target(args.output, overwrite=args.overwrite)
+    """Simulate the policy on the catalog, write the run directory, print the summary.
+
+    Options, output target and inputs are all checked by :func:`meio.cluster.prepare_catalog`
+    before anything is written.
+    """
     cluster = apply_cluster_flags(ClusterConfig(), args)
     started = time.perf_counter()
     options = {name: getattr(args, name) for name in ("periods", "replications", "seed", "warmup", "demand")}
+    options["review_period"] = not args.ignore_review_period
     with console.status("checking the catalog and the policy, planning partitions"):
         job = prepare_catalog(
             args.stages, args.arcs, args.output, model=SIMULATE, service_level=args.service_level,

@@ -81,12 +81,16 @@ class Partition:
         """File stem of the partition's outputs, ``part-00007``."""
         return f"part-{self.index:05d}"
 
-    def rows(self, source: Source) -> pl.DataFrame:
-        """The partition's rows of ``source`` (predicate pushdown on ``network``)."""
+    def rows(self, source: Source, columns: tuple[str, ...] | None = None) -> pl.DataFrame:
+        """The partition's rows of ``source`` (predicate pushdown on ``network``).
+
+        ``columns``: read only those of them the source has (projection pushdown).
+        """
         network = pl.col("network").cast(pl.String)
-        query = source.scan().filter(
-            network.is_between(pl.lit(self.first_network), pl.lit(self.last_network))
-        )
+        scan = source.scan()
+        if columns is not None:
+            scan = scan.select([c for c in columns if c in scan.collect_schema().names()])
+        query = scan.filter(network.is_between(pl.lit(self.first_network), pl.lit(self.last_network)))
         return source.collect(query)
 
 
@@ -122,7 +126,7 @@ def check_review_periods(stages: Source) -> None:
     """The simulation's rule on the stages table: whole review periods (one lazy column scan)."""
     if "review_period" not in stages.scan().collect_schema().names():
         return
-    review = pl.col("review_period").cast(pl.Float64).fill_null(1.0)
+    review = pl.col("review_period").cast(pl.Float64, strict=False).fill_null(1.0)
     broken = stages.collect(
         stages.scan().filter(fractional_review_period(review))
         .with_columns(pl.col("network", "stage").cast(pl.String)).sort("network", "stage")
@@ -137,7 +141,7 @@ def precheck(
     holding_rate: float | None,
     policy: Source | None = None,
     history: Source | None = None,
-    simulation: bool = False,
+    whole_review_periods: bool = False,
 ) -> None:
     """Checks a partition cannot make on its own, run once before any task starts.
 
@@ -146,14 +150,15 @@ def precheck(
     2. No row lacks its ``network`` id, and every network of the arcs (and of a simulation's
        policy and demand history) has stages: such rows would otherwise fall into no partition
        and be dropped silently instead of rejected.
-    3. With ``simulation`` (a simulation, or a plan that will be simulated): whole review periods
-       (:func:`check_review_periods`), so a verified run fails before it writes anything.
+    3. With ``whole_review_periods`` (a simulation that honours them, or a plan that will be
+       simulated so): whole review periods (:func:`check_review_periods`), so a verified run
+       fails before it writes anything.
 
     Every other rule is checked by the task of the partition that holds the rows.
     """
     stage_probe = validate_stages(_schema_probe(stages), holding_rate=holding_rate)
     _check_network_ids(stages)
-    if simulation:
+    if whole_review_periods:
         check_review_periods(stages)
     if arcs is not None:
         validate_arcs(_schema_probe(arcs), stage_probe)

@@ -29,6 +29,7 @@ from meio.io.errors import InputError
 from meio.io.policy import run_directory_stages
 from meio.io.read import TableSource
 from meio.io.write import check_output_target
+from meio.simulation import check_demand_model, check_simulation_options
 
 #: Stages per partition when neither ``partitions`` nor ``partition_size`` is given.
 DEFAULT_PARTITION_SIZE = 500_000
@@ -230,6 +231,15 @@ class CatalogJob:
         return RunResult(self.area.commit(content), content)
 
 
+def _check_simulation_job(options: dict[str, Any], service_level: float, policy: object,
+                          history: object) -> None:
+    """What a simulation job must have before any task starts: a policy, known options in range."""
+    if policy is None:
+        raise InputError("config", "policy", "give the base-stock policy to simulate")
+    check_simulation_options(service_level=service_level, **options)
+    check_demand_model(str(options.get("demand", "normal")), has_history=history is not None)
+
+
 def prepare_catalog(
     stages: TableSource,
     arcs: TableSource | None,
@@ -246,7 +256,7 @@ def prepare_catalog(
     policy: TableSource | Plan | None = None,
     history: TableSource | None = None,
     numba_threads: int | None = None,
-    verify: bool = False,
+    verify_review_periods: bool = False,
 ) -> CatalogJob:
     """Check the output target and the inputs, plan the partitions, find resumable ones.
 
@@ -277,9 +287,10 @@ def prepare_catalog(
     numba_threads : int, optional
         Numba threads per task (default: all cores in this process; on a cluster, cores over the
         Dask threads of a host, and never more than this).
-    verify : bool
-        The plan will be simulated afterwards (``meio optimize --verify``): the pre-check also
-        applies the simulation's rules, so bad input stops the run before anything is written.
+    verify_review_periods : bool
+        The plan will be simulated afterwards with the stages' review periods (``meio optimize
+        --verify`` of a ``single`` plan): the pre-check also requires them whole, so bad input
+        stops the run before anything is written.
 
     Raises
     ------
@@ -289,6 +300,8 @@ def prepare_catalog(
 
     """
     started = time.perf_counter()
+    if model == SIMULATE:
+        _check_simulation_job(dict(options or {}), service_level, policy, history)
     target = check_output_target(output, overwrite=overwrite)
     area = RunArea(str(target.resolve()))
     area.open(resume=resume)
@@ -299,7 +312,9 @@ def prepare_catalog(
         policy_source = _source("policy", policy, area)
         history_source = _source("history", history, area)
         precheck(stage_source, arc_source, holding_rate=holding_rate, policy=policy_source,
-                 history=history_source, simulation=verify or model == SIMULATE)
+                 history=history_source,
+                 whole_review_periods=verify_review_periods or (
+                     model == SIMULATE and bool(options.get("review_period", True))))
         plan = plan_partitions(
             stage_source, partitions=partitions,
             partition_size=partition_size or (None if partitions else DEFAULT_PARTITION_SIZE),

@@ -21,6 +21,7 @@ from meio.cluster.catalog import Partition, Source
 from meio.cluster.checkpoint import RunArea
 from meio.engine._numba import numba_threads
 from meio.io.errors import InputError
+from meio.io.policy import POLICY_COLUMNS
 from meio.simulation import simulate
 
 #: The ``model`` of a run that simulates a policy instead of optimizing one.
@@ -119,7 +120,7 @@ def _simulation_totals(plan: Plan) -> dict[str, Any]:
         "first_missing": missing.head(MISSING_EXAMPLES).select(
             "network", "stage", "target_service_level", "cycle_service_level",
             "cycle_service_level_ci_low", "cycle_service_level_ci_high", "target_fill_rate", "fill_rate",
-        ).to_dicts(),
+        ).fill_nan(None).to_dicts(),  # null, not NaN: the manifest stays strict JSON
     }
 
 
@@ -130,13 +131,13 @@ def _summary(model: str, plan: Plan) -> dict[str, Any]:
     return {"by_echelon": _echelon_summary(plan.stages), **_network_totals(plan.networks)}
 
 
-def _compute(network: Network, partition: Partition, settings: RunSettings) -> Plan:
+def _compute(network: Network, settings: RunSettings, policy: pl.DataFrame | None,
+             history: pl.DataFrame | None) -> Plan:
     """Optimize the partition's networks, or simulate the policy's rows of them."""
     if settings.model != SIMULATE:
         return optimize(network, settings.model, service_level=settings.service_level, **settings.options)
-    history = None if settings.history is None else partition.rows(settings.history)
-    return simulate(network, partition.rows(settings.policy), history=history,
-                    service_level=settings.service_level, **settings.options)
+    return simulate(network, policy, history=history, service_level=settings.service_level,
+                    **settings.options)
 
 
 def run_partition(
@@ -168,11 +169,13 @@ def run_partition(
     try:
         stages = partition.rows(settings.stages)
         arcs = None if settings.arcs is None else partition.rows(settings.arcs)
+        policy = None if settings.policy is None else partition.rows(settings.policy, POLICY_COLUMNS)
+        history = None if settings.history is None else partition.rows(settings.history)
         seconds["read"] = time.perf_counter() - started
         network = read_network(stages, arcs, holding_rate=settings.holding_rate)
         seconds["validate"] = time.perf_counter() - started - seconds["read"]
         with numba_threads(settings.numba_threads):
-            plan = _compute(network, partition, settings)
+            plan = _compute(network, settings, policy, history)
     except InputError as error:
         return PartitionFailure(partition.index, error.table, error.column, error.rule, error.count,
                                 error.examples)

@@ -11,7 +11,7 @@ from meio.io.read import TableSource, read_table
 from meio.io.validate import validate_policy
 
 #: Columns of a policy kept from a run directory (the rest of its stages table is not needed).
-_POLICY_COLUMNS = ("network", "stage", "model", "base_stock", "echelon_base_stock",
+POLICY_COLUMNS = ("network", "stage", "model", "base_stock", "echelon_base_stock",
                    "outbound_service_time")
 
 
@@ -54,5 +54,5 @@ def read_policy(source: TableSource) -> pl.DataFrame:
         frame = _read_run_directory(Path(source))
     else:
         frame = read_table(source, "policy")
-    frame = frame.select([c for c in _POLICY_COLUMNS if c in frame.columns])
+    frame = frame.select([c for c in POLICY_COLUMNS if c in frame.columns])
     return validate_policy(frame)
