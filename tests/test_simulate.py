@@ -213,6 +213,15 @@ def _within(estimate_mean, low, high, exact, replications):
     assert abs(estimate_mean - exact) <= Z * se, (estimate_mean, exact, se)
 
 
+def _expected_shortfall(base_stock, mean, sd, periods):
+    """``E[(D - S)^+]`` for ``D`` normal with mean ``mean * periods`` and sd ``sd * sqrt(periods)``."""
+    if periods == 0:
+        return max(-base_stock, 0.0)
+    spread = sd * math.sqrt(periods)
+    k = (base_stock - mean * periods) / spread
+    return spread * (stats.norm.pdf(k) - k * stats.norm.sf(k))
+
+
 @pytest.mark.parametrize(("lead_time", "z"), [(1.0, 1.0), (4.0, 1.6449), (9.0, 0.5)])
 def test_single_stage_normal_closed_forms(lead_time, z):
     """(a) Base-stock S = mu L + z sigma sqrt(L): closed forms of Snyder & Shen (2019) §4.3-4.4.
@@ -231,11 +240,7 @@ def test_single_stage_normal_closed_forms(lead_time, z):
                         warmup=50).stages.row(0, named=True)
 
     def loss(periods):
-        if periods == 0:
-            return max(-base_stock, 0.0)
-        spread = sd * math.sqrt(periods)
-        k = (base_stock - mean * periods) / spread
-        return spread * (stats.norm.pdf(k) - k * stats.norm.sf(k))
+        return _expected_shortfall(base_stock, mean, sd, periods)
 
     exact = {
         "mean_backorders": loss(lead_time),
@@ -270,11 +275,7 @@ def test_single_stage_periodic_review_closed_forms(lead_time, review_period):
                         warmup=60).stages.row(0, named=True)
 
     def loss(periods):
-        if periods == 0:
-            return max(-base_stock, 0.0)
-        spread = sd * math.sqrt(periods)
-        k = (base_stock - mean * periods) / spread
-        return spread * (stats.norm.pdf(k) - k * stats.norm.sf(k))
+        return _expected_shortfall(base_stock, mean, sd, periods)
 
     def ready(periods):
         if periods == 0:
