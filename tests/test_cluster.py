@@ -307,11 +307,17 @@ def dask_cluster(tmp_path):
             _stop(process)
 
 
+def _written_catalog(folder: Path, seed: int, networks: int):
+    """A random catalog, also written as ``stages.parquet`` / ``arcs.parquet`` in ``folder``."""
+    stages, arcs = random_catalog(seed, networks=networks)
+    stages.write_parquet(folder / "stages.parquet")
+    arcs.write_parquet(folder / "arcs.parquet")
+    return stages, arcs
+
+
 def test_worker_killed_mid_run_changes_nothing(tmp_path, dask_cluster):
     address, client, processes = dask_cluster
-    stages, arcs = random_catalog(5, networks=2400)
-    stages.write_parquet(tmp_path / "stages.parquet")
-    arcs.write_parquet(tmp_path / "arcs.parquet")
+    stages, arcs = _written_catalog(tmp_path, 5, 2400)
     plan = meio.optimize(meio.read_network(stages, arcs), "single")
     done = tmp_path / ".run.partial" / "checkpoint" / "done"
     killed = {}
@@ -349,9 +355,7 @@ def test_worker_killed_mid_run_changes_nothing(tmp_path, dask_cluster):
 
 def test_simulate_on_a_real_cluster_equals_one_process(tmp_path, dask_cluster):
     address, client, _ = dask_cluster
-    stages, arcs = random_catalog(9, networks=60)
-    stages.write_parquet(tmp_path / "stages.parquet")
-    arcs.write_parquet(tmp_path / "arcs.parquet")
+    stages, arcs = _written_catalog(tmp_path, 9, 60)
     plan = meio.optimize(meio.read_network(stages, arcs), "gsm")
     plan.stages.write_parquet(tmp_path / "policy.parquet")
     status = main(["simulate", "--stages", str(tmp_path / "stages.parquet"), "--arcs",
