@@ -22,6 +22,7 @@ from meio.engine.result import ModelResult
 from meio.io.errors import InputError
 from meio.io.layout import Layout, build_layout
 from meio.io.read import TableSource
+from meio.io.validate import fail_where
 from meio.io.write import write_run_directory
 
 DEFAULT_SERVICE_LEVEL = 0.95
@@ -99,6 +100,37 @@ def net_demand(batch: Batch, service_level: float) -> NetDemand:
     return propagate_demand(batch, ndtri(levels))
 
 
+#: What a model cannot honour, rejected rather than silently ignored: model -> rules of
+#: ``(column, rule in words, stages frame -> expression true on rows that break it)``. The
+#: frame carries the batch's replenishment ``lead_time_sd`` (lanes included, see
+#: :func:`meio.io.layout.replenishment_lead_time_sd`).
+MODEL_RULES = {
+    "gsm": [
+        ("service_level", "the gsm model's safety stock k sqrt(tau) needs a safety factor >= 0: "
+         "must be >= 0.5", pl.col("service_level") < 0.5),
+        ("fill_rate", "the gsm model sizes for cycle service levels; give service_level "
+         "(or use model single or ssm for fill-rate targets)", pl.col("fill_rate").is_not_null()),
+    ],
+    "ssm": [
+        ("review_period", "the ssm model reviews every period; must be 1 (or use model single "
+         "or gsm)", pl.col("review_period") != 1.0),
+        ("lead_time_sd", "the ssm model assumes fixed lead times; must be 0 on the stage and "
+         "its inbound lanes (or use model single or gsm)", pl.col("lead_time_sd") > 0.0),
+    ],
+}
+
+
+def check_model_inputs(network: Network, model: str, service_level: float) -> None:
+    """Reject stage columns ``model`` would otherwise ignore (:data:`MODEL_RULES`)."""
+    if model == "gsm" and service_level < 0.5:
+        raise InputError("config", "service_level", "the gsm model needs a default service level >= 0.5")
+    if model not in MODEL_RULES:
+        return
+    stages = network.stages.with_columns(lead_time_sd=network.layout.arrays["lead_time_sd"])
+    for column, rule, broken in MODEL_RULES[model]:
+        fail_where(stages, broken, "stages", column, rule)
+
+
 def solve_model(model: str, batch: Batch, demand: NetDemand, **options: Any) -> ModelResult:
     """Run one registered model on a batch."""
     if model not in MODELS:
@@ -135,6 +167,7 @@ def optimize(
     """
     if not isinstance(network, Network):
         network = read_network(*network)
+    check_model_inputs(network, model, service_level)
     batch = network.batch
     demand = net_demand(batch, service_level)
     started = time.perf_counter()

@@ -236,7 +236,8 @@ def test_policy_missing_a_stage_in_a_late_partition_exits_2(tmp_path, capsys):
     assert not out.exists() and not list(tmp_path.glob(".sim*"))
 
 
-def test_fractional_review_period_stops_verify_before_anything_is_written(tmp_path, capsys):
+@pytest.mark.parametrize("model", ["single", "gsm"])
+def test_fractional_review_period_stops_verify_before_anything_is_written(tmp_path, capsys, model):
     stages, arcs = _catalog(tmp_path)
     frame = pl.read_parquet(stages)
     last = frame.sort("network", "stage").row(-1, named=True)
@@ -245,7 +246,7 @@ def test_fractional_review_period_stops_verify_before_anything_is_written(tmp_pa
                        ).write_parquet(stages)
     run = tmp_path / "run"
     status = main(["optimize", "--stages", str(stages), "--arcs", str(arcs), "--output", str(run),
-                   "--model", "single", "--partitions", "3", "--verify"])  # single plans use review periods
+                   "--model", model, "--partitions", "3", "--verify"])
     assert status == 2
     assert (f"stages.review_period: must be a whole number of periods >= 1 to simulate (reviews happen at "
             f"period boundaries: round it, or plan in a finer period) (1 row; first: network "
@@ -258,28 +259,22 @@ def _with_review_period(stages: Path, value: float) -> None:
     pl.read_parquet(stages).with_columns(review_period=pl.lit(value)).write_parquet(stages)
 
 
-def test_verify_judges_gsm_plans_by_every_period_review_and_single_plans_by_the_table(tmp_path):
+def test_verify_judges_every_plan_with_the_stages_review_periods(tmp_path):
+    """Every model plans for the table's review periods, so --verify simulates them."""
     stages, arcs = _catalog(tmp_path)
     _with_review_period(stages, 3.0)
     options = {"periods": 120, "replications": 2, "seed": 0, "warmup": 100}
-    for model, honoured in (("gsm", False), ("single", True)):
+    for model in ("gsm", "single"):
         run, checked = tmp_path / f"run-{model}", tmp_path / f"checked-{model}"
         assert main(["optimize", "--stages", str(stages), "--arcs", str(arcs), "--model", model,
                      "--output", str(run), "--verify", "--verify-periods", "120",
                      "--verify-replications", "2", "--verify-output", str(checked)]) == 0
-        expected = meio.simulate((stages, arcs), run, review_period=honoured, **options).stages
+        expected = meio.simulate((stages, arcs), run, **options).stages
         assert pl.read_parquet(checked / "stages.parquet").equals(expected)
-        other = meio.simulate((stages, arcs), run, review_period=not honoured, **options).stages
+        other = meio.simulate((stages, arcs), run, review_period=False, **options).stages
         assert not other.equals(expected)
         text = (checked / "manifest.json").read_text()
         json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the manifest"))
-
-
-def test_gsm_verify_accepts_a_fractional_review_period_it_never_uses(tmp_path):
-    stages, arcs = _catalog(tmp_path)
-    _with_review_period(stages, 2.5)
-    assert main(["optimize", "--stages", str(stages), "--arcs", str(arcs), "--output", str(tmp_path / "run"),
-                 "--verify", "--verify-periods", "50", "--verify-replications", "2"]) == 0
 
 
 def test_simulate_can_ignore_review_periods(tmp_path):

@@ -1,6 +1,14 @@
-"""Single-echelon baseline: kernel vs a SciPy twin, and vs stockpyl's base-stock formulas."""
+"""Single-echelon baseline in the shared clock: twins, textbook oracles, and the like-with-like saving.
+
+The baseline's contract (docs/design.md §4.1): each stage buffers alone, suppliers ship at once,
+customer-facing stages quote their customers' maximum service time, exposure
+``T = SI + L - S + R - 1``. With CSL targets that is a feasible GSM plan, so the GSM never costs
+more and both coincide on single-stage networks.
+"""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import polars as pl
@@ -12,18 +20,9 @@ from stockpyl.loss_functions import normal_loss
 from stockpyl.newsvendor import newsvendor_normal
 
 import meio
+from tests import plan_reference as twin
 
-
-def reference_single(stage: dict, z: float) -> tuple[float, float]:
-    """Twin: safety stock and base stock of one stage with SciPy's normal distribution."""
-    exposure = stage["lead_time"] + stage["review_period"] + stage["external_inbound_service_time"]
-    mean, sd = stage["demand_mean"], stage["demand_sd"]
-    spread = np.sqrt(exposure * sd**2 + (mean * stage["lead_time_sd"]) ** 2)
-    if stage["fill_rate"] is not None and spread > 0:
-        target = (1 - stage["fill_rate"]) * mean * stage["review_period"] / spread
-        z = optimize.brentq(lambda x: stats.norm.pdf(x) - x * stats.norm.sf(x) - target, -target - 1, 40,
-                            xtol=1e-13)
-    return z * spread, mean * exposure + z * spread
+DEFAULT_LEVEL = 0.95
 
 
 def _stage_table(rows: list[dict]) -> pl.DataFrame:
@@ -32,76 +31,218 @@ def _stage_table(rows: list[dict]) -> pl.DataFrame:
     )
 
 
-stage_rows = st.fixed_dictionaries(
+def reference_fill_rate_stage(stage: dict) -> tuple[float, float]:
+    """Twin of a single stage with a fill-rate target: SciPy's normal loss over the exposure."""
+    exposure = (stage["external_inbound_service_time"] + stage["lead_time"] - stage["outbound"]
+                + stage["review_period"] - 1)
+    mean, sd = stage["demand_mean"], stage["demand_sd"]
+    spread = math.sqrt(exposure * sd**2 + (mean * stage["lead_time_sd"]) ** 2)
+    target = (1 - stage["fill_rate"]) * mean * stage["review_period"] / spread
+    z = optimize.brentq(lambda x: stats.norm.pdf(x) - x * stats.norm.sf(x) - target, -target - 1, 40,
+                        xtol=1e-13)
+    return z * spread, mean * exposure + z * spread
+
+
+single_stage_rows = st.fixed_dictionaries(
     {
-        "lead_time": st.floats(0, 30),
+        "lead_time": st.one_of(st.integers(0, 30).map(float), st.floats(0, 30)),
         "lead_time_sd": st.one_of(st.just(0.0), st.floats(0.01, 5)),
-        "holding_cost": st.floats(0, 10),
+        "holding_cost": st.floats(0.01, 10),
         "demand_mean": st.floats(0.1, 1000),
         "demand_sd": st.one_of(st.just(0.0), st.floats(0.01, 300)),
         "service_level": st.floats(0.5, 0.999),
-        "fill_rate": st.one_of(st.none(), st.floats(0.5, 0.999)),
-        "review_period": st.floats(0.5, 7),
+        "max_service_time": st.integers(0, 6),
+        "review_period": st.integers(1, 7).map(float),
         "external_inbound_service_time": st.integers(0, 5),
     }
 )
 
 
 @settings(max_examples=60, deadline=None)
-@given(rows=st.lists(stage_rows, min_size=1, max_size=20))
-def test_kernel_matches_reference(rows):
-    table = _stage_table(rows)
-    plan = meio.optimize(meio.read_network(table), "single")
-    result = plan.stages.sort(pl.col("network").cast(pl.Int64))
-    for row, (safety, base, cost) in zip(
-        rows, result.select("safety_stock", "base_stock", "safety_stock_cost").iter_rows(), strict=True
-    ):
-        expected_safety, expected_base = reference_single(row, stats.norm.ppf(row["service_level"]))
-        assert safety == pytest.approx(expected_safety, rel=1e-9, abs=1e-9)
-        assert base == pytest.approx(expected_base, rel=1e-9, abs=1e-9)
-        assert cost == pytest.approx(row["holding_cost"] * expected_safety, rel=1e-9, abs=1e-9)
-        assert safety >= 0 or row["fill_rate"] is not None or row["service_level"] < 0.5
+@given(rows=st.lists(single_stage_rows, min_size=1, max_size=20))
+def test_single_stage_networks_cost_the_same_under_single_and_gsm(rows):
+    """Nothing to pool: equal cost (1e-9 relative), a saving of 0, and the twin's numbers."""
+    network = meio.read_network(_stage_table(rows))
+    single = meio.optimize(network, "single")
+    gsm = meio.optimize(network, "gsm")
+    np.testing.assert_allclose(gsm.networks["safety_stock_cost"], single.networks["safety_stock_cost"],
+                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(gsm.networks["saving_pct"], 0.0, atol=1e-9)
+    np.testing.assert_allclose(gsm.stages["base_stock"], single.stages["base_stock"], rtol=1e-9)
+    stages = single.stages.sort(pl.col("network").cast(pl.Int64))
+    for row, result in zip(rows, stages.iter_rows(named=True), strict=True):
+        net = {"stages": {"s": {**row, "network": "n", "stage": "s"}}, "arcs": []}
+        expected = twin.baseline_cost(net, DEFAULT_LEVEL)
+        assert result["safety_stock_cost"] == pytest.approx(expected, rel=1e-9, abs=1e-12)
+        quote = min(row["max_service_time"], row["external_inbound_service_time"] + math.floor(row["lead_time"]))
+        assert result["outbound_service_time"] == quote
+        exposure = row["external_inbound_service_time"] + row["lead_time"] - quote + row["review_period"] - 1
+        assert result["base_stock"] == pytest.approx(
+            row["demand_mean"] * exposure + result["safety_stock"], rel=1e-12, abs=1e-9)
+
+
+@st.composite
+def catalogs(draw, max_networks: int = 4, max_stages: int = 6):
+    """Random trees and DAGs with every column the baseline reads (review, lanes, targets)."""
+    stage_rows, arc_rows = [], []
+    for n in range(draw(st.integers(1, max_networks))):
+        size = draw(st.integers(1, max_stages))
+        arcs = [(u, d) for d in range(size) for u in range(d) if draw(st.booleans()) and draw(st.booleans())]
+        sinks = {u for u, _ in arcs} ^ set(range(size))
+        for k in range(size):
+            external = k in sinks or draw(st.integers(0, 5)) == 0
+            mean = draw(st.floats(1, 200)) if external else 0.0
+            stage_rows.append({
+                "network": f"n{n}", "stage": f"s{k}",
+                "lead_time": draw(st.one_of(st.integers(0, 6).map(float), st.floats(0, 6))),
+                "lead_time_sd": draw(st.sampled_from([0.0, 0.0, 0.5, 1.5])),
+                "holding_cost": draw(st.floats(0.1, 5)),
+                "demand_mean": mean,
+                "demand_sd": draw(st.floats(0, 0.5)) * mean,
+                "service_level": draw(st.one_of(st.none(), st.floats(0.8, 0.99))) if external else None,
+                "max_service_time": draw(st.integers(0, 3)) if external else 0,
+                "external_inbound_service_time": draw(st.integers(0, 2)),
+                "review_period": float(draw(st.sampled_from([1, 1, 2, 3]))),
+            })
+        for u, d in arcs:
+            arc_rows.append({"network": f"n{n}", "upstream": f"s{u}", "downstream": f"s{d}",
+                             "quantity": float(draw(st.integers(1, 3))),
+                             "lead_time_sd": draw(st.sampled_from([None, 0.0, 1.0]))})
+    return stage_rows, arc_rows
+
+
+def _tables(stage_rows, arc_rows):
+    stages = pl.DataFrame(stage_rows, schema_overrides={"service_level": pl.Float64})
+    arcs = pl.DataFrame(arc_rows, schema={"network": pl.String, "upstream": pl.String,
+                                          "downstream": pl.String, "quantity": pl.Float64,
+                                          "lead_time_sd": pl.Float64})
+    return stages, arcs
+
+
+@settings(max_examples=60, deadline=None)
+@given(catalog=catalogs())
+def test_baseline_is_the_gsm_cost_at_the_baseline_service_times(catalog):
+    """Trees and DAGs: meio's baseline equals the twin's GSM cost at the baseline quotes, and the
+    GSM's saving against it is never negative."""
+    stage_rows, arc_rows = catalog
+    network = meio.read_network(*_tables(stage_rows, arc_rows))
+    plan = meio.optimize(network, "gsm", service_level=DEFAULT_LEVEL)
+    for network_id, net in twin.networks_of(stage_rows, arc_rows).items():
+        row = plan.networks.row(by_predicate=pl.col("network") == network_id, named=True)
+        assert row["baseline_cost"] == pytest.approx(twin.baseline_cost(net, DEFAULT_LEVEL), rel=1e-9, abs=1e-9)
+        assert row["saving_pct"] >= -1e-9
+        assert row["safety_stock_cost"] <= row["baseline_cost"] * (1 + 1e-12) + 1e-12
+
+
+@settings(max_examples=40, deadline=None)
+@given(catalog=catalogs(max_networks=2, max_stages=4))
+def test_gsm_with_review_periods_and_lanes_matches_brute_force(catalog):
+    """The GSM's optimum (review periods, lane variability, pooled targets) against enumeration
+    of every feasible service-time plan by the twin."""
+    stage_rows, arc_rows = catalog
+    for row in stage_rows:
+        row["lead_time"] = min(row["lead_time"], 2.5)
+    plan = meio.optimize(meio.read_network(*_tables(stage_rows, arc_rows)), "gsm", service_level=DEFAULT_LEVEL)
+    for network_id, net in twin.networks_of(stage_rows, arc_rows).items():
+        cost = plan.networks.row(by_predicate=pl.col("network") == network_id, named=True)["safety_stock_cost"]
+        assert cost == pytest.approx(twin.gsm_brute_force(net, DEFAULT_LEVEL), rel=1e-9, abs=1e-9)
+
+
+def test_review_period_and_lane_variability_enter_by_hand():
+    """One stage, L = 2, R = 3, sigma_L = 0.3 on the stage and 0.4 on its lane: exposure 4,
+    lead-time deviation 0.5: SS = z sqrt(4 * 20^2 + 100^2 * 0.5^2) = z * sqrt(4100)."""
+    stages = pl.DataFrame({"network": ["n", "n"], "stage": ["src", "s"], "lead_time": [0.0, 2.0],
+                           "lead_time_sd": [0.0, 0.3], "holding_cost": [0.0, 1.0],
+                           "demand_mean": [0.0, 100.0], "demand_sd": [0.0, 20.0],
+                           "service_level": [None, 0.9], "review_period": [1.0, 3.0]})
+    arcs = pl.DataFrame({"network": ["n"], "upstream": ["src"], "downstream": ["s"], "lead_time_sd": [0.4]})
+    for model in ("single", "gsm"):
+        plan = meio.optimize(meio.read_network(stages, arcs), model)
+        row = plan.stages.row(by_predicate=pl.col("stage") == "s", named=True)
+        z = stats.norm.ppf(0.9)
+        assert row["safety_stock"] == pytest.approx(z * math.sqrt(4100), rel=1e-12)
+        assert row["base_stock"] == pytest.approx(400 + z * math.sqrt(4100), rel=1e-12)
 
 
 @settings(max_examples=50, deadline=None)
 @given(
     holding=st.floats(0.05, 5), stockout=st.floats(0.05, 50), mean=st.floats(1, 500),
-    cv=st.floats(0.05, 1.5), lead_time=st.integers(0, 20),
+    cv=st.floats(0.05, 1.5), lead_time=st.integers(1, 20),
 )
 def test_matches_stockpyl_newsvendor(holding, stockout, mean, cv, lead_time):
-    """Critical ratio p/(h+p) as the service level gives stockpyl's optimal base stock."""
+    """Critical ratio p/(h+p) as the service level gives stockpyl's optimal base stock. stockpyl
+    covers ``lead_time + 1`` periods (level measured before the period's arrivals); in meio's
+    clock a lead time ``L`` exposes the stage to ``L`` periods: stockpyl's ``L - 1``."""
     table = _stage_table([{"lead_time": float(lead_time), "holding_cost": holding,
                            "demand_mean": mean, "demand_sd": cv * mean,
                            "service_level": stockout / (stockout + holding)}])
     base = meio.optimize(meio.read_network(table), "single").stages["base_stock"][0]
-    expected, _ = newsvendor_normal(holding, stockout, mean, cv * mean, lead_time=lead_time)
+    expected, _ = newsvendor_normal(holding, stockout, mean, cv * mean, lead_time=lead_time - 1)
     assert base == pytest.approx(expected, rel=1e-9)
 
 
 @settings(max_examples=50, deadline=None)
 @given(fill_rate=st.floats(0.8, 0.999), mean=st.floats(1, 500), cv=st.floats(0.05, 1.5),
-       lead_time=st.integers(0, 20))
-def test_fill_rate_meets_stockpyl_loss(fill_rate, mean, cv, lead_time):
-    """Expected shortage per period at the base stock equals (1 - fill rate) x mean demand."""
+       lead_time=st.integers(1, 20), review=st.integers(1, 4))
+def test_fill_rate_meets_stockpyl_loss(fill_rate, mean, cv, lead_time, review):
+    """Expected shortage per review cycle at the base stock equals (1 - fill rate) x the cycle's
+    demand, over the exposure ``L + R - 1``."""
     table = _stage_table([{"lead_time": float(lead_time), "holding_cost": 1.0, "demand_mean": mean,
-                           "demand_sd": cv * mean, "fill_rate": fill_rate}])
+                           "demand_sd": cv * mean, "fill_rate": fill_rate, "review_period": float(review)}])
     base = meio.optimize(meio.read_network(table), "single").stages["base_stock"][0]
-    shortage, _ = normal_loss(base, mean * (lead_time + 1), cv * mean * np.sqrt(lead_time + 1))
-    assert shortage == pytest.approx((1 - fill_rate) * mean, rel=1e-7)
+    exposure = lead_time + review - 1
+    shortage, _ = normal_loss(base, mean * exposure, cv * mean * np.sqrt(exposure))
+    assert shortage == pytest.approx((1 - fill_rate) * mean * review, rel=1e-7)
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.lists(st.fixed_dictionaries({
+    "lead_time": st.floats(0.5, 20), "lead_time_sd": st.sampled_from([0.0, 0.7]),
+    "holding_cost": st.floats(0.1, 3), "demand_mean": st.floats(1, 300), "cv": st.floats(0.05, 1.0),
+    "fill_rate": st.floats(0.8, 0.995), "max_service_time": st.integers(0, 3),
+    "review_period": st.integers(1, 5)}), min_size=1, max_size=8))
+def test_fill_rate_kernel_matches_scipy_twin(rows):
+    table = _stage_table([
+        {"lead_time": r["lead_time"], "lead_time_sd": r["lead_time_sd"], "holding_cost": r["holding_cost"],
+         "demand_mean": r["demand_mean"], "demand_sd": r["cv"] * r["demand_mean"], "fill_rate": r["fill_rate"],
+         "max_service_time": r["max_service_time"], "review_period": float(r["review_period"])}
+        for r in rows])
+    stages = meio.optimize(meio.read_network(table), "single").stages.sort(pl.col("network").cast(pl.Int64))
+    for r, result in zip(rows, stages.iter_rows(named=True), strict=True):
+        outbound = min(r["max_service_time"], math.floor(r["lead_time"]))
+        stage = {**r, "demand_sd": r["cv"] * r["demand_mean"], "external_inbound_service_time": 0,
+                 "outbound": outbound}
+        safety, base = reference_fill_rate_stage(stage)
+        assert result["safety_stock"] == pytest.approx(safety, rel=1e-9, abs=1e-9)
+        assert result["base_stock"] == pytest.approx(base, rel=1e-9, abs=1e-9)
 
 
 @pytest.mark.nojit
 def test_edge_cases_by_hand():
     table = pl.DataFrame({
-        "network": ["zero-sd", "zero-lt", "lt-var"], "stage": ["s", "s", "s"],
-        "lead_time": [4.0, 0.0, 3.0], "lead_time_sd": [0.0, 0.0, 2.0], "holding_cost": [1.0] * 3,
-        "demand_mean": [10.0, 10.0, 10.0], "demand_sd": [0.0, 2.0, 0.0], "service_level": [0.9] * 3,
+        "network": ["zero-sd", "zero-lt", "lt-var", "quoted"], "stage": ["s"] * 4,
+        "lead_time": [4.0, 0.0, 3.0, 3.5], "lead_time_sd": [0.0, 0.0, 2.0, 0.0], "holding_cost": [1.0] * 4,
+        "demand_mean": [10.0] * 4, "demand_sd": [0.0, 2.0, 0.0, 2.0], "service_level": [0.9] * 4,
+        "max_service_time": [0, 0, 0, 9],
     })
     stages = meio.optimize(meio.read_network(table), "single").stages.sort("network")
     z = stats.norm.ppf(0.9)
-    # lt-var: sqrt(4*0 + 10^2 * 2^2) = 20; zero-lt: sqrt(1 * 4) = 2; zero-sd: 0.
-    np.testing.assert_allclose(stages["safety_stock"], [20 * z, 2 * z, 0.0], atol=1e-12)
-    np.testing.assert_allclose(stages["base_stock"], [40 + 20 * z, 10 + 2 * z, 50.0], atol=1e-12)
+    # lt-var: sqrt(3*0 + 10^2 * 2^2) = 20; quoted: S = floor(3.5) = 3, T = 0.5: sqrt(0.5 * 4);
+    # zero-lt: T = 0, nothing to cover; zero-sd: 0.
+    np.testing.assert_allclose(stages["safety_stock"], [20 * z, z * math.sqrt(2.0), 0.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(stages["base_stock"], [30 + 20 * z, 5 + z * math.sqrt(2.0), 0.0, 40.0], atol=1e-12)
+    np.testing.assert_allclose(stages["outbound_service_time"], [0, 3, 0, 0])
+
+
+def test_internal_stages_quote_zero_and_customer_stages_their_maximum():
+    """Warehouse w (L=2) feeds r1 (L=1, customers wait up to 4) and r2 (L=3, customers wait 1)."""
+    stages = pl.DataFrame({"network": ["A"] * 3, "stage": ["w", "r1", "r2"], "lead_time": [2.0, 1.0, 3.0],
+                           "holding_cost": [1.0, 2.0, 2.0], "demand_mean": [0.0, 10.0, 5.0],
+                           "demand_sd": [0.0, 3.0, 4.0], "max_service_time": [0, 4, 1]})
+    arcs = pl.DataFrame({"network": ["A", "A"], "upstream": ["w", "w"], "downstream": ["r1", "r2"]})
+    result = meio.optimize(meio.read_network(stages, arcs), "single").stages.sort("stage")
+    assert result["outbound_service_time"].to_list() == [1.0, 1.0, 0.0]  # r1: min(4, 0 + 1)
+    assert result["net_lead_time"].to_list() == [0.0, 2.0, 2.0]
 
 
 @pytest.mark.nojit

@@ -9,13 +9,13 @@ from meio.cli import main
 from tests.tables import small_catalog
 
 
-def _run(tmp_path, stages, arcs):
+def _run(tmp_path, stages, arcs, model="single"):
     stages_path, arcs_path = tmp_path / "stages.parquet", tmp_path / "arcs.parquet"
     stages.write_parquet(stages_path)
     arcs.write_parquet(arcs_path)
     out = tmp_path / "run"
     status = main(["optimize", "--stages", str(stages_path), "--arcs", str(arcs_path),
-                   "--model", "single", "--output", str(out)])
+                   "--model", model, "--output", str(out)])
     return status, out
 
 
@@ -43,7 +43,7 @@ STAGE_RULES = [
     ("max_service_time", 1.5, "stages.max_service_time: must be a whole number"),
     ("external_inbound_service_time", 0.25, "stages.external_inbound_service_time: must be a whole"),
     ("stockout_cost", -1.0, "stages.stockout_cost: must be >= 0"),
-    ("review_period", 0.0, "stages.review_period: must be > 0"),
+    ("review_period", 0.5, "stages.review_period: must be >= 1"),
     ("unit_cost", -1.0, "stages.unit_cost: must be >= 0"),
     ("stage", "", "stages.stage: id must not be empty"),
 ]
@@ -61,6 +61,37 @@ def test_stage_rule(tmp_path, capsys, column, value, expected):
         assert "network 'A' stage 'r1'" in message
     assert not out.exists()
     assert not list(tmp_path.glob(".run*"))
+
+
+MODEL_RULES = [
+    # (model, column, bad value on network A stage r1, expected words): what a model would ignore
+    ("gsm", "fill_rate", 0.97, "stages.fill_rate: the gsm model sizes for cycle service levels"),
+    ("gsm", "service_level", 0.4, "stages.service_level: the gsm model's safety stock k sqrt(tau) "
+     "needs a safety factor >= 0: must be >= 0.5"),
+    ("ssm", "review_period", 2.0, "stages.review_period: the ssm model reviews every period; must be 1"),
+    ("ssm", "lead_time_sd", 0.5, "stages.lead_time_sd: the ssm model assumes fixed lead times"),
+]
+
+
+@pytest.mark.parametrize(("model", "column", "value", "expected"), MODEL_RULES)
+def test_model_rejects_what_it_would_ignore(tmp_path, capsys, model, column, value, expected):
+    stages, arcs = small_catalog()
+    status, out = _run(tmp_path, _set(stages, 1, column, value), arcs, model)
+    message = capsys.readouterr().err
+    assert status == 2
+    assert expected in message and "(1 row; first: network 'A' stage 'r1')" in message
+    assert not out.exists() and not list(tmp_path.glob(".run*"))
+    assert _run(tmp_path, stages, arcs, model)[0] == 0
+
+
+def test_ssm_rejects_a_variable_inbound_lane(tmp_path, capsys):
+    """A lane's transit deviation is the downstream stage's lead-time variability (docs/design.md)."""
+    stages, arcs = small_catalog()
+    lanes = arcs.with_columns(lead_time_sd=pl.Series([0.0, 1.5]))
+    status, _ = _run(tmp_path, stages, lanes, "ssm")
+    assert status == 2
+    assert "stages.lead_time_sd: the ssm model assumes fixed lead times" in capsys.readouterr().err
+    assert _run(tmp_path, stages, lanes, "gsm")[0] == 0
 
 
 def test_missing_required_column(tmp_path, capsys):

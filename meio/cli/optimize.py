@@ -23,9 +23,6 @@ from meio.simulation import check_simulation_options
 
 #: Periods `optimize --verify` simulates and discards before measuring.
 VERIFY_WARMUP = 100
-#: Models whose plans cover the stages' ``review_period``; ``gsm`` and ``ssm`` plan for review
-#: every period, so their plans are verified that way.
-MODELS_WITH_REVIEW_PERIOD = frozenset({"single"})
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -145,7 +142,7 @@ def run(args: argparse.Namespace, console: Console) -> None:
             options=_model_options(settings),
             partitions=cluster.partitions, partition_size=cluster.partition_size,
             resume=cluster.resume, overwrite=settings.overwrite,
-            verify_review_periods=args.verify and settings.model in MODELS_WITH_REVIEW_PERIOD,
+            verify_review_periods=args.verify,
         )
     manifest = {"meio_version": meio.__version__, "config_source": config.source,
                 "run_config": {"optimize": vars(settings), "cluster": vars(cluster)}, **inputs}
@@ -179,8 +176,7 @@ def _verify(args: argparse.Namespace, config: RunConfig, tables: tuple[object, o
     output = Path(args.verify_output) if keep else result.output.parent / f".{result.output.name}.verify"
     settings, cluster = config.optimize, config.cluster
     options = {"periods": args.verify_periods, "replications": args.verify_replications,
-               "seed": args.verify_seed, "warmup": VERIFY_WARMUP,
-               "review_period": settings.model in MODELS_WITH_REVIEW_PERIOD}
+               "seed": args.verify_seed, "warmup": VERIFY_WARMUP, "review_period": True}
     with console.status("verifying: checking the plan"):
         job = prepare_catalog(*tables, output, model=SIMULATE, service_level=settings.service_level,
                               holding_rate=settings.holding_rate, options=options, policy=result.output,

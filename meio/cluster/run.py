@@ -289,8 +289,8 @@ def prepare_catalog(
         Dask threads of a host, and never more than this).
     verify_review_periods : bool
         The plan will be simulated afterwards with the stages' review periods (``meio optimize
-        --verify`` of a ``single`` plan): the pre-check also requires them whole, so bad input
-        stops the run before anything is written.
+        --verify``): the pre-check also requires them whole, so bad input stops the run before
+        anything is written.
 
     Raises
     ------

@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from meio.engine.batch import Batch, NetDemand, stage_network_index
-from meio.engine.gsm_cost import lead_time_terms, stage_safety_stock
+from meio.engine.gsm_cost import fixed_terms, net_lead_time, stage_safety_stock
 from meio.engine.gsm_general import (
     EXACT_MAX_STAGES,
     MIP_NODE_LIMIT,
@@ -35,6 +35,7 @@ from meio.engine.gsm_general import (
 )
 from meio.engine.gsm_tree import NO_CAP, TreeProblem, solve_trees
 from meio.engine.result import ModelResult
+from meio.engine.single import baseline_service_times
 
 TREE_METHOD = "tree_dp"
 SLP_METHOD = "slp_multistart"
@@ -86,7 +87,7 @@ def build_tree_problem(batch: Batch, demand: NetDemand) -> TreeProblem:
         lead_time=np.ascontiguousarray(batch.lead_time, np.float64),
         holding_cost=np.ascontiguousarray(batch.holding_cost, np.float64),
         demand_bound_sd=np.ascontiguousarray(demand.demand_bound_sd, np.float64),
-        lead_time_term=np.ascontiguousarray(lead_time_terms(batch, demand), np.float64),
+        lead_time_term=np.ascontiguousarray(fixed_terms(batch, demand), np.float64),
         service_time_cap=service_time_caps(batch),
         external_inbound_service_time=np.ascontiguousarray(
             batch.external_inbound_service_time, np.int64),
@@ -138,12 +139,37 @@ def _solve_general(problem: TreeProblem, networks: np.ndarray, columns: dict, me
             inbound[rows] = result.inbound_service_time
             method[network] = result.method
             lower_bound[network] = result.lower_bound
-        tau = inbound[rows] + problem.lead_time[rows] - outbound[rows]
+        tau = net_lead_time(inbound[rows], problem.lead_time[rows], outbound[rows])
         columns["outbound_service_time"][rows] = outbound[rows]
         columns["inbound_service_time"][rows] = inbound[rows]
         columns["net_lead_time"][rows] = tau
         columns["safety_stock"][rows] = stage_safety_stock(
             problem.demand_bound_sd[rows], problem.lead_time_term[rows], tau)
+
+
+def _no_worse_than_baseline(batch: Batch, problem: TreeProblem, networks: np.ndarray,
+                            columns: dict, method: np.ndarray) -> None:
+    """Give ``networks`` the single-echelon service times where the heuristic's plan costs more.
+
+    The single-echelon plan (:func:`meio.engine.single.baseline_service_times`) is a feasible
+    GSM plan, so a GSM plan never has to cost more than the baseline it is compared with; the
+    method then says ``+baseline``.
+    """
+    inbound, outbound = baseline_service_times(batch)
+    tau = net_lead_time(inbound, problem.lead_time, outbound)
+    baseline_stock = stage_safety_stock(problem.demand_bound_sd, problem.lead_time_term, tau)
+    stage_network = stage_network_index(problem.network_offsets)
+    n_networks = len(problem.network_offsets) - 1
+    plan_cost = np.bincount(stage_network, problem.holding_cost * columns["safety_stock"], n_networks)
+    baseline_cost = np.bincount(stage_network, problem.holding_cost * baseline_stock, n_networks)
+    worse = np.zeros(n_networks, np.bool_)
+    worse[networks] = baseline_cost[networks] < plan_cost[networks]
+    rows = worse[stage_network]
+    columns["inbound_service_time"][rows] = inbound[rows]
+    columns["outbound_service_time"][rows] = outbound[rows]
+    columns["net_lead_time"][rows] = tau[rows]
+    columns["safety_stock"][rows] = baseline_stock[rows]
+    method[worse] = [f"{name}+baseline" for name in method[worse]]
 
 
 def solve(
@@ -172,7 +198,8 @@ def solve(
     -------
     ModelResult
         Stage columns ``inbound_service_time``, ``outbound_service_time``, ``net_lead_time``,
-        ``safety_stock``, ``base_stock`` (``demand_mean * net_lead_time + safety_stock``),
+        ``safety_stock``, ``base_stock`` (``demand_mean * (net_lead_time + review_period - 1) +
+        safety_stock``),
         ``safety_stock_cost``; network columns ``method`` (``"tree_dp"`` or the general
         solver's), ``safety_stock_cost``, ``lower_bound`` (the cost itself for the exact tree
         DP), ``gap`` (``(cost - lower_bound) / cost``, 0 when the cost is 0) and ``seconds``
@@ -204,8 +231,10 @@ def solve(
     if len(general):
         _solve_general(problem, general, columns, method, lower_bound, seconds, slp_starts,
                        mip_node_limit, time_limit)
+        _no_worse_than_baseline(batch, problem, general, columns, method)
     stage_cost = problem.holding_cost * columns["safety_stock"]
-    columns["base_stock"] = demand.demand_mean * columns["net_lead_time"] + columns["safety_stock"]
+    exposure = columns["net_lead_time"] + (batch.review_period - 1.0)
+    columns["base_stock"] = demand.demand_mean * exposure + columns["safety_stock"]
     columns["safety_stock_cost"] = stage_cost
     network_cost = np.bincount(stage_network_index(problem.network_offsets), stage_cost,
                                n_networks)

@@ -75,7 +75,7 @@ class TreeProblem(NamedTuple):
     lead_time: np.ndarray  #: float64[n_stages]
     holding_cost: np.ndarray  #: float64[n_stages]
     demand_bound_sd: np.ndarray  #: float64[n_stages], k_j
-    lead_time_term: np.ndarray  #: float64[n_stages], (z mu sigma_L)^2
+    lead_time_term: np.ndarray  #: float64[n_stages], (z mu sigma_L)^2 + k^2 (R - 1)
     service_time_cap: np.ndarray  #: int64[n_stages], NO_CAP where uncapped
     external_inbound_service_time: np.ndarray  #: int64[n_stages]
 

@@ -1,5 +1,10 @@
 """Turn validated tables into the CSR batch arrays of DESIGN.md §5, vectorised end to end.
 
+Each stage's ``lead_time_sd`` in the batch is its replenishment-time deviation: its own
+``lead_time_sd`` combined with the transit deviation of its inbound lanes (arcs
+``lead_time_sd``) by :func:`replenishment_lead_time_sd`, the one rule every model and the
+simulator read.
+
 Each stage also gets its ``echelon``: 1 for customer-facing stages (no successors), one more
 per arc on the longest path down to a customer. Stages are ordered by network id, then by
 longest-path level inside the network (so every arc runs from a lower to a higher local index),
@@ -57,6 +62,22 @@ def _holding_cost(stages, level, up, down, quantity, holding_rate) -> pl.Series:
     return given.fill_null(pl.Series(holding_rate * cumulative))
 
 
+def replenishment_lead_time_sd(
+    stage_sd: np.ndarray, lane_sd: np.ndarray, downstream: np.ndarray
+) -> np.ndarray:
+    """Standard deviation of each stage's replenishment time: ``sqrt(sd_j^2 + max_i sd_ij^2)``.
+
+    A stage's replenishment time is its own lead time plus the transit of its inbound lanes; its
+    variance is the stage's own variance plus the largest variance among its inbound lanes
+    (``lane_sd``, arcs without a value count 0). With one lane this is the variance of the sum
+    of independent times; with several (an assembly waits for all its components) the rule keeps
+    the most variable lane, an approximation documented in docs/design.md.
+    """
+    lane_variance = np.zeros(len(stage_sd))
+    np.maximum.at(lane_variance, downstream, np.nan_to_num(lane_sd) ** 2)
+    return np.sqrt(stage_sd**2 + lane_variance)
+
+
 def _arrays(
     stages: pl.DataFrame, arcs: pl.DataFrame, up: np.ndarray, down: np.ndarray
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -78,6 +99,9 @@ def _arrays(
         arrays[name] = stages[name].cast(pl.Float64).fill_null(np.nan).to_numpy().copy()
     for name in _INT_FIELDS:
         arrays[name] = stages[name].to_numpy().astype(np.int64)
+    if "lead_time_sd" in arcs.columns:
+        lane_sd = arcs["lead_time_sd"].cast(pl.Float64).fill_null(0.0).to_numpy()
+        arrays["lead_time_sd"] = replenishment_lead_time_sd(arrays["lead_time_sd"], lane_sd, down)
     return {name: np.ascontiguousarray(values) for name, values in arrays.items()}, order
 
 

@@ -46,7 +46,7 @@ STAGES: tuple[Column, ...] = (
     Column("max_service_time", pl.Int64, default=0, minimum=0.0, whole=True),
     Column("external_inbound_service_time", pl.Int64, default=0, minimum=0.0, whole=True),
     Column("stockout_cost", pl.Float64, minimum=0.0),
-    Column("review_period", pl.Float64, default=1.0, minimum=0.0, strictly_positive=True),
+    Column("review_period", pl.Float64, default=1.0, minimum=1.0),
 )
 
 ARCS: tuple[Column, ...] = (
