@@ -133,8 +133,8 @@ def gsm_brute_force(net: dict, default_level: float) -> float:
         outbound = dict(zip(order, choice, strict=True))
         if any(outbound[j] > _get(rows[j], "max_service_time", 0) for j in capped):
             continue
-        inbound = {j: max([_get(rows[j], "external_inbound_service_time", 0)] + [outbound[i] for i in suppliers[j]])
-                   for j in order}
+        inbound = {j: max([_get(rows[j], "external_inbound_service_time", 0)]
+                          + [outbound[i] for i in suppliers[j]]) for j in order}
         if any(outbound[j] > inbound[j] + math.floor(rows[j]["lead_time"]) for j in order):
             continue
         best = min(best, gsm_cost(net, facts, outbound))

@@ -74,7 +74,8 @@ def test_single_stage_networks_cost_the_same_under_single_and_gsm(rows):
         net = {"stages": {"s": {**row, "network": "n", "stage": "s"}}, "arcs": []}
         expected = twin.baseline_cost(net, DEFAULT_LEVEL)
         assert result["safety_stock_cost"] == pytest.approx(expected, rel=1e-9, abs=1e-12)
-        quote = min(row["max_service_time"], row["external_inbound_service_time"] + math.floor(row["lead_time"]))
+        inbound = row["external_inbound_service_time"]
+        quote = min(row["max_service_time"], inbound + math.floor(row["lead_time"]))
         assert result["outbound_service_time"] == quote
         exposure = row["external_inbound_service_time"] + row["lead_time"] - quote + row["review_period"] - 1
         assert result["base_stock"] == pytest.approx(
@@ -129,7 +130,8 @@ def test_baseline_is_the_gsm_cost_at_the_baseline_service_times(catalog):
     plan = meio.optimize(network, "gsm", service_level=DEFAULT_LEVEL)
     for network_id, net in twin.networks_of(stage_rows, arc_rows).items():
         row = plan.networks.row(by_predicate=pl.col("network") == network_id, named=True)
-        assert row["baseline_cost"] == pytest.approx(twin.baseline_cost(net, DEFAULT_LEVEL), rel=1e-9, abs=1e-9)
+        expected = twin.baseline_cost(net, DEFAULT_LEVEL)
+        assert row["baseline_cost"] == pytest.approx(expected, rel=1e-9, abs=1e-9)
         assert row["saving_pct"] >= -1e-9
         assert row["safety_stock_cost"] <= row["baseline_cost"] * (1 + 1e-12) + 1e-12
 
@@ -142,9 +144,11 @@ def test_gsm_with_review_periods_and_lanes_matches_brute_force(catalog):
     stage_rows, arc_rows = catalog
     for row in stage_rows:
         row["lead_time"] = min(row["lead_time"], 2.5)
-    plan = meio.optimize(meio.read_network(*_tables(stage_rows, arc_rows)), "gsm", service_level=DEFAULT_LEVEL)
+    network = meio.read_network(*_tables(stage_rows, arc_rows))
+    plan = meio.optimize(network, "gsm", service_level=DEFAULT_LEVEL)
     for network_id, net in twin.networks_of(stage_rows, arc_rows).items():
-        cost = plan.networks.row(by_predicate=pl.col("network") == network_id, named=True)["safety_stock_cost"]
+        row = plan.networks.row(by_predicate=pl.col("network") == network_id, named=True)
+        cost = row["safety_stock_cost"]
         assert cost == pytest.approx(twin.gsm_brute_force(net, DEFAULT_LEVEL), rel=1e-9, abs=1e-9)
 
 
@@ -203,8 +207,9 @@ def test_fill_rate_meets_stockpyl_loss(fill_rate, mean, cv, lead_time, review):
     "review_period": st.integers(1, 5)}), min_size=1, max_size=8))
 def test_fill_rate_kernel_matches_scipy_twin(rows):
     table = _stage_table([
-        {"lead_time": r["lead_time"], "lead_time_sd": r["lead_time_sd"], "holding_cost": r["holding_cost"],
-         "demand_mean": r["demand_mean"], "demand_sd": r["cv"] * r["demand_mean"], "fill_rate": r["fill_rate"],
+        {"lead_time": r["lead_time"], "lead_time_sd": r["lead_time_sd"],
+         "holding_cost": r["holding_cost"], "demand_mean": r["demand_mean"],
+         "demand_sd": r["cv"] * r["demand_mean"], "fill_rate": r["fill_rate"],
          "max_service_time": r["max_service_time"], "review_period": float(r["review_period"])}
         for r in rows])
     stages = meio.optimize(meio.read_network(table), "single").stages.sort(pl.col("network").cast(pl.Int64))
@@ -229,8 +234,9 @@ def test_edge_cases_by_hand():
     z = stats.norm.ppf(0.9)
     # lt-var: sqrt(3*0 + 10^2 * 2^2) = 20; quoted: S = floor(3.5) = 3, T = 0.5: sqrt(0.5 * 4);
     # zero-lt: T = 0, nothing to cover; zero-sd: 0.
-    np.testing.assert_allclose(stages["safety_stock"], [20 * z, z * math.sqrt(2.0), 0.0, 0.0], atol=1e-12)
-    np.testing.assert_allclose(stages["base_stock"], [30 + 20 * z, 5 + z * math.sqrt(2.0), 0.0, 40.0], atol=1e-12)
+    root2 = math.sqrt(2.0)
+    np.testing.assert_allclose(stages["safety_stock"], [20 * z, z * root2, 0.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(stages["base_stock"], [30 + 20 * z, 5 + z * root2, 0.0, 40.0], atol=1e-12)
     np.testing.assert_allclose(stages["outbound_service_time"], [0, 3, 0, 0])
 
 

@@ -47,7 +47,8 @@ def local_cluster(
     count = workers or max(1, cores // threads_per_worker)
     with (
         LocalCluster(n_workers=count, threads_per_worker=threads_per_worker, processes=True,
-                     dashboard_address=None, host="127.0.0.1") as cluster,
+                     # any free port: a second run (or another Dask) on the host must not collide
+                     dashboard_address="127.0.0.1:0", host="127.0.0.1") as cluster,
         Client(cluster) as client,
     ):
         yield client

@@ -12,8 +12,8 @@ Periodic review (docs/design.md §4.1): a stage reviewed every ``R`` periods is 
 worst phase, to ``tau + R - 1`` periods of demand (the order placed at a review must last until
 the next review's order arrives: the protection interval ``L + R`` of periodic-review base-stock
 policies, Silver, Pyke & Thomas 2017, §7.6, less the one period by which measuring at the
-period's end shortens it). The extra ``R - 1`` periods cannot be quoted away either, so they enter the same constant: ``SS_j = sqrt(k_j^2 (tau + R - 1) +
-(z_j mu_j sigma_L,j)^2)``.
+period's end shortens it). The extra ``R - 1`` periods cannot be quoted away either, so they
+enter the same constant: ``SS_j = sqrt(k_j^2 (tau + R - 1) + (z_j mu_j sigma_L,j)^2)``.
 """
 
 from __future__ import annotations

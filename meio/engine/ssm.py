@@ -42,8 +42,9 @@ the discretisation error of ``expected_cost`` for exact serial solutions (NaN fo
 decomposition, an approximation whose error the tests measure). ``expected_fill_rate`` and
 ``expected_cycle_service_level`` are the decomposition's predictions (NaN for exact serial rows).
 
-Not modelled: ``lead_time_sd`` (lead times are fixed), ``review_period`` (every stage reviews each
-period) and ``max_service_time``.
+Not modelled: ``lead_time_sd`` (lead times are fixed) and ``review_period`` (every stage reviews
+each period) — :func:`meio.api.optimize` rejects stages that set them rather than ignore them —
+and ``max_service_time`` (the SSM quotes no service times).
 """
 
 from __future__ import annotations
