@@ -14,6 +14,7 @@ import pytest
 
 import meio
 from meio.cli import main
+from tests import plan_reference as twin
 from tests.tables import random_catalog
 
 
@@ -53,6 +54,25 @@ def test_optimize_writes_run_directory(tmp_path, capsys):
     assert manifest["inputs"]["stages_rows"] == stages.height
     assert manifest["files"]["stages"]["rows"] == stages.height
     assert len(manifest["inputs"]["files"]["stages"]["sha256"]) == 64
+
+
+def test_saving_is_against_the_baseline_of_the_same_clock(tmp_path, capsys):
+    """networks.parquet and the summary: baseline = the twin's single-echelon cost from the tables,
+    saving = 1 - cost / baseline, never negative for gsm, and the printed total says the same."""
+    stages_path, arcs_path = _write_catalog(tmp_path, seed=8)
+    out = tmp_path / "run"
+    assert main(["optimize", "--stages", str(stages_path), "--arcs", str(arcs_path),
+                 "--model", "gsm", "--service-level", "0.9", "--output", str(out)]) == 0
+    networks = pl.read_parquet(out / "networks.parquet").sort("network")
+    catalog = twin.networks_of(pl.read_parquet(stages_path).to_dicts(), pl.read_csv(arcs_path).to_dicts())
+    expected = [twin.baseline_cost(catalog[n], 0.9) for n in networks["network"]]
+    np.testing.assert_allclose(networks["baseline_cost"], expected, rtol=1e-9)
+    cost, baseline = networks["safety_stock_cost"].to_numpy(), networks["baseline_cost"].to_numpy()
+    np.testing.assert_allclose(networks["saving_pct"], 100 * (1 - cost / baseline), rtol=1e-9, atol=1e-9)
+    assert (networks["saving_pct"] >= -1e-9).all() and (networks["saving_pct"] > 1).any()
+    total_saving = 100 * (1 - cost.sum() / baseline.sum())
+    printed = " ".join(capsys.readouterr().out.split())
+    assert f"vs single-echelon {baseline.sum():,.2f} ({total_saving:.1f}% saving)" in printed
 
 
 def test_overwrite_replaces_previous_run(tmp_path):
