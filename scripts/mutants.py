@@ -1,0 +1,151 @@
+"""Mutation check: apply each deliberate bug of ``MUTANTS`` to a copy of the repository and run
+the tests that should catch it. Every mutant must be killed (some selected test fails).
+
+    .venv/bin/python scripts/mutants.py              # every mutant, its own test selection
+    .venv/bin/python scripts/mutants.py --full       # every mutant against the whole suite
+    .venv/bin/python scripts/mutants.py -k single    # mutants whose name contains "single"
+
+The copy is the committed tree (``git archive HEAD``), so commit before running. Each mutant gets a
+fresh copy (and so a fresh Numba cache): a mutant never leaks into the next. Grow the list with
+every kernel or model driver you add: one bug per kernel and per driver at least (an off-by-one
+in an exposure, a dropped variance term, a disabled search, a biased sampler, a wrong pooling).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """One deliberate bug: replace ``before`` (which must occur exactly once) with ``after``."""
+
+    name: str
+    path: str
+    before: str
+    after: str
+    tests: tuple[str, ...]
+
+
+MUTANTS = (
+    Mutant("single: exposure misses the review term", "meio/engine/single.py",
+           "exposure = tau[stage] + (review_period[stage] - 1.0)", "exposure = tau[stage]",
+           ("tests/test_single.py",)),
+    Mutant("single: customer stages quote 0 instead of their maximum", "meio/engine/single.py",
+           "outbound = np.where(has_successor, 0, np.minimum(batch.max_service_time, longest_quote))",
+           "outbound = np.zeros(batch.n_stages, np.int64)",
+           ("tests/test_single.py",)),
+    Mutant("single: the old L + R exposure", "meio/engine/single.py",
+           "tau = net_lead_time(inbound, batch.lead_time, outbound)",
+           "tau = net_lead_time(inbound, batch.lead_time, outbound) + 1.0",
+           ("tests/test_single.py",)),
+    Mutant("single: fill rate per period instead of per review cycle", "meio/engine/single.py",
+           "return inverse_normal_loss((1.0 - fill_rate) * demand_mean * review_period / spread)",
+           "return inverse_normal_loss((1.0 - fill_rate) * demand_mean / spread)",
+           ("tests/test_single.py",)),
+    Mutant("gsm cost: lead-time variability dropped", "meio/engine/gsm_cost.py",
+           "return (demand.safety_factor * demand.demand_mean * batch.lead_time_sd) ** 2",
+           "return 0.0 * batch.lead_time_sd",
+           ("tests/test_single.py", "tests/test_gsm.py")),
+    Mutant("gsm cost: review period ignored", "meio/engine/gsm_cost.py",
+           "return demand.demand_bound_sd**2 * (batch.review_period - 1.0)",
+           "return 0.0 * batch.review_period",
+           ("tests/test_single.py", "tests/test_gsm.py")),
+    Mutant("gsm: base stock without the review term", "meio/engine/gsm.py",
+           'exposure = columns["net_lead_time"] + (batch.review_period - 1.0)',
+           'exposure = columns["net_lead_time"]',
+           ("tests/test_single.py", "tests/test_gsm.py")),
+    Mutant("demand: pooling adds deviations instead of variances", "meio/engine/demand.py",
+           "variance += spread * spread", "variance += spread",
+           ("tests/test_single.py", "tests/test_layout_demand.py")),
+    Mutant("demand: pooled factor ignores the customers' targets", "meio/engine/demand.py",
+           "bound += (spread * z[k]) ** 2", "bound += spread ** 2",
+           ("tests/test_single.py", "tests/test_layout_demand.py")),
+    Mutant("demand: arc quantities ignored", "meio/engine/demand.py",
+           "units[up, s] += quantity * units[down, s]", "units[up, s] += units[down, s]",
+           ("tests/test_single.py", "tests/test_layout_demand.py")),
+    Mutant("layout: lane variability ignored", "meio/io/layout.py",
+           'arrays["lead_time_sd"] = replenishment_lead_time_sd(arrays["lead_time_sd"], lane_sd, down)',
+           "pass",
+           ("tests/test_single.py", "tests/test_validation.py")),
+    Mutant("layout: lane variances summed instead of the largest", "meio/io/layout.py",
+           "np.maximum.at(lane_variance, downstream, np.nan_to_num(lane_sd) ** 2)",
+           "np.add.at(lane_variance, downstream, np.nan_to_num(lane_sd) ** 2)",
+           ("tests/test_single.py",)),
+    Mutant("gsm tree: off-by-one in the longest quote", "meio/engine/gsm_tree.py",
+           "fraction = problem.lead_time[row] - whole_lead[stage]\n        tau = (inbound - outbound + whole_lead[stage]) + fraction",
+           "fraction = problem.lead_time[row] - whole_lead[stage]\n        tau = (inbound - outbound + whole_lead[stage]) + fraction + 1.0",
+           ("tests/test_single.py", "tests/test_gsm_tree.py")),
+    Mutant("api: gsm accepts fill-rate targets silently", "meio/api.py",
+           'pl.col("fill_rate").is_not_null()', 'pl.col("fill_rate").is_null() & pl.lit(False)',
+           ("tests/test_validation.py",)),
+)
+
+
+def _copy_of_head(destination: Path) -> None:
+    archive = subprocess.run(["git", "archive", "HEAD"], cwd=ROOT, check=True, capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(destination, filter="data")
+
+
+def _apply(copy: Path, mutant: Mutant) -> None:
+    target = copy / mutant.path
+    text = target.read_text()
+    found = text.count(mutant.before)
+    if found != 1:
+        raise SystemExit(f"mutant '{mutant.name}': its text occurs {found} times in {mutant.path}; "
+                         "update the mutant list")
+    target.write_text(text.replace(mutant.before, mutant.after))
+
+
+def run(mutant: Mutant, *, full: bool, python: str) -> tuple[bool, float, str]:
+    """``(killed, seconds, last line of pytest)`` for one mutant on a fresh copy."""
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="meio-mutant-") as folder:
+        copy = Path(folder)
+        _copy_of_head(copy)
+        _apply(copy, mutant)
+        selection = [] if full else list(mutant.tests)
+        env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
+        result = subprocess.run(
+            [python, "-m", "pytest", "-p", "no:cacheprovider", "-x", "-q", "--no-header",
+             "-o", "addopts=--strict-markers", *selection],
+            cwd=copy, env=env, capture_output=True, text=True)
+        lines = [line for line in result.stdout.splitlines() if line.strip()]
+        # exit 1: a test failed (killed); 0: survived; anything else (2-5) is a broken run
+        if result.returncode not in (0, 1):
+            raise SystemExit(f"mutant '{mutant.name}': pytest exited {result.returncode}\n{result.stdout[-2000:]}")
+        return result.returncode == 1, time.perf_counter() - started, lines[-1] if lines else ""
+
+
+def main() -> int:
+    """Run the selected mutants; exit 1 if any survives."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--full", action="store_true", help="run the whole suite against every mutant")
+    parser.add_argument("-k", default="", help="only mutants whose name contains this text")
+    parser.add_argument("--python", default=str(ROOT / ".venv" / "bin" / "python"))
+    args = parser.parse_args()
+    chosen = [m for m in MUTANTS if args.k in m.name]
+    survivors = []
+    for mutant in chosen:
+        killed, seconds, last = run(mutant, full=args.full, python=args.python)
+        print(f"{'killed ' if killed else 'SURVIVED'} {seconds:6.1f} s  {mutant.name}  [{last}]", flush=True)
+        if not killed:
+            survivors.append(mutant.name)
+    print(f"{len(chosen) - len(survivors)}/{len(chosen)} mutants killed")
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
