@@ -7,6 +7,6 @@ inlined (:mod:`meio.report.render`). The cost-service frontier has its own page
 (:mod:`meio.report.frontier`).
 """
 
-from meio.report.build import REPORT_FILE, build_report, write_report
+from meio.report.build import FRONTIER, REPORT_FILE, build_report, write_report
 
-__all__ = ["REPORT_FILE", "build_report", "write_report"]
+__all__ = ["FRONTIER", "REPORT_FILE", "build_report", "write_report"]

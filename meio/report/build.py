@@ -12,13 +12,16 @@ import polars as pl
 
 import meio
 from meio.report import charts, content
+from meio.report.frontier import frontier_page
 from meio.report.render import render, write_html
-from meio.report.run import SIMULATE, RunTables, open_run
+from meio.report.run import SIMULATE, RunTables, open_run, read_manifest
 
 logger = logging.getLogger(__name__)
 
 #: The report's file name inside a run directory.
 REPORT_FILE = "report.html"
+#: The ``command`` a frontier directory's manifest names (its report is the frontier page).
+FRONTIER = "frontier"
 
 
 def _plan_sections(run: RunTables, networks: pl.DataFrame, group_by: Sequence[str],
@@ -109,7 +112,8 @@ def write_report(
     Parameters
     ----------
     directory : path
-        A run directory of ``meio optimize`` or ``meio simulate`` (docs/report.md).
+        A run directory of ``meio optimize`` or ``meio simulate``, or the directory of ``meio
+        frontier`` (docs/report.md).
     output : path, optional
         The HTML file (default ``DIR/report.html``), written atomically.
     group_by : sequence of str
@@ -133,8 +137,12 @@ def write_report(
 
     """
     started = time.perf_counter()
-    run = open_run(directory, simulation=simulation, arcs=arcs)
-    html = build_report(run, group_by=group_by, networks=networks)
+    manifest = read_manifest(Path(directory))
+    if manifest.get("command") == FRONTIER:
+        html = frontier_page(Path(directory), manifest)
+    else:
+        html = build_report(open_run(directory, simulation=simulation, arcs=arcs), group_by=group_by,
+                            networks=networks)
     path = write_html(html, Path(output) if output is not None else Path(directory) / REPORT_FILE)
     logger.info("wrote %s (%d bytes) in %.2f s", path, path.stat().st_size, time.perf_counter() - started)
     return path

@@ -156,3 +156,19 @@ def frontier_lines(rows: list[dict[str, Any]], *, title: str, width: int = WIDTH
         "tooltip": [{"field": "model"}, {"field": "service_level"},
                     {"field": "safety_stock_cost", "format": ",.2f"}],
     })
+
+
+def frontier_facets(rows: list[dict[str, Any]], networks: list[str]) -> dict[str, Any]:
+    """One small frontier per network, in the order given."""
+    models = sorted({r["model"] for r in rows}, key=lambda m: m == "single")
+    return {"data": {"values": rows}, "columns": 3,
+            "facet": {"field": "network", "type": "nominal", "sort": networks, "title": None},
+            "spec": {"width": 180, "height": 120, "mark": {"type": "line", "point": True}, "encoding": {
+                "x": {"field": "service_level", "type": "quantitative", "scale": {"zero": False},
+                      "title": "service level"},
+                "y": {"field": "safety_stock_cost", "type": "quantitative", "title": "cost"},
+                "color": {"field": "model", "type": "nominal", "sort": models, "legend": {"orient": "top"},
+                          "scale": {"domain": models, "range": [PLAN_COLOR, SINGLE_COLOR][:len(models)]}},
+                "tooltip": [{"field": "network"}, {"field": "model"}, {"field": "service_level"},
+                            {"field": "safety_stock_cost", "format": ",.2f"}]}},
+            "resolve": {"scale": {"y": "independent"}}}
