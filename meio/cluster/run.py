@@ -251,7 +251,7 @@ class CatalogJob:
 
         arcs = self.settings.arcs.path if self.settings.arcs is not None else None
         try:
-            return [write_report(dataset, arcs=arcs)]
+            return [write_report(dataset, arcs=arcs, name=Path(self.area.target).name)]
         except Exception as error:  # the run's results must not be lost to its report
             logger.warning("no report for %s: %s: %s (meio report DIR makes it later)", self.area.target,
                            type(error).__name__, error)

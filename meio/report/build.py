@@ -59,7 +59,8 @@ def _simulation_headline(run: RunTables, networks: pl.DataFrame) -> dict[str, An
             "run_seconds": run.manifest.get("timings_seconds", {}).get("total")}
 
 
-def build_report(run: RunTables, *, group_by: Sequence[str] = (), networks: Sequence[str] = ()) -> str:
+def build_report(run: RunTables, *, group_by: Sequence[str] = (), networks: Sequence[str] = (),
+                 name: str | None = None) -> str:
     """The report page of an opened run (see :func:`write_report`)."""
     table = run.networks()
     has_plan = run.plan is not None
@@ -75,14 +76,15 @@ def build_report(run: RunTables, *, group_by: Sequence[str] = (), networks: Sequ
     numbers.update(missing=content.missing_stages(run), arcs_known=run.arcs is not None,
                    arcs_source=run.arcs_source,
                    simulation_dir=str(run.directory) if run.simulation is not None and has_plan else None)
-    title = f"meio report — {(run.plan or run.directory).name}"
+    shown = run.plan if run.plan is not None and run.plan != run.directory else None
+    title = f"meio report — {shown.name if shown is not None else name or run.directory.name}"
     subtitle = (f"{numbers['headline']['networks']:,} networks planned with {content.plan_label(run.model)}"
                 if has_plan else f"simulation of {numbers['headline']['networks']:,} networks")
     return render("report.html.j2", figures, data=numbers, embedded=_embedded(numbers), title=title,
                   subtitle=subtitle,
                   has_plan=has_plan, has_baseline=numbers["has_baseline"],
                   plan_label=content.plan_label(run.model), version=meio.__version__,
-                  run_dir=str(run.plan or run.directory))
+                  run_dir=str(shown) if shown is not None else name or str(run.directory))
 
 
 #: Stage fields of a network's detail kept in the page's JSON (the table shows the rest).
@@ -106,6 +108,7 @@ def write_report(
     networks: Sequence[str] = (),
     simulation: str | Path | None = None,
     arcs: str | Path | None = None,
+    name: str | None = None,
 ) -> Path:
     """Write the self-contained HTML report of a run directory.
 
@@ -124,6 +127,9 @@ def write_report(
         A ``meio simulate`` run of this plan: predicted against simulated service.
     arcs : path, optional
         The catalog's arcs, when the manifest no longer reaches them.
+    name : str, optional
+        The run's name in the title (default: the directory's; a run being committed is written
+        under a staging name).
 
     Returns
     -------
@@ -142,7 +148,7 @@ def write_report(
         html = frontier_page(Path(directory), manifest)
     else:
         html = build_report(open_run(directory, simulation=simulation, arcs=arcs), group_by=group_by,
-                            networks=networks)
+                            networks=networks, name=name)
     path = write_html(html, Path(output) if output is not None else Path(directory) / REPORT_FILE)
     logger.info("wrote %s (%d bytes) in %.2f s", path, path.stat().st_size, time.perf_counter() - started)
     return path

@@ -94,7 +94,7 @@ def network_graph(stages: list[dict[str, Any]], arcs: list[dict[str, Any]], eche
     layers.append({"mark": {"type": "text", "dy": -13, "fontSize": 10, "color": "#333"},
                    "encoding": {"x": x, "y": y, "text": {"field": "stage"}}})
     return _base([_drawn(s) for s in stages], width=min(WIDTH, 150 * echelons + 60),
-                 height=max(80, 26 * rows), layer=layers)
+                 height=max(80, (26 if rows <= 30 else 14) * rows), layer=layers)
 
 
 def _drawn(stage: dict[str, Any]) -> dict[str, Any]:
