@@ -2,14 +2,15 @@
 
 ``read_network`` validates a catalog, ``optimize`` places safety stock with a model
 (``single``, ``gsm``, ...), ``simulate`` checks any base-stock policy by Monte Carlo simulation,
-all returning Polars frames.
+``frontier`` prices a sweep of service levels, all returning Polars frames.
 """
 
 from meio.api import MODELS, Network, Plan, optimize, read_network, write_plan
+from meio.frontier import frontier
 from meio.io.errors import InputError
 from meio.simulation import simulate
 
 __version__ = "0.1.0"
 
-__all__ = ["MODELS", "InputError", "Network", "Plan", "optimize", "read_network", "simulate",
+__all__ = ["MODELS", "InputError", "Network", "Plan", "frontier", "optimize", "read_network", "simulate",
            "write_plan"]

@@ -175,13 +175,18 @@ def optimize(
     seconds = time.perf_counter() - started
     baseline = result if model == "single" else solve_model("single", batch, demand)
     return Plan(
-        stages=_stage_frame(network, model, demand, result),
+        stages=_stage_frame(network, model, demand, result, baseline),
         networks=_network_frame(network, model, result, baseline, seconds),
     )
 
 
-def _stage_frame(network: Network, model: str, demand: NetDemand, result: ModelResult) -> pl.DataFrame:
-    """Result columns first, then the input columns (external demand renamed), then extras."""
+def _stage_frame(network: Network, model: str, demand: NetDemand, result: ModelResult,
+                 baseline: ModelResult) -> pl.DataFrame:
+    """Result columns first, then the input columns (external demand renamed), then extras.
+
+    ``baseline_safety_stock`` and ``baseline_safety_stock_cost`` are the single-echelon plan's
+    per stage, so a report can show where MEIO moved the stock (docs/report.md).
+    """
     inputs = network.stages.rename({"demand_mean": "external_demand_mean",
                                     "demand_sd": "external_demand_sd"})
     computed = pl.DataFrame(
@@ -191,6 +196,8 @@ def _stage_frame(network: Network, model: str, demand: NetDemand, result: ModelR
             "demand_sd": demand.demand_sd,
             "safety_factor": demand.safety_factor,
             **result.stage,
+            "baseline_safety_stock": baseline.stage["safety_stock"],
+            "baseline_safety_stock_cost": baseline.stage["safety_stock_cost"],
         }
     )
     keys = inputs.select("network", "stage")

@@ -34,7 +34,8 @@ def test_optimize_writes_run_directory(tmp_path, capsys):
     assert status == 0
     printed = capsys.readouterr().out
     assert "12 networks" in printed and "safety stock by echelon" in printed
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "networks.parquet", "stages.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "networks.parquet", "report.html",
+                                                     "stages.parquet"]
     stages = pl.read_parquet(out / "stages.parquet")
     networks = pl.read_parquet(out / "networks.parquet")
     for column in ("network", "stage", "model", "demand_mean", "demand_sd", "inbound_service_time",

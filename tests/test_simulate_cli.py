@@ -35,7 +35,8 @@ def test_simulate_writes_run_directory(tmp_path, capsys):
                    "--periods", "200", "--replications", "3", "--seed", "4", "--output", str(out)])
     assert status == 0
     assert "demand stages meet their targets" in " ".join(capsys.readouterr().out.split())
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "networks.parquet", "stages.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "networks.parquet", "report.html",
+                                                     "stages.parquet"]
     simulated = pl.read_parquet(out / "stages.parquet")
     for measure in ("fill_rate", "cycle_service_level", "mean_on_hand", "mean_backorders", "mean_pipeline"):
         for suffix in ("", "_ci_low", "_ci_high"):

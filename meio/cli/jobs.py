@@ -52,7 +52,10 @@ def open_client(settings: ClusterConfig, pending: int) -> contextlib.AbstractCon
 def print_files(console: Console, result: RunResult) -> None:
     """Where the run directory's tables are (files, or datasets of part files)."""
     files = [entry.get("file") or entry["dataset"] for entry in result.manifest["files"].values()]
-    console.print(f"results: {result.output}/{{{', '.join([*files, 'manifest.json'])}}}")
+    files.append("manifest.json")
+    if result.report is not None:
+        files.append(result.report.name)
+    console.print(f"results: {result.output}/{{{', '.join(files)}}}")
 
 
 def run_job(job: CatalogJob, client: object, console: Console, what: str, cluster: ClusterConfig,

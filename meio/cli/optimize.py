@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import time
 from pathlib import Path
@@ -168,6 +169,13 @@ def _check_verify_output(verify_output: str | None, settings: OptimizeConfig, *,
     check_output_target(verify_output, overwrite=settings.overwrite)
 
 
+def _replace_report(verified: Path, plan_report: Path) -> None:
+    """The plan's report becomes the verification's, which sets predicted against simulated service."""
+    scratch = plan_report.with_name(f".{plan_report.name}.verified")
+    shutil.copyfile(verified, scratch)
+    os.replace(scratch, plan_report)
+
+
 def _verify(args: argparse.Namespace, config: RunConfig, tables: tuple[object, object], result: RunResult,
             client: object, console: Console) -> None:
     """Simulate the committed plan, partition by partition like the run, and report the misses."""
@@ -186,6 +194,8 @@ def _verify(args: argparse.Namespace, config: RunConfig, tables: tuple[object, o
         simulated = run_job(job, client, console, "verify", cluster,
                              {"meio_version": meio.__version__, "verifies": str(result.output)})
         simulation_summary(console, simulated, time.perf_counter() - started)
+        if simulated.report is not None:
+            _replace_report(simulated.report, result.output / simulated.report.name)
     finally:
         if not keep:
             shutil.rmtree(output, ignore_errors=True)

@@ -7,6 +7,7 @@ A run that writes ``DIR`` works in ``.DIR.partial`` beside it::
         stages/part-00000.parquet
         networks/part-00000.parquet
         manifest.json             written last, just before the rename
+        report.html               the run's report (meio.report), read from the above
                                   (a run of one partition commits stages.parquet, networks.parquet)
       checkpoint/
         done/part-00000.json      one record per committed partition
@@ -30,6 +31,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,9 +126,15 @@ class RunArea:
             os.replace(self.dataset / table / f"{name}.parquet", self.dataset / f"{table}.parquet")
             (self.dataset / table).rmdir()
 
-    def commit(self, manifest: dict[str, Any]) -> Path:
-        """Write the manifest and rename the dataset to the target; delete the area."""
+    def commit(self, manifest: dict[str, Any], finish: Callable[[Path], None] | None = None) -> Path:
+        """Write the manifest, call ``finish`` on the complete dataset, rename it to the target.
+
+        ``finish`` adds files made from the finished tables (the report) inside the dataset, so
+        they appear with the run, atomically. The area is deleted at the end.
+        """
         (self.dataset / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+        if finish is not None:
+            finish(self.dataset)
         target = Path(self.target)
         replace_directory(self.dataset, target)
         self.discard()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -31,6 +32,8 @@ from meio.io.read import TableSource
 from meio.io.write import check_output_target
 from meio.simulation import check_demand_model, check_simulation_options
 
+logger = logging.getLogger(__name__)
+
 #: Stages per partition when neither ``partitions`` nor ``partition_size`` is given.
 DEFAULT_PARTITION_SIZE = 500_000
 #: Times Dask reruns a task whose worker died or that raised (bad input is never retried).
@@ -51,10 +54,15 @@ class PartitionEvent:
 
 @dataclass(frozen=True)
 class RunResult:
-    """What a committed run produced: its directory, manifest and totals for a summary."""
+    """What a committed run produced: its directory, manifest and totals for a summary.
+
+    ``report`` is the run's ``report.html``, None when the run was asked for none or making it
+    failed (the results stand; the warning is logged and ``meio report`` can make it later).
+    """
 
     output: Path
     manifest: dict[str, Any]
+    report: Path | None = None
 
     def rows(self, name: str) -> list[Any]:
         """A list entry of the partitions' summaries, concatenated in partition order."""
@@ -166,6 +174,7 @@ class CatalogJob:
         retries: int = DEFAULT_RETRIES,
         on_progress: Callable[[PartitionEvent], None] | None = None,
         manifest: Mapping[str, Any] | None = None,
+        report: bool = True,
     ) -> RunResult:
         """Compute the pending partitions on ``client`` (or here) and commit the run directory.
 
@@ -179,6 +188,9 @@ class CatalogJob:
             Called with a :class:`PartitionEvent` as each partition finishes or is skipped.
         manifest : mapping, optional
             Extra manifest entries from the caller (e.g. the configuration source).
+        report : bool
+            Write ``report.html`` (:func:`meio.report.write_report`) into the run directory before
+            it is committed.
 
         """
         def report(partition: Partition, state: str, seconds: float) -> None:
@@ -228,7 +240,22 @@ class CatalogJob:
             "timings_seconds": {"plan": planned - self.started, "run": time.perf_counter() - planned},
         }
         content["timings_seconds"]["total"] = time.perf_counter() - self.started
-        return RunResult(self.area.commit(content), content)
+        written: list[Path] = []
+        finish = (lambda dataset: written.extend(self._report(dataset))) if report else None
+        output = self.area.commit(content, finish)
+        return RunResult(output, content, output / written[0].name if written else None)
+
+    def _report(self, dataset: Path) -> list[Path]:
+        """The run's report inside the dataset about to be committed; none if it cannot be made."""
+        from meio.report import write_report
+
+        arcs = self.settings.arcs.path if self.settings.arcs is not None else None
+        try:
+            return [write_report(dataset, arcs=arcs, name=Path(self.area.target).name)]
+        except Exception as error:  # the run's results must not be lost to its report
+            logger.warning("no report for %s: %s: %s (meio report DIR makes it later)", self.area.target,
+                           type(error).__name__, error)
+            return []
 
 
 def _check_simulation_job(options: dict[str, Any], service_level: float, policy: object,

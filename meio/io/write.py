@@ -10,7 +10,7 @@ import hashlib
 import json
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +44,12 @@ def write_run_directory(
     manifest: Mapping[str, Any],
     *,
     overwrite: bool,
+    finish: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write ``tables`` as ``NAME.parquet`` plus ``manifest.json`` into ``output`` atomically.
 
-    The manifest gains a ``files`` entry with each table's row count and SHA-256.
+    The manifest gains a ``files`` entry with each table's row count and SHA-256. ``finish`` is
+    called with the complete staging directory before it is renamed (e.g. to add a report).
     """
     target = check_output_target(output, overwrite=overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -61,6 +63,8 @@ def write_run_directory(
             files[name] = {"file": path.name, "rows": frame.height, "sha256": file_sha256(path)}
         content = {**manifest, "files": files}
         (staging / "manifest.json").write_text(json.dumps(content, indent=2, default=str))
+        if finish is not None:
+            finish(staging)
         replace_directory(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
