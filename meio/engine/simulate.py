@@ -96,12 +96,19 @@ _FULL = 1.0 - 1e-12
 _RESIDUE = 1e-12
 # Columns of the kernel's packed per-stage tables (float state/parameters, integer ones) and arcs.
 _ON_HAND, _BACKLOG, _EXTERNAL_BACKLOG, _IN_PRODUCTION, _ORDER, _EXTERNAL = 0, 1, 2, 3, 4, 5
-_LEAD_TIME, _LEAD_TIME_SD, _DEMAND_MEAN, _DEMAND_SD, _REQUESTED, _SINCE_REVIEW = 6, 7, 8, 9, 10, 11
+# (_DEMAND_LOCATION, _DEMAND_SCALE: the censored normal's m and s for NORMAL, else mean and sd)
+_LEAD_TIME, _LEAD_TIME_SD, _DEMAND_LOCATION, _DEMAND_SCALE, _REQUESTED, _SINCE_REVIEW = 6, 7, 8, 9, 10, 11
 _X_COLUMNS = 12
 _HEAD, _TAIL, _LAST_ARRIVAL, _CAP, _FIXED, _INBOUND_DELAY, _DEMAND_KIND, _SERVICE_TIME = range(8)
 _IN_FIRST, _IN_LAST, _OUT_FIRST, _OUT_LAST, _HISTORY_FIRST, _HISTORY_LAST = range(8, 14)
-_REVIEW_PERIOD, _NEXT_REVIEW = 14, 15
-_K_COLUMNS = 16
+_REVIEW_PERIOD, _NEXT_REVIEW, _PHASE, _CYCLE = 14, 15, 16, 17
+_K_COLUMNS = 18
+# States of a stage's replenishment cycle (column _CYCLE): none being measured, clean so far, late.
+_NO_CYCLE, _CLEAN_CYCLE, _LATE_CYCLE = 0, 1, 2
+# Columns of the per-stage period sums.
+_SUM_DEMAND, _SUM_LATE, _SUM_CLEAN_CYCLES, _SUM_ON_HAND, _SUM_BACKORDERS, _SUM_IN_PRODUCTION = range(6)
+_SUM_EXTERNAL_BACKORDERS, _SUM_WAITING_COST, _SUM_DUE, _SUM_CYCLES = range(6, 10)
+_SUM_COLUMNS = 10
 _QUANTITY, _COMPONENTS, _REQUEST, _SUPPLIER_HOLDING = 0, 1, 2, 3
 #: Stage-period cells per chunk of networks (bounds the per-replication output arrays).
 _CHUNK_CELLS = 1 << 22
@@ -116,7 +123,7 @@ class SimNetworks(NamedTuple):
 
     network_offsets: np.ndarray  #: int64[n_networks + 1]
     arc_offsets: np.ndarray  #: int64[n_networks + 1]
-    arc_upstream: np.ndarray  #: int64[n_arcs], local
+    arc_upstream: np.ndarray  #: int64[n_arcs], local (a stage's arcs are served in row order)
     arc_downstream: np.ndarray  #: int64[n_arcs], local
     arc_quantity: np.ndarray  #: float64[n_arcs]
     in_arc_offsets: np.ndarray  #: int64[n_stages + 1], CSR of each stage's incoming arcs
@@ -128,11 +135,14 @@ class SimNetworks(NamedTuple):
     lead_time: np.ndarray  #: float64[n_stages]
     lead_time_sd: np.ndarray  #: float64[n_stages]
     inbound_delay: np.ndarray  #: int64[n_stages], outside supplier's service time (sources)
+    cycle_offset: np.ndarray  #: int64[n_stages], replenishment cycles start ``offset`` after reviews
     holding_cost: np.ndarray  #: float64[n_stages]
     stockout_cost: np.ndarray  #: float64[n_stages], per unit of external backorder per period
     demand_kind: np.ndarray  #: int64[n_stages], :data:`NO_DEMAND`, :data:`NORMAL`, ...
-    demand_mean: np.ndarray  #: float64[n_stages]
-    demand_sd: np.ndarray  #: float64[n_stages]
+    demand_mean: np.ndarray  #: float64[n_stages], stated mean (Poisson, negative binomial)
+    demand_sd: np.ndarray  #: float64[n_stages], stated standard deviation
+    normal_location: np.ndarray  #: float64[n_stages], ``m`` of the censored normal (NORMAL)
+    normal_scale: np.ndarray  #: float64[n_stages], ``s`` of the censored normal (NORMAL)
     history_offsets: np.ndarray  #: int64[n_stages + 1], CSR of demand histories
     history: np.ndarray  #: float64[n_history]
     network_key: np.ndarray  #: uint64[n_networks], stable key of each network id
@@ -141,9 +151,10 @@ class SimNetworks(NamedTuple):
 class SimTotals(NamedTuple):
     """Per-replication period averages (rows: replications; columns: stages or networks)."""
 
-    demand: np.ndarray  #: float64[R, n_stages], demand per period
-    late: np.ndarray  #: float64[R, n_stages], late units per period
-    ready: np.ndarray  #: float64[R, n_stages], share of periods without a late request
+    demand: np.ndarray  #: float64[R, n_stages], demand requested per measured period
+    due: np.ndarray  #: float64[R, n_stages], demand due (quoted time up) per measured period
+    late: np.ndarray  #: float64[R, n_stages], late units per measured period (of the demand due)
+    ready: np.ndarray  #: float64[R, n_stages], share of measured cycles without a late request
     on_hand: np.ndarray  #: float64[R, n_stages]
     backorders: np.ndarray  #: float64[R, n_stages], owed to all customers
     pipeline: np.ndarray  #: float64[R, n_stages], units in production/transit
@@ -175,17 +186,21 @@ def draw_lead_time(state, lead_time, lead_time_sd, cap):
 
 
 @njit_inline
-def draw_demand(state, kind, mean, sd, history, first, last):
-    """``(state, demand)``: one period's external demand of a stage (see the module docstring)."""
+def draw_demand(state, kind, location, scale, history, first, last):
+    """``(state, demand)``: one period's external demand of a stage (see the module docstring).
+
+    ``location``, ``scale``: the censored normal's ``m`` and ``s`` for :data:`NORMAL`, the stated
+    mean and standard deviation for the other laws.
+    """
     if kind == NORMAL:
-        if sd <= 0.0:
-            return state, mean
+        if scale <= 0.0:
+            return state, location
         state, z = standard_normal(state)
-        return state, max(mean + sd * z, 0.0)
+        return state, max(location + scale * z, 0.0)
     if kind == POISSON:
-        return poisson(state, mean)
+        return poisson(state, location)
     if kind == NEGATIVE_BINOMIAL:
-        return negative_binomial(state, mean, sd * sd)
+        return negative_binomial(state, location, scale * scale)
     if kind == HISTORY:
         state, u = uniform(state)
         return state, history[first + min(int(u * (last - first)), last - first - 1)]
@@ -227,6 +242,15 @@ def _backlog_age_bounds(sim, first, n):
     return _power_of_two(longest_start + 1), _power_of_two(longest_age + 2)
 
 
+@njit
+def _due_slots(sim, first, n):
+    """Ring size (a power of two) for the demand requested in the last ``max_j S_j + 1`` periods."""
+    longest = 0
+    for g in range(first, first + n):
+        longest = max(longest, sim.outbound_service_time[g])
+    return _power_of_two(longest + 1)
+
+
 @njit_inline
 def _periodic_review_order(x, k, j, t):
     """Stage ``j``'s replenishment order in period ``t`` under periodic review.
@@ -255,6 +279,7 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
         if np.isnan(sim.base_stock[first + j]):
             for g in range(first, first + n):
                 out.demand[replication, g] = np.nan
+                out.due[replication, g] = np.nan
                 out.late[replication, g] = np.nan
                 out.ready[replication, g] = np.nan
                 out.on_hand[replication, g] = np.nan
@@ -267,6 +292,7 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
     lead_slots, queue_slots = _backlog_age_bounds(sim, first, n)
     lead_mask = lead_slots - 1
     queue_mask = queue_slots - 1
+    due_mask = _due_slots(sim, first, n) - 1
     # A few packed tables instead of dozens of arrays keep the hot loop's pointers in registers.
     x = np.zeros((n, _X_COLUMNS))  # per-stage float state and parameters (columns _ON_HAND...)
     k = np.zeros((n, _K_COLUMNS), np.int64)  # per-stage integer state and parameters (_HEAD...)
@@ -277,8 +303,8 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
     # Open requests: external demand of stage j is record j, arc a is record n + a (local arcs).
     queue = np.zeros((queue_slots, n + n_arcs))
     due = np.zeros((n, lead_slots))
-    sums = np.zeros((n, 8))  # per stage: demand, late, ready, on hand, backorders, in production,
-    #                          external backorders, holding cost of waiting components
+    requested = np.zeros((n, due_mask + 1))  # demand requested of each stage in recent periods
+    sums = np.zeros((n, _SUM_COLUMNS))  # per stage: the period sums (columns _SUM_DEMAND...)
     for a in range(n_arcs):
         arc[a, _QUANTITY] = sim.arc_quantity[arc_first + a]
         arc[a, _SUPPLIER_HOLDING] = sim.holding_cost[first + sim.arc_upstream[arc_first + a]]
@@ -288,8 +314,12 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
         x[j, _ON_HAND] = sim.base_stock[g]
         x[j, _LEAD_TIME] = sim.lead_time[g]
         x[j, _LEAD_TIME_SD] = sim.lead_time_sd[g]
-        x[j, _DEMAND_MEAN] = sim.demand_mean[g]
-        x[j, _DEMAND_SD] = sim.demand_sd[g]
+        if sim.demand_kind[g] == NORMAL:
+            x[j, _DEMAND_LOCATION] = sim.normal_location[g]
+            x[j, _DEMAND_SCALE] = sim.normal_scale[g]
+        else:
+            x[j, _DEMAND_LOCATION] = sim.demand_mean[g]
+            x[j, _DEMAND_SCALE] = sim.demand_sd[g]
         k[j, _CAP] = lead_time_cap(sim.lead_time[g], sim.lead_time_sd[g])
         k[j, _FIXED] = sim.lead_time_sd[g] == 0.0 and sim.lead_time[g] == k[j, _CAP]
         k[j, _INBOUND_DELAY] = sim.inbound_delay[g]
@@ -302,6 +332,8 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
         k[j, _HISTORY_FIRST] = sim.history_offsets[g]
         k[j, _HISTORY_LAST] = sim.history_offsets[g + 1]
         k[j, _REVIEW_PERIOD] = sim.review_period[g]
+        k[j, _PHASE] = (-sim.cycle_offset[g]) % sim.review_period[g]  # period 0's place in its cycle
+        k[j, _CYCLE] = _CLEAN_CYCLE if k[j, _PHASE] == 0 and warmup == 0 else _NO_CYCLE
         for p in range(sim.in_arc_offsets[g], sim.in_arc_offsets[g + 1]):
             a = sim.in_arcs[p]
             supplier_arcs[p - arc_first] = a - arc_first
@@ -311,13 +343,15 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
         for j in range(n - 1, -1, -1):
             demand = 0.0
             if k[j, _DEMAND_KIND] != NO_DEMAND:
-                state, demand = draw_demand(state, k[j, _DEMAND_KIND], x[j, _DEMAND_MEAN], x[j, _DEMAND_SD],
-                                            sim.history, k[j, _HISTORY_FIRST], k[j, _HISTORY_LAST])
+                state, demand = draw_demand(state, k[j, _DEMAND_KIND], x[j, _DEMAND_LOCATION],
+                                            x[j, _DEMAND_SCALE], sim.history, k[j, _HISTORY_FIRST],
+                                            k[j, _HISTORY_LAST])
             x[j, _EXTERNAL] = demand
             for a in range(k[j, _OUT_FIRST], k[j, _OUT_LAST]):
                 arc[a, _REQUEST] = arc[a, _QUANTITY] * x[arc_down[a], _ORDER]
                 demand += arc[a, _REQUEST]
             x[j, _REQUESTED] = demand
+            requested[j, t & due_mask] = demand
             if k[j, _REVIEW_PERIOD] == 1:
                 x[j, _ORDER] = demand
             else:
@@ -424,6 +458,7 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
                     k[j, _TAIL] = t + 1
             x[j, _ON_HAND] = max(stock, 0.0)
             if measured:
+                # requests of period `quoted` are due now: late if any of them is still open
                 quoted = t - k[j, _SERVICE_TIME]
                 late = 0.0
                 if k[j, _HEAD] <= quoted < k[j, _TAIL]:
@@ -431,29 +466,43 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
                     late = queue[late_row, j]
                     for a in range(out_first, out_last):
                         late += queue[late_row, n + a]
-                sums[j, 0] += x[j, _REQUESTED]
-                sums[j, 1] += late
-                if k[j, _HEAD] == k[j, _TAIL] or k[j, _HEAD] > quoted:
-                    sums[j, 2] += 1.0
-                sums[j, 3] += x[j, _ON_HAND]
-                sums[j, 4] += x[j, _BACKLOG]
-                sums[j, 5] += x[j, _IN_PRODUCTION]
-                sums[j, 6] += x[j, _EXTERNAL_BACKLOG]
-                sums[j, 7] += waiting_cost
+                    if k[j, _CYCLE] == _CLEAN_CYCLE:  # an older request would be open as well
+                        k[j, _CYCLE] = _LATE_CYCLE
+                sums[j, _SUM_DEMAND] += x[j, _REQUESTED]
+                if quoted >= 0:
+                    sums[j, _SUM_DUE] += requested[j, quoted & due_mask]
+                sums[j, _SUM_LATE] += late
+                sums[j, _SUM_ON_HAND] += x[j, _ON_HAND]
+                sums[j, _SUM_BACKORDERS] += x[j, _BACKLOG]
+                sums[j, _SUM_IN_PRODUCTION] += x[j, _IN_PRODUCTION]
+                sums[j, _SUM_EXTERNAL_BACKORDERS] += x[j, _EXTERNAL_BACKLOG]
+                sums[j, _SUM_WAITING_COST] += waiting_cost
+                if k[j, _PHASE] == k[j, _REVIEW_PERIOD] - 1 and k[j, _CYCLE] != _NO_CYCLE:
+                    sums[j, _SUM_CYCLES] += 1.0
+                    if k[j, _CYCLE] == _CLEAN_CYCLE:
+                        sums[j, _SUM_CLEAN_CYCLES] += 1.0
+            # replenishment cycles: the next period opens one when this one closes a cycle
+            k[j, _PHASE] += 1
+            if k[j, _PHASE] == k[j, _REVIEW_PERIOD]:
+                k[j, _PHASE] = 0
+                k[j, _CYCLE] = _CLEAN_CYCLE if t + 1 >= warmup else _NO_CYCLE
     # costs are linear in the period sums
     scale = 1.0 / max(periods, 1)
     holding_sum = 0.0
     backorder_sum = 0.0
     for j in range(n):
         g = first + j
-        out.demand[replication, g] = sums[j, 0] * scale
-        out.late[replication, g] = sums[j, 1] * scale
-        out.ready[replication, g] = sums[j, 2] * scale
-        out.on_hand[replication, g] = sums[j, 3] * scale
-        out.backorders[replication, g] = sums[j, 4] * scale
-        out.pipeline[replication, g] = sums[j, 5] * scale
-        holding_sum += sim.holding_cost[g] * sums[j, 3] + transit_rate[j] * sums[j, 5] + sums[j, 7]
-        backorder_sum += sim.stockout_cost[g] * sums[j, 6]
+        out.demand[replication, g] = sums[j, _SUM_DEMAND] * scale
+        out.due[replication, g] = sums[j, _SUM_DUE] * scale
+        out.late[replication, g] = sums[j, _SUM_LATE] * scale
+        out.ready[replication, g] = (sums[j, _SUM_CLEAN_CYCLES] / sums[j, _SUM_CYCLES]
+                                     if sums[j, _SUM_CYCLES] > 0.0 else np.nan)
+        out.on_hand[replication, g] = sums[j, _SUM_ON_HAND] * scale
+        out.backorders[replication, g] = sums[j, _SUM_BACKORDERS] * scale
+        out.pipeline[replication, g] = sums[j, _SUM_IN_PRODUCTION] * scale
+        holding_sum += (sim.holding_cost[g] * sums[j, _SUM_ON_HAND]
+                        + transit_rate[j] * sums[j, _SUM_IN_PRODUCTION] + sums[j, _SUM_WAITING_COST])
+        backorder_sum += sim.stockout_cost[g] * sums[j, _SUM_EXTERNAL_BACKORDERS]
     out.holding_cost[replication, network] = holding_sum * scale
     out.backorder_cost[replication, network] = backorder_sum * scale
 
@@ -506,7 +555,7 @@ def _simulate_batch(sim, slot_offsets, slot_items, periods, warmup, replications
 
 
 def _allocate(n_stages: int, n_networks: int, replications: int) -> SimTotals:
-    stage = [np.zeros((replications, n_stages)) for _ in range(6)]
+    stage = [np.zeros((replications, n_stages)) for _ in range(7)]
     network = [np.zeros((replications, n_networks)) for _ in range(2)]
     return SimTotals(*stage, *network)
 
@@ -533,11 +582,14 @@ def _chunk(sim: SimNetworks, begin: int, end: int) -> SimNetworks:
         lead_time=sim.lead_time[stage],
         lead_time_sd=sim.lead_time_sd[stage],
         inbound_delay=sim.inbound_delay[stage],
+        cycle_offset=sim.cycle_offset[stage],
         holding_cost=sim.holding_cost[stage],
         stockout_cost=sim.stockout_cost[stage],
         demand_kind=sim.demand_kind[stage],
         demand_mean=sim.demand_mean[stage],
         demand_sd=sim.demand_sd[stage],
+        normal_location=sim.normal_location[stage],
+        normal_scale=sim.normal_scale[stage],
         history_offsets=sim.history_offsets[stage_first:stage_last + 1] - history_first,
         history=sim.history[history_first:history_last],
         network_key=sim.network_key[begin:end],
@@ -595,7 +647,7 @@ def estimate(samples: np.ndarray, confidence: float = 0.95) -> Estimate:
 class SimSummary(NamedTuple):
     """Estimates per stage (first six) and per network (last three), in batch order."""
 
-    fill_rate: Estimate  #: 1 - late units / demand, per replication (NaN without demand)
+    fill_rate: Estimate  #: 1 - late units / demand due, per replication (NaN without demand due)
     cycle_service_level: Estimate
     on_hand: Estimate
     backorders: Estimate
@@ -609,7 +661,7 @@ class SimSummary(NamedTuple):
 def summarize(totals: SimTotals) -> SimSummary:
     """Replication averages to estimates with 95% intervals."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        fill = np.where(totals.demand > 0.0, 1.0 - totals.late / totals.demand, np.nan)
+        fill = np.where(totals.due > 0.0, 1.0 - totals.late / totals.due, np.nan)
     return SimSummary(
         estimate(fill), estimate(totals.ready), estimate(totals.on_hand), estimate(totals.backorders),
         estimate(totals.pipeline), estimate(totals.demand), estimate(totals.holding_cost),
