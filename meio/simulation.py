@@ -228,10 +228,11 @@ def _columns(name: str, value: Estimate) -> dict[str, np.ndarray]:
 def _met(target: np.ndarray, value: Estimate) -> np.ndarray:
     """A target counts as met unless the whole 95% interval lies below it (NaN target: met).
 
-    With a single replication there is no interval: the point estimate decides.
+    With a single replication there is no interval: the point estimate decides. A NaN measure
+    (no whole replenishment cycle measured) is no evidence of a miss: met.
     """
     high = np.where(np.isnan(value.high), value.mean, value.high)
-    return np.isnan(target) | (high >= target)
+    return np.isnan(target) | np.isnan(high) | (high >= target)
 
 
 def check_demand_model(demand: str, *, has_history: bool) -> None:

@@ -266,7 +266,7 @@ def censored_normal_parameters(mean: np.ndarray, sd: np.ndarray) -> tuple[np.nda
     sd = np.asarray(sd, np.float64)
     location = mean.copy()
     scale = np.zeros_like(mean)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # sd = 0 or mean = 0: not solved below
         target = np.log(sd) - np.log(mean)  # log of the coefficient of variation
     lowest = np.full(mean.shape, LOWEST_STANDARD_LOCATION)
     g, v, _ = _censored_moments(lowest)
