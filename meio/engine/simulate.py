@@ -26,10 +26,12 @@ it on hand. Sources start at once: their outside supplier always delivers, after
    convention of meio's models; with review period ``R`` a stage whose supplier never keeps it
    waiting is exposed to ``L + k`` periods, ``k = 0 .. R - 1`` the periods since its last
    order arrived); (c) it ships from stock, **first come, first served**: the oldest period's
-   open requests first; inside one period external demand first, then its successors in arc
-   order (downstream stage id); a stage ships every period, whatever its review period. A
-   shipment reaches the successor's component stock at once; the successor's lead time covers
-   transport and processing. Unmet requests are backordered, never lost.
+   open requests first; inside one period external demand first, then its successors in the
+   order of their stage ids (the ``stage`` strings compared by Unicode code point, whatever
+   their depth: the driver sorts each stage's outgoing arc rows so, and the kernel serves them
+   in row order); a stage ships every period, whatever its review period. A shipment reaches
+   the successor's component stock at once; the successor's lead time covers transport and
+   processing. Unmet requests are backordered, never lost.
 3. *Measures and costs* at the end of the period (only after the warm-up): on hand, backorders
    owed to every customer, units in production/transit; holding cost ``h_j`` per unit on hand,
    units in production charged at their suppliers' rates (``sum_i q_ij h_i``; 0 at sources) and
@@ -43,18 +45,36 @@ probabilities that keep its mean (a fractional deterministic lead time of 2.3 is
 probability 0.7 and 3 with probability 0.3).
 
 Service measures honour the service time a stage quotes (``outbound_service_time``; 0 means
-"from stock"): a request is *late* if it is still open ``S_j`` periods after it arrived. The
-fill rate is ``1 - late units / demand``, the cycle service level (ready rate) the fraction of
-periods that end without a late request. With ``S_j = 0`` these are the textbook fill rate (share
-of demand served from stock on arrival) and ready rate ``P(no backorders at period end)``.
+"from stock"): the requests of period ``t`` are *due* at the end of period ``t + S_j``, and a
+request is *late* if it is still open then. A period *ends with a late request* when some
+request due at or before it is still open.
 
-Demand at a demand stage per period: normal censored at zero (``max(0, N(mu, sigma^2))``, as in
-meio's serial model and stockpyl), Poisson with mean ``mu``, negative binomial with mean ``mu``
-and variance ``sigma^2`` (Poisson where ``sigma^2 <= mu``), or resampled i.i.d. from the stage's
-demand history (a bootstrap).
+* Fill rate: ``1 - (late units) / (units due)``, both over the requests due in the measured
+  periods (requested ``S_j`` periods earlier, so partly in the warm-up): one window, so it lies
+  in ``[0, 1]``. With ``S_j = 0`` it is the textbook fill rate, the share of demand served from
+  stock on arrival.
+* Cycle service level: the share of *replenishment cycles* without a period ending with a late
+  request (no stock-out in a replenishment cycle, what the models size for). Stage ``j``'s
+  cycles are the ``R_j`` consecutive periods starting at each period ``t0 + d_j`` where ``t0``
+  is a review (``t0 % R_j == 0``) and ``d_j = SI_j + floor(L_j)`` is when the order placed then
+  would arrive if its supplier shipped at once (``SI_j``: the policy's ``inbound_service_time``
+  where it gives one, else the outside supplier's service time at sources and 0 elsewhere;
+  :attr:`SimNetworks.cycle_offset` holds ``d_j``); only cycles wholly inside the measured periods
+  count (none: NaN). With ``R_j = 1`` a cycle is one period and this is the ready rate
+  ``P(no late request at a period's end)``; with ``S_j = 0`` that is ``P(no backorders)``.
 
-Memory per (network, replication) is ``O(stages x (longest lead time) + (stages + arcs) x
-(longest possible backlog age))``, independent of the number of periods: under one-for-one
+Demand at a demand stage per period: normal with the stated mean ``mu`` and standard deviation
+``sigma`` exactly — ``max(0, m + s Z)``, a normal censored at zero whose location ``m`` and scale
+``s`` are solved once per stage, outside the kernel
+(:func:`meio.engine.streams.censored_normal_parameters`; ``m = mu``, ``s = sigma`` to 3e-7 up to
+a coefficient of variation of 0.2) — Poisson with mean ``mu``, negative binomial with mean
+``mu`` and variance ``sigma^2`` (Poisson where ``sigma^2 <= mu``), or resampled i.i.d. from the
+stage's demand history (a bootstrap).
+
+Memory per (network, replication) is ``O(stages x (longest lead time + longest quoted service
+time) + (stages + arcs) x (longest possible backlog age))``, independent of the number of
+periods (the demand requested in the last ``max_j S_j + 1`` periods is kept to count the
+demand due): under one-for-one
 replenishment with FIFO, a request at stage ``j`` is filled within ``A_j = max_i A_i + c_j``
 periods (``c_j`` the largest lead time a start can draw plus the outside supplier's service time
 plus ``R_j - 1`` periods waiting for the next review, ``i`` over its suppliers), so the open

@@ -34,20 +34,21 @@ Demand is never negative, so "normal demand with mean ``mu`` and standard deviat
 is drawn as ``X = max(0, m + s Z)``, a normal censored at zero, whose location ``m`` and scale
 ``s`` :func:`censored_normal_parameters` solves (once per stage, outside the kernels) so that
 ``E[X] = mu`` and ``SD[X] = sigma`` exactly. With ``a = m / s``, ``Phi`` and ``phi`` the standard
-normal distribution and density (Johnson, Kotz & Balakrishnan 1994, *Continuous Univariate
-Distributions* 1, §10.4 for the censored moments)::
+normal distribution and density, the partial moments of the normal give (``g(a) = E[(a + Z)^+]``
+is the standard normal loss function at ``-a``)::
 
     E[X] / s   = g(a) = a Phi(a) + phi(a)
     Var[X] / s^2 = v(a) = a^2 Phi(a) Phi(-a) + Phi(a) + a phi(a) (1 - 2 Phi(a)) - phi(a)^2
 
 The coefficient of variation ``sqrt(v(a)) / g(a)`` falls strictly from infinity (``a -> -inf``)
 to 0 (``a -> inf``; it is about ``1 / a`` for large ``a``), so every ``sigma / mu`` has exactly
-one ``a``; then ``s = mu / g(a)`` and ``m = a s``. Below a coefficient of variation of 0.3
-the censoring is invisible (``m`` and ``s`` are ``mu`` and ``sigma`` to 2e-8); at 0.5 demand is
-0 in 2.3% of periods, at 1.46 (``m = 0``) in half of them, which is intermittent demand rather
-than a normal one (choose the ``negative_binomial`` or ``history`` demand model for such items).
+one ``a``; then ``s = mu / g(a)`` and ``m = a s``. Up to a coefficient of variation of 0.2
+the censoring is invisible (``m`` and ``s`` are ``mu`` and ``sigma`` to 3e-7); at 0.3 ``s`` is
+``sigma`` to 4e-4, at 0.5 ``m = 0.995 mu``, ``s = 1.023 sigma`` and demand is 0 in 2.6% of
+periods, at 1.46 (``m = 0``) in half of them, which is intermittent demand rather than a normal
+one (choose the ``negative_binomial`` or ``history`` demand model for such items).
 The solve is restricted to ``a >= -8`` (:data:`LOWEST_STANDARD_LOCATION`: demand positive in at
-least one period in about ``10^15``, a coefficient of variation up to about ``10^7``, beyond
+least one period in about ``10^15``, a coefficient of variation up to 5.6e7, beyond
 what a sampler of 53-bit uniforms can draw faithfully); where ``sigma / mu`` is larger, or
 ``mu = 0 < sigma`` (no demand that is never negative has mean 0 and a spread), there is no
 solution and the result is NaN.
