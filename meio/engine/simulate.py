@@ -288,6 +288,27 @@ def _periodic_review_order(x, k, j, t):
         x[j, _ORDER] = 0.0
 
 
+@njit_inline
+def _replenishment_cycle(k, sums, j, overdue, next_measured):
+    """Account stage ``j``'s period in its replenishment cycle (review period > 1), then step on.
+
+    A cycle being measured turns late when one of its periods ends with a late request
+    (``overdue``); its last period counts it. The next period opens a cycle when this one
+    closes one and that period is measured (the phase starts at ``-cycle_offset mod R``).
+    """
+    if k[j, _CYCLE] != _NO_CYCLE:
+        if overdue:
+            k[j, _CYCLE] = _LATE_CYCLE
+        if k[j, _PHASE] == k[j, _REVIEW_PERIOD] - 1:
+            sums[j, _SUM_CYCLES] += 1.0
+            if k[j, _CYCLE] == _CLEAN_CYCLE:
+                sums[j, _SUM_CLEAN_CYCLES] += 1.0
+    k[j, _PHASE] += 1
+    if k[j, _PHASE] == k[j, _REVIEW_PERIOD]:
+        k[j, _PHASE] = 0
+        k[j, _CYCLE] = _CLEAN_CYCLE if next_measured else _NO_CYCLE
+
+
 @njit
 def _simulate_item(sim, network, replication, periods, warmup, seed, out):
     """Simulate one replication of one network and write its period averages into ``out``."""
@@ -371,7 +392,8 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
                 arc[a, _REQUEST] = arc[a, _QUANTITY] * x[arc_down[a], _ORDER]
                 demand += arc[a, _REQUEST]
             x[j, _REQUESTED] = demand
-            requested[j, t & due_mask] = demand
+            if k[j, _SERVICE_TIME] > 0:
+                requested[j, t & due_mask] = demand
             if k[j, _REVIEW_PERIOD] == 1:
                 x[j, _ORDER] = demand
             else:
@@ -477,19 +499,21 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
                     k[j, _HEAD] = t
                     k[j, _TAIL] = t + 1
             x[j, _ON_HAND] = max(stock, 0.0)
+            overdue = False  # the period ends with a late request
             if measured:
                 # requests of period `quoted` are due now: late if any of them is still open
                 quoted = t - k[j, _SERVICE_TIME]
                 late = 0.0
-                if k[j, _HEAD] <= quoted < k[j, _TAIL]:
+                if k[j, _HEAD] <= quoted < k[j, _TAIL]:  # (an older open request implies one here)
+                    overdue = True
                     late_row = quoted & queue_mask
                     late = queue[late_row, j]
                     for a in range(out_first, out_last):
                         late += queue[late_row, n + a]
-                    if k[j, _CYCLE] == _CLEAN_CYCLE:  # an older request would be open as well
-                        k[j, _CYCLE] = _LATE_CYCLE
                 sums[j, _SUM_DEMAND] += x[j, _REQUESTED]
-                if quoted >= 0:
+                if k[j, _SERVICE_TIME] == 0:
+                    sums[j, _SUM_DUE] += x[j, _REQUESTED]
+                elif quoted >= 0:
                     sums[j, _SUM_DUE] += requested[j, quoted & due_mask]
                 sums[j, _SUM_LATE] += late
                 sums[j, _SUM_ON_HAND] += x[j, _ON_HAND]
@@ -497,15 +521,12 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
                 sums[j, _SUM_IN_PRODUCTION] += x[j, _IN_PRODUCTION]
                 sums[j, _SUM_EXTERNAL_BACKORDERS] += x[j, _EXTERNAL_BACKLOG]
                 sums[j, _SUM_WAITING_COST] += waiting_cost
-                if k[j, _PHASE] == k[j, _REVIEW_PERIOD] - 1 and k[j, _CYCLE] != _NO_CYCLE:
+                if k[j, _REVIEW_PERIOD] == 1:  # a cycle is one period
                     sums[j, _SUM_CYCLES] += 1.0
-                    if k[j, _CYCLE] == _CLEAN_CYCLE:
+                    if not overdue:
                         sums[j, _SUM_CLEAN_CYCLES] += 1.0
-            # replenishment cycles: the next period opens one when this one closes a cycle
-            k[j, _PHASE] += 1
-            if k[j, _PHASE] == k[j, _REVIEW_PERIOD]:
-                k[j, _PHASE] = 0
-                k[j, _CYCLE] = _CLEAN_CYCLE if t + 1 >= warmup else _NO_CYCLE
+            if k[j, _REVIEW_PERIOD] > 1:
+                _replenishment_cycle(k, sums, j, overdue, t + 1 >= warmup)
     # costs are linear in the period sums
     scale = 1.0 / max(periods, 1)
     holding_sum = 0.0
