@@ -292,8 +292,10 @@ def simulate(
     policy : Plan, path or table
         A :class:`~meio.Plan` from :func:`meio.optimize`, a run directory of ``meio optimize``,
         or a table (file or frame) of ``network``, ``stage`` and ``base_stock`` (installation) or
-        ``echelon_base_stock`` (converted), optionally ``outbound_service_time``. Networks with
-        a NaN level (a model that does not support them) are not simulated (NaN measures).
+        ``echelon_base_stock`` (converted), optionally ``outbound_service_time`` (the service
+        time the stage quotes) and ``inbound_service_time`` (where its replenishment cycles
+        start; docs/simulate.md). Networks with a NaN level (a model that does not support them)
+        are not simulated (NaN measures).
     periods, warmup : int
         Measured periods per replication, after ``warmup`` discarded ones.
     replications : int

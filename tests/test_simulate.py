@@ -594,6 +594,8 @@ def test_policy_from_run_directory_equals_plan(tmp_path):
      "policy.stage: must name a stage of the stages table (1 row; first: network 'x' stage 't')"),
     (pl.DataFrame({"network": ["y"], "stage": ["s"], "base_stock": [1.0]}),
      "policy.stage: must name a stage"),
+    (pl.DataFrame({"network": ["x"], "stage": ["s"], "base_stock": [1.0], "inbound_service_time": [1.5]}),
+     "policy.inbound_service_time: must be a whole number (1 row; first: network 'x' stage 's')"),
 ])
 def test_bad_policy_is_one_clear_error(policy, message):
     stages = pl.DataFrame({"network": ["x"], "stage": ["s"], "lead_time": [1.0], "holding_cost": [1.0],
