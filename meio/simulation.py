@@ -23,12 +23,13 @@ from meio.engine.simulate import (
     DEMAND_KINDS,
     HISTORY,
     NO_DEMAND,
+    NORMAL,
     Estimate,
     SimNetworks,
     SimSummary,
     simulate_summary,
 )
-from meio.engine.streams import network_key
+from meio.engine.streams import censored_normal_parameters, network_key
 from meio.io.errors import InputError
 from meio.io.policy import read_policy
 from meio.io.read import TableSource, read_table
@@ -126,42 +127,93 @@ def _review_periods(network: Network, honour: bool) -> np.ndarray:
     return np.rint(network.batch.review_period).astype(np.int64)
 
 
-def _in_arcs(batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _arcs_by_downstream_id(network: Network) -> np.ndarray:
+    """Arc rows grouped by network and upstream stage, each stage's by its successors' ids.
+
+    A shared stage serves its successors in this order within a period (docs/simulate.md): by
+    the downstream stage's id string (Unicode code points, as Python and Polars compare
+    strings), not by its position in the batch, which is topological (by depth) and would serve
+    a shallow successor before a deep one whatever their ids.
+    """
+    up, down = network.batch.arc_ends()
+    rank = np.empty(network.batch.n_stages, np.int64)
+    by_id = network.stages.select(pl.arg_sort_by("network", "stage")).to_series().to_numpy()
+    rank[by_id] = np.arange(len(by_id))
+    return np.lexsort((rank[down], up))
+
+
+def _in_arcs(up: np.ndarray, down: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Incoming-arc CSR (global arc rows by downstream stage) and outgoing-arc offsets."""
-    up, down = batch.arc_ends()
-    n = batch.n_stages
     in_arcs = np.argsort(down, kind="stable").astype(np.int64)
     in_offsets = np.concatenate(([0], np.cumsum(np.bincount(down, minlength=n)))).astype(np.int64)
     out_offsets = np.concatenate(([0], np.cumsum(np.bincount(up, minlength=n)))).astype(np.int64)
     return in_offsets, in_arcs, out_offsets
 
 
+#: The rule :func:`normal_demand_parameters` enforces, as error messages state it.
+NORMAL_DEMAND_RULE = ("is beyond what normal demand can describe (demand_sd / demand_mean at most 5.6e7, "
+                      "and demand_mean > 0 wherever demand_sd > 0): use demand='negative_binomial' or "
+                      "'history' for such intermittent items")
+
+
+def normal_demand_parameters(network: Network, kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Location and scale of every normal-demand stage's censored normal (0 elsewhere).
+
+    Solved so that simulated demand has the stated ``demand_mean`` and ``demand_sd`` exactly
+    (:func:`meio.engine.streams.censored_normal_parameters`); a stage without such a normal is
+    an :class:`InputError` naming ``stages.demand_sd`` and the first such stage.
+    """
+    batch = network.batch
+    normal = kinds == NORMAL
+    location, scale = np.zeros(batch.n_stages), np.zeros(batch.n_stages)
+    location[normal], scale[normal] = censored_normal_parameters(batch.demand_mean[normal],
+                                                                 batch.demand_sd[normal])
+    fail_where(network.stages.with_columns(_bad=pl.Series(np.isnan(location))), pl.col("_bad"), "stages",
+               "demand_sd", NORMAL_DEMAND_RULE)
+    return location, scale
+
+
 def build_sim_networks(
     network: Network, base_stock: np.ndarray, outbound_service_time: np.ndarray, demand: str,
     history: TableSource | None, review_period: bool = True,
+    inbound_service_time: np.ndarray | None = None,
 ) -> SimNetworks:
-    """The kernel's arrays for ``network`` under the given policy and demand model."""
+    """The kernel's arrays for ``network`` under the given policy and demand model.
+
+    ``inbound_service_time`` (NaN where not given) sets where each stage's replenishment cycles
+    start (docs/simulate.md); where it is not given, the outside supplier's service time at
+    sources and 0 elsewhere.
+    """
     batch = network.batch
     check_demand_model(demand, has_history=history is not None)
     has_demand = (batch.demand_mean > 0.0) | (batch.demand_sd > 0.0)
     kinds = np.where(has_demand, DEMAND_KINDS[demand], NO_DEMAND).astype(np.int64)
+    location, scale = normal_demand_parameters(network, kinds)
     history_offsets, history_values = _histories(network, history, kinds)
-    in_offsets, in_arcs, out_offsets = _in_arcs(batch)
+    order = _arcs_by_downstream_id(network)
+    up, down = (ends[order] for ends in batch.arc_ends())
+    in_offsets, in_arcs, out_offsets = _in_arcs(up, down, batch.n_stages)
     sources = np.diff(in_offsets) == 0
+    inbound_delay = np.where(sources, batch.external_inbound_service_time, 0).astype(np.int64)
+    if inbound_service_time is None:
+        inbound_service_time = np.full(batch.n_stages, np.nan)
+    quoted_inbound = np.where(np.isnan(inbound_service_time), inbound_delay, inbound_service_time)
     keys = np.array([network_key(n) for n in network.layout.network_ids.to_list()], np.uint64)
     sim = SimNetworks(
         network_offsets=batch.network_offsets, arc_offsets=batch.arc_offsets,
-        arc_upstream=batch.arc_upstream, arc_downstream=batch.arc_downstream,
-        arc_quantity=batch.arc_quantity, in_arc_offsets=in_offsets, in_arcs=in_arcs,
+        arc_upstream=batch.arc_upstream[order], arc_downstream=batch.arc_downstream[order],
+        arc_quantity=batch.arc_quantity[order], in_arc_offsets=in_offsets, in_arcs=in_arcs,
         out_arc_offsets=out_offsets,
         base_stock=np.ascontiguousarray(base_stock, np.float64),
         outbound_service_time=np.ascontiguousarray(np.rint(outbound_service_time), np.int64),
         review_period=_review_periods(network, review_period),
         lead_time=batch.lead_time, lead_time_sd=batch.lead_time_sd,
-        inbound_delay=np.where(sources, batch.external_inbound_service_time, 0).astype(np.int64),
+        inbound_delay=inbound_delay,
+        cycle_offset=(np.rint(quoted_inbound) + np.floor(batch.lead_time)).astype(np.int64),
         holding_cost=batch.holding_cost,
         stockout_cost=np.nan_to_num(batch.stockout_cost, nan=0.0),
         demand_kind=kinds, demand_mean=batch.demand_mean, demand_sd=batch.demand_sd,
+        normal_location=location, normal_scale=scale,
         history_offsets=history_offsets, history=history_values, network_key=keys,
     )
     # Writable C arrays only: a read-only array (as Polars hands out) is another Numba type and
@@ -176,10 +228,11 @@ def _columns(name: str, value: Estimate) -> dict[str, np.ndarray]:
 def _met(target: np.ndarray, value: Estimate) -> np.ndarray:
     """A target counts as met unless the whole 95% interval lies below it (NaN target: met).
 
-    With a single replication there is no interval: the point estimate decides.
+    With a single replication there is no interval: the point estimate decides. A NaN measure
+    (no whole replenishment cycle measured) is no evidence of a miss: met.
     """
     high = np.where(np.isnan(value.high), value.mean, value.high)
-    return np.isnan(target) | (high >= target)
+    return np.isnan(target) | np.isnan(high) | (high >= target)
 
 
 def check_demand_model(demand: str, *, has_history: bool) -> None:
@@ -239,8 +292,10 @@ def simulate(
     policy : Plan, path or table
         A :class:`~meio.Plan` from :func:`meio.optimize`, a run directory of ``meio optimize``,
         or a table (file or frame) of ``network``, ``stage`` and ``base_stock`` (installation) or
-        ``echelon_base_stock`` (converted), optionally ``outbound_service_time``. Networks with
-        a NaN level (a model that does not support them) are not simulated (NaN measures).
+        ``echelon_base_stock`` (converted), optionally ``outbound_service_time`` (the service
+        time the stage quotes) and ``inbound_service_time`` (where its replenishment cycles
+        start; docs/simulate.md). Networks with a NaN level (a model that does not support them)
+        are not simulated (NaN measures).
     periods, warmup : int
         Measured periods per replication, after ``warmup`` discarded ones.
     replications : int
@@ -278,7 +333,8 @@ def simulate(
     aligned = _aligned_policy(network, _policy_frame(policy))
     base_stock = installation_levels(network.batch, aligned)
     outbound = aligned["outbound_service_time"].fill_null(0.0).to_numpy()
-    sim = build_sim_networks(network, base_stock, outbound, demand, history, review_period)
+    inbound = aligned["inbound_service_time"].fill_null(np.nan).to_numpy()
+    sim = build_sim_networks(network, base_stock, outbound, demand, history, review_period, inbound)
     started = time.perf_counter()
     with numba_threads(threads):
         summary = simulate_summary(sim, periods=int(periods), replications=int(replications),

@@ -1,12 +1,21 @@
 """Slow, obvious twin of the simulation kernel (plain Python), used only by the tests.
 
-It follows the model of :mod:`meio.engine.simulate` with explicit objects: a FIFO list of open
-requests per stage, a list of (arrival period, units) starts, a dict of waiting components, and
-per stage the units requested since its last review (it orders them in periods ``t % R == 0``). It
-draws from its own pure-Python SplitMix64 stream and samples with its own ziggurat (Doornik
-2005, tables rebuilt here) and a textbook Poisson inversion, in the kernel's order (demand
-downstream first; a lead-time draw per start), so on the same seed it must reproduce the
-kernel's numbers up to rounding.
+It follows the model of docs/simulate.md with explicit objects: a FIFO list of open requests per
+stage, a list of (arrival period, units) starts, a dict of waiting components, and per stage the
+units requested since its last review (it orders them in periods ``t % R == 0``). It draws from
+its own pure-Python SplitMix64 stream and samples with its own ziggurat (Doornik 2005, tables
+rebuilt here) and a textbook Poisson inversion, in the kernel's order (demand downstream first;
+a lead-time draw per start), so on the same seed it must reproduce the kernel's numbers up to
+rounding.
+
+The parts written from the docs' words rather than from the kernel: normal demand is
+``max(0, m + s Z)`` with ``(m, s)`` found here by root finding on SciPy's truncated-normal moments
+(:func:`censored_normal`); a shared stage serves each period's requests external demand first,
+then its successors sorted by their stage id strings; the fill rate counts the demand *due* in
+the measured periods (requested ``S_j`` periods earlier) and the part of it still open then; the
+cycle service level lists the replenishment cycles (``R`` periods from each period ``t`` with
+``(t - inbound service time - floor(L)) % R == 0``) that lie inside the measured periods and
+counts those in which no period ends with a request older than ``S_j`` open.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ import hashlib
 import math
 
 import numpy as np
+from scipy import optimize, stats
 
 MASK = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
@@ -87,18 +97,51 @@ class Stream:
         return float(k)
 
 
+def _censored_moments(a: float) -> tuple[float, float]:
+    """Mean and standard deviation of ``max(0, a + Z)``: mass ``P(a + Z > 0)`` on a truncated normal."""
+    positive = stats.norm.sf(-a)
+    tail = stats.truncnorm(-a, np.inf, loc=a)
+    mean, variance = tail.mean(), tail.var()
+    # law of total variance over {a + Z > 0} and its complement (where the value is 0)
+    return positive * mean, math.sqrt(positive * variance + positive * (1.0 - positive) * mean * mean)
+
+
+def censored_normal(mean: float, sd: float) -> tuple[float, float]:
+    """``(m, s)`` with ``E[max(0, m + s Z)] = mean`` and ``SD = sd`` (docs/simulate.md, Demand)."""
+    if sd == 0.0:
+        return mean, 0.0
+
+    def excess(a):
+        centre, spread = _censored_moments(a)
+        return math.log(spread / centre) - math.log(sd / mean)
+
+    a = optimize.brentq(excess, -8.0, mean / sd + 1.0, xtol=1e-14, rtol=1e-15, maxiter=500)
+    scale = mean / _censored_moments(a)[0]
+    return a * scale, scale
+
+
+def replenishment_cycles(late: dict[int, bool], first: int, last: int, offset: int,
+                         review: int) -> list[bool]:
+    """Whether each cycle inside periods ``first..last`` ended clean (no period with a late request)."""
+    return [not any(late[t] for t in range(start, start + review))
+            for start in range(first, last - review + 2) if (start - offset) % review == 0]
+
+
 def simulate_network(net: dict, periods: int, warmup: int, seed: int, replication: int) -> dict:
     """One replication of one network.
 
-    ``net`` has ``id``, per-stage lists (topological order) ``base_stock``, ``lead_time``,
-    ``lead_time_sd``, ``inbound_delay``, ``service_time``, ``review_period`` (whole periods),
-    ``holding_cost``, ``stockout_cost``, ``demand`` ("none", "normal", "poisson"), ``demand_mean``,
-    ``demand_sd``, and ``arcs`` as (upstream, downstream, quantity) tuples sorted by (upstream,
-    downstream).
+    ``net`` has ``id``, per-stage lists (topological order) ``stage`` (ids), ``base_stock``,
+    ``lead_time``, ``lead_time_sd``, ``external_inbound_service_time``, ``inbound_service_time``
+    (the policy's; NaN where it gives none), ``service_time``, ``review_period`` (whole periods),
+    ``holding_cost``, ``stockout_cost``, ``demand`` ("none", "normal", "poisson"),
+    ``demand_mean``, ``demand_sd``, and ``arcs`` as (upstream, downstream, quantity) tuples in any
+    order.
     """
     n = len(net["base_stock"])
     arcs = net["arcs"]
     stream = Stream(seed, net["id"], replication)
+    normal = [censored_normal(net["demand_mean"][j], net["demand_sd"][j]) if net["demand"][j] == "normal"
+              else None for j in range(n)]
     on_hand = list(map(float, net["base_stock"]))
     requests = [[] for _ in range(n)]  # FIFO: [period, customer, open units]; customer -1 = external
     starts = [[] for _ in range(n)]  # [arrival period, units]
@@ -106,20 +149,29 @@ def simulate_network(net: dict, periods: int, warmup: int, seed: int, replicatio
     last_arrival = [0] * n
     since_review = [0.0] * n  # units requested of each stage since its last review
     suppliers = [[a for a, (_, d, _) in enumerate(arcs) if d == j] for j in range(n)]
-    customers = [[a for a, (u, _, _) in enumerate(arcs) if u == j] for j in range(n)]
-    sums = {k: [0.0] * n for k in ("demand", "late", "ready", "on_hand", "backorders", "pipeline")}
+    # a shared stage serves its successors in the order of their stage ids
+    customers = [sorted((a for a, (u, _, _) in enumerate(arcs) if u == j),
+                        key=lambda a: net["stage"][arcs[a][1]]) for j in range(n)]
+    # outside supplier's service time at sources (delays material); the inbound service time that
+    # places the replenishment cycles: the policy's, else that one at sources, else 0
+    delay = [net["external_inbound_service_time"][j] if not suppliers[j] else 0 for j in range(n)]
+    inbound = [delay[j] if math.isnan(net["inbound_service_time"][j]) else int(net["inbound_service_time"][j])
+               for j in range(n)]
+    requested_at = [{} for _ in range(n)]  # period -> demand requested of the stage then
+    late_at = [{} for _ in range(n)]  # measured period -> it ended with a late request
+    sums = {k: [0.0] * n for k in ("demand", "due", "late", "on_hand", "backorders", "pipeline")}
     holding = backorder_cost = 0.0
     for t in range(warmup + periods):
         external, requested, order = [0.0] * n, [0.0] * n, [0.0] * n
         for j in reversed(range(n)):
             kind = net["demand"][j]
             if kind == "normal":
-                sd = net["demand_sd"][j]
-                external[j] = net["demand_mean"][j] if sd == 0 else max(
-                    net["demand_mean"][j] + sd * stream.normal(), 0.0)
+                location, scale = normal[j]
+                external[j] = location if scale == 0 else max(location + scale * stream.normal(), 0.0)
             elif kind == "poisson":
                 external[j] = stream.poisson_small(net["demand_mean"][j])
             requested[j] = external[j] + sum(arcs[a][2] * order[arcs[a][1]] for a in customers[j])
+            requested_at[j][t] = requested[j]
             since_review[j] += requested[j]
             if t % net["review_period"][j] == 0:
                 order[j], since_review[j] = since_review[j], 0.0
@@ -140,7 +192,7 @@ def simulate_network(net: dict, periods: int, warmup: int, seed: int, replicatio
                 whole = math.floor(value)
                 if value > whole and stream.uniform() < value - whole:
                     whole += 1
-                arrival = max(t + whole + net["inbound_delay"][j], last_arrival[j])
+                arrival = max(t + whole + delay[j], last_arrival[j])
                 last_arrival[j] = arrival
                 starts[j].append([arrival, started])
             on_hand[j] += sum(units for when, units in starts[j] if when == t)
@@ -159,10 +211,11 @@ def simulate_network(net: dict, periods: int, warmup: int, seed: int, replicatio
             requests[j] = [r for r in requests[j] if r[2] > 0]
             if t < warmup:
                 continue
-            quoted = t - net["service_time"][j]
+            due = t - net["service_time"][j]  # requests of this period are due now
             sums["demand"][j] += requested[j]
-            sums["late"][j] += sum(r[2] for r in requests[j] if r[0] == quoted)
-            sums["ready"][j] += all(r[0] > quoted for r in requests[j])
+            sums["due"][j] += requested_at[j].get(due, 0.0)
+            sums["late"][j] += sum(r[2] for r in requests[j] if r[0] == due)
+            late_at[j][t] = any(r[0] <= due for r in requests[j])
             sums["on_hand"][j] += on_hand[j]
             sums["backorders"][j] += sum(r[2] for r in requests[j])
             in_production = sum(units for _, units in starts[j])
@@ -172,6 +225,12 @@ def simulate_network(net: dict, periods: int, warmup: int, seed: int, replicatio
             holding += sum(net["holding_cost"][arcs[a][0]] * components[a] for a in suppliers[j])
             backorder_cost += net["stockout_cost"][j] * sum(r[2] for r in requests[j] if r[1] == -1)
     result = {k: np.array(v) / periods for k, v in sums.items()}
+    ready = []
+    for j in range(n):
+        cycles = replenishment_cycles(late_at[j], warmup, warmup + periods - 1,
+                                      inbound[j] + math.floor(net["lead_time"][j]), net["review_period"][j])
+        ready.append(sum(cycles) / len(cycles) if cycles else math.nan)
+    result["ready"] = np.array(ready)
     result["holding_cost"] = holding / periods
     result["backorder_cost"] = backorder_cost / periods
     return result

@@ -29,7 +29,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--arcs", help="arcs table (optional: single-stage networks)")
     parser.add_argument("--policy", required=True,
                         help="run directory of `meio optimize`, or a table of network, stage, base_stock "
-                        "(or echelon_base_stock) and optionally outbound_service_time")
+                        "(or echelon_base_stock) and optionally outbound_service_time and "
+                        "inbound_service_time")
     parser.add_argument("--periods", type=int, default=1000, help="measured periods (default 1000)")
     parser.add_argument("--replications", type=int, default=30, help="replications (default 30)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")

@@ -26,10 +26,12 @@ it on hand. Sources start at once: their outside supplier always delivers, after
    convention of meio's models; with review period ``R`` a stage whose supplier never keeps it
    waiting is exposed to ``L + k`` periods, ``k = 0 .. R - 1`` the periods since its last
    order arrived); (c) it ships from stock, **first come, first served**: the oldest period's
-   open requests first; inside one period external demand first, then its successors in arc
-   order (downstream stage id); a stage ships every period, whatever its review period. A
-   shipment reaches the successor's component stock at once; the successor's lead time covers
-   transport and processing. Unmet requests are backordered, never lost.
+   open requests first; inside one period external demand first, then its successors in the
+   order of their stage ids (the ``stage`` strings compared by Unicode code point, whatever
+   their depth: the driver sorts each stage's outgoing arc rows so, and the kernel serves them
+   in row order); a stage ships every period, whatever its review period. A shipment reaches
+   the successor's component stock at once; the successor's lead time covers transport and
+   processing. Unmet requests are backordered, never lost.
 3. *Measures and costs* at the end of the period (only after the warm-up): on hand, backorders
    owed to every customer, units in production/transit; holding cost ``h_j`` per unit on hand,
    units in production charged at their suppliers' rates (``sum_i q_ij h_i``; 0 at sources) and
@@ -43,18 +45,36 @@ probabilities that keep its mean (a fractional deterministic lead time of 2.3 is
 probability 0.7 and 3 with probability 0.3).
 
 Service measures honour the service time a stage quotes (``outbound_service_time``; 0 means
-"from stock"): a request is *late* if it is still open ``S_j`` periods after it arrived. The
-fill rate is ``1 - late units / demand``, the cycle service level (ready rate) the fraction of
-periods that end without a late request. With ``S_j = 0`` these are the textbook fill rate (share
-of demand served from stock on arrival) and ready rate ``P(no backorders at period end)``.
+"from stock"): the requests of period ``t`` are *due* at the end of period ``t + S_j``, and a
+request is *late* if it is still open then. A period *ends with a late request* when some
+request due at or before it is still open.
 
-Demand at a demand stage per period: normal censored at zero (``max(0, N(mu, sigma^2))``, as in
-meio's serial model and stockpyl), Poisson with mean ``mu``, negative binomial with mean ``mu``
-and variance ``sigma^2`` (Poisson where ``sigma^2 <= mu``), or resampled i.i.d. from the stage's
-demand history (a bootstrap).
+* Fill rate: ``1 - (late units) / (units due)``, both over the requests due in the measured
+  periods (requested ``S_j`` periods earlier, so partly in the warm-up): one window, so it lies
+  in ``[0, 1]``. With ``S_j = 0`` it is the textbook fill rate, the share of demand served from
+  stock on arrival.
+* Cycle service level: the share of *replenishment cycles* without a period ending with a late
+  request (no stock-out in a replenishment cycle, what the models size for). Stage ``j``'s
+  cycles are the ``R_j`` consecutive periods starting at each period ``t0 + d_j`` where ``t0``
+  is a review (``t0 % R_j == 0``) and ``d_j = SI_j + floor(L_j)`` is when the order placed then
+  would arrive if its supplier shipped at once (``SI_j``: the policy's ``inbound_service_time``
+  where it gives one, else the outside supplier's service time at sources and 0 elsewhere;
+  :attr:`SimNetworks.cycle_offset` holds ``d_j``); only cycles wholly inside the measured periods
+  count (none: NaN). With ``R_j = 1`` a cycle is one period and this is the ready rate
+  ``P(no late request at a period's end)``; with ``S_j = 0`` that is ``P(no backorders)``.
 
-Memory per (network, replication) is ``O(stages x (longest lead time) + (stages + arcs) x
-(longest possible backlog age))``, independent of the number of periods: under one-for-one
+Demand at a demand stage per period: normal with the stated mean ``mu`` and standard deviation
+``sigma`` exactly — ``max(0, m + s Z)``, a normal censored at zero whose location ``m`` and scale
+``s`` are solved once per stage, outside the kernel
+(:func:`meio.engine.streams.censored_normal_parameters`; ``m = mu``, ``s = sigma`` to 3e-7 up to
+a coefficient of variation of 0.2) — Poisson with mean ``mu``, negative binomial with mean
+``mu`` and variance ``sigma^2`` (Poisson where ``sigma^2 <= mu``), or resampled i.i.d. from the
+stage's demand history (a bootstrap).
+
+Memory per (network, replication) is ``O(stages x (longest lead time + longest quoted service
+time) + (stages + arcs) x (longest possible backlog age))``, independent of the number of
+periods (the demand requested in the last ``max_j S_j + 1`` periods is kept to count the
+demand due): under one-for-one
 replenishment with FIFO, a request at stage ``j`` is filled within ``A_j = max_i A_i + c_j``
 periods (``c_j`` the largest lead time a start can draw plus the outside supplier's service time
 plus ``R_j - 1`` periods waiting for the next review, ``i`` over its suppliers), so the open
@@ -96,12 +116,19 @@ _FULL = 1.0 - 1e-12
 _RESIDUE = 1e-12
 # Columns of the kernel's packed per-stage tables (float state/parameters, integer ones) and arcs.
 _ON_HAND, _BACKLOG, _EXTERNAL_BACKLOG, _IN_PRODUCTION, _ORDER, _EXTERNAL = 0, 1, 2, 3, 4, 5
-_LEAD_TIME, _LEAD_TIME_SD, _DEMAND_MEAN, _DEMAND_SD, _REQUESTED, _SINCE_REVIEW = 6, 7, 8, 9, 10, 11
+# (_DEMAND_LOCATION, _DEMAND_SCALE: the censored normal's m and s for NORMAL, else mean and sd)
+_LEAD_TIME, _LEAD_TIME_SD, _DEMAND_LOCATION, _DEMAND_SCALE, _REQUESTED, _SINCE_REVIEW = 6, 7, 8, 9, 10, 11
 _X_COLUMNS = 12
 _HEAD, _TAIL, _LAST_ARRIVAL, _CAP, _FIXED, _INBOUND_DELAY, _DEMAND_KIND, _SERVICE_TIME = range(8)
 _IN_FIRST, _IN_LAST, _OUT_FIRST, _OUT_LAST, _HISTORY_FIRST, _HISTORY_LAST = range(8, 14)
-_REVIEW_PERIOD, _NEXT_REVIEW = 14, 15
-_K_COLUMNS = 16
+_REVIEW_PERIOD, _NEXT_REVIEW, _PHASE, _CYCLE = 14, 15, 16, 17
+_K_COLUMNS = 18
+# States of a stage's replenishment cycle (column _CYCLE): none being measured, clean so far, late.
+_NO_CYCLE, _CLEAN_CYCLE, _LATE_CYCLE = 0, 1, 2
+# Columns of the per-stage period sums.
+_SUM_DEMAND, _SUM_LATE, _SUM_CLEAN_CYCLES, _SUM_ON_HAND, _SUM_BACKORDERS, _SUM_IN_PRODUCTION = range(6)
+_SUM_EXTERNAL_BACKORDERS, _SUM_WAITING_COST, _SUM_DUE, _SUM_CYCLES = range(6, 10)
+_SUM_COLUMNS = 10
 _QUANTITY, _COMPONENTS, _REQUEST, _SUPPLIER_HOLDING = 0, 1, 2, 3
 #: Stage-period cells per chunk of networks (bounds the per-replication output arrays).
 _CHUNK_CELLS = 1 << 22
@@ -116,7 +143,7 @@ class SimNetworks(NamedTuple):
 
     network_offsets: np.ndarray  #: int64[n_networks + 1]
     arc_offsets: np.ndarray  #: int64[n_networks + 1]
-    arc_upstream: np.ndarray  #: int64[n_arcs], local
+    arc_upstream: np.ndarray  #: int64[n_arcs], local (a stage's arcs are served in row order)
     arc_downstream: np.ndarray  #: int64[n_arcs], local
     arc_quantity: np.ndarray  #: float64[n_arcs]
     in_arc_offsets: np.ndarray  #: int64[n_stages + 1], CSR of each stage's incoming arcs
@@ -128,11 +155,14 @@ class SimNetworks(NamedTuple):
     lead_time: np.ndarray  #: float64[n_stages]
     lead_time_sd: np.ndarray  #: float64[n_stages]
     inbound_delay: np.ndarray  #: int64[n_stages], outside supplier's service time (sources)
+    cycle_offset: np.ndarray  #: int64[n_stages], replenishment cycles start ``offset`` after reviews
     holding_cost: np.ndarray  #: float64[n_stages]
     stockout_cost: np.ndarray  #: float64[n_stages], per unit of external backorder per period
     demand_kind: np.ndarray  #: int64[n_stages], :data:`NO_DEMAND`, :data:`NORMAL`, ...
-    demand_mean: np.ndarray  #: float64[n_stages]
-    demand_sd: np.ndarray  #: float64[n_stages]
+    demand_mean: np.ndarray  #: float64[n_stages], stated mean (Poisson, negative binomial)
+    demand_sd: np.ndarray  #: float64[n_stages], stated standard deviation
+    normal_location: np.ndarray  #: float64[n_stages], ``m`` of the censored normal (NORMAL)
+    normal_scale: np.ndarray  #: float64[n_stages], ``s`` of the censored normal (NORMAL)
     history_offsets: np.ndarray  #: int64[n_stages + 1], CSR of demand histories
     history: np.ndarray  #: float64[n_history]
     network_key: np.ndarray  #: uint64[n_networks], stable key of each network id
@@ -141,9 +171,10 @@ class SimNetworks(NamedTuple):
 class SimTotals(NamedTuple):
     """Per-replication period averages (rows: replications; columns: stages or networks)."""
 
-    demand: np.ndarray  #: float64[R, n_stages], demand per period
-    late: np.ndarray  #: float64[R, n_stages], late units per period
-    ready: np.ndarray  #: float64[R, n_stages], share of periods without a late request
+    demand: np.ndarray  #: float64[R, n_stages], demand requested per measured period
+    due: np.ndarray  #: float64[R, n_stages], demand due (quoted time up) per measured period
+    late: np.ndarray  #: float64[R, n_stages], late units per measured period (of the demand due)
+    ready: np.ndarray  #: float64[R, n_stages], share of measured cycles without a late request
     on_hand: np.ndarray  #: float64[R, n_stages]
     backorders: np.ndarray  #: float64[R, n_stages], owed to all customers
     pipeline: np.ndarray  #: float64[R, n_stages], units in production/transit
@@ -175,17 +206,21 @@ def draw_lead_time(state, lead_time, lead_time_sd, cap):
 
 
 @njit_inline
-def draw_demand(state, kind, mean, sd, history, first, last):
-    """``(state, demand)``: one period's external demand of a stage (see the module docstring)."""
+def draw_demand(state, kind, location, scale, history, first, last):
+    """``(state, demand)``: one period's external demand of a stage (see the module docstring).
+
+    ``location``, ``scale``: the censored normal's ``m`` and ``s`` for :data:`NORMAL`, the stated
+    mean and standard deviation for the other laws.
+    """
     if kind == NORMAL:
-        if sd <= 0.0:
-            return state, mean
+        if scale <= 0.0:
+            return state, location
         state, z = standard_normal(state)
-        return state, max(mean + sd * z, 0.0)
+        return state, max(location + scale * z, 0.0)
     if kind == POISSON:
-        return poisson(state, mean)
+        return poisson(state, location)
     if kind == NEGATIVE_BINOMIAL:
-        return negative_binomial(state, mean, sd * sd)
+        return negative_binomial(state, location, scale * scale)
     if kind == HISTORY:
         state, u = uniform(state)
         return state, history[first + min(int(u * (last - first)), last - first - 1)]
@@ -227,6 +262,15 @@ def _backlog_age_bounds(sim, first, n):
     return _power_of_two(longest_start + 1), _power_of_two(longest_age + 2)
 
 
+@njit
+def _due_slots(sim, first, n):
+    """Ring size (a power of two) for the demand requested in the last ``max_j S_j + 1`` periods."""
+    longest = 0
+    for g in range(first, first + n):
+        longest = max(longest, sim.outbound_service_time[g])
+    return _power_of_two(longest + 1)
+
+
 @njit_inline
 def _periodic_review_order(x, k, j, t):
     """Stage ``j``'s replenishment order in period ``t`` under periodic review.
@@ -244,6 +288,27 @@ def _periodic_review_order(x, k, j, t):
         x[j, _ORDER] = 0.0
 
 
+@njit_inline
+def _replenishment_cycle(k, sums, j, overdue, next_measured):
+    """Account stage ``j``'s period in its replenishment cycle (review period > 1), then step on.
+
+    A cycle being measured turns late when one of its periods ends with a late request
+    (``overdue``); its last period counts it. The next period opens a cycle when this one
+    closes one and that period is measured (the phase starts at ``-cycle_offset mod R``).
+    """
+    if k[j, _CYCLE] != _NO_CYCLE:
+        if overdue:
+            k[j, _CYCLE] = _LATE_CYCLE
+        if k[j, _PHASE] == k[j, _REVIEW_PERIOD] - 1:
+            sums[j, _SUM_CYCLES] += 1.0
+            if k[j, _CYCLE] == _CLEAN_CYCLE:
+                sums[j, _SUM_CLEAN_CYCLES] += 1.0
+    k[j, _PHASE] += 1
+    if k[j, _PHASE] == k[j, _REVIEW_PERIOD]:
+        k[j, _PHASE] = 0
+        k[j, _CYCLE] = _CLEAN_CYCLE if next_measured else _NO_CYCLE
+
+
 @njit
 def _simulate_item(sim, network, replication, periods, warmup, seed, out):
     """Simulate one replication of one network and write its period averages into ``out``."""
@@ -255,6 +320,7 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
         if np.isnan(sim.base_stock[first + j]):
             for g in range(first, first + n):
                 out.demand[replication, g] = np.nan
+                out.due[replication, g] = np.nan
                 out.late[replication, g] = np.nan
                 out.ready[replication, g] = np.nan
                 out.on_hand[replication, g] = np.nan
@@ -267,6 +333,7 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
     lead_slots, queue_slots = _backlog_age_bounds(sim, first, n)
     lead_mask = lead_slots - 1
     queue_mask = queue_slots - 1
+    due_mask = _due_slots(sim, first, n) - 1
     # A few packed tables instead of dozens of arrays keep the hot loop's pointers in registers.
     x = np.zeros((n, _X_COLUMNS))  # per-stage float state and parameters (columns _ON_HAND...)
     k = np.zeros((n, _K_COLUMNS), np.int64)  # per-stage integer state and parameters (_HEAD...)
@@ -277,8 +344,8 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
     # Open requests: external demand of stage j is record j, arc a is record n + a (local arcs).
     queue = np.zeros((queue_slots, n + n_arcs))
     due = np.zeros((n, lead_slots))
-    sums = np.zeros((n, 8))  # per stage: demand, late, ready, on hand, backorders, in production,
-    #                          external backorders, holding cost of waiting components
+    requested = np.zeros((n, due_mask + 1))  # demand requested of each stage in recent periods
+    sums = np.zeros((n, _SUM_COLUMNS))  # per stage: the period sums (columns _SUM_DEMAND...)
     for a in range(n_arcs):
         arc[a, _QUANTITY] = sim.arc_quantity[arc_first + a]
         arc[a, _SUPPLIER_HOLDING] = sim.holding_cost[first + sim.arc_upstream[arc_first + a]]
@@ -288,8 +355,12 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
         x[j, _ON_HAND] = sim.base_stock[g]
         x[j, _LEAD_TIME] = sim.lead_time[g]
         x[j, _LEAD_TIME_SD] = sim.lead_time_sd[g]
-        x[j, _DEMAND_MEAN] = sim.demand_mean[g]
-        x[j, _DEMAND_SD] = sim.demand_sd[g]
+        if sim.demand_kind[g] == NORMAL:
+            x[j, _DEMAND_LOCATION] = sim.normal_location[g]
+            x[j, _DEMAND_SCALE] = sim.normal_scale[g]
+        else:
+            x[j, _DEMAND_LOCATION] = sim.demand_mean[g]
+            x[j, _DEMAND_SCALE] = sim.demand_sd[g]
         k[j, _CAP] = lead_time_cap(sim.lead_time[g], sim.lead_time_sd[g])
         k[j, _FIXED] = sim.lead_time_sd[g] == 0.0 and sim.lead_time[g] == k[j, _CAP]
         k[j, _INBOUND_DELAY] = sim.inbound_delay[g]
@@ -302,6 +373,8 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
         k[j, _HISTORY_FIRST] = sim.history_offsets[g]
         k[j, _HISTORY_LAST] = sim.history_offsets[g + 1]
         k[j, _REVIEW_PERIOD] = sim.review_period[g]
+        k[j, _PHASE] = (-sim.cycle_offset[g]) % sim.review_period[g]  # period 0's place in its cycle
+        k[j, _CYCLE] = _CLEAN_CYCLE if k[j, _PHASE] == 0 and warmup == 0 else _NO_CYCLE
         for p in range(sim.in_arc_offsets[g], sim.in_arc_offsets[g + 1]):
             a = sim.in_arcs[p]
             supplier_arcs[p - arc_first] = a - arc_first
@@ -311,13 +384,16 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
         for j in range(n - 1, -1, -1):
             demand = 0.0
             if k[j, _DEMAND_KIND] != NO_DEMAND:
-                state, demand = draw_demand(state, k[j, _DEMAND_KIND], x[j, _DEMAND_MEAN], x[j, _DEMAND_SD],
-                                            sim.history, k[j, _HISTORY_FIRST], k[j, _HISTORY_LAST])
+                state, demand = draw_demand(state, k[j, _DEMAND_KIND], x[j, _DEMAND_LOCATION],
+                                            x[j, _DEMAND_SCALE], sim.history, k[j, _HISTORY_FIRST],
+                                            k[j, _HISTORY_LAST])
             x[j, _EXTERNAL] = demand
             for a in range(k[j, _OUT_FIRST], k[j, _OUT_LAST]):
                 arc[a, _REQUEST] = arc[a, _QUANTITY] * x[arc_down[a], _ORDER]
                 demand += arc[a, _REQUEST]
             x[j, _REQUESTED] = demand
+            if k[j, _SERVICE_TIME] > 0:
+                requested[j, t & due_mask] = demand
             if k[j, _REVIEW_PERIOD] == 1:
                 x[j, _ORDER] = demand
             else:
@@ -423,37 +499,51 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
                     k[j, _HEAD] = t
                     k[j, _TAIL] = t + 1
             x[j, _ON_HAND] = max(stock, 0.0)
+            overdue = False  # the period ends with a late request
             if measured:
+                # requests of period `quoted` are due now: late if any of them is still open
                 quoted = t - k[j, _SERVICE_TIME]
                 late = 0.0
-                if k[j, _HEAD] <= quoted < k[j, _TAIL]:
+                if k[j, _HEAD] <= quoted < k[j, _TAIL]:  # (an older open request implies one here)
+                    overdue = True
                     late_row = quoted & queue_mask
                     late = queue[late_row, j]
                     for a in range(out_first, out_last):
                         late += queue[late_row, n + a]
-                sums[j, 0] += x[j, _REQUESTED]
-                sums[j, 1] += late
-                if k[j, _HEAD] == k[j, _TAIL] or k[j, _HEAD] > quoted:
-                    sums[j, 2] += 1.0
-                sums[j, 3] += x[j, _ON_HAND]
-                sums[j, 4] += x[j, _BACKLOG]
-                sums[j, 5] += x[j, _IN_PRODUCTION]
-                sums[j, 6] += x[j, _EXTERNAL_BACKLOG]
-                sums[j, 7] += waiting_cost
+                sums[j, _SUM_DEMAND] += x[j, _REQUESTED]
+                if k[j, _SERVICE_TIME] == 0:
+                    sums[j, _SUM_DUE] += x[j, _REQUESTED]
+                elif quoted >= 0:
+                    sums[j, _SUM_DUE] += requested[j, quoted & due_mask]
+                sums[j, _SUM_LATE] += late
+                sums[j, _SUM_ON_HAND] += x[j, _ON_HAND]
+                sums[j, _SUM_BACKORDERS] += x[j, _BACKLOG]
+                sums[j, _SUM_IN_PRODUCTION] += x[j, _IN_PRODUCTION]
+                sums[j, _SUM_EXTERNAL_BACKORDERS] += x[j, _EXTERNAL_BACKLOG]
+                sums[j, _SUM_WAITING_COST] += waiting_cost
+                if k[j, _REVIEW_PERIOD] == 1:  # a cycle is one period
+                    sums[j, _SUM_CYCLES] += 1.0
+                    if not overdue:
+                        sums[j, _SUM_CLEAN_CYCLES] += 1.0
+            if k[j, _REVIEW_PERIOD] > 1:
+                _replenishment_cycle(k, sums, j, overdue, t + 1 >= warmup)
     # costs are linear in the period sums
     scale = 1.0 / max(periods, 1)
     holding_sum = 0.0
     backorder_sum = 0.0
     for j in range(n):
         g = first + j
-        out.demand[replication, g] = sums[j, 0] * scale
-        out.late[replication, g] = sums[j, 1] * scale
-        out.ready[replication, g] = sums[j, 2] * scale
-        out.on_hand[replication, g] = sums[j, 3] * scale
-        out.backorders[replication, g] = sums[j, 4] * scale
-        out.pipeline[replication, g] = sums[j, 5] * scale
-        holding_sum += sim.holding_cost[g] * sums[j, 3] + transit_rate[j] * sums[j, 5] + sums[j, 7]
-        backorder_sum += sim.stockout_cost[g] * sums[j, 6]
+        out.demand[replication, g] = sums[j, _SUM_DEMAND] * scale
+        out.due[replication, g] = sums[j, _SUM_DUE] * scale
+        out.late[replication, g] = sums[j, _SUM_LATE] * scale
+        out.ready[replication, g] = (sums[j, _SUM_CLEAN_CYCLES] / sums[j, _SUM_CYCLES]
+                                     if sums[j, _SUM_CYCLES] > 0.0 else np.nan)
+        out.on_hand[replication, g] = sums[j, _SUM_ON_HAND] * scale
+        out.backorders[replication, g] = sums[j, _SUM_BACKORDERS] * scale
+        out.pipeline[replication, g] = sums[j, _SUM_IN_PRODUCTION] * scale
+        holding_sum += (sim.holding_cost[g] * sums[j, _SUM_ON_HAND]
+                        + transit_rate[j] * sums[j, _SUM_IN_PRODUCTION] + sums[j, _SUM_WAITING_COST])
+        backorder_sum += sim.stockout_cost[g] * sums[j, _SUM_EXTERNAL_BACKORDERS]
     out.holding_cost[replication, network] = holding_sum * scale
     out.backorder_cost[replication, network] = backorder_sum * scale
 
@@ -506,7 +596,7 @@ def _simulate_batch(sim, slot_offsets, slot_items, periods, warmup, replications
 
 
 def _allocate(n_stages: int, n_networks: int, replications: int) -> SimTotals:
-    stage = [np.zeros((replications, n_stages)) for _ in range(6)]
+    stage = [np.zeros((replications, n_stages)) for _ in range(7)]
     network = [np.zeros((replications, n_networks)) for _ in range(2)]
     return SimTotals(*stage, *network)
 
@@ -533,11 +623,14 @@ def _chunk(sim: SimNetworks, begin: int, end: int) -> SimNetworks:
         lead_time=sim.lead_time[stage],
         lead_time_sd=sim.lead_time_sd[stage],
         inbound_delay=sim.inbound_delay[stage],
+        cycle_offset=sim.cycle_offset[stage],
         holding_cost=sim.holding_cost[stage],
         stockout_cost=sim.stockout_cost[stage],
         demand_kind=sim.demand_kind[stage],
         demand_mean=sim.demand_mean[stage],
         demand_sd=sim.demand_sd[stage],
+        normal_location=sim.normal_location[stage],
+        normal_scale=sim.normal_scale[stage],
         history_offsets=sim.history_offsets[stage_first:stage_last + 1] - history_first,
         history=sim.history[history_first:history_last],
         network_key=sim.network_key[begin:end],
@@ -595,7 +688,7 @@ def estimate(samples: np.ndarray, confidence: float = 0.95) -> Estimate:
 class SimSummary(NamedTuple):
     """Estimates per stage (first six) and per network (last three), in batch order."""
 
-    fill_rate: Estimate  #: 1 - late units / demand, per replication (NaN without demand)
+    fill_rate: Estimate  #: 1 - late units / demand due, per replication (NaN without demand due)
     cycle_service_level: Estimate
     on_hand: Estimate
     backorders: Estimate
@@ -609,7 +702,7 @@ class SimSummary(NamedTuple):
 def summarize(totals: SimTotals) -> SimSummary:
     """Replication averages to estimates with 95% intervals."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        fill = np.where(totals.demand > 0.0, 1.0 - totals.late / totals.demand, np.nan)
+        fill = np.where(totals.due > 0.0, 1.0 - totals.late / totals.due, np.nan)
     return SimSummary(
         estimate(fill), estimate(totals.ready), estimate(totals.on_hand), estimate(totals.backorders),
         estimate(totals.pipeline), estimate(totals.demand), estimate(totals.holding_cost),

@@ -27,6 +27,31 @@ Samplers
 * :func:`negative_binomial` with a given mean and variance: the gamma-Poisson mixture (Poisson
   with a Gamma(``r``, ``mean / r``) rate, ``r = mean^2 / (variance - mean)``); a variance at or
   below the mean gives a Poisson draw.
+
+Normal demand with a stated mean and standard deviation
+--------------------------------------------------------
+Demand is never negative, so "normal demand with mean ``mu`` and standard deviation ``sigma``"
+is drawn as ``X = max(0, m + s Z)``, a normal censored at zero, whose location ``m`` and scale
+``s`` :func:`censored_normal_parameters` solves (once per stage, outside the kernels) so that
+``E[X] = mu`` and ``SD[X] = sigma`` exactly. With ``a = m / s``, ``Phi`` and ``phi`` the standard
+normal distribution and density, the partial moments of the normal give (``g(a) = E[(a + Z)^+]``
+is the standard normal loss function at ``-a``)::
+
+    E[X] / s   = g(a) = a Phi(a) + phi(a)
+    Var[X] / s^2 = v(a) = a^2 Phi(a) Phi(-a) + Phi(a) + a phi(a) (1 - 2 Phi(a)) - phi(a)^2
+
+The coefficient of variation ``sqrt(v(a)) / g(a)`` falls strictly from infinity (``a -> -inf``)
+to 0 (``a -> inf``; it is about ``1 / a`` for large ``a``), so every ``sigma / mu`` has exactly
+one ``a``; then ``s = mu / g(a)`` and ``m = a s``. Up to a coefficient of variation of 0.2
+the censoring is invisible (``m`` and ``s`` are ``mu`` and ``sigma`` to 3e-7); at 0.3 ``s`` is
+``sigma`` to 4e-4, at 0.5 ``m = 0.995 mu``, ``s = 1.023 sigma`` and demand is 0 in 2.6% of
+periods, at 1.46 (``m = 0``) in half of them, which is intermittent demand rather than a normal
+one (choose the ``negative_binomial`` or ``history`` demand model for such items).
+The solve is restricted to ``a >= -8`` (:data:`LOWEST_STANDARD_LOCATION`: demand positive in at
+least one period in about ``10^15``, a coefficient of variation up to 5.6e7, beyond
+what a sampler of 53-bit uniforms can draw faithfully); where ``sigma / mu`` is larger, or
+``mu = 0 < sigma`` (no demand that is never negative has mean 0 and a spread), there is no
+solution and the result is NaN.
 """
 
 from __future__ import annotations
@@ -35,6 +60,7 @@ import hashlib
 import math
 
 import numpy as np
+from scipy.special import ndtr
 
 from meio.engine._numba import njit, njit_inline
 
@@ -47,6 +73,10 @@ _SHIFT_31 = np.uint64(31)
 _SHIFT_11 = np.uint64(11)
 _TWO_TO_MINUS_53 = 2.0**-53
 _POISSON_INVERSION_LIMIT = 10.0
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+#: Lowest standardised location ``m / s`` :func:`censored_normal_parameters` solves for.
+LOWEST_STANDARD_LOCATION = -8.0
+_NEWTON_STEPS = 60
 
 
 def network_key(network_id: str) -> np.uint64:
@@ -197,3 +227,69 @@ def negative_binomial(state, mean, variance):
     size = mean * mean / (variance - mean)
     state, rate = gamma(state, size)
     return poisson(state, rate * mean / size)
+
+
+def _censored_moments(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(g, v, Phi)`` at standardised locations ``a``: the mean and variance of ``max(0, a + Z)``."""
+    below, above = ndtr(a), ndtr(-a)
+    density = _INV_SQRT_2PI * np.exp(-0.5 * a * a)
+    mean = a * below + density
+    variance = a * a * below * above + below + a * density * (above - below) - density * density
+    return mean, variance, below
+
+
+def censored_normal_parameters(mean: np.ndarray, sd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Location and scale of the normal censored at zero with the given mean and standard deviation.
+
+    Solves ``log sqrt(v(a)) - log g(a) = log(sd / mean)`` for the standardised location ``a``
+    (see the module docstring) by Newton's method, whose derivative is ``g Phi(-a) / v - Phi(a) /
+    g`` (``g' = Phi``, ``v' = 2 g Phi(-a)``), started at ``a = mean / sd`` (right of the root:
+    the coefficient of variation at ``a > 0`` is below ``1 / a``). The left side is convex and
+    decreasing in ``a``, so the first step lands left of the root (kept at or above
+    :data:`LOWEST_STANDARD_LOCATION`) and the iterates then rise monotonically to it: 3-4 steps
+    at the coefficients of variation ``meio generate`` draws, about a dozen anywhere between
+    1e-4 and 1e6. Vectorised over stages.
+
+    Parameters
+    ----------
+    mean, sd : numpy.ndarray
+        Stated mean and standard deviation per stage (``>= 0``).
+
+    Returns
+    -------
+    location, scale : numpy.ndarray
+        ``m`` and ``s`` with ``E[max(0, m + s Z)] = mean`` and ``SD = sd`` (relative error below
+        1e-11); ``(mean, 0)`` where ``sd = 0``; NaN where no such normal exists (``mean = 0 < sd``,
+        or ``sd / mean`` beyond the coefficient of variation at ``a = -8``).
+
+    """
+    mean = np.asarray(mean, np.float64)
+    sd = np.asarray(sd, np.float64)
+    location = mean.copy()
+    scale = np.zeros_like(mean)
+    with np.errstate(divide="ignore", invalid="ignore"):  # sd = 0 or mean = 0: not solved below
+        target = np.log(sd) - np.log(mean)  # log of the coefficient of variation
+    lowest = np.full(mean.shape, LOWEST_STANDARD_LOCATION)
+    g, v, _ = _censored_moments(lowest)
+    solve = (sd > 0.0) & (0.5 * np.log(v) - np.log(g) >= target)
+    target = target[solve]
+    a = np.exp(-target)  # right of the root: the coefficient of variation at a > 0 is below 1 / a
+    # Each stage stops at its own convergence, so its result never depends on the other stages
+    # of the batch (the same numbers whatever the partitioning).
+    active = np.arange(a.size)
+    for _ in range(_NEWTON_STEPS):
+        point = a[active]
+        g, v, below = _censored_moments(point)
+        step = (0.5 * np.log(v) - np.log(g) - target[active]) / (below / g - g * (1.0 - below) / v)
+        point = point + np.maximum(step, LOWEST_STANDARD_LOCATION - point)
+        a[active] = point
+        active = active[np.abs(step) > 1e-12 * np.maximum(np.abs(point), 1.0)]
+        if active.size == 0:
+            break
+    g, _, _ = _censored_moments(a)
+    scale[solve] = mean[solve] / g
+    location[solve] = a * scale[solve]
+    unsolvable = (sd > 0.0) & ~solve
+    location[unsolvable] = np.nan
+    scale[unsolvable] = np.nan
+    return location, scale

@@ -12,7 +12,7 @@ from meio.io.validate import validate_policy
 
 #: Columns of a policy kept from a run directory (the rest of its stages table is not needed).
 POLICY_COLUMNS = ("network", "stage", "model", "base_stock", "echelon_base_stock",
-                   "outbound_service_time")
+                   "outbound_service_time", "inbound_service_time")
 
 
 def run_directory_stages(directory: Path) -> Path:
@@ -42,7 +42,8 @@ def read_policy(source: TableSource) -> pl.DataFrame:
     polars.DataFrame
         ``network``, ``stage``, ``base_stock`` and/or ``echelon_base_stock`` (NaN where the model
         computed no level: the network is then not simulated), ``outbound_service_time`` (0 when
-        absent) and, from run directories, ``model``.
+        absent), ``inbound_service_time`` (null or NaN where not given) and, from run directories,
+        ``model``.
 
     Raises
     ------

@@ -65,6 +65,7 @@ POLICY: tuple[Column, ...] = (
     Column("base_stock", pl.Float64, minimum=0.0, nan_allowed=True),
     Column("echelon_base_stock", pl.Float64, nan_allowed=True),
     Column("outbound_service_time", pl.Float64, default=0.0, minimum=0.0, whole=True),
+    Column("inbound_service_time", pl.Float64, minimum=0.0, whole=True, nan_allowed=True),
 )
 
 #: Observed demand per period of demand stages, resampled by ``meio simulate --demand history``.
