@@ -1,5 +1,7 @@
-"""Mutation check: apply each deliberate bug of ``MUTANTS`` to a copy of the repository and run
-the tests that should catch it. Every mutant must be killed (some selected test fails).
+"""Mutation check: every deliberate bug of ``MUTANTS`` must be caught by the tests named for it.
+
+Each mutant is applied to a fresh copy of the repository and its tests are run there; the mutant
+is killed when some selected test fails.
 
     .venv/bin/python scripts/mutants.py              # every mutant, its own test selection
     .venv/bin/python scripts/mutants.py --full       # every mutant against the whole suite
@@ -84,8 +86,8 @@ MUTANTS = (
            "np.add.at(lane_variance, downstream, np.nan_to_num(lane_sd) ** 2)",
            ("tests/test_single.py",)),
     Mutant("gsm tree: off-by-one in the longest quote", "meio/engine/gsm_tree.py",
-           "fraction = problem.lead_time[row] - whole_lead[stage]\n        tau = (inbound - outbound + whole_lead[stage]) + fraction",
-           "fraction = problem.lead_time[row] - whole_lead[stage]\n        tau = (inbound - outbound + whole_lead[stage]) + fraction + 1.0",
+           "        tau = (inbound - outbound + whole_lead[stage]) + fraction\n",
+           "        tau = (inbound - outbound + whole_lead[stage]) + fraction + 1.0\n",
            ("tests/test_single.py", "tests/test_gsm_tree.py")),
     Mutant("api: gsm accepts fill-rate targets silently", "meio/api.py",
            'pl.col("fill_rate").is_not_null()', 'pl.col("fill_rate").is_null() & pl.lit(False)',
@@ -125,13 +127,15 @@ def run(mutant: Mutant, *, full: bool, python: str) -> tuple[bool, float, str]:
         lines = [line for line in result.stdout.splitlines() if line.strip()]
         # exit 1: a test failed (killed); 0: survived; anything else (2-5) is a broken run
         if result.returncode not in (0, 1):
-            raise SystemExit(f"mutant '{mutant.name}': pytest exited {result.returncode}\n{result.stdout[-2000:]}")
+            raise SystemExit(f"mutant '{mutant.name}': pytest exited {result.returncode}\n"
+                             f"{result.stdout[-2000:]}")
         return result.returncode == 1, time.perf_counter() - started, lines[-1] if lines else ""
 
 
 def main() -> int:
     """Run the selected mutants; exit 1 if any survives."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="run the whole suite against every mutant")
     parser.add_argument("-k", default="", help="only mutants whose name contains this text")
     parser.add_argument("--python", default=str(ROOT / ".venv" / "bin" / "python"))

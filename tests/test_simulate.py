@@ -359,6 +359,28 @@ def test_cycle_service_level_is_the_no_stockout_cycle_probability(lead_time, rev
     assert abs(row["cycle_service_level"] - 0.9) <= Z * se, (row["cycle_service_level"], se)
 
 
+@pytest.mark.parametrize(("lead_time", "review_period", "max_service_time", "level"), [
+    (1, 1, 0, 0.90), (4, 1, 0, 0.95), (6, 1, 2, 0.90), (2, 3, 0, 0.90), (5, 2, 1, 0.97), (0, 4, 0, 0.90),
+])
+def test_single_plans_meet_their_cycle_service_targets(lead_time, review_period, max_service_time, level):
+    """The single-echelon plan sizes a stage for ``T = L - S + R - 1`` periods (docs/design.md §4.2),
+    the simulator's worst phase of a replenishment cycle: it delivers its target, not more.
+    Analytic standard error (:func:`_cycle_service` over the window ``T``), 4 standard errors."""
+    mean, sd, replications, periods = 100.0, 20.0, 10, 20_000
+    stages = pl.DataFrame({"network": ["x"], "stage": ["s"], "lead_time": [float(lead_time)],
+                           "holding_cost": [1.0], "demand_mean": [mean], "demand_sd": [sd],
+                           "service_level": [level], "max_service_time": [max_service_time],
+                           "review_period": [float(review_period)]})
+    network = meio.read_network(stages)
+    plan = meio.optimize(network, "single")
+    row = meio.simulate(network, plan, periods=periods, replications=replications, seed=21,
+                        warmup=50).stages.row(0, named=True)
+    service, se = _cycle_service(plan.stages["base_stock"][0], mean, sd, lead_time - max_service_time,
+                                 review_period, replications * (periods // review_period))
+    assert service == pytest.approx(level, abs=1e-12)
+    assert abs(row["cycle_service_level"] - level) <= Z * se, (row["cycle_service_level"], se)
+
+
 def _serial_tables(holding, lead_time, stockout, mean, sd):
     """Stages listed from the source down to the demand stage (holding, lead_time demand-first)."""
     n = len(holding)
