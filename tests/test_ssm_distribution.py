@@ -266,36 +266,58 @@ RETAILERS = [
 ]
 
 
-def test_monte_carlo_measures_the_approximation_error():
-    """Cost mode, one warehouse and three retailers (seeded simulation, 40,000 periods).
+#: The decomposition's documented optimism (docs/ssm.md): predicted service minus simulated
+#: service lies in [0, bound] on a warehouse-retailer system; the checks below allow Monte Carlo
+#: error on both sides at a false-alarm rate of 1e-4 per side per comparison.
+FILL_RATE_OPTIMISM = 0.025
+CYCLE_SERVICE_OPTIMISM = 0.03
+SEEDS = range(10)
 
-    Measured on this case (documented in docs/ssm.md): warehouse backorders within 3%, retailer
-    fill rates within 0.015 and cycle service levels within 0.02 of the decomposition's
-    predictions; retailer backorders are under-predicted (about 0.14 vs 0.26 per period).
+
+def _replicated(levels, periods=20_000):
+    """Per-seed simulations of the test's own two-echelon simulator: means and standard errors."""
+    runs = [simulate_two_echelon(2, RETAILERS, levels, periods, seed=seed) for seed in SEEDS]
+    stacked = {name: np.array([run[name] for run in runs]) for name in runs[0]}
+    return ({name: values.mean(axis=0) for name, values in stacked.items()},
+            {name: values.std(axis=0, ddof=1) / np.sqrt(len(SEEDS)) for name, values in stacked.items()})
+
+
+def _optimistic_within(predicted, simulated, standard_error, bound):
+    """``0 <= predicted - simulated <= bound`` up to Student-t noise (9 degrees of freedom)."""
+    noise = stats.t.ppf(1 - 1e-4, len(SEEDS) - 1) * standard_error
+    optimism = np.asarray(predicted) - simulated
+    assert np.all(optimism >= -noise), (optimism, noise)
+    assert np.all(optimism <= bound + noise), (optimism, noise)
+
+
+def test_monte_carlo_measures_the_approximation_error():
+    """Cost mode, one warehouse and three retailers (10 seeds x 20,000 periods).
+
+    The decomposition is optimistic, never pessimistic, about retailer service: fill rates and
+    cycle service levels within the documented bounds above; warehouse backorders within 5% and
+    on-hand within 6%; retailer backorders are under-predicted (a known bias of mean-delay
+    decompositions), by less than a factor 2.5.
     """
     tree = two_level(True)
     solution = optimize_trees(tree_batch([tree]))
-    simulated = simulate_two_echelon(2, RETAILERS, solution.base_stock, 40_000, seed=7)
+    simulated, error = _replicated(solution.base_stock)
     assert simulated["backorders"][0] == pytest.approx(solution.expected_backorders[0], rel=0.05)
-    np.testing.assert_allclose(simulated["fill_rate"], solution.fill_rate[1:], atol=0.02)
-    np.testing.assert_allclose(
-        simulated["cycle_service_level"], solution.cycle_service_level[1:], atol=0.025
-    )
+    _optimistic_within(solution.fill_rate[1:], simulated["fill_rate"], error["fill_rate"],
+                       FILL_RATE_OPTIMISM)
+    _optimistic_within(solution.cycle_service_level[1:], simulated["cycle_service_level"],
+                       error["cycle_service_level"], CYCLE_SERVICE_OPTIMISM)
     np.testing.assert_allclose(simulated["on_hand"], solution.expected_on_hand, rtol=0.06)
-    # Known bias of mean-delay decompositions: retailer backorders are under-predicted.
     assert np.all(simulated["backorders"][1:] < 2.5 * solution.expected_backorders[1:])
 
 
 def test_monte_carlo_fill_rate_targets():
-    """Service mode with fill-rate targets 0.9 / 0.95 / 0.98: simulated fill rates fall short of
-    the targets by at most 0.025 (the decomposition's optimism measured here, seeded)."""
+    """Service mode with fill-rate targets 0.9 / 0.95 / 0.98: the simulated fill rates fall short
+    of the targets, never exceed them beyond noise, by at most the documented optimism."""
     targets = [0.9, 0.95, 0.98]
     tree = two_level(False, kinds=[FILL_RATE_TARGET] * 3, targets=targets)
     solution = optimize_trees(tree_batch([tree]))
-    simulated = simulate_two_echelon(2, RETAILERS, solution.base_stock, 40_000, seed=11)
-    shortfall = np.array(targets) - simulated["fill_rate"]
-    assert np.all(shortfall <= 0.025), shortfall
-    assert np.all(shortfall >= -0.025), shortfall
+    simulated, error = _replicated(solution.base_stock)
+    _optimistic_within(targets, simulated["fill_rate"], error["fill_rate"], FILL_RATE_OPTIMISM)
 
 
 def test_batch_is_deterministic_and_equals_one_by_one():
