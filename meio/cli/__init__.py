@@ -1,4 +1,4 @@
-"""The ``meio`` command: optimize (optionally verified by simulation), simulate, generate.
+"""The ``meio`` command: optimize (optionally verified by simulation), simulate, generate, estimate.
 
 The CLI owns the terminal: progress while the run works, a summary at the end, and one clear
 line for bad input (exit status 2, nothing written). One module per command.
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from rich.console import Console
 
 import meio
-from meio.cli import generate, optimize, simulate
+from meio.cli import estimate, generate, optimize, simulate
 from meio.io.errors import InputError
 
 EXIT_BAD_INPUT = 2
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     optimize.add_parser(commands)
     simulate.add_parser(commands)
     generate.add_parser(commands)
+    estimate.add_parser(commands)
     return parser
 
 
@@ -34,7 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=False)
     errors = Console(stderr=True)
-    handlers = {"optimize": optimize.run, "simulate": simulate.run, "generate": generate.run}
+    handlers = {"optimize": optimize.run, "simulate": simulate.run, "generate": generate.run,
+                "estimate": estimate.run}
     try:
         handlers[args.command](args, console)
     except InputError as error:
