@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from scipy import stats
 
 import meio
+from meio.estimate import demand as demand_module
 from meio.generate import generate_catalog
 from meio.generate_history import CARRIERS, generate_history
 
@@ -406,3 +407,15 @@ def test_estimates_are_identical_from_run_to_run():
     second = meio.estimate(history.sample(fraction=1.0, shuffle=True, seed=2))
     assert first.diagnostics.equals(second.diagnostics)
     assert first.stages.equals(second.stages)
+
+
+def test_second_pass_buckets_and_record_order_do_not_change_estimates(monkeypatch):
+    rng = np.random.default_rng(8)
+    history = demand_table({f"s{k}": rng.poisson(3.0, 60).tolist() for k in range(12)})
+    in_order = meio.estimate(history).diagnostics
+    shuffled = history.sample(fraction=1.0, shuffle=True, seed=4)
+    monkeypatch.setattr(demand_module, "MAX_PERIOD_GROUPS", 100)  # 60 periods a stage: 2 a bucket
+    for period in ("day", "week"):
+        expected = meio.estimate(history, period=period).diagnostics
+        assert meio.estimate(shuffled, period=period).diagnostics.equals(expected)
+    assert meio.estimate(shuffled).diagnostics.equals(in_order)

@@ -89,6 +89,8 @@ CV2_CUTOFF = 0.49
 NORMAL_MIN_MEAN_TO_SD = 3.0
 #: Level of the index-of-dispersion test that separates Poisson from negative-binomial counts.
 DISPERSION_TEST_LEVEL = 0.01
+#: Most stage-periods one second pass groups at once (bounds its memory to about 1.5 GB).
+MAX_PERIOD_GROUPS = 20_000_000
 CLASSES = ("smooth", "erratic", "intermittent", "lumpy")
 DISTRIBUTIONS = ("normal", "poisson", "negative_binomial", "gamma")
 
@@ -135,7 +137,7 @@ def demand_diagnostics(source: HistorySource, options: DemandOptions,
     prepared = _prepared(schema, options)
     rules = _rules(schema, options, has_forecast)
     per_stage = collect(
-        scan.with_columns(**prepared).group_by(_KEYS).agg(
+        _in_order(scan.with_columns(**prepared)).group_by(_KEYS).agg(
             *_stage_aggregates(options, has_forecast), *rule_counts(rules)
         ),
         "demand",
@@ -147,12 +149,17 @@ def demand_diagnostics(source: HistorySource, options: DemandOptions,
                          "must name a stage (network, stage) of the stages table", _SHOWN)
     windows = _windows(per_stage.sort(_KEYS), options)
     if options.period == "day":
-        direct = windows.filter(pl.col("rows") == pl.col("_days"))
-        counted = _period_statistics(scan, prepared, windows.filter(pl.col("rows") != pl.col("_days")),
-                                     options, has_forecast)
-        statistics = pl.concat([direct.select(counted.columns), counted]) if counted.height else direct
+        in_order = (pl.col("_runs") == 1) & (pl.col("_unordered") == 0)
+        direct, counted = windows.filter(in_order), windows.filter(~in_order)
     else:
-        statistics = _period_statistics(scan, prepared, windows, options, has_forecast)
+        direct, counted = windows.clear(), windows
+    parts = [direct] if direct.height else []
+    for bucket in _buckets(counted):
+        parts.append(_period_statistics(scan, prepared, bucket, options, has_forecast))
+    columns = [*_KEYS, "rows", "_lo", "_hi", *_EMPTY_STATISTICS]
+    statistics = pl.concat([part.select(columns) for part in parts]) if parts else windows.select(
+        *_KEYS, "rows", "_lo", "_hi").with_columns(
+        pl.lit(0, dtype).alias(name) for name, dtype in _EMPTY_STATISTICS.items())
     return _estimates(statistics.sort(_KEYS), options)
 
 
@@ -188,18 +195,32 @@ def _rules(schema: pl.Schema, options: DemandOptions, has_forecast: bool) -> lis
     return rules
 
 
+def _in_order(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Mark records that start a run of their stage, and those not later than the one before.
+
+    A stage with one run and no such record lists each day once, in order — the layout of most
+    exports — so its records are its periods. Row-wise with the row before: streams.
+    """
+    same = (pl.col("network") == pl.col("network").shift(1)) & (pl.col("stage") == pl.col("stage").shift(1))
+    return frame.with_columns(
+        _run_start=~same.fill_null(False),
+        _unordered=(same & (pl.col("_day") <= pl.col("_day").shift(1))).fill_null(False),
+    )
+
+
 def _stage_aggregates(options: DemandOptions, has_forecast: bool) -> list[pl.Expr]:
     """Per-stage aggregates of the first pass; with daily periods, the statistics as well.
 
-    With daily periods and one record per stage and day (``rows == _days``) every record is a
-    period, so the statistics need no second pass.
+    They are the final statistics of the stages whose records are their days (one run, in
+    order: :func:`_in_order`); other stages take the second pass.
     """
     day = pl.col("_day")
     aggregates = [pl.len().alias("rows"), day.min().alias("_first"), day.max().alias("_last")]
     if options.period != "day":
         return aggregates
     in_window = day.is_between(*_day_numbers(options)) if options.start else pl.lit(True)
-    return [*aggregates, day.drop_nulls().n_unique().alias("_days"),
+    return [*aggregates, pl.col("_run_start").sum().alias("_runs"),
+            pl.col("_unordered").sum().alias("_unordered"),
             *_statistics(in_window & ~pl.col("_out"), in_window & pl.col("_out"),
                          pl.col("_qfix"), pl.col("_quantity") != pl.col("_quantity").floor(),
                          pl.col("_ffix") if has_forecast else None)]
@@ -250,16 +271,27 @@ def _windows(per_stage: pl.DataFrame, options: DemandOptions) -> pl.DataFrame:
     return per_stage.with_columns(_lo=low.cast(pl.Int32), _hi=high.cast(pl.Int32))
 
 
+def _buckets(windows: pl.DataFrame) -> list[pl.DataFrame]:
+    """Stages cut into groups whose stage-periods fit one second pass (:data:`MAX_PERIOD_GROUPS`).
+
+    A stage has at most as many periods with records as it has records or window periods.
+    """
+    if windows.height == 0:
+        return []
+    load = pl.min_horizontal(pl.col("rows").cast(pl.Int64),
+                             (pl.col("_hi") - pl.col("_lo") + 1).clip(lower_bound=0).cast(pl.Int64))
+    bucket = windows.with_columns(_bucket=(load.cum_sum() - load) // MAX_PERIOD_GROUPS)
+    return bucket.partition_by("_bucket", maintain_order=True, include_key=False)
+
+
 def _period_statistics(scan: pl.LazyFrame, prepared: dict[str, pl.Expr], windows: pl.DataFrame,
                        options: DemandOptions, has_forecast: bool) -> pl.DataFrame:
     """Second pass: records summed per stage and period, then the sums over periods.
 
-    Runs on the stages of ``windows`` only, keyed by an integer code (cheaper to hash than ids).
+    Runs on the stages of ``windows`` only (one bucket), keyed by an integer code (cheaper to hash
+    than ids).
     """
     index = windows.select(*_KEYS, "rows", "_lo", "_hi").with_row_index("_code")
-    if index.height == 0:
-        return index.select(*_KEYS, "rows", "_lo", "_hi").with_columns(
-            *(pl.lit(None, dtype).alias(name) for name, dtype in _EMPTY_STATISTICS.items()))
     day = pl.col("_day")
     period = day if options.period == "day" else (day + _MONDAY_SHIFT) // 7
     per_period = [
