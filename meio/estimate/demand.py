@@ -37,8 +37,12 @@ Distribution (the first rule that applies):
    underdispersed counts keep Poisson, which errs on the safe side);
 4. otherwise (continuous quantities, skewed or intermittent): ``gamma``.
 
-Exactness: quantities are summed as integers of 10⁻⁶ units (Int128), so the estimates are the
-same bit for bit whatever the thread count.
+Passes and exactness: one streaming pass gives every stage's window, sums and row-rule counts;
+a stage whose records form one run in strictly increasing date order has its days as records, so
+with daily periods its statistics come from that pass. Other stages, and all with weekly periods,
+take a second pass per bucket of at most :data:`MAX_PERIOD_GROUPS` stage-periods. Quantities are
+summed as integers of 10⁻⁶ units (Int128), so the estimates are the same bit for bit whatever
+the thread count or record order.
 
 References
 ----------
@@ -59,6 +63,7 @@ import polars as pl
 from scipy.special import chdtri
 
 from meio.estimate.history import (
+    DEFAULT_DATE_FORMAT,
     QUANTUM,
     HistorySource,
     check_counted_rules,
@@ -91,11 +96,13 @@ NORMAL_MIN_MEAN_TO_SD = 3.0
 DISPERSION_TEST_LEVEL = 0.01
 #: Most stage-periods one second pass groups at once (bounds its memory to about 1.5 GB).
 MAX_PERIOD_GROUPS = 20_000_000
-CLASSES = ("smooth", "erratic", "intermittent", "lumpy")
-DISTRIBUTIONS = ("normal", "poisson", "negative_binomial", "gamma")
 
 _KEYS = ["network", "stage"]
 _SHOWN = ("network", "stage", "date")
+#: The sums behind the estimates, and their types (per stage, from either pass).
+_STATISTICS = {"_observed": pl.UInt32, "stockout_periods": pl.UInt32, "_s1": pl.Int128,
+               "_s2": pl.Int128, "nonzero_periods": pl.UInt32, "_fractional": pl.UInt32,
+               "forecast_periods": pl.UInt32, "_e1": pl.Int128, "_e2": pl.Int128}
 # 1970-01-01 was a Thursday: (day + 3) // 7 numbers the weeks that start on a Monday.
 _MONDAY_SHIFT = 3
 
@@ -106,7 +113,7 @@ class DemandOptions:
 
     period: str = "day"
     stockout_column: str | None = None
-    date_format: str = "%Y-%m-%d"
+    date_format: str = DEFAULT_DATE_FORMAT
     start: dt.date | None = None
     end: dt.date | None = None
 
@@ -156,10 +163,10 @@ def demand_diagnostics(source: HistorySource, options: DemandOptions,
     parts = [direct] if direct.height else []
     for bucket in _buckets(counted):
         parts.append(_period_statistics(scan, prepared, bucket, options, has_forecast))
-    columns = [*_KEYS, "rows", "_lo", "_hi", *_EMPTY_STATISTICS]
+    columns = [*_KEYS, "rows", "_lo", "_hi", *_STATISTICS]
     statistics = pl.concat([part.select(columns) for part in parts]) if parts else windows.select(
         *_KEYS, "rows", "_lo", "_hi").with_columns(
-        pl.lit(0, dtype).alias(name) for name, dtype in _EMPTY_STATISTICS.items())
+        pl.lit(0, dtype).alias(name) for name, dtype in _STATISTICS.items())
     return _estimates(statistics.sort(_KEYS), options)
 
 
@@ -313,13 +320,8 @@ def _period_statistics(scan: pl.LazyFrame, prepared: dict[str, pl.Expr], windows
         "demand",
     )
     return index.join(sums, on="_code", how="left").drop("_code").with_columns(
-        *(pl.col(name).fill_null(0) for name in _EMPTY_STATISTICS)
+        *(pl.col(name).fill_null(0) for name in _STATISTICS)
     )
-
-
-_EMPTY_STATISTICS = {"_observed": pl.UInt32, "stockout_periods": pl.UInt32, "_s1": pl.Int128,
-                     "_s2": pl.Int128, "nonzero_periods": pl.UInt32, "_fractional": pl.UInt32,
-                     "forecast_periods": pl.UInt32, "_e1": pl.Int128, "_e2": pl.Int128}
 
 
 def _estimates(statistics: pl.DataFrame, options: DemandOptions) -> pl.DataFrame:

@@ -72,10 +72,10 @@ def scan_history(source: HistorySource, table: str) -> pl.LazyFrame:
     return pl.scan_csv(path, schema_overrides=text, infer_schema_length=10_000)
 
 
-def collect(frame: pl.LazyFrame, table: str, *, streaming: bool = True) -> pl.DataFrame:
-    """Run a query over a history table; a file Polars cannot read becomes an InputError."""
+def collect(frame: pl.LazyFrame, table: str) -> pl.DataFrame:
+    """Run a query over a history table (streaming); a file Polars cannot read is an InputError."""
     try:
-        return frame.collect(engine="streaming" if streaming else "auto")
+        return frame.collect(engine="streaming")
     except (pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError, OSError,
             pa.ArrowException) as error:
         raise InputError(table, "-", f"cannot read the table: {error}") from error
