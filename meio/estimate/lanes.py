@@ -198,16 +198,13 @@ def _prepared(schema: pl.Schema, keys: list[str], pool: list[str],
 
 def _rules(schema: pl.Schema, keys: list[str], options: LaneOptions) -> list[Rule]:
     """Row rules of the shipments table, in the order they are reported."""
-    def words(name: str) -> str:
-        if schema[name] in (pl.String, pl.Null):
-            return f"must be a date in the form {options.date_format}"
-        return "must not be null"
-
+    text_dates = schema["shipped"] in (pl.String, pl.Null)
     rules = [
         *id_rules(keys),
-        Rule("shipped", words("shipped"), pl.col("_shipped").is_null()),
-        Rule("received", words("received").replace("must not be null", "must be a date") +
-             " (or null while in transit)", pl.col("_received_unparsable")),
+        Rule("shipped", f"must be a date in the form {options.date_format}" if text_dates
+             else "must not be null", pl.col("_shipped").is_null()),
+        Rule("received", f"must be a date in the form {options.date_format} (or null while in "
+             "transit)", pl.col("_received_unparsable")),
         Rule("received", "must not be before shipped", pl.col("_transit") < 0),
     ]
     if "quantity" in schema:
