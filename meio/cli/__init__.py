@@ -1,4 +1,4 @@
-"""The ``meio`` command: optimize (optionally verified), simulate, generate, report, frontier.
+"""The ``meio`` command: optimize (optionally verified), simulate, generate, estimate, report, frontier.
 
 The CLI owns the terminal: progress while the run works, a summary at the end, and one clear
 line for bad input (exit status 2, nothing written). One module per command.
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from rich.console import Console
 
 import meio
-from meio.cli import frontier, generate, optimize, report, simulate
+from meio.cli import estimate, frontier, generate, optimize, report, simulate
 from meio.io.errors import InputError
 
 EXIT_BAD_INPUT = 2
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_parser(commands)
     report.add_parser(commands)
     frontier.add_parser(commands)
+    estimate.add_parser(commands)
     return parser
 
 
@@ -37,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(stderr=False)
     errors = Console(stderr=True)
     handlers = {"optimize": optimize.run, "simulate": simulate.run, "generate": generate.run,
-                "report": report.run, "frontier": frontier.run}
+                "report": report.run, "frontier": frontier.run, "estimate": estimate.run}
     try:
         handlers[args.command](args, console)
     except InputError as error:

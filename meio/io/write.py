@@ -10,11 +10,12 @@ import hashlib
 import json
 import shutil
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from meio.io.errors import InputError
 
@@ -38,9 +39,33 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+#: Writes one table too large to hold in memory to the path it is given; returns its row count.
+TableWriter = Callable[[Path], int]
+
+
+def write_frames(path: Path, frames: Iterable[pl.DataFrame]) -> int:
+    """Write frames of one schema to one Parquet file, a row group each; returns the row count.
+
+    Only one frame is held at a time, so the file may be larger than memory.
+    """
+    rows = 0
+    writer = None
+    try:
+        for frame in frames:
+            table = frame.to_arrow()
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema)
+            writer.write_table(table)
+            rows += frame.height
+    finally:
+        if writer is not None:
+            writer.close()
+    return rows
+
+
 def write_run_directory(
     output: str | Path,
-    tables: Mapping[str, pl.DataFrame],
+    tables: Mapping[str, pl.DataFrame | TableWriter],
     manifest: Mapping[str, Any],
     *,
     overwrite: bool,
@@ -48,8 +73,9 @@ def write_run_directory(
 ) -> Path:
     """Write ``tables`` as ``NAME.parquet`` plus ``manifest.json`` into ``output`` atomically.
 
-    The manifest gains a ``files`` entry with each table's row count and SHA-256. ``finish`` is
-    called with the complete staging directory before it is renamed (e.g. to add a report).
+    A table is a frame, or a :data:`TableWriter` that streams it to its file. The manifest gains
+    a ``files`` entry with each table's row count and SHA-256. ``finish`` is called with the
+    complete staging directory before it is renamed (e.g. to add a report).
     """
     target = check_output_target(output, overwrite=overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -57,10 +83,14 @@ def write_run_directory(
     staging.mkdir()
     try:
         files = {}
-        for name, frame in tables.items():
+        for name, table in tables.items():
             path = staging / f"{name}.parquet"
-            frame.write_parquet(path, statistics=True)
-            files[name] = {"file": path.name, "rows": frame.height, "sha256": file_sha256(path)}
+            if isinstance(table, pl.DataFrame):
+                table.write_parquet(path, statistics=True)
+                rows = table.height
+            else:
+                rows = table(path)
+            files[name] = {"file": path.name, "rows": rows, "sha256": file_sha256(path)}
         content = {**manifest, "files": files}
         (staging / "manifest.json").write_text(json.dumps(content, indent=2, default=str))
         if finish is not None:

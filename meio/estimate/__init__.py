@@ -1,0 +1,186 @@
+"""History estimation: sales and shipment records → the stages and arcs tables a model reads.
+
+:func:`estimate` turns a demand history into each stage's ``demand_mean``, ``demand_sd`` and
+``demand_distribution`` (:mod:`meio.estimate.demand`) and shipment records into each arc's
+transit ``lead_time`` and ``lead_time_sd`` (:mod:`meio.estimate.lanes`), fills them into the
+given tables (:mod:`meio.estimate.tables`) and reports how it got there in a diagnostics table.
+Histories are scanned lazily (:mod:`meio.estimate.history`), so they may be larger than memory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from meio.estimate.demand import PERIOD_DAYS, DemandOptions, demand_diagnostics
+from meio.estimate.history import ARC_KEYS, DEFAULT_DATE_FORMAT, HistorySource
+from meio.estimate.lanes import PRIOR_SHIPMENTS, KnownLanes, LaneOptions, lane_diagnostics, shipment_keys
+from meio.estimate.tables import STAGE_KEYS, arc_table, given_table, stage_table
+from meio.io.errors import InputError
+from meio.io.read import TableSource, read_table
+from meio.io.schema import empty_arcs
+from meio.io.write import write_run_directory
+
+__all__ = ["Estimate", "estimate", "write_estimate"]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The tables :func:`estimate` returns.
+
+    ``stages`` and ``arcs`` are ready for :func:`meio.read_network` / ``meio optimize``;
+    ``diagnostics`` has one row per stage of the demand history (``kind == "demand"``) and one
+    per lane of the shipments (``kind == "lane"``); see docs/estimate.md for its columns.
+    """
+
+    stages: pl.DataFrame
+    arcs: pl.DataFrame
+    diagnostics: pl.DataFrame
+
+
+def estimate(
+    demand: HistorySource | None = None,
+    shipments: HistorySource | None = None,
+    *,
+    stages: TableSource | None = None,
+    arcs: TableSource | None = None,
+    period: str = "day",
+    stockout_column: str | None = None,
+    date_format: str = DEFAULT_DATE_FORMAT,
+    start: dt.date | str | None = None,
+    end: dt.date | str | None = None,
+    pool_by: str | None = None,
+    prior_shipments: float = PRIOR_SHIPMENTS,
+    default_lead_time: float = 0.0,
+) -> Estimate:
+    """Estimate demand and lane lead times from history and fill them into stages and arcs.
+
+    Parameters
+    ----------
+    demand
+        Demand history: ``network``, ``stage``, ``date``, ``quantity``, optionally
+        ``forecast`` and an out-of-stock flag column (path, Polars or Arrow table, LazyFrame).
+    shipments
+        Shipment records: ``network``, ``upstream``, ``downstream`` (or lane keys ``origin``,
+        ``destination``, optionally ``mode``, ``carrier``), ``shipped``, ``received``,
+        optionally ``quantity``.
+    stages, arcs
+        The tables to fill (DESIGN contract); without ``stages`` one is built from the stages
+        the history and arcs name, without ``arcs`` one is built from the shipments' arcs.
+    period
+        ``"day"`` or ``"week"`` (Monday to Sunday): the period of the estimates. Lead times of a
+        given stages table must be in the same period.
+    stockout_column
+        Name of the demand column that flags records taken while out of stock; such periods are
+        left out of the estimates rather than counted as zero demand.
+    date_format
+        strptime format of dates given as text.
+    start, end
+        One window for every stage (inclusive); by default each stage's first to last record.
+    pool_by
+        Shipments column that pools lanes (default ``mode`` if present, else the origin).
+    prior_shipments
+        Weight ``n0``, in shipments, of a lane's pool in its figures (0: no pooling).
+    default_lead_time
+        Lead time of built stages without an estimated inbound lane (sources).
+
+    Returns
+    -------
+    Estimate
+        ``stages``, ``arcs`` and ``diagnostics`` frames.
+
+    Raises
+    ------
+    meio.InputError
+        Naming the table, column, rule and first offending rows of the first broken rule.
+
+    """
+    window = _check_options(demand, shipments, period, start, end, prior_shipments, default_lead_time)
+    given_stages = None if stages is None else given_table(read_table(stages, "stages"), "stages",
+                                                           STAGE_KEYS)
+    given_arcs = None if arcs is None else given_table(read_table(arcs, "arcs"), "arcs", ARC_KEYS)
+    known_stages = None if given_stages is None else given_stages.select(STAGE_KEYS)
+    demand_rows = None
+    if demand is not None:
+        options = DemandOptions(period=period, stockout_column=stockout_column,
+                                date_format=date_format, start=window[0], end=window[1])
+        demand_rows = demand_diagnostics(demand, options, known_stages)
+    lane_rows, keys = None, list(ARC_KEYS)
+    if shipments is not None:
+        keys = shipment_keys(shipments, None if given_arcs is None else given_arcs.columns)
+        if given_arcs is not None:
+            given_arcs = given_arcs.with_columns(pl.col(name).cast(pl.String) for name in keys)
+        options = LaneOptions(period_days=PERIOD_DAYS[period], date_format=date_format,
+                              pool_by=pool_by, prior_shipments=float(prior_shipments))
+        lane_rows = lane_diagnostics(shipments, keys, options,
+                                     _known_lanes(keys, given_arcs, known_stages))
+    arcs_out = arc_table(given_arcs, lane_rows, keys)
+    stages_out = stage_table(given_stages, demand_rows, arcs_out, default_lead_time)
+    parts = [part for part in (demand_rows, lane_rows) if part is not None]
+    return Estimate(
+        stages=stages_out,
+        arcs=arcs_out if arcs_out is not None else empty_arcs(),
+        diagnostics=pl.concat(parts, how="diagonal_relaxed"),
+    )
+
+
+def _check_options(demand, shipments, period, start, end, prior_shipments,
+                   default_lead_time) -> tuple[dt.date | None, dt.date | None]:
+    """Reject options outside their domain; return the common window as dates (or Nones)."""
+    if demand is None and shipments is None:
+        raise InputError("config", "demand", "give a demand history, shipment records or both")
+    if period not in PERIOD_DAYS:
+        raise InputError("config", "period", f"must be one of {', '.join(PERIOD_DAYS)}, got {period!r}")
+    if not prior_shipments >= 0:
+        raise InputError("config", "prior_shipments", "must be >= 0")
+    if not default_lead_time >= 0:
+        raise InputError("config", "default_lead_time", "must be >= 0")
+    if (start is None) != (end is None):
+        raise InputError("config", "start", "give both start and end of the window, or neither")
+    if start is None:
+        return None, None
+    window = tuple(_date(value, name) for value, name in ((start, "start"), (end, "end")))
+    if window[0] > window[1]:
+        raise InputError("config", "end", "must not be before start")
+    return window
+
+
+def _date(value: dt.date | str, name: str) -> dt.date:
+    """A window end as a date (ISO text accepted)."""
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError as error:
+        raise InputError("config", name, f"must be a date YYYY-MM-DD, got {value!r}") from error
+
+
+def _known_lanes(keys: list[str], arcs: pl.DataFrame | None,
+                 stages: pl.DataFrame | None) -> list[KnownLanes]:
+    """What the shipments' keys must match: the arcs' arcs or lanes, else the stages' stages."""
+    if arcs is not None:
+        if keys == list(ARC_KEYS):
+            return [KnownLanes(arcs.select(keys).unique(), "downstream",
+                               "must name an arc (network, upstream, downstream) of the arcs table")]
+        return [KnownLanes(arcs.select(keys).unique(), "destination",
+                           f"must name a lane ({', '.join(keys)}) that an arc of the arcs table uses")]
+    if stages is None or keys != list(ARC_KEYS):
+        return []
+    return [KnownLanes(stages.rename({"stage": end}), end,
+                       "must name a stage (network, stage) of the stages table")
+            for end in ("upstream", "downstream")]
+
+
+def write_estimate(result: Estimate, output: str | Path, manifest: dict[str, Any], *,
+                   overwrite: bool) -> Path:
+    """Write ``stages``, ``arcs`` and ``diagnostics`` as a run directory, atomically."""
+    return write_run_directory(
+        output,
+        {"stages": result.stages, "arcs": result.arcs, "diagnostics": result.diagnostics},
+        manifest,
+        overwrite=overwrite,
+    )
