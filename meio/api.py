@@ -194,6 +194,8 @@ def _stage_frame(network: Network, model: str, demand: NetDemand, result: ModelR
             "model": np.full(inputs.height, model),
             "demand_mean": demand.demand_mean,
             "demand_sd": demand.demand_sd,
+            "replenishment_lead_time": network.layout.arrays["lead_time"],
+            "replenishment_lead_time_sd": network.layout.arrays["lead_time_sd"],
             "safety_factor": demand.safety_factor,
             **result.stage,
             "baseline_safety_stock": baseline.stage["safety_stock"],

@@ -6,7 +6,8 @@ Written from docs/design.md in plain Python (dicts and loops), importing nothing
   quantities (``n_jk``); ``mu_j = sum n_jk mu_k``, ``sigma_j = sqrt(sum (n_jk sigma_k)^2)``, and
   the pooled bound ``k_j = sqrt(sum (n_jk z_k sigma_k)^2)`` (``z_j sigma_j`` where the stage has a
   service level of its own);
-* the replenishment-time deviation adds the largest inbound-lane variance to the stage's own;
+* the replenishment time adds the longest inbound-lane mean transit to the stage's own lead
+  time, and the largest inbound-lane variance to its own variance;
 * a stage quoting outbound service time ``S`` with inbound ``SI`` is exposed to
   ``T = SI + L - S + R - 1`` periods and holds ``sqrt(k^2 T + (z mu sigma_L)^2)``;
 * the single-echelon plan: ``S = 0`` at stages with successors, ``min(max_service_time, SI +
@@ -29,12 +30,21 @@ def networks_of(stages: list[dict], arcs: list[dict]) -> dict[str, dict]:
         grouped.setdefault(row["network"], {"stages": {}, "arcs": []})["stages"][row["stage"]] = row
     for row in arcs:
         grouped[row["network"]]["arcs"].append(row)
-    return grouped
+    return {network: with_lane_lead_times(net) for network, net in grouped.items()}
 
 
 def _get(row: dict, name: str, default):
     value = row.get(name)
     return default if value is None else value
+
+
+def with_lane_lead_times(net: dict) -> dict:
+    """The network with every stage's ``lead_time`` replaced by its replenishment time."""
+    lane = {s: 0.0 for s in net["stages"]}
+    for arc in net["arcs"]:
+        lane[arc["downstream"]] = max(lane[arc["downstream"]], _get(arc, "lead_time", 0.0))
+    stages = {s: {**row, "lead_time": row["lead_time"] + lane[s]} for s, row in net["stages"].items()}
+    return {"stages": stages, "arcs": net["arcs"]}
 
 
 def _units(net: dict) -> dict[tuple[str, str], float]:

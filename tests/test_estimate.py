@@ -383,10 +383,12 @@ def test_stages_are_built_from_the_histories_without_a_stages_table():
                            prior_shipments=0, default_lead_time=7.0)
     stages = {row["stage"]: row for row in result.stages.iter_rows(named=True)}
     assert sorted(stages) == ["p", "r1", "r2", "w"]
-    assert stages["p"]["lead_time"] == 7.0
-    assert stages["w"]["lead_time"] == pytest.approx(10.0)
-    assert stages["r1"]["lead_time"] == pytest.approx(3.0)
-    assert all(row["lead_time_sd"] == 0.0 for row in stages.values())
+    assert all(row["lead_time"] == 7.0 and row["lead_time_sd"] == 0.0 for row in stages.values())
+    # the lanes' mean transit reaches the stages through the arcs (docs/design.md §2): 7 + lane
+    plan = meio.optimize(meio.read_network(result.stages.with_columns(holding_cost=pl.lit(1.0)),
+                                           result.arcs), "single")
+    replenishment = dict(zip(plan.stages["stage"], plan.stages["replenishment_lead_time"], strict=True))
+    assert replenishment == pytest.approx({"p": 7.0, "w": 17.0, "r1": 10.0, "r2": 13.0})
     assert stages["r1"]["demand_mean"] == pytest.approx(4.0)
     assert result.arcs.height == 3 and (result.arcs["quantity"] == 1.0).all()
 

@@ -108,6 +108,7 @@ def catalogs(draw, max_networks: int = 4, max_stages: int = 6):
         for u, d in arcs:
             arc_rows.append({"network": f"n{n}", "upstream": f"s{u}", "downstream": f"s{d}",
                              "quantity": float(draw(st.integers(1, 3))),
+                             "lead_time": draw(st.sampled_from([None, 0.0, 1.0, 2.5])),
                              "lead_time_sd": draw(st.sampled_from([None, 0.0, 1.0]))})
     return stage_rows, arc_rows
 
@@ -116,7 +117,7 @@ def _tables(stage_rows, arc_rows):
     stages = pl.DataFrame(stage_rows, schema_overrides={"service_level": pl.Float64})
     arcs = pl.DataFrame(arc_rows, schema={"network": pl.String, "upstream": pl.String,
                                           "downstream": pl.String, "quantity": pl.Float64,
-                                          "lead_time_sd": pl.Float64})
+                                          "lead_time": pl.Float64, "lead_time_sd": pl.Float64})
     return stages, arcs
 
 
@@ -144,6 +145,8 @@ def test_gsm_with_review_periods_and_lanes_matches_brute_force(catalog):
     stage_rows, arc_rows = catalog
     for row in stage_rows:
         row["lead_time"] = min(row["lead_time"], 2.5)
+    for row in arc_rows:
+        row["lead_time"] = min(row["lead_time"] or 0.0, 1.0)
     network = meio.read_network(*_tables(stage_rows, arc_rows))
     plan = meio.optimize(network, "gsm", service_level=DEFAULT_LEVEL)
     for network_id, net in twin.networks_of(stage_rows, arc_rows).items():
@@ -153,19 +156,22 @@ def test_gsm_with_review_periods_and_lanes_matches_brute_force(catalog):
 
 
 def test_review_period_and_lane_variability_enter_by_hand():
-    """One stage, L = 2, R = 3, sigma_L = 0.3 on the stage and 0.4 on its lane: exposure 4,
-    lead-time deviation 0.5: SS = z sqrt(4 * 20^2 + 100^2 * 0.5^2) = z * sqrt(4100)."""
-    stages = pl.DataFrame({"network": ["n", "n"], "stage": ["src", "s"], "lead_time": [0.0, 2.0],
+    """One stage, L = 1.5 plus a 0.5-period lane, R = 3, sigma_L = 0.3 on the stage and 0.4 on
+    its lane: exposure 4, lead-time deviation 0.5: SS = z sqrt(4 * 20^2 + 100^2 * 0.5^2)."""
+    stages = pl.DataFrame({"network": ["n", "n"], "stage": ["src", "s"], "lead_time": [0.0, 1.5],
                            "lead_time_sd": [0.0, 0.3], "holding_cost": [0.0, 1.0],
                            "demand_mean": [0.0, 100.0], "demand_sd": [0.0, 20.0],
                            "service_level": [None, 0.9], "review_period": [1.0, 3.0]})
-    arcs = pl.DataFrame({"network": ["n"], "upstream": ["src"], "downstream": ["s"], "lead_time_sd": [0.4]})
+    arcs = pl.DataFrame({"network": ["n"], "upstream": ["src"], "downstream": ["s"], "lead_time": [0.5],
+                         "lead_time_sd": [0.4]})
     for model in ("single", "gsm"):
         plan = meio.optimize(meio.read_network(stages, arcs), model)
         row = plan.stages.row(by_predicate=pl.col("stage") == "s", named=True)
         z = stats.norm.ppf(0.9)
         assert row["safety_stock"] == pytest.approx(z * math.sqrt(4100), rel=1e-12)
         assert row["base_stock"] == pytest.approx(400 + z * math.sqrt(4100), rel=1e-12)
+        lane_rule = (row["replenishment_lead_time"], row["replenishment_lead_time_sd"])
+        assert lane_rule == pytest.approx((2.0, 0.5))
 
 
 @settings(max_examples=50, deadline=None)

@@ -53,23 +53,17 @@ def built_stages(demand: pl.DataFrame | None, arcs: pl.DataFrame | None,
                  default_lead_time: float) -> pl.DataFrame:
     """A stages table for the stages the demand history and the arcs name.
 
-    ``lead_time`` is the longest estimated inbound lane (mean transit), else
-    ``default_lead_time``; ``lead_time_sd`` is 0, since the lanes' spread enters through the arcs.
+    ``lead_time`` (the stage's own processing time) is ``default_lead_time`` and ``lead_time_sd``
+    is 0: the inbound lanes' mean transit and spread enter through the arcs (docs/design.md §2),
+    so they are not counted twice.
     """
     parts = [pl.DataFrame(schema={"network": pl.String, "stage": pl.String})]
     if demand is not None:
         parts.append(demand.select(STAGE_KEYS))
-    inbound = pl.DataFrame(schema={"network": pl.String, "stage": pl.String, "lead_time": pl.Float64})
     if arcs is not None:
         parts += [arcs.select("network", pl.col(end).alias("stage")) for end in ("upstream", "downstream")]
-        if "lead_time" in arcs.columns:
-            inbound = arcs.group_by("network", pl.col("downstream").alias("stage")).agg(
-                pl.col("lead_time").cast(pl.Float64).max())
     stages = pl.concat(parts).unique().sort(STAGE_KEYS)
-    return stages.join(inbound, on=STAGE_KEYS, how="left").with_columns(
-        pl.col("lead_time").fill_null(float(default_lead_time)),
-        lead_time_sd=pl.lit(0.0),
-    )
+    return stages.with_columns(lead_time=pl.lit(float(default_lead_time)), lead_time_sd=pl.lit(0.0))
 
 
 def stage_table(given: pl.DataFrame | None, demand: pl.DataFrame | None, arcs: pl.DataFrame | None,

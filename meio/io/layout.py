@@ -1,9 +1,9 @@
 """Turn validated tables into the CSR batch arrays of DESIGN.md §5, vectorised end to end.
 
-Each stage's ``lead_time_sd`` in the batch is its replenishment-time deviation: its own
-``lead_time_sd`` combined with the transit deviation of its inbound lanes (arcs
-``lead_time_sd``) by :func:`replenishment_lead_time_sd`, the one rule every model and the
-simulator read.
+Each stage's ``lead_time`` and ``lead_time_sd`` in the batch are those of its replenishment
+time: its own processing time plus the transit of its inbound lanes (arcs ``lead_time`` and
+``lead_time_sd``), combined by :func:`replenishment_lead_time` and
+:func:`replenishment_lead_time_sd` — the one rule every model and the simulator read.
 
 Each stage also gets its ``echelon``: 1 for customer-facing stages (no successors), one more
 per arc on the longest path down to a customer. Stages are ordered by network id, then by
@@ -62,6 +62,20 @@ def _holding_cost(stages, level, up, down, quantity, holding_rate) -> pl.Series:
     return given.fill_null(pl.Series(holding_rate * cumulative))
 
 
+def replenishment_lead_time(
+    stage_lead_time: np.ndarray, lane_lead_time: np.ndarray, downstream: np.ndarray
+) -> np.ndarray:
+    """Mean replenishment time of each stage: ``L_j + max_i L_ij`` over its inbound lanes.
+
+    A stage's own ``lead_time`` is its processing time; its inbound lanes' mean transit
+    (``lane_lead_time``, arcs without a value count 0) adds, the slowest lane deciding when an
+    assembly can start (docs/design.md §2).
+    """
+    lane = np.zeros(len(stage_lead_time))
+    np.maximum.at(lane, downstream, np.nan_to_num(lane_lead_time))
+    return stage_lead_time + lane
+
+
 def replenishment_lead_time_sd(
     stage_sd: np.ndarray, lane_sd: np.ndarray, downstream: np.ndarray
 ) -> np.ndarray:
@@ -99,9 +113,10 @@ def _arrays(
         arrays[name] = stages[name].cast(pl.Float64).fill_null(np.nan).to_numpy().copy()
     for name in _INT_FIELDS:
         arrays[name] = stages[name].to_numpy().astype(np.int64)
-    if "lead_time_sd" in arcs.columns:
-        lane_sd = arcs["lead_time_sd"].cast(pl.Float64).fill_null(0.0).to_numpy()
-        arrays["lead_time_sd"] = replenishment_lead_time_sd(arrays["lead_time_sd"], lane_sd, down)
+    lane_mean, lane_sd = (arcs[name].cast(pl.Float64).fill_null(0.0).to_numpy()
+                          for name in ("lead_time", "lead_time_sd"))
+    arrays["lead_time"] = replenishment_lead_time(arrays["lead_time"], lane_mean, down)
+    arrays["lead_time_sd"] = replenishment_lead_time_sd(arrays["lead_time_sd"], lane_sd, down)
     return {name: np.ascontiguousarray(values) for name, values in arrays.items()}, order
 
 

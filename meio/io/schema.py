@@ -54,6 +54,7 @@ ARCS: tuple[Column, ...] = (
     Column("upstream", pl.String, required=True),
     Column("downstream", pl.String, required=True),
     Column("quantity", pl.Float64, default=1.0, minimum=0.0, strictly_positive=True),
+    Column("lead_time", pl.Float64, minimum=0.0),
     Column("lead_time_sd", pl.Float64, minimum=0.0),
 )
 
