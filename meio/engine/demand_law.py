@@ -25,7 +25,7 @@ gammas with a common scale, over whole periods and fixed lead times. Everywhere 
 of different dispersion, arc quantities, a fractional exposure, lead-time variability; ``v < m``
 from quantities below 1, where the Poisson overstates the variance) it is a two-moment
 approximation, like the normal model's own. Where there is nothing to fit (``m = 0`` or
-``v = 0``) the caller's normal safety stock stands.
+``v = 0``, or a shape ``r`` that underflows to 0) the caller's normal safety stock stands.
 
 Levels
 ------
@@ -85,7 +85,11 @@ def exposure_demand(batch: Batch, demand: NetDemand, net_lead_time: np.ndarray) 
     discrete = (family == POISSON_DEMAND) | (family == NEGATIVE_BINOMIAL_DEMAND)
     over_dispersed = variance > mean * (1.0 + POISSON_SLACK)
     law = np.where(discrete, np.where(over_dispersed, NEGATIVE_BINOMIAL_DEMAND, POISSON_DEMAND), family)
-    fitted = (family != NORMAL_DEMAND) & (mean > 0.0) & (variance > 0.0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        shape = np.where(law == NEGATIVE_BINOMIAL_DEMAND, mean * mean / (variance - mean),
+                         np.where(law == GAMMA_DEMAND, mean * mean / variance, mean))
+    # (a shape that underflows, from an exposure of 1e-200 periods, has no law to fit either)
+    fitted = (family != NORMAL_DEMAND) & (mean > 0.0) & (variance > 0.0) & (shape > 0.0)
     return ExposureDemand(np.where(fitted, law, NORMAL_DEMAND).astype(np.int64), mean, variance)
 
 
