@@ -22,6 +22,7 @@ from meio.engine.result import ModelResult
 from meio.io.errors import InputError
 from meio.io.layout import Layout, build_layout
 from meio.io.read import TableSource
+from meio.io.schema import DEMAND_DISTRIBUTIONS
 from meio.io.validate import fail_where
 from meio.io.write import write_run_directory
 
@@ -188,6 +189,8 @@ def _stage_frame(network: Network, model: str, demand: NetDemand, result: ModelR
                  baseline: ModelResult) -> pl.DataFrame:
     """Result columns first, then the input columns (external demand renamed), then extras.
 
+    ``demand_family`` names the law of the stage's net demand (docs/design.md §2).
+
     ``baseline_safety_stock`` and ``baseline_safety_stock_cost`` are the single-echelon plan's
     per stage, so a report can show where MEIO moved the stock (docs/report.md).
     """
@@ -198,6 +201,7 @@ def _stage_frame(network: Network, model: str, demand: NetDemand, result: ModelR
             "model": np.full(inputs.height, model),
             "demand_mean": demand.demand_mean,
             "demand_sd": demand.demand_sd,
+            "demand_family": np.array(DEMAND_DISTRIBUTIONS)[demand.demand_family],
             "safety_factor": demand.safety_factor,
             **result.stage,
             "baseline_safety_stock": baseline.stage["safety_stock"],

@@ -358,7 +358,10 @@ def test_gsm_fitted_network_reports_no_bound():
     })
     arcs = pl.DataFrame({"network": ["p", "p", "n", "n"], "upstream": ["w"] * 4,
                          "downstream": ["r1", "r2"] * 2})
-    plan = meio.optimize(meio.read_network(stages, arcs), "gsm").networks.sort("network")
+    result = meio.optimize(meio.read_network(stages, arcs), "gsm")
+    families = result.stages.sort("network", "stage")["demand_family"].to_list()
+    assert families == ["normal"] * 3 + ["poisson"] * 3  # the warehouse w too: its streams' law
+    plan = result.networks.sort("network")
     assert plan["method"].to_list() == ["tree_dp", "tree_dp"]
     assert plan["gap"][0] == 0.0 and plan["lower_bound"][0] == plan["safety_stock_cost"][0]
     assert math.isnan(plan["lower_bound"][1]) and math.isnan(plan["gap"][1])
