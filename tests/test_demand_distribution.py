@@ -483,3 +483,28 @@ def test_single_plans_meet_their_targets_with_each_distribution(family, lead_tim
     if family == "gamma":
         assert service == pytest.approx(level, abs=1e-9)
     assert abs(row["cycle_service_level"] - service) <= Z * se, (row["cycle_service_level"], service, se)
+
+
+def test_gsm_keeps_the_baseline_when_the_fitted_plan_costs_more():
+    """Slow Poisson movers: the service times that are best under the normal cost (the plan of
+    the same moments taken as normal) cost more than the baseline once the Poisson quantiles are
+    fitted (the twin's levels), so the network keeps the baseline's: ``tree_dp+baseline``."""
+    stages = pl.DataFrame({
+        "network": ["n"] * 4, "stage": ["a", "b", "c", "d"], "lead_time": [5.0, 20.0, 7.0, 4.0],
+        "holding_cost": [0.0080075, 0.0662308, 0.0807022, 0.0789174],
+        "demand_mean": [0.0, 0.0, 1.85636, 1.43744],
+        "service_level": [None, None, 0.928, 0.946], "demand_distribution": ["poisson"] * 4,
+    })
+    arcs = pl.DataFrame({"network": ["n"] * 3, "upstream": ["a", "b", "b"], "downstream": ["c", "c", "d"]})
+    plan = meio.optimize(meio.read_network(stages, arcs), "gsm")
+    row = plan.networks.row(0, named=True)
+    assert row["method"] == "tree_dp+baseline"
+    assert row["safety_stock_cost"] == row["baseline_cost"] and row["saving_pct"] == 0.0
+    as_normal = stages.with_columns(demand_distribution=pl.lit("normal"),
+                                    demand_sd=pl.col("demand_mean").sqrt())
+    normal_plan = meio.optimize(meio.read_network(as_normal, arcs), "gsm").stages
+    rows = [{**r, "demand_sd": math.sqrt(r["demand_mean"])} for r in stages.to_dicts()]
+    net = twin.networks_of(rows, arcs.to_dicts())["n"]
+    fitted = expected_stock(net, normal_plan, "n")
+    cost = sum(r["holding_cost"] * fitted[r["stage"]][0] for r in rows)
+    assert cost > row["baseline_cost"] * (1 + 1e-9)
