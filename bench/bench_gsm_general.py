@@ -67,6 +67,7 @@ def single_network_batch(lead_time, lead_time_sd, holding_cost, demand_mean, dem
         external_inbound_service_time=np.zeros(size, np.int64),
         stockout_cost=nan,
         review_period=np.ones(size),
+        demand_distribution=np.zeros(size, np.int64),
     )
 
 

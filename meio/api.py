@@ -22,6 +22,7 @@ from meio.engine.result import ModelResult
 from meio.io.errors import InputError
 from meio.io.layout import Layout, build_layout
 from meio.io.read import TableSource
+from meio.io.schema import DEMAND_DISTRIBUTIONS
 from meio.io.validate import fail_where
 from meio.io.write import write_run_directory
 
@@ -116,6 +117,10 @@ MODEL_RULES = {
          "or gsm)", pl.col("review_period") != 1.0),
         ("lead_time_sd", "the ssm model assumes fixed lead times; must be 0 on the stage and "
          "its inbound lanes (or use model single or gsm)", pl.col("lead_time_sd") > 0.0),
+        ("demand_distribution", "the ssm model's solvers take normal or poisson demand; "
+         "negative_binomial and gamma demand need model single or gsm",
+         pl.col("demand_distribution").is_in(["negative_binomial", "gamma"])
+         & ((pl.col("demand_mean") > 0.0) | (pl.col("demand_sd") > 0.0))),
     ],
 }
 
@@ -184,6 +189,8 @@ def _stage_frame(network: Network, model: str, demand: NetDemand, result: ModelR
                  baseline: ModelResult) -> pl.DataFrame:
     """Result columns first, then the input columns (external demand renamed), then extras.
 
+    ``demand_family`` names the law of the stage's net demand (docs/design.md §2).
+
     ``baseline_safety_stock`` and ``baseline_safety_stock_cost`` are the single-echelon plan's
     per stage, so a report can show where MEIO moved the stock (docs/report.md).
     """
@@ -196,6 +203,7 @@ def _stage_frame(network: Network, model: str, demand: NetDemand, result: ModelR
             "demand_sd": demand.demand_sd,
             "replenishment_lead_time": network.layout.arrays["lead_time"],
             "replenishment_lead_time_sd": network.layout.arrays["lead_time_sd"],
+            "demand_family": np.array(DEMAND_DISTRIBUTIONS)[demand.demand_family],
             "safety_factor": demand.safety_factor,
             **result.stage,
             "baseline_safety_stock": baseline.stage["safety_stock"],

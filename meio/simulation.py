@@ -21,6 +21,7 @@ from meio.engine._numba import numba_threads
 from meio.engine.batch import Batch, stage_network_index
 from meio.engine.simulate import (
     DEMAND_KINDS,
+    GAMMA,
     HISTORY,
     NO_DEMAND,
     NORMAL,
@@ -33,6 +34,7 @@ from meio.engine.streams import censored_normal_parameters, network_key
 from meio.io.errors import InputError
 from meio.io.policy import read_policy
 from meio.io.read import TableSource, read_table
+from meio.io.schema import DEMAND_DISTRIBUTIONS
 from meio.io.validate import fail_where, validate_history
 
 logger = logging.getLogger(__name__)
@@ -152,8 +154,8 @@ def _in_arcs(up: np.ndarray, down: np.ndarray, n: int) -> tuple[np.ndarray, np.n
 
 #: The rule :func:`normal_demand_parameters` enforces, as error messages state it.
 NORMAL_DEMAND_RULE = ("is beyond what normal demand can describe (demand_sd / demand_mean at most 5.6e7, "
-                      "and demand_mean > 0 wherever demand_sd > 0): use demand='negative_binomial' or "
-                      "'history' for such intermittent items")
+                      "and demand_mean > 0 wherever demand_sd > 0): give such intermittent items "
+                      "demand_distribution negative_binomial or gamma, or simulate demand='history'")
 
 
 def normal_demand_parameters(network: Network, kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -173,21 +175,42 @@ def normal_demand_parameters(network: Network, kinds: np.ndarray) -> tuple[np.nd
     return location, scale
 
 
+def demand_kinds(network: Network, demand: str | None) -> np.ndarray:
+    """Every stage's demand code: ``demand`` at every demand stage, else its stages-table law.
+
+    ``demand=None`` reads each stage's ``demand_distribution`` (docs/design.md §2); a gamma
+    stage needs a positive mean where it has a spread (the rule of the stages table, checked
+    again here for ``demand="gamma"``, which overrides the table).
+    """
+    batch = network.batch
+    has_demand = (batch.demand_mean > 0.0) | (batch.demand_sd > 0.0)
+    if demand is None:
+        by_code = np.array([DEMAND_KINDS[name] for name in DEMAND_DISTRIBUTIONS], np.int64)
+        kinds = by_code[batch.demand_distribution]
+    else:
+        kinds = np.full(batch.n_stages, DEMAND_KINDS[demand], np.int64)
+    kinds = np.where(has_demand, kinds, NO_DEMAND).astype(np.int64)
+    gamma_without_mean = (kinds == GAMMA) & (batch.demand_mean <= 0.0)
+    fail_where(network.stages.with_columns(_bad=pl.Series(gamma_without_mean)), pl.col("_bad"),
+               "stages", "demand_mean", "must be > 0 where demand_sd > 0 with gamma demand")
+    return kinds
+
+
 def build_sim_networks(
-    network: Network, base_stock: np.ndarray, outbound_service_time: np.ndarray, demand: str,
+    network: Network, base_stock: np.ndarray, outbound_service_time: np.ndarray, demand: str | None,
     history: TableSource | None, review_period: bool = True,
     inbound_service_time: np.ndarray | None = None,
 ) -> SimNetworks:
     """The kernel's arrays for ``network`` under the given policy and demand model.
 
-    ``inbound_service_time`` (NaN where not given) sets where each stage's replenishment cycles
-    start (docs/simulate.md); where it is not given, the outside supplier's service time at
-    sources and 0 elsewhere.
+    ``demand`` (:func:`demand_kinds`): one law for every demand stage, or ``None`` for each
+    stage's own. ``inbound_service_time`` (NaN where not given) sets where each stage's
+    replenishment cycles start (docs/simulate.md); where it is not given, the outside supplier's
+    service time at sources and 0 elsewhere.
     """
     batch = network.batch
     check_demand_model(demand, has_history=history is not None)
-    has_demand = (batch.demand_mean > 0.0) | (batch.demand_sd > 0.0)
-    kinds = np.where(has_demand, DEMAND_KINDS[demand], NO_DEMAND).astype(np.int64)
+    kinds = demand_kinds(network, demand)
     location, scale = normal_demand_parameters(network, kinds)
     history_offsets, history_values = _histories(network, history, kinds)
     order = _arcs_by_downstream_id(network)
@@ -235,9 +258,12 @@ def _met(target: np.ndarray, value: Estimate) -> np.ndarray:
     return np.isnan(target) | np.isnan(high) | (high >= target)
 
 
-def check_demand_model(demand: str, *, has_history: bool) -> None:
-    """Raise :class:`InputError` for an unknown demand model or a history without ``"history"``."""
-    if demand not in DEMAND_KINDS:
+def check_demand_model(demand: str | None, *, has_history: bool) -> None:
+    """Raise :class:`InputError` for an unknown demand model or a history without ``"history"``.
+
+    ``None`` (each stage's ``demand_distribution``) is a model.
+    """
+    if demand is not None and demand not in DEMAND_KINDS:
         raise InputError("config", "demand", f"unknown demand model '{demand}' "
                          f"(choose from {', '.join(DEMAND_KINDS)})")
     if (demand == "history") != has_history:
@@ -274,7 +300,7 @@ def simulate(
     replications: int = 30,
     seed: int = 0,
     warmup: int = 100,
-    demand: str = "normal",
+    demand: str | None = None,
     history: TableSource | None = None,
     service_level: float = DEFAULT_SERVICE_LEVEL,
     review_period: bool = True,
@@ -303,8 +329,10 @@ def simulate(
     seed : int
         Streams are derived from (seed, network id, replication): the same seed gives the same
         numbers for any thread count and any partitioning.
-    demand : {"normal", "poisson", "negative_binomial", "history"}
-        Per-period external demand model; ``"history"`` resamples ``history``.
+    demand : {None, "normal", "poisson", "negative_binomial", "gamma", "history"}
+        Per-period external demand model of every demand stage; ``None`` (default): each
+        stage's ``demand_distribution`` column (docs/simulate.md); ``"history"`` resamples
+        ``history``.
     history : path or table, optional
         ``network``, ``stage``, ``demand`` rows (one per observed period of a demand stage).
     service_level : float

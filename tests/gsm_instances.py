@@ -30,7 +30,7 @@ def batch_from_networks(networks: list[dict]) -> Batch:
     defaults = {"lead_time_sd": 0.0, "demand_mean": 0.0, "demand_sd": 0.0,
                 "service_level": np.nan, "fill_rate": np.nan, "max_service_time": 0,
                 "external_inbound_service_time": 0, "stockout_cost": np.nan,
-                "review_period": 1.0}
+                "review_period": 1.0, "demand_distribution": 0}
     for network in networks:
         size = len(network["lead_time"])
         arcs = [tuple(arc) for arc in network["arcs"]]
@@ -44,7 +44,7 @@ def batch_from_networks(networks: list[dict]) -> Batch:
             columns[name] += list(network.get(name, [defaults.get(name)] * size))
         network_offsets.append(network_offsets[-1] + size)
         arc_offsets.append(arc_offsets[-1] + len(arcs))
-    integer = ("max_service_time", "external_inbound_service_time")
+    integer = ("max_service_time", "external_inbound_service_time", "demand_distribution")
     return Batch(
         network_offsets=np.array(network_offsets, np.int64),
         arc_offsets=np.array(arc_offsets, np.int64),
@@ -180,6 +180,7 @@ def tiled_random_tree_batch(rng: np.random.Generator, n_networks: int, size: int
         external_inbound_service_time=np.zeros(n_stages, np.int64),
         stockout_cost=nan.copy(),
         review_period=np.ones(n_stages),
+        demand_distribution=np.zeros(n_stages, np.int64),
     )
 
 

@@ -184,6 +184,7 @@ def make_batch(networks):
         column("external_inbound_service_time", np.int64),
         column("stockout_cost"),
         column("review_period"),
+        np.zeros(len(stages), np.int64),  # normal demand (the option demand_distribution decides)
     )
 
 

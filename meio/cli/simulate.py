@@ -35,8 +35,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--replications", type=int, default=30, help="replications (default 30)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     parser.add_argument("--warmup", type=int, default=100, help="periods discarded first (default 100)")
-    parser.add_argument("--demand", default="normal", choices=sorted(DEMAND_KINDS),
-                        help="external demand per period (default normal, censored at 0)")
+    parser.add_argument("--demand", choices=sorted(DEMAND_KINDS),
+                        help="external demand per period of every demand stage (default: each stage's "
+                        "demand_distribution column; normal is censored at 0)")
     parser.add_argument("--history",
                         help="demand history table (network, stage, demand) for --demand history")
     parser.add_argument("--service-level", type=float, default=DEFAULT_SERVICE_LEVEL,

@@ -264,7 +264,7 @@ def _check_simulation_job(options: dict[str, Any], service_level: float, policy:
     if policy is None:
         raise InputError("config", "policy", "give the base-stock policy to simulate")
     check_simulation_options(service_level=service_level, **options)
-    check_demand_model(str(options.get("demand", "normal")), has_history=history is not None)
+    check_demand_model(options.get("demand"), has_history=history is not None)
 
 
 def prepare_catalog(

@@ -8,6 +8,10 @@ and hold *local* stage indices (0 is the network's first stage).
 
 Missing optional values are encoded so kernels never see Python objects: ``NaN`` for absent
 floats (``service_level``, ``fill_rate``, ``stockout_cost``).
+
+Demand distributions are codes (``demand_distribution`` of a stage, the fitted family of its
+net demand in :class:`NetDemand`): the positions of the stages table's values in
+:data:`meio.io.schema.DEMAND_DISTRIBUTIONS`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+
+#: Codes of the demand distributions (docs/design.md §2).
+NORMAL_DEMAND, POISSON_DEMAND, NEGATIVE_BINOMIAL_DEMAND, GAMMA_DEMAND = 0, 1, 2, 3
 
 
 class Batch(NamedTuple):
@@ -36,6 +43,7 @@ class Batch(NamedTuple):
     external_inbound_service_time: np.ndarray  #: int64[n_stages]
     stockout_cost: np.ndarray  #: float64[n_stages], NaN where the table gives none
     review_period: np.ndarray  #: float64[n_stages]
+    demand_distribution: np.ndarray  #: int64[n_stages], code of the external demand's law
 
     @property
     def n_networks(self) -> int:
@@ -60,12 +68,15 @@ class NetDemand(NamedTuple):
     of Humair & Willems (2011): the guaranteed-service safety stock over a net lead time ``tau``
     is ``k_j * sqrt(tau)``. ``safety_factor = k_j / sigma_j`` (the stage's effective ``z``;
     the stage's own ``z`` where it has a service level of its own or no demand at all).
+    ``demand_family`` is the distribution code common to every external demand stream the stage
+    serves (``n_jk > 0``), :data:`NORMAL_DEMAND` where they differ or there are none.
     """
 
     demand_mean: np.ndarray  #: float64[n_stages]
     demand_sd: np.ndarray  #: float64[n_stages]
     demand_bound_sd: np.ndarray  #: float64[n_stages]
     safety_factor: np.ndarray  #: float64[n_stages]
+    demand_family: np.ndarray  #: int64[n_stages]
 
 
 def stage_network_index(offsets: np.ndarray) -> np.ndarray:

@@ -10,6 +10,11 @@ With independent external demand streams,
   Humair & Willems (2011), *Operations Research* 59(3):781-787, which lets demand stages with
   different service targets share an upstream stage. A stage with a service level of its own
   uses ``k_j = z_j sigma_j`` instead.
+
+The family of a stage's demand is the distribution common to every stream it serves
+(``n_jk > 0``): the streams' codes are OR-ed as bits, and a single bit names the family; mixed
+streams, or none, give :data:`~meio.engine.batch.NORMAL_DEMAND` (:mod:`meio.engine.demand_law`
+fits the family over the stage's exposure).
 """
 
 from __future__ import annotations
@@ -17,15 +22,16 @@ from __future__ import annotations
 import numpy as np
 
 from meio.engine._numba import njit, njit_parallel, prange
-from meio.engine.batch import Batch, NetDemand
+from meio.engine.batch import NORMAL_DEMAND, Batch, NetDemand
 
 
 @njit
 def _propagate_network(
     first, last, arc_first, arc_last, arc_upstream, arc_downstream, arc_quantity,
-    demand_mean, demand_sd, z, own_target, out_mean, out_sd, out_bound, out_factor,
+    demand_mean, demand_sd, z, own_target, distribution, out_mean, out_sd, out_bound, out_factor,
+    out_family,
 ):
-    """Fill the four outputs for stages ``first:last`` of one network (see module docstring)."""
+    """Fill the five outputs for stages ``first:last`` of one network (see module docstring)."""
     size = last - first
     stream_of = np.full(size, -1, np.int64)
     n_streams = 0
@@ -54,14 +60,24 @@ def _propagate_network(
         mean = 0.0
         variance = 0.0
         bound = 0.0
+        families = 0
         for s in range(n_streams):
             k = stream_stage[s]
             n = units[local, s]
+            if n > 0.0:
+                families |= 1 << distribution[k]
             mean += n * demand_mean[k]
             spread = n * demand_sd[k]
             variance += spread * spread
             bound += (spread * z[k]) ** 2
         stage = first + local
+        family = NORMAL_DEMAND
+        if families != 0 and families & (families - 1) == 0:  # one family: the code of its bit
+            family = 0
+            while families > 1:
+                families >>= 1
+                family += 1
+        out_family[stage] = family
         sd = np.sqrt(variance)
         out_mean[stage] = mean
         out_sd[stage] = sd
@@ -76,14 +92,16 @@ def _propagate_network(
 @njit_parallel
 def _propagate_batch(
     network_offsets, arc_offsets, arc_upstream, arc_downstream, arc_quantity,
-    demand_mean, demand_sd, z, own_target, out_mean, out_sd, out_bound, out_factor,
+    demand_mean, demand_sd, z, own_target, distribution, out_mean, out_sd, out_bound, out_factor,
+    out_family,
 ):
     for network in prange(len(network_offsets) - 1):
         _propagate_network(
             network_offsets[network], network_offsets[network + 1],
             arc_offsets[network], arc_offsets[network + 1],
             arc_upstream, arc_downstream, arc_quantity,
-            demand_mean, demand_sd, z, own_target, out_mean, out_sd, out_bound, out_factor,
+            demand_mean, demand_sd, z, own_target, distribution, out_mean, out_sd, out_bound,
+            out_factor, out_family,
         )
 
 
@@ -102,15 +120,16 @@ def propagate_demand(batch: Batch, z: np.ndarray) -> NetDemand:
     Returns
     -------
     NetDemand
-        Mean, standard deviation, pooled demand bound and effective safety factor per stage.
+        Mean, standard deviation, pooled demand bound, effective safety factor and demand family
+        per stage.
 
     """
     n = batch.n_stages
-    out = NetDemand(np.empty(n), np.empty(n), np.empty(n), np.empty(n))
+    out = NetDemand(np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n, np.int64))
     own_target = ~np.isnan(batch.service_level)
     _propagate_batch(
         batch.network_offsets, batch.arc_offsets, batch.arc_upstream, batch.arc_downstream,
         batch.arc_quantity, batch.demand_mean, batch.demand_sd, np.ascontiguousarray(z, np.float64),
-        own_target, *out,
+        own_target, np.ascontiguousarray(batch.demand_distribution, np.int64), *out,
     )
     return out

@@ -16,6 +16,14 @@ distribution, mixed) is solved exactly in one batched call of :mod:`meio.engine.
 the others get the multi-start SLP heuristic in one batched call of
 :func:`meio.engine.gsm_general.solve_general_batch` and, when ``mip_node_limit > 0``, the exact
 MIP one by one (:func:`meio.engine.gsm_general.refine_general_network`), seeded with that plan.
+
+Demand families (docs/gsm.md). Service times are chosen under the normal cost
+``sqrt(k^2 tau + const)`` the solvers need; then every stage whose net demand is Poisson,
+negative binomial or gamma gets the level of its family fitted over its chosen exposure
+(:mod:`meio.engine.demand_law`). That cost is not the one the solvers minimised, so each such
+network is compared, like every general network, with the single-echelon plan at the same
+fitted levels, and keeps the cheaper: the saving stays >= 0. Its ``lower_bound`` and ``gap``
+are NaN (no bound is known for the fitted cost).
 """
 
 from __future__ import annotations
@@ -24,7 +32,8 @@ import time
 
 import numpy as np
 
-from meio.engine.batch import Batch, NetDemand, stage_network_index
+from meio.engine.batch import NORMAL_DEMAND, Batch, NetDemand, stage_network_index
+from meio.engine.demand_law import fitted_stock
 from meio.engine.gsm_cost import fixed_terms, net_lead_time, stage_safety_stock
 from meio.engine.gsm_general import (
     EXACT_MAX_STAGES,
@@ -143,24 +152,32 @@ def _solve_general(problem: TreeProblem, networks: np.ndarray, columns: dict, me
         columns["outbound_service_time"][rows] = outbound[rows]
         columns["inbound_service_time"][rows] = inbound[rows]
         columns["net_lead_time"][rows] = tau
-        columns["safety_stock"][rows] = stage_safety_stock(
-            problem.demand_bound_sd[rows], problem.lead_time_term[rows], tau)
 
 
-def _no_worse_than_baseline(batch: Batch, problem: TreeProblem, networks: np.ndarray,
-                            columns: dict, method: np.ndarray) -> None:
-    """Give ``networks`` the single-echelon service times where the heuristic's plan costs more.
+def _plan_stock(batch: Batch, demand: NetDemand, problem: TreeProblem,
+                tau: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Safety stock and base stock of a plan with net lead times ``tau``, families fitted."""
+    normal = stage_safety_stock(problem.demand_bound_sd, problem.lead_time_term, tau)
+    return fitted_stock(batch, demand, tau, normal)
+
+
+def _no_worse_than_baseline(batch: Batch, demand: NetDemand, problem: TreeProblem,
+                            networks: np.ndarray, columns: dict, method: np.ndarray) -> None:
+    """Give ``networks`` the single-echelon service times where the plan costs more.
 
     The single-echelon plan (:func:`meio.engine.single.baseline_service_times`) is a feasible
     GSM plan, so a GSM plan never has to cost more than the baseline it is compared with; the
-    method then says ``+baseline``.
+    method then says ``+baseline``. Both plans are costed with every family fitted
+    (:func:`_plan_stock`): the heuristic's networks and those whose fitted cost the solvers did
+    not minimise.
     """
     inbound, outbound = baseline_service_times(batch)
     tau = net_lead_time(inbound, problem.lead_time, outbound)
-    baseline_stock = stage_safety_stock(problem.demand_bound_sd, problem.lead_time_term, tau)
+    baseline_stock, _ = _plan_stock(batch, demand, problem, tau)
+    plan_stock, _ = _plan_stock(batch, demand, problem, columns["net_lead_time"])
     stage_network = stage_network_index(problem.network_offsets)
     n_networks = len(problem.network_offsets) - 1
-    plan_cost = np.bincount(stage_network, problem.holding_cost * columns["safety_stock"], n_networks)
+    plan_cost = np.bincount(stage_network, problem.holding_cost * plan_stock, n_networks)
     baseline_cost = np.bincount(stage_network, problem.holding_cost * baseline_stock, n_networks)
     worse = np.zeros(n_networks, np.bool_)
     worse[networks] = baseline_cost[networks] < plan_cost[networks]
@@ -168,7 +185,6 @@ def _no_worse_than_baseline(batch: Batch, problem: TreeProblem, networks: np.nda
     columns["inbound_service_time"][rows] = inbound[rows]
     columns["outbound_service_time"][rows] = outbound[rows]
     columns["net_lead_time"][rows] = tau[rows]
-    columns["safety_stock"][rows] = baseline_stock[rows]
     method[worse] = [f"{name}+baseline" for name in method[worse]]
 
 
@@ -199,10 +215,11 @@ def solve(
     ModelResult
         Stage columns ``inbound_service_time``, ``outbound_service_time``, ``net_lead_time``,
         ``safety_stock``, ``base_stock`` (``demand_mean * (net_lead_time + review_period - 1) +
-        safety_stock``),
+        safety_stock``; a fitted family's level where the stage has one),
         ``safety_stock_cost``; network columns ``method`` (``"tree_dp"`` or the general
         solver's), ``safety_stock_cost``, ``lower_bound`` (the cost itself for the exact tree
-        DP), ``gap`` (``(cost - lower_bound) / cost``, 0 when the cost is 0) and ``seconds``
+        DP; NaN on networks with a fitted family), ``gap`` (``(cost - lower_bound) / cost``, 0
+        when the cost is 0) and ``seconds``
         (tree networks share the tree call's time and non-tree networks the SLP call's time
         in proportion to their stage counts; a MIP's own time is added to its network).
 
@@ -220,25 +237,28 @@ def solve(
     tree_stages = max(int(sizes[trees.is_forest].sum()), 1)
     seconds = np.where(trees.is_forest, elapsed * sizes / tree_stages, 0.0)
     general = np.flatnonzero(~trees.is_forest)
-    method = np.full(n_networks, TREE_METHOD, dtype=object if len(general) else None)
+    stage_network = stage_network_index(problem.network_offsets)
+    fitted = np.unique(stage_network[demand.demand_family != NORMAL_DEMAND])
+    compared = np.union1d(general, fitted)
+    method = np.full(n_networks, TREE_METHOD, dtype=object if len(compared) else None)
     lower_bound = np.full(n_networks, np.nan)
     columns = {
         "inbound_service_time": trees.inbound_service_time,
         "outbound_service_time": trees.outbound_service_time,
         "net_lead_time": trees.net_lead_time,
-        "safety_stock": trees.safety_stock,
     }
     if len(general):
         _solve_general(problem, general, columns, method, lower_bound, seconds, slp_starts,
                        mip_node_limit, time_limit)
-        _no_worse_than_baseline(batch, problem, general, columns, method)
+    if len(compared):
+        _no_worse_than_baseline(batch, demand, problem, compared, columns, method)
+    columns["safety_stock"], columns["base_stock"] = _plan_stock(
+        batch, demand, problem, columns["net_lead_time"])
     stage_cost = problem.holding_cost * columns["safety_stock"]
-    exposure = columns["net_lead_time"] + (batch.review_period - 1.0)
-    columns["base_stock"] = demand.demand_mean * exposure + columns["safety_stock"]
     columns["safety_stock_cost"] = stage_cost
-    network_cost = np.bincount(stage_network_index(problem.network_offsets), stage_cost,
-                               n_networks)
+    network_cost = np.bincount(stage_network, stage_cost, n_networks)
     lower_bound = np.where(trees.is_forest, network_cost, lower_bound)
+    lower_bound[fitted] = np.nan
     positive = network_cost > 0.0
     gap = np.zeros(n_networks)
     gap[positive] = np.maximum(network_cost[positive] - lower_bound[positive], 0.0) / (

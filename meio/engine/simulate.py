@@ -68,8 +68,10 @@ Demand at a demand stage per period: normal with the stated mean ``mu`` and stan
 ``s`` are solved once per stage, outside the kernel
 (:func:`meio.engine.streams.censored_normal_parameters`; ``m = mu``, ``s = sigma`` to 3e-7 up to
 a coefficient of variation of 0.2) — Poisson with mean ``mu``, negative binomial with mean
-``mu`` and variance ``sigma^2`` (Poisson where ``sigma^2 <= mu``), or resampled i.i.d. from the
-stage's demand history (a bootstrap).
+``mu`` and variance ``sigma^2`` (Poisson where ``sigma^2 <= mu``), gamma with shape
+``mu^2 / sigma^2`` and scale ``sigma^2 / mu`` (``mu`` itself where ``sigma = 0``), or resampled
+i.i.d. from the stage's demand history (a bootstrap). Each stage has its own law
+(:attr:`SimNetworks.demand_kind`).
 
 Memory per (network, replication) is ``O(stages x (longest lead time + longest quoted service
 time) + (stages + arcs) x (longest possible backlog age))``, independent of the number of
@@ -97,7 +99,14 @@ import numpy as np
 from scipy.special import stdtrit
 
 from meio.engine._numba import get_num_threads, njit, njit_inline, njit_parallel, prange
-from meio.engine.streams import negative_binomial, poisson, standard_normal, stream_state, uniform
+from meio.engine.streams import (
+    gamma,
+    negative_binomial,
+    poisson,
+    standard_normal,
+    stream_state,
+    uniform,
+)
 
 #: Demand codes of :attr:`SimNetworks.demand_kind`.
 NO_DEMAND = 0
@@ -105,8 +114,9 @@ NORMAL = 1
 POISSON = 2
 NEGATIVE_BINOMIAL = 3
 HISTORY = 4
+GAMMA = 5
 DEMAND_KINDS = {"normal": NORMAL, "poisson": POISSON, "negative_binomial": NEGATIVE_BINOMIAL,
-                "history": HISTORY}
+                "gamma": GAMMA, "history": HISTORY}
 
 #: Lead-time draws are cut at ``lead_time + LEAD_TIME_SD_CUT * lead_time_sd``.
 LEAD_TIME_SD_CUT = 6.0
@@ -159,7 +169,7 @@ class SimNetworks(NamedTuple):
     holding_cost: np.ndarray  #: float64[n_stages]
     stockout_cost: np.ndarray  #: float64[n_stages], per unit of external backorder per period
     demand_kind: np.ndarray  #: int64[n_stages], :data:`NO_DEMAND`, :data:`NORMAL`, ...
-    demand_mean: np.ndarray  #: float64[n_stages], stated mean (Poisson, negative binomial)
+    demand_mean: np.ndarray  #: float64[n_stages], stated mean (Poisson, negative binomial, gamma)
     demand_sd: np.ndarray  #: float64[n_stages], stated standard deviation
     normal_location: np.ndarray  #: float64[n_stages], ``m`` of the censored normal (NORMAL)
     normal_scale: np.ndarray  #: float64[n_stages], ``s`` of the censored normal (NORMAL)
@@ -221,6 +231,11 @@ def draw_demand(state, kind, location, scale, history, first, last):
         return poisson(state, location)
     if kind == NEGATIVE_BINOMIAL:
         return negative_binomial(state, location, scale * scale)
+    if kind == GAMMA:
+        if scale <= 0.0:
+            return state, location
+        state, draw = gamma(state, (location / scale) ** 2)
+        return state, draw * scale * scale / location
     if kind == HISTORY:
         state, u = uniform(state)
         return state, history[first + min(int(u * (last - first)), last - first - 1)]

@@ -25,9 +25,12 @@ Pyke & Thomas 2017, §7.10), and
   shortage per review cycle equals the allowed unfilled share of the cycle's demand, ``L`` the
   standard normal loss function (Silver, Pyke & Thomas 2017, §6.7).
 
-The order-up-to (base-stock) level is ``mu T + SS``. With ``R = 1`` and CSL targets the plan is the
-guaranteed-service plan (:mod:`meio.engine.gsm`) with the service times above: a feasible GSM
-plan, so the GSM never costs more, and on a single-stage network both coincide.
+The order-up-to (base-stock) level is ``mu T + SS``. A stage whose net demand is Poisson, negative
+binomial or gamma (its ``demand_family``) gets the level of that family fitted over the same
+exposure instead, for either target (:mod:`meio.engine.demand_law`). With ``R = 1`` and CSL
+targets the plan is the guaranteed-service plan (:mod:`meio.engine.gsm`) with the service times
+above: a feasible GSM plan, so the GSM never costs more, and on a single-stage network both
+coincide.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import numpy as np
 
 from meio.engine._numba import njit, njit_parallel, prange
 from meio.engine.batch import Batch, NetDemand, stage_network_index
+from meio.engine.demand_law import fitted_stock
 from meio.engine.gsm_cost import fixed_terms, net_lead_time, stage_safety_stock
 from meio.engine.normal import inverse_normal_loss
 from meio.engine.result import ModelResult
@@ -50,7 +54,7 @@ def _fill_rate_factor(fill_rate, demand_mean, review_period, spread):
 @njit_parallel
 def _single_kernel(
     tau, lead_time_sd, review_period, fill_rate, demand_mean, demand_sd,
-    demand_bound_sd, safety_factor, fixed_term, out_safety_stock, out_base_stock,
+    demand_bound_sd, safety_factor, fixed_term, out_safety_stock,
 ):
     for stage in prange(len(tau)):
         exposure = tau[stage] + (review_period[stage] - 1.0)
@@ -62,7 +66,6 @@ def _single_kernel(
         else:
             out_safety_stock[stage] = np.copysign(stage_safety_stock(
                 demand_bound_sd[stage], fixed_term[stage], tau[stage]), safety_factor[stage])
-        out_base_stock[stage] = mean * exposure + out_safety_stock[stage]
 
 
 def baseline_service_times(batch: Batch) -> tuple[np.ndarray, np.ndarray]:
@@ -88,14 +91,14 @@ def solve(batch: Batch, demand: NetDemand, **options: object) -> ModelResult:
     n = batch.n_stages
     inbound, outbound = baseline_service_times(batch)
     tau = net_lead_time(inbound, batch.lead_time, outbound)
-    safety_stock = np.empty(n)
-    base_stock = np.empty(n)
+    normal_safety_stock = np.empty(n)
     _single_kernel(
         tau, batch.lead_time_sd, batch.review_period, batch.fill_rate,
         demand.demand_mean, demand.demand_sd, demand.demand_bound_sd, demand.safety_factor,
-        fixed_terms(batch, demand),
-        safety_stock, base_stock,
+        fixed_terms(batch, demand), normal_safety_stock,
     )
+    safety_stock, base_stock = fitted_stock(batch, demand, tau, normal_safety_stock,
+                                            fill_rate=batch.fill_rate)
     cost = batch.holding_cost * safety_stock
     network_cost = np.bincount(stage_network_index(batch.network_offsets), cost, batch.n_networks)
     stage = {

@@ -42,9 +42,14 @@ the discretisation error of ``expected_cost`` for exact serial solutions (NaN fo
 decomposition, an approximation whose error the tests measure). ``expected_fill_rate`` and
 ``expected_cycle_service_level`` are the decomposition's predictions (NaN for exact serial rows).
 
-Not modelled: ``lead_time_sd`` (lead times are fixed) and ``review_period`` (every stage reviews
-each period) — :func:`meio.api.optimize` rejects stages that set them rather than ignore them —
-and ``max_service_time`` (the SSM quotes no service times).
+Demand distributions: a serial chain whose demand stage has ``poisson`` demand gets the exact
+solver's Poisson law; the decomposition takes every demand by its two moments (a Poisson's
+variance is its mean, docs/design.md §2). ``negative_binomial`` and ``gamma`` demand is not
+modelled.
+
+Not modelled: ``lead_time_sd`` (lead times are fixed), ``review_period`` (every stage reviews
+each period) and non-normal, non-Poisson demand — :func:`meio.api.optimize` rejects stages that
+set them rather than ignore them — and ``max_service_time`` (the SSM quotes no service times).
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ from typing import Any
 import numpy as np
 from scipy.special import ndtri
 
-from meio.engine.batch import Batch, NetDemand, stage_network_index
+from meio.engine.batch import POISSON_DEMAND, Batch, NetDemand, stage_network_index
 from meio.engine.result import ModelResult
 from meio.engine.ssm_distribution import (
     FILL_RATE_TARGET,
@@ -152,6 +157,15 @@ def _stage_rows(batch: Batch, networks: np.ndarray) -> np.ndarray:
     return np.repeat(starts - np.cumsum(sizes) + sizes, sizes) + np.arange(sizes.sum())
 
 
+def _serial_distribution(batch: Batch, sinks: np.ndarray, option: str | None) -> np.ndarray:
+    """Demand law of each chain's exact solver: the run's option, else its demand stage's column."""
+    if option is None:
+        poisson = batch.demand_distribution[sinks] == POISSON_DEMAND
+    else:
+        poisson = np.full(len(sinks), option == "poisson")
+    return np.where(poisson, POISSON, NORMAL).astype(np.int64)
+
+
 def _solve_serial(batch, topology, stockout, networks, distribution, grid, columns):
     """Chen–Zheng on the chains in ``networks``; fills ``columns`` rows in stage units."""
     rows = _stage_rows(batch, networks)
@@ -175,7 +189,7 @@ def _solve_serial(batch, topology, stockout, networks, distribution, grid, colum
     systems = SerialSystems(
         offsets.astype(np.int64), lead_time, local - upstream_local,
         batch.demand_mean[sinks], batch.demand_sd[sinks], stockout[sinks],
-        np.full(len(networks), POISSON if distribution == "poisson" else NORMAL, np.int64),
+        _serial_distribution(batch, sinks, distribution),
     )
     solution = optimize_serial(systems, grid)
     echelon = solution.echelon_base_stock
@@ -257,7 +271,8 @@ def solve(batch: Batch, demand: NetDemand, **options: Any) -> ModelResult:
         Net demand per stage from :func:`meio.engine.demand.propagate_demand`.
     **options
         ``objective`` ("auto", "cost", "service"), ``stockout_cost`` (default for demand stages
-        without one), ``demand_distribution`` ("normal" or "poisson", serial exact solver),
+        without one), ``demand_distribution`` ("normal" or "poisson": the serial exact solver's
+        law for every chain; default: each chain's demand stage's ``demand_distribution``),
         ``tail_probability``, ``resolution``, ``max_grid_points`` (serial grid, see
         :mod:`meio.engine.ssm_serial`), ``max_rounds`` (decomposition coordinate descent),
         ``on_unsupported`` ("mark" or "raise").
@@ -269,8 +284,8 @@ def solve(batch: Batch, demand: NetDemand, **options: Any) -> ModelResult:
 
     """
     objective = options.get("objective", "auto")
-    distribution = options.get("demand_distribution", "normal")
-    if distribution not in ("normal", "poisson"):
+    distribution = options.get("demand_distribution")
+    if distribution not in (None, "normal", "poisson"):
         raise ValueError(f"demand_distribution must be 'normal' or 'poisson', got {distribution!r}")
     on_unsupported = options.get("on_unsupported", "mark")
     if on_unsupported not in ("mark", "raise"):

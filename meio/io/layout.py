@@ -5,6 +5,11 @@ time: its own processing time plus the transit of its inbound lanes (arcs ``lead
 ``lead_time_sd``), combined by :func:`replenishment_lead_time` and
 :func:`replenishment_lead_time_sd` — the one rule every model and the simulator read.
 
+A ``poisson`` stage's ``demand_sd`` is ``sqrt(demand_mean)`` (a Poisson's variance is its
+mean), in the stages table and the batch alike, so pooling, every model and the simulator read
+the same spread whatever the table said (docs/design.md §2). ``demand_distribution`` reaches the
+batch as its position in :data:`meio.io.schema.DEMAND_DISTRIBUTIONS`.
+
 Each stage also gets its ``echelon``: 1 for customer-facing stages (no successors), one more
 per arc on the longest path down to a customer. Stages are ordered by network id, then by
 longest-path level inside the network (so every arc runs from a lower to a higher local index),
@@ -20,7 +25,7 @@ import numpy as np
 import polars as pl
 
 from meio.io.read import TableSource, read_table
-from meio.io.schema import empty_arcs
+from meio.io.schema import DEMAND_DISTRIBUTIONS, empty_arcs
 from meio.io.topology import cumulative_cost, stage_levels
 from meio.io.validate import fail_where, validate_arc_ends, validate_stages
 
@@ -113,6 +118,9 @@ def _arrays(
         arrays[name] = stages[name].cast(pl.Float64).fill_null(np.nan).to_numpy().copy()
     for name in _INT_FIELDS:
         arrays[name] = stages[name].to_numpy().astype(np.int64)
+    codes = {name: code for code, name in enumerate(DEMAND_DISTRIBUTIONS)}
+    arrays["demand_distribution"] = (
+        stages["demand_distribution"].replace_strict(codes, return_dtype=pl.Int64).to_numpy())
     lane_mean, lane_sd = (arcs[name].cast(pl.Float64).fill_null(0.0).to_numpy()
                           for name in ("lead_time", "lead_time_sd"))
     arrays["lead_time"] = replenishment_lead_time(arrays["lead_time"], lane_mean, down)
@@ -140,6 +148,9 @@ def build_layout(
 
     """
     stage_table = validate_stages(read_table(stages, "stages"), holding_rate=holding_rate)
+    stage_table = stage_table.with_columns(
+        demand_sd=pl.when(pl.col("demand_distribution") == "poisson")
+        .then(pl.col("demand_mean").sqrt()).otherwise(pl.col("demand_sd")))
     arc_table = empty_arcs() if arcs is None else read_table(arcs, "arcs")
     arc_table, up, down = validate_arc_ends(arc_table, stage_table)
     level = stage_levels(stage_table.height, up, down)

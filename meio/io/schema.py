@@ -12,7 +12,8 @@ class Column:
     """One column of an input table.
 
     ``default`` fills absent columns and null cells of optional columns (``None`` keeps null,
-    meaning "not given": the run default applies later). ``minimum``/``maximum`` bound the values;
+    meaning "not given": the run default applies later). ``allowed`` lists the values a string
+    column that is not an id may take. ``minimum``/``maximum`` bound the values;
     ``open_interval`` makes both bounds strict; ``whole`` demands integer values; ``nan_allowed``
     accepts NaN (a level a model could not compute) while still rejecting infinities.
     """
@@ -20,7 +21,8 @@ class Column:
     name: str
     dtype: type[pl.DataType]
     required: bool = False
-    default: float | None = None
+    default: float | str | None = None
+    allowed: tuple[str, ...] | None = None
     minimum: float | None = None
     maximum: float | None = None
     open_interval: bool = False
@@ -28,6 +30,10 @@ class Column:
     whole: bool = False
     nan_allowed: bool = False
 
+
+#: Values of the stages table's ``demand_distribution`` column (docs/design.md §2); the batch
+#: encodes each as its position here (:mod:`meio.engine.batch`).
+DEMAND_DISTRIBUTIONS = ("normal", "poisson", "negative_binomial", "gamma")
 
 STAGE_ID_COLUMNS = ("network", "stage")
 ARC_ID_COLUMNS = ("network", "upstream", "downstream")
@@ -41,6 +47,7 @@ STAGES: tuple[Column, ...] = (
     Column("unit_cost", pl.Float64, minimum=0.0),
     Column("demand_mean", pl.Float64, default=0.0, minimum=0.0),
     Column("demand_sd", pl.Float64, default=0.0, minimum=0.0),
+    Column("demand_distribution", pl.String, default="normal", allowed=DEMAND_DISTRIBUTIONS),
     Column("service_level", pl.Float64, minimum=0.0, maximum=1.0, open_interval=True),
     Column("fill_rate", pl.Float64, minimum=0.0, maximum=1.0, open_interval=True),
     Column("max_service_time", pl.Int64, default=0, minimum=0.0, whole=True),

@@ -76,6 +76,10 @@ def _conform_column(frame: pl.DataFrame, column: Column, table: str) -> pl.Expr:
 def _value_rules(column: Column) -> list[Rule]:
     """Null, finiteness, range and whole-number rules of one column (values still Float64)."""
     values = pl.col(column.name)
+    if column.allowed is not None:
+        choices = ", ".join(column.allowed)
+        return [Rule(column.name, f"must be one of {choices} (null: {column.default})",
+                     ~values.is_in(column.allowed))]
     if column.dtype == pl.String:
         return [Rule(column.name, "id must not be empty", values.is_null() | (values == ""))]
     rules = []
@@ -119,6 +123,28 @@ def _holding_cost_rule(holding_rate: float | None) -> Rule:
                 missing & pl.col("unit_cost").is_null())
 
 
+def _demand_distribution_rules() -> list[Rule]:
+    """What each demand distribution needs of ``demand_mean`` and ``demand_sd`` (docs/design.md §2).
+
+    Read only at stages with external demand: Poisson's standard deviation is ``sqrt(mean)``, so
+    a spread needs a mean; a negative binomial is over-dispersed (``sd^2 > mean > 0``); a gamma
+    with a spread needs a positive mean.
+    """
+    law = pl.col("demand_distribution").fill_null("normal")
+    mean = pl.col("demand_mean").fill_null(0.0)
+    sd = pl.col("demand_sd").fill_null(0.0)
+    return [
+        Rule("demand_mean", "must be > 0 where demand_sd > 0 with poisson demand (its standard "
+             "deviation is sqrt(demand_mean))", (law == "poisson") & (sd > 0.0) & (mean <= 0.0)),
+        Rule("demand_sd", "negative_binomial demand needs demand_sd^2 > demand_mean > 0 (variance "
+             "above the mean; use demand_distribution poisson where they are equal)",
+             (law == "negative_binomial") & ((mean > 0.0) | (sd > 0.0))
+             & ~((mean > 0.0) & (sd * sd > mean))),
+        Rule("demand_mean", "must be > 0 where demand_sd > 0 with gamma demand",
+             (law == "gamma") & (sd > 0.0) & (mean <= 0.0)),
+    ]
+
+
 def validate_stages(stages: pl.DataFrame, *, holding_rate: float | None) -> pl.DataFrame:
     """Check and conform the stages table; returns it with schema types and defaults."""
     has_demand = ((pl.col("demand_mean").fill_null(0) > 0) | (pl.col("demand_sd").fill_null(0) > 0))
@@ -127,6 +153,7 @@ def validate_stages(stages: pl.DataFrame, *, holding_rate: float | None) -> pl.D
         _holding_cost_rule(holding_rate),
         Rule("demand_mean", "every network needs at least one stage with external demand",
              ~has_demand.any().over("network")),
+        *_demand_distribution_rules(),
     ]
     return _conform(stages, STAGES, "stages", rules)
 

@@ -89,7 +89,7 @@ def headline(run: RunTables, networks: pl.DataFrame) -> dict[str, Any]:
         "demand_part_cost": float(stages["demand_part_cost"] or 0.0),
         "lead_time_part_cost": float(stages["lead_time_part_cost"] or 0.0),
         "expected_cost": float(solved["expected_cost"].sum()) if "expected_cost" in solved.columns else None,
-        "networks_with_gap": int((solved["gap"] > 0).sum()) if "gap" in solved.columns else 0,
+        "networks_with_gap": int((solved["gap"].fill_nan(None) > 0).sum()) if "gap" in solved.columns else 0,
         "run_seconds": manifest.get("timings_seconds", {}).get("total"),
         "service": service_summary(run),
     }
@@ -193,7 +193,8 @@ def top_networks(run: RunTables, networks: pl.DataFrame) -> dict[str, list[dict[
         categories["worst simulated service"] = solved.filter(pl.col("service_margin").is_not_null()).sort(
             "service_margin", "network")
     if "gap" in solved.columns:
-        categories["largest optimality gap"] = solved.filter(pl.col("gap") > 0).sort(
+        # (a NaN gap is an unknown one: gsm networks with a fitted demand family)
+        categories["largest optimality gap"] = solved.filter(pl.col("gap").fill_nan(None) > 0).sort(
             "gap", "network", descending=[True, False])
     return {name: frame.head(TOP_NETWORKS).to_dicts() for name, frame in categories.items()}
 
