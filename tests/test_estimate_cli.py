@@ -204,5 +204,7 @@ def test_history_to_estimate_to_optimize(tmp_path, capsys):
                  "--output", str(plan_dir)]) == 0
     plan = pl.read_parquet(plan_dir / "stages.parquet")
     assert plan.height == truth.height
-    assert plan["safety_stock"].is_finite().all() and (plan["safety_stock"] >= 0).all()
+    # fitted discrete laws of slow movers may reach the target below the mean exposure demand
+    # (safety stock slightly negative, docs/design.md §2); base stocks never are
+    assert plan["safety_stock"].is_finite().all() and (plan["base_stock"] >= 0).all()
     assert math.isfinite(pl.read_parquet(plan_dir / "networks.parquet")["safety_stock_cost"].sum())
