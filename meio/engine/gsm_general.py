@@ -67,7 +67,11 @@ import numpy as np
 
 from meio.engine._numba import njit, njit_parallel, numba_threads, prange
 from meio.engine.gsm_cost import stage_safety_stock
-from meio.engine.gsm_local import local_search, new_local_work
+from meio.engine.gsm_local import (
+    local_search,
+    new_local_work,
+    set_stage_costs,
+)
 from meio.engine.gsm_lp import build_service_time_graph, new_lp_work, solve_service_time_lp
 from meio.engine.gsm_tree import TreeProblem, chunk_networks
 
@@ -87,7 +91,7 @@ DEADLINE_SHARE = 0.85
 #: The starts stop early after this many in a row that found nothing better.
 SLP_STALL_STARTS = 32
 #: A start's SLP optimum is polished by local search when within this share of the best cost.
-POLISH_WITHIN = 0.0
+POLISH_WITHIN = 0.02
 #: Upper bound on LP solves of one SLP descent.
 SLP_MAX_ITERATIONS = 50
 #: Relative cost decrease below which an SLP descent stops.
@@ -440,6 +444,8 @@ def _polish(net, graph, work, local, slopes, point, trial, cost):
     improves; the SLP then descends from its majorant slopes, which may open new moves.
     """
     while True:
+        local.active[:] = True
+        set_stage_costs(net, local, point)
         local_search(net, local, point, cost)
         searched = _complete(net, point)
         if searched >= cost * (1.0 - SLP_TOLERANCE):

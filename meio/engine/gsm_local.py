@@ -58,6 +58,7 @@ class LocalWork(NamedTuple):
     old_offset: np.ndarray  #: int64[m]
     old_cost: np.ndarray  #: float64[m]
     counts: np.ndarray  #: int64[2], entries of the log and of the heap
+    active: np.ndarray  #: bool[m], stages whose moves are to be evaluated again
 
 
 @njit
@@ -80,7 +81,7 @@ def new_local_work(net):
         pred_start, pred_stage, np.zeros(size), np.zeros(size, np.int64),
         np.zeros(size, np.bool_), np.zeros(size, np.bool_), np.zeros(size, np.int64),
         np.zeros(size, np.int64), np.zeros(size, np.int64), np.zeros(size, np.int64),
-        np.zeros(size), np.zeros(2, np.int64),
+        np.zeros(size), np.zeros(2, np.int64), np.ones(size, np.bool_),
     )
 
 
@@ -194,9 +195,16 @@ def _undo(work, plan):
 
 
 @njit
-def _commit(work):
+def commit(net, work):
+    """Keep the move made since the last commit or undo; its stages and neighbours are searched."""
     for position in range(work.counts[0]):
-        work.logged[work.log_stage[position]] = False
+        stage = work.log_stage[position]
+        work.logged[stage] = False
+        work.active[stage] = True
+        for arc in range(net.arc_start[stage], net.arc_start[stage + 1]):
+            work.active[net.arc_downstream[arc]] = True
+        for index in range(work.pred_start[stage], work.pred_start[stage + 1]):
+            work.active[work.pred_stage[index]] = True
     work.counts[0] = 0
 
 
@@ -282,25 +290,34 @@ def _best_cap_move(net, work, plan, stage, threshold):
 
 
 @njit
+def set_stage_costs(net, work, plan):
+    """Per-stage costs of the completed ``plan`` (call before moves on a new plan)."""
+    for stage in range(len(plan.outbound)):
+        work.stage_cost[stage] = _cost_at(net, stage, plan.offset[stage])
+
+
+@njit
 def local_search(net, work, plan, cost):
     """Improve the completed ``plan`` in place until no move pays; return its cost.
 
-    ``plan`` is a :class:`meio.engine.gsm_general._Plan` completed from its outbound times and
-    ``cost`` its cost. Passes over the stages in index order; at each stage the best
-    coordinate move and the best inbound cap (module docstring) are evaluated and the better
-    one is taken when it lowers the cost by more than ``LOCAL_TOLERANCE`` relative.
+    ``plan`` is a :class:`meio.engine.gsm_general._Plan` completed from its outbound times,
+    ``cost`` its cost and ``work.stage_cost`` its stage costs (:func:`set_stage_costs`). Visits
+    the active stages in index order (don't-look bits: a stage is active when it, a supplier
+    or a customer changed since it was last searched); at each the best coordinate move and
+    the best inbound cap (module docstring) are evaluated and the better one is taken when it
+    lowers the cost by more than ``LOCAL_TOLERANCE`` relative. Stops when no stage is active.
     """
     size = len(plan.outbound)
-    for stage in range(size):
-        work.stage_cost[stage] = _cost_at(net, stage, plan.offset[stage])
-    improved = True
-    while improved:
-        improved = False
+    searching = True
+    while searching:
+        searching = False
         for stage in range(size):
+            if not work.active[stage]:
+                continue
+            work.active[stage] = False
             threshold = -LOCAL_TOLERANCE * abs(cost)
             move_delta, value = _best_outbound_move(net, work, plan, stage, threshold)
-            cap_delta, cap, keep = _best_cap_move(net, work, plan, stage, min(move_delta,
-                                                                             threshold))
+            cap_delta, cap, keep = _best_cap_move(net, work, plan, stage, move_delta)
             if cap >= 0:
                 cost += _cap_inbound(net, work, plan, stage, cap, keep)
             elif value >= 0:
@@ -308,6 +325,7 @@ def local_search(net, work, plan, cost):
                 cost += _settle(net, work, plan)
             else:
                 continue
-            _commit(work)
-            improved = True
+            commit(net, work)
+            searching = True
     return cost
+
