@@ -5,9 +5,10 @@ On the non-tree networks of ``meio.generate.generate_catalog(n, shape="dag", see
 
 * per network: seconds of the old SLP (NumPy slopes, one HiGHS LP per step;
   ``tests/gsm_slp_reference.py``) and of the new one (``solve_general_network``: Numba kernel,
-  exact min-cost-flow LPs, one thread), and the cost ratio new / old (same starts and work
-  limits; the random streams and the choice among tied LP optima differ), ``COMPARE_NETWORKS``
-  networks (quick: 8);
+  exact min-cost-flow LPs and the local search of meio.engine.gsm_local, one thread), and the
+  cost ratio new / old (same starts and work limits; the random streams and the choice among
+  tied LP optima differ, and the new one polishes its starts), ``COMPARE_NETWORKS`` networks
+  (quick: 8), checked: new/old at most ``MEAN_COST_RATIO`` on average;
 * throughput: networks per second of one ``gsm.solve`` call on ``THROUGHPUT_NETWORKS``
   generated DAGs (quick: 60) with the current Numba threads, compile time excluded.
 
@@ -40,6 +41,8 @@ from tests import gsm_slp_reference as reference
 COMPARE_NETWORKS = 8 if QUICK else 30
 THROUGHPUT_NETWORKS = 60 if QUICK else 1000
 SERVICE_LEVEL = 0.95
+#: Largest mean cost ratio new / old the comparison accepts (the local search should only help).
+MEAN_COST_RATIO = 1.0
 
 
 def generated_dags(n_networks):
@@ -106,6 +109,7 @@ def test_numba_slp_against_highs_slp(benchmark):
           f"{new_total / len(rows):.4f}s/network (1 thread), speed-up {old_total / new_total:.1f}x; "
           f"cost new/old mean {ratios.mean():.6f} min {ratios.min():.6f} max {ratios.max():.6f}, "
           f"new better on {(ratios < 1 - 1e-9).sum()}, worse on {(ratios > 1 + 1e-9).sum()}")
+    assert ratios.mean() <= MEAN_COST_RATIO
 
 
 def check_plans(batch, demand, problem, result):
