@@ -30,7 +30,7 @@ from meio.engine import streams
 from meio.engine.simulate import NO_DEMAND, NORMAL, POISSON, simulate_totals
 from meio.engine.ssm_serial import POISSON as SERIAL_POISSON
 from meio.engine.ssm_serial import SerialSystems, optimize_serial
-from meio.simulation import _aligned_policy, _policy_frame, build_sim_networks, installation_levels
+from meio.simulation import aligned_policy, build_sim_networks, installation_levels, policy_frame
 from tests.simulate_reference import Stream, simulate_network
 from tests.tables import random_catalog
 
@@ -138,7 +138,7 @@ def _sim_inputs(seed, demand, lead_time_sd, service_times, review=False):
         outbound_service_time=pl.Series(rng.integers(0, 3, stages.height) * service_times),
         inbound_service_time=pl.Series(rng.choice([np.nan, 0.0, 1.0, 3.0], stages.height)),
     )
-    aligned = _aligned_policy(network, _policy_frame(policy))
+    aligned = aligned_policy(network, policy_frame(policy))
     inbound = aligned["inbound_service_time"].to_numpy()
     sim = build_sim_networks(network, installation_levels(network.batch, aligned),
                              aligned["outbound_service_time"].to_numpy(), demand, None, True, inbound)
@@ -571,7 +571,7 @@ def test_echelon_levels_convert_to_installation_levels():
     echelon = {"c": 60.0, "p": 25.0, "r1": 6.0, "r2": 8.0}
     policy = pl.DataFrame({"network": ["a"] * 4, "stage": list(echelon),
                            "echelon_base_stock": list(echelon.values())})
-    levels = installation_levels(network.batch, _aligned_policy(network, _policy_frame(policy)))
+    levels = installation_levels(network.batch, aligned_policy(network, policy_frame(policy)))
     expected = {"c": 60.0 - 2 * 25.0, "p": 25.0 - 6.0 - 8.0, "r1": 6.0, "r2": 8.0}
     assert dict(zip(network.stages["stage"], levels, strict=True)) == expected
 
