@@ -1,16 +1,19 @@
 """meio: multi-echelon inventory optimization for whole catalogs.
 
 ``read_network`` validates a catalog, ``optimize`` places safety stock with a model
-(``single``, ``gsm``, ...), ``simulate`` checks any base-stock policy by Monte Carlo simulation,
+(``single``, ``gsm``, ...), ``certify`` makes a plan's service hold in simulation,
+``simulate`` checks any base-stock policy by Monte Carlo simulation,
 ``frontier`` prices a sweep of service levels, all returning Polars frames.
 """
 
-from meio.api import MODELS, Network, Plan, optimize, read_network, write_plan
+from meio.api import MODELS, Network, Plan, read_network, write_plan
+from meio.certification import certify
 from meio.frontier import frontier
 from meio.io.errors import InputError
+from meio.pipeline import optimize
 from meio.simulation import simulate
 
 __version__ = "0.1.0"
 
-__all__ = ["MODELS", "InputError", "Network", "Plan", "frontier", "optimize", "read_network", "simulate",
-           "write_plan"]
+__all__ = ["MODELS", "InputError", "Network", "Plan", "certify", "frontier", "optimize", "read_network",
+           "simulate", "write_plan"]
