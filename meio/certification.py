@@ -83,8 +83,8 @@ class CertifyOptions:
 
     def settings(self, service_level: float) -> CertifySettings:
         """The engine's settings: the sample sizes of the rule above."""
-        periods = self.periods or max(MIN_PERIODS, math.ceil(
-            INFLATION * service_level * (1.0 - service_level) / (self.replications * self.precision ** 2)))
+        cycles = INFLATION * service_level * (1.0 - service_level) / self.precision ** 2
+        periods = self.periods or max(MIN_PERIODS, math.ceil(cycles / self.replications * (1.0 - 1e-12)))
         return CertifySettings(periods=int(periods), replications=int(self.replications),
                                warmup=int(self.warmup), check_periods=CHECK_HORIZON * int(periods),
                                rounds=int(self.rounds), confidence=float(self.confidence),

@@ -13,7 +13,8 @@ grid of ``K`` candidate levels per sink.
 Steps (docs/certify.md)
 -----------------------
 1. *Range*: one run on the certification stream records each sink's lowest and highest late
-   level ``Y`` (below the lowest every period is late, from the highest on none is).
+   level ``Y`` (below the lowest every period is late, from the highest on none is); levels are
+   never negative, so a range below 0 is cut there.
 2. *Coarse*: the same random numbers on ``K`` levels spread over that range; the first level
    whose service meets the target brackets the answer in one grid cell.
 3. *Fine*: the same random numbers on ``K`` levels inside that cell; the certified level is the
@@ -65,6 +66,8 @@ from meio.engine.simulate import (
 
 #: Candidate levels per sink and pass.
 PROBE_LEVELS = 32
+#: A measure this close below its target meets it (a share of cycles computed in floating point).
+_ROUNDING = 1e-12
 #: Probe cells (replications x rows x columns) per kernel call: bounds the probe's memory.
 _PROBE_CELLS = 1 << 24
 
@@ -184,7 +187,7 @@ def meeting_index(curves: ProbeCurves, targets: Targets, z: float) -> np.ndarray
     fails = np.zeros(curves.levels.shape, bool)
     for per_replication, target in ((cycle, targets.cycle_service_level), (fill, targets.fill_rate)):
         bound = _lower_bound(per_replication, z)
-        fails |= ~np.isnan(target)[:, None] & (bound < target[:, None])
+        fails |= ~np.isnan(target)[:, None] & (bound < target[:, None] - _ROUNDING)
     k = curves.levels.shape[1]
     last_fail = np.where(fails.any(axis=1), k - 1 - np.argmax(fails[:, ::-1], axis=1), -1)
     return last_fail + 1
@@ -225,6 +228,7 @@ class Certified(NamedTuple):
     base_stock: np.ndarray  #: float64[n_stages], certified installation levels
     totals: SimTotals  #: the last check's per-replication measures at those levels
     certified_level: np.ndarray  #: float64[rows], the level chosen on the certification stream
+    resolution: np.ndarray  #: float64[rows], the fine grid's step there (the level is exact to it)
     standard_error: np.ndarray  #: float64[rows], its cycle-service standard error there
     raised: np.ndarray  #: int64[rows], checks after which the sink was raised
     checks: int  #: checks run
@@ -250,18 +254,20 @@ def certify_sinks(
     crn = {"periods": settings.periods, "replications": settings.replications, "warmup": settings.warmup,
            "seed": stream_seed(settings.seed, "certify")}
     _, ranged = run_probe(sim, probe_row, base_stock[sinks][:, None], **crn)
-    low, high = ranged.low, ranged.high
-    measured = np.isfinite(low) & np.isfinite(high)
-    low, high = np.where(measured, low, base_stock[sinks]), np.where(measured, high, base_stock[sinks])
+    measured = np.isfinite(ranged.low) & np.isfinite(ranged.high)
+    # levels are never negative: a sink quoting a service time its lead time covers may need none
+    low = np.where(measured, np.maximum(ranged.low, 0.0), base_stock[sinks])
+    high = np.where(measured, np.maximum(ranged.high, 0.0), base_stock[sinks])
     _, coarse = run_probe(sim, probe_row, _spread(low, high, k, include_low=True), **crn)
     index = meeting_index(coarse, targets, z)
     rows = np.arange(len(sinks))
     upper = coarse.levels[rows, index]
     lower = np.where(index > 0, coarse.levels[rows, np.maximum(index - 1, 0)], upper)
     _, fine = run_probe(sim, probe_row, _spread(lower, upper, k, include_low=False), **crn)
-    chosen = fine.levels[rows, meeting_index(fine, targets, z)]
+    index = meeting_index(fine, targets, z)
+    chosen = fine.levels[rows, index]
     cycle, _ = service_at_levels(fine)
-    at_choice = cycle[:, rows, meeting_index(fine, targets, z)]
+    at_choice = cycle[:, rows, index]
     standard_error = (at_choice.std(axis=0, ddof=1) / math.sqrt(settings.replications)
                       if settings.replications > 1 else np.full(len(sinks), np.nan))
     levels = np.where(measured, chosen, base_stock[sinks])
@@ -284,7 +290,7 @@ def certify_sinks(
         raised[new_levels > levels] = checks
         levels = new_levels
         base_stock[sinks] = levels
-    return Certified(base_stock, totals, chosen, standard_error, raised, checks)
+    return Certified(base_stock, totals, chosen, (upper - lower) / k, standard_error, raised, checks)
 
 
 def _short(totals: SimTotals, sinks: np.ndarray, targets: Targets) -> np.ndarray:
