@@ -60,7 +60,9 @@ from meio.engine.simulate import (
     SimNetworks,
     SimTotals,
     chunk_networks,
+    csr_rows,
     network_chunks,
+    select_networks,
     simulate_totals,
 )
 
@@ -274,30 +276,60 @@ def certify_sinks(
     base_stock[sinks] = levels
     width = np.maximum(high - low, 0.0)
     raised = np.zeros(len(sinks), np.int64)
+    network_of_sink = np.searchsorted(sim.network_offsets, sinks, side="right") - 1
+    active = np.arange(len(sim.network_offsets) - 1)  # networks the next check runs
+    totals = None
     checks = 0
     while True:
         checks += 1
-        grid = levels[:, None] + width[:, None] * np.linspace(-0.0625, 0.1875, k)[None, :]
-        totals, check = run_probe(_with_levels(sim, base_stock), probe_row, grid,
-                                  periods=settings.check_periods, replications=settings.replications,
-                                  warmup=settings.warmup, seed=stream_seed(settings.seed, f"check-{checks}"))
-        short = _short(totals, sinks, targets)
+        part = select_networks(_with_levels(sim, base_stock), active)
+        stage = csr_rows(sim.network_offsets, active)
+        part_sinks = np.flatnonzero(np.isin(network_of_sink, active))
+        part_targets = Targets(*(target[part_sinks] for target in targets))
+        grid = levels[part_sinks, None] + width[part_sinks, None] * np.linspace(-0.0625, 0.1875, k)[None, :]
+        check_stream = {"periods": settings.check_periods, "replications": settings.replications,
+                        "warmup": settings.warmup, "seed": stream_seed(settings.seed, f"check-{checks}")}
+        part_totals, check = run_probe(part, _renumbered(probe_row[stage]), grid, **check_stream)
+        totals = _merged(totals, part_totals, stage, active)
+        short = np.zeros(len(sinks), bool)
+        short[part_sinks] = _short(part_totals, np.flatnonzero(probe_row[stage] >= 0), part_targets)
         if checks >= settings.rounds or not short.any():
             break
-        index = meeting_index(check, targets, z)
-        needed = np.where(index < k, check.levels[rows, np.minimum(index, k - 1)], check.high)
-        new_levels = np.where(short & measured, np.maximum(levels, needed), levels)
+        index = meeting_index(check, part_targets, z)
+        part_rows = np.arange(len(part_sinks))
+        needed = np.where(index < k, check.levels[part_rows, np.minimum(index, k - 1)], check.high)
+        new_levels = levels.copy()
+        new_levels[part_sinks] = np.where(short[part_sinks] & measured[part_sinks],
+                                          np.maximum(levels[part_sinks], needed), levels[part_sinks])
         raised[new_levels > levels] = checks
         levels = new_levels
         base_stock[sinks] = levels
+        active = np.unique(network_of_sink[raised == checks])
     return Certified(base_stock, totals, chosen, (upper - lower) / k, standard_error, raised, checks)
 
 
-def _short(totals: SimTotals, sinks: np.ndarray, targets: Targets) -> np.ndarray:
-    """Sinks whose simulated service (mean over the replications) falls below a target."""
-    ready = totals.ready[:, sinks].mean(axis=0)
+def _renumbered(probe_row: np.ndarray) -> np.ndarray:
+    """Probe rows of a subset of stages, renumbered from 0 in stage order."""
+    out = np.full(len(probe_row), -1, np.int64)
+    probed = probe_row >= 0
+    out[probed] = np.arange(probed.sum())
+    return out
+
+
+def _merged(whole: SimTotals | None, part: SimTotals, stage: np.ndarray, networks: np.ndarray) -> SimTotals:
+    """``whole`` with the columns of ``part`` (stages ``stage``, networks ``networks``) written in."""
+    if whole is None:
+        return part
+    for index, (target, piece) in enumerate(zip(whole, part, strict=True)):
+        target[:, stage if index < 7 else networks] = piece
+    return whole
+
+
+def _short(totals: SimTotals, stages: np.ndarray, targets: Targets) -> np.ndarray:
+    """Sinks (``stages`` of ``totals``) whose mean simulated service falls short of ``targets``."""
+    ready = totals.ready[:, stages].mean(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        fill = np.where(totals.due[:, sinks] > 0, 1.0 - totals.late[:, sinks] / totals.due[:, sinks], 1.0)
+        fill = np.where(totals.due[:, stages] > 0, 1.0 - totals.late[:, stages] / totals.due[:, stages], 1.0)
     fill = fill.mean(axis=0)
     cycle_short = ~np.isnan(targets.cycle_service_level) & (ready < targets.cycle_service_level)
     fill_short = ~np.isnan(targets.fill_rate) & (fill < targets.fill_rate)

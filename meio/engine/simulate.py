@@ -711,22 +711,34 @@ def _allocate(n_stages: int, n_networks: int, replications: int) -> SimTotals:
     return SimTotals(*stage, *network)
 
 
-def chunk_networks(sim: SimNetworks, begin: int, end: int) -> SimNetworks:
-    """Networks ``begin:end`` as a batch of their own (global arc rows shifted accordingly)."""
-    stage_first, stage_last = sim.network_offsets[begin], sim.network_offsets[end]
-    arc_first, arc_last = sim.arc_offsets[begin], sim.arc_offsets[end]
-    history_first = sim.history_offsets[stage_first]
-    history_last = sim.history_offsets[stage_last]
-    stage = slice(stage_first, stage_last)
+def csr_rows(offsets: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """The rows of the CSR ``groups`` (by ``offsets``), concatenated in the order given."""
+    sizes = offsets[groups + 1] - offsets[groups]
+    starts = np.repeat(offsets[groups] - np.cumsum(sizes) + sizes, sizes)
+    return (starts + np.arange(sizes.sum())).astype(np.int64)
+
+
+def _offsets(sizes: np.ndarray) -> np.ndarray:
+    return np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+
+
+def select_networks(sim: SimNetworks, networks: np.ndarray) -> SimNetworks:
+    """The ``networks`` (indices, in that order) as a batch of their own, arc rows renumbered."""
+    networks = np.asarray(networks, np.int64)
+    stage = csr_rows(sim.network_offsets, networks)
+    arc = csr_rows(sim.arc_offsets, networks)  # a network's incoming-arc entries are its arc rows too
+    renumbered = np.full(len(sim.arc_quantity), -1, np.int64)
+    renumbered[arc] = np.arange(len(arc))
+    history = csr_rows(sim.history_offsets, stage)
     return SimNetworks(
-        network_offsets=sim.network_offsets[begin:end + 1] - stage_first,
-        arc_offsets=sim.arc_offsets[begin:end + 1] - arc_first,
-        arc_upstream=sim.arc_upstream[arc_first:arc_last],
-        arc_downstream=sim.arc_downstream[arc_first:arc_last],
-        arc_quantity=sim.arc_quantity[arc_first:arc_last],
-        in_arc_offsets=sim.in_arc_offsets[stage_first:stage_last + 1] - arc_first,
-        in_arcs=sim.in_arcs[arc_first:arc_last] - arc_first,
-        out_arc_offsets=sim.out_arc_offsets[stage_first:stage_last + 1] - arc_first,
+        network_offsets=_offsets(np.diff(sim.network_offsets)[networks]),
+        arc_offsets=_offsets(np.diff(sim.arc_offsets)[networks]),
+        arc_upstream=sim.arc_upstream[arc],
+        arc_downstream=sim.arc_downstream[arc],
+        arc_quantity=sim.arc_quantity[arc],
+        in_arc_offsets=_offsets(np.diff(sim.in_arc_offsets)[stage]),
+        in_arcs=renumbered[sim.in_arcs[arc]],
+        out_arc_offsets=_offsets(np.diff(sim.out_arc_offsets)[stage]),
         base_stock=sim.base_stock[stage],
         outbound_service_time=sim.outbound_service_time[stage],
         review_period=sim.review_period[stage],
@@ -741,10 +753,15 @@ def chunk_networks(sim: SimNetworks, begin: int, end: int) -> SimNetworks:
         demand_sd=sim.demand_sd[stage],
         normal_location=sim.normal_location[stage],
         normal_scale=sim.normal_scale[stage],
-        history_offsets=sim.history_offsets[stage_first:stage_last + 1] - history_first,
-        history=sim.history[history_first:history_last],
-        network_key=sim.network_key[begin:end],
+        history_offsets=_offsets(np.diff(sim.history_offsets)[stage]),
+        history=sim.history[history],
+        network_key=sim.network_key[networks],
     )
+
+
+def chunk_networks(sim: SimNetworks, begin: int, end: int) -> SimNetworks:
+    """Networks ``begin:end`` as a batch of their own (:func:`select_networks`)."""
+    return select_networks(sim, np.arange(begin, end))
 
 
 def simulate_totals(
