@@ -2,7 +2,9 @@
 
 :class:`Pipeline` owns the order of the steps so that :func:`meio.optimize` (one process) and
 every task of a partitioned run (:mod:`meio.cluster.task`) compute the same plan: the model's
-solve (:func:`meio.api.optimize`) and, when asked for, the certification of that plan and of the
+solve (:func:`meio.api.optimize`; for ``ssm``, the networks the analytic model leaves
+unsupported planned by :func:`meio.stochastic.complete_ssm`) and, when asked for, the
+certification of that plan and of the
 single-echelon baseline on the same random numbers (:func:`meio.certification.certify`), so the
 saving is measured at equal certified service (docs/certify.md, "Honest savings").
 """
@@ -20,9 +22,12 @@ from meio.api import DEFAULT_SERVICE_LEVEL, Network, Plan, read_network
 from meio.api import optimize as solve
 from meio.certification import CertifyOptions, certify, certify_options
 from meio.io.read import TableSource
+from meio.stochastic import complete_ssm
 
 #: The single-echelon model, the baseline of every saving (docs/design.md §4.2).
 BASELINE = "single"
+#: The stochastic-service model: analytic where it applies, the simulated descent elsewhere.
+STOCHASTIC = "ssm"
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,11 @@ class Pipeline:
         self, network: Network, *, history: TableSource | None = None, threads: int | None = None
     ) -> Plan:
         """The model's plan; certified, with the certified baseline's cost, when ``certify`` is set."""
-        plan = solve(network, self.model, service_level=self.service_level, **self.options)
+        model_options = {name: value for name, value in self.options.items()
+                         if not name.startswith("descent_")}
+        plan = solve(network, self.model, service_level=self.service_level, **model_options)
+        if self.model == STOCHASTIC:
+            plan = complete_ssm(network, plan, service_level=self.service_level, options=dict(self.options))
         if self.certify is None:
             return plan
         self.certify.check(has_history=history is not None)

@@ -56,6 +56,7 @@ from meio.engine.simulate import (
     PROBE_ON_HAND_CONSTANT,
     PROBE_ON_HAND_SLOPE,
     PROBE_PERIODS,
+    PROBE_SHORTFALL,
     ShortfallProbe,
     SimNetworks,
     SimTotals,
@@ -84,6 +85,7 @@ class ProbeCurves(NamedTuple):
     late: np.ndarray  #: float64[R, rows, K], late units at each level
     on_hand: np.ndarray  #: float64[R, rows, K], on-hand stock summed over the measured periods
     periods: np.ndarray  #: float64[R, rows], measured periods
+    shortfall: np.ndarray  #: float64[R, rows], the shortfall ``X`` summed over the measured periods
     low: np.ndarray  #: float64[rows], lowest ``Y - d`` (below it nothing is served on time)
     high: np.ndarray  #: float64[rows], highest ``Y`` (from it on nothing is late)
 
@@ -109,7 +111,7 @@ def probe_curves(totals: np.ndarray, levels: np.ndarray) -> ProbeCurves:
     on_hand = (np.cumsum(block(PROBE_ON_HAND_CONSTANT), axis=2)[:, :, :k]
                + levels * np.cumsum(block(PROBE_ON_HAND_SLOPE), axis=2)[:, :, :k])
     return ProbeCurves(levels, cycles, exceeded, totals[:, :, PROBE_DUE], np.maximum(late, 0.0),
-                       np.maximum(on_hand, 0.0), totals[:, :, PROBE_PERIODS],
+                       np.maximum(on_hand, 0.0), totals[:, :, PROBE_PERIODS], totals[:, :, PROBE_SHORTFALL],
                        totals[:, :, PROBE_LOW].min(axis=0), totals[:, :, PROBE_HIGH].max(axis=0))
 
 
@@ -157,7 +159,7 @@ class Targets(NamedTuple):
     fill_rate: np.ndarray  #: float64[rows]
 
 
-def _lower_bound(per_replication: np.ndarray, z: float) -> np.ndarray:
+def lower_bound(per_replication: np.ndarray, z: float) -> np.ndarray:
     """``mean - z SE`` over the replications (axis 0); the mean alone with one replication."""
     mean = per_replication.mean(axis=0)
     replications = per_replication.shape[0]
@@ -188,7 +190,7 @@ def meeting_index(curves: ProbeCurves, targets: Targets, z: float) -> np.ndarray
     cycle, fill = service_at_levels(curves)
     fails = np.zeros(curves.levels.shape, bool)
     for per_replication, target in ((cycle, targets.cycle_service_level), (fill, targets.fill_rate)):
-        bound = _lower_bound(per_replication, z)
+        bound = lower_bound(per_replication, z)
         fails |= ~np.isnan(target)[:, None] & (bound < target[:, None] - _ROUNDING)
     k = curves.levels.shape[1]
     last_fail = np.where(fails.any(axis=1), k - 1 - np.argmax(fails[:, ::-1], axis=1), -1)
@@ -289,7 +291,7 @@ def certify_sinks(
         grid = levels[part_sinks, None] + width[part_sinks, None] * np.linspace(-0.0625, 0.1875, k)[None, :]
         check_stream = {"periods": settings.check_periods, "replications": settings.replications,
                         "warmup": settings.warmup, "seed": stream_seed(settings.seed, f"check-{checks}")}
-        part_totals, check = run_probe(part, _renumbered(probe_row[stage]), grid, **check_stream)
+        part_totals, check = run_probe(part, renumbered_rows(probe_row[stage]), grid, **check_stream)
         totals = _merged(totals, part_totals, stage, active)
         short = np.zeros(len(sinks), bool)
         short[part_sinks] = _short(part_totals, np.flatnonzero(probe_row[stage] >= 0), part_targets)
@@ -308,7 +310,7 @@ def certify_sinks(
     return Certified(base_stock, totals, chosen, (upper - lower) / k, standard_error, raised, checks)
 
 
-def _renumbered(probe_row: np.ndarray) -> np.ndarray:
+def renumbered_rows(probe_row: np.ndarray) -> np.ndarray:
     """Probe rows of a subset of stages, renumbered from 0 in stage order."""
     out = np.full(len(probe_row), -1, np.int64)
     probed = probe_row >= 0
