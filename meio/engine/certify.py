@@ -56,6 +56,8 @@ from meio.engine.simulate import (
     PROBE_ON_HAND_CONSTANT,
     PROBE_ON_HAND_SLOPE,
     PROBE_PERIODS,
+    PROBE_RECORD_LATE,
+    PROBE_RECORD_ON_HAND,
     PROBE_SHORTFALL,
     ShortfallProbe,
     SimNetworks,
@@ -117,13 +119,15 @@ def probe_curves(totals: np.ndarray, levels: np.ndarray) -> ProbeCurves:
 
 def run_probe(
     sim: SimNetworks, probe_row: np.ndarray, levels: np.ndarray, *, periods: int, replications: int,
-    warmup: int, seed: int,
+    warmup: int, seed: int, record: np.ndarray | int = PROBE_RECORD_LATE | PROBE_RECORD_ON_HAND,
 ) -> tuple[SimTotals, ProbeCurves]:
     """Simulate ``sim`` and probe the stages with ``probe_row >= 0`` at their ``levels``.
 
     Networks run in chunks so that the probe's accumulators stay within ``2**24`` cells; chunking
     changes no number (streams depend on the seed, the network id and the replication only).
-    Probe rows must be numbered in stage order (row ``r`` before row ``r + 1``).
+    Probe rows must be numbered in stage order (row ``r`` before row ``r + 1``). ``record``
+    (per row or for all) says which of the late units and the on-hand stock to accumulate; what
+    is not recorded reads 0 in the curves.
     """
     n_rows, k = levels.shape
     columns = PROBE_FIXED + PROBE_BLOCKS * (k + 1)
@@ -134,11 +138,13 @@ def run_probe(
     out = SimTotals(*(np.empty((replications, n_stages)) for _ in range(7)),
                     *(np.empty((replications, n_networks)) for _ in range(2)))
     probed_before = np.concatenate(([0], np.cumsum(probe_row >= 0)))
+    record_rows = np.broadcast_to(np.asarray(record, np.int64), (n_rows,))
     for begin, end in network_chunks(sim.network_offsets, replications * columns, _PROBE_CELLS):
         first, last = sim.network_offsets[begin], sim.network_offsets[end]
         row_first, row_last = probed_before[first], probed_before[last]
         rows = probe_row[first:last]
         probe = ShortfallProbe(np.where(rows >= 0, rows - row_first, -1).astype(np.int64),
+                               np.ascontiguousarray(record_rows[row_first:row_last]),
                                np.ascontiguousarray(levels[row_first:row_last]),
                                np.ascontiguousarray(totals[:, row_first:row_last]))
         part = simulate_totals(chunk_networks(sim, begin, end), periods=periods, replications=replications,
@@ -257,17 +263,18 @@ def certify_sinks(
     base_stock = sim.base_stock.copy()
     crn = {"periods": settings.periods, "replications": settings.replications, "warmup": settings.warmup,
            "seed": stream_seed(settings.seed, "certify")}
-    _, ranged = run_probe(sim, probe_row, base_stock[sinks][:, None], **crn)
+    late = np.where(np.isnan(targets.fill_rate), 0, PROBE_RECORD_LATE)  # on hand: the checks' own
+    _, ranged = run_probe(sim, probe_row, base_stock[sinks][:, None], record=0, **crn)
     measured = np.isfinite(ranged.low) & np.isfinite(ranged.high)
     # levels are never negative: a sink quoting a service time its lead time covers may need none
     low = np.where(measured, np.maximum(ranged.low, 0.0), base_stock[sinks])
     high = np.where(measured, np.maximum(ranged.high, 0.0), base_stock[sinks])
-    _, coarse = run_probe(sim, probe_row, _spread(low, high, k, include_low=True), **crn)
+    _, coarse = run_probe(sim, probe_row, _spread(low, high, k, include_low=True), record=late, **crn)
     index = meeting_index(coarse, targets, z)
     rows = np.arange(len(sinks))
     upper = coarse.levels[rows, index]
     lower = np.where(index > 0, coarse.levels[rows, np.maximum(index - 1, 0)], upper)
-    _, fine = run_probe(sim, probe_row, _spread(lower, upper, k, include_low=False), **crn)
+    _, fine = run_probe(sim, probe_row, _spread(lower, upper, k, include_low=False), record=late, **crn)
     index = meeting_index(fine, targets, z)
     chosen = fine.levels[rows, index]
     cycle, _ = service_at_levels(fine)
@@ -291,7 +298,8 @@ def certify_sinks(
         grid = levels[part_sinks, None] + width[part_sinks, None] * np.linspace(-0.0625, 0.1875, k)[None, :]
         check_stream = {"periods": settings.check_periods, "replications": settings.replications,
                         "warmup": settings.warmup, "seed": stream_seed(settings.seed, f"check-{checks}")}
-        part_totals, check = run_probe(part, renumbered_rows(probe_row[stage]), grid, **check_stream)
+        part_totals, check = run_probe(part, renumbered_rows(probe_row[stage]), grid, record=late[part_sinks],
+                                       **check_stream)
         totals = _merged(totals, part_totals, stage, active)
         short = np.zeros(len(sinks), bool)
         short[part_sinks] = _short(part_totals, np.flatnonzero(probe_row[stage] >= 0), part_targets)

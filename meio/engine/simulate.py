@@ -191,6 +191,9 @@ PROBE_FIXED = 6
 #: and the difference arrays of the late units and the on-hand stock (constant and slope parts).
 PROBE_EXCEEDED, PROBE_LATE_CONSTANT, PROBE_LATE_SLOPE, PROBE_ON_HAND_CONSTANT, PROBE_ON_HAND_SLOPE = range(5)
 PROBE_BLOCKS = 5
+#: Bits of :attr:`ShortfallProbe.record`: what a row records besides its cycles (a row without a
+#: fill-rate target need not count late units, nor one whose stock is costed elsewhere its on hand).
+PROBE_RECORD_LATE, PROBE_RECORD_ON_HAND = 1, 2
 
 
 class ShortfallProbe(NamedTuple):
@@ -210,6 +213,7 @@ class ShortfallProbe(NamedTuple):
     """
 
     row: np.ndarray  #: int64[n_stages], the stage's probe row (-1: not probed)
+    record: np.ndarray  #: int64[n_rows], :data:`PROBE_RECORD_LATE` | :data:`PROBE_RECORD_ON_HAND` bits
     levels: np.ndarray  #: float64[n_rows, K], candidate base-stock levels, ascending
     totals: np.ndarray  #: float64[replications, n_rows, PROBE_FIXED + 5 (K + 1)], filled by the kernel
 
@@ -342,17 +346,34 @@ def _replenishment_cycle(k, sums, j, overdue, next_measured):
 
 
 @njit_inline
-def _levels_below(levels, row, value, inclusive):
-    """How many of ``levels[row]`` lie below ``value`` (or at it, when ``inclusive``)."""
-    low = 0
-    high = levels.shape[1]
-    while low < high:
-        middle = (low + high) >> 1
-        if levels[row, middle] < value or (inclusive and levels[row, middle] == value):
-            low = middle + 1
-        else:
-            high = middle
-    return low
+def _levels_below(levels, row, value):
+    """How many of ``levels[row]`` (ascending) lie below ``value``.
+
+    The levels of a row are usually evenly spaced (:mod:`meio.engine.certify` spreads them so):
+    the count is guessed from the spacing, then corrected by comparisons, so it is exact for any
+    ascending levels and takes one or two comparisons for even ones.
+    """
+    size = levels.shape[1]
+    count = 0
+    if size > 1:
+        spacing = levels[row, size - 1] - levels[row, 0]
+        if spacing > 0.0:
+            guess = (value - levels[row, 0]) / spacing * (size - 1) + 1.0
+            count = int(min(max(guess, 0.0), float(size)))
+    while count > 0 and levels[row, count - 1] >= value:
+        count -= 1
+    while count < size and levels[row, count] < value:
+        count += 1
+    return count
+
+
+@njit_inline
+def _levels_at_or_below(levels, row, value):
+    """How many of ``levels[row]`` (ascending) lie at or below ``value`` (as :func:`_levels_below`)."""
+    count = _levels_below(levels, row, value)
+    while count < levels.shape[1] and levels[row, count] <= value:
+        count += 1
+    return count
 
 
 @njit_inline
@@ -381,9 +402,10 @@ def _probe_period(probe, replication, row, x, k, j, t, requested, due_mask, cycl
         acc[PROBE_SHORTFALL] += shortfall
         acc[PROBE_LOW] = min(acc[PROBE_LOW], late_level - due)
         acc[PROBE_HIGH] = max(acc[PROBE_HIGH], late_level)
-        if due > 0.0:  # late units: d below Y - d, Y - S between, 0 from Y on
-            first = _levels_below(probe.levels, row, late_level - due, True)
-            last = _levels_below(probe.levels, row, late_level, False)
+        flags = probe.record[row]
+        if flags & PROBE_RECORD_LATE and due > 0.0:  # late units: d below Y - d, Y - S between, 0 from Y on
+            first = _levels_at_or_below(probe.levels, row, late_level - due)
+            last = _levels_below(probe.levels, row, late_level)
             constant = PROBE_FIXED + PROBE_LATE_CONSTANT * block
             acc[constant] += due
             acc[constant + first] += late_level - due
@@ -391,20 +413,21 @@ def _probe_period(probe, replication, row, x, k, j, t, requested, due_mask, cycl
             slope = PROBE_FIXED + PROBE_LATE_SLOPE * block
             acc[slope + first] += 1.0
             acc[slope + last] -= 1.0
-        above = _levels_below(probe.levels, row, shortfall, True)  # on hand S - X above X
-        acc[PROBE_FIXED + PROBE_ON_HAND_CONSTANT * block + above] -= shortfall
-        acc[PROBE_FIXED + PROBE_ON_HAND_SLOPE * block + above] += 1.0
+        if flags & PROBE_RECORD_ON_HAND:
+            above = _levels_at_or_below(probe.levels, row, shortfall)  # on hand S - X above X
+            acc[PROBE_FIXED + PROBE_ON_HAND_CONSTANT * block + above] -= shortfall
+            acc[PROBE_FIXED + PROBE_ON_HAND_SLOPE * block + above] += 1.0
     if k[j, _REVIEW_PERIOD] == 1:
         if measured:
             acc[PROBE_CYCLES] += 1.0
             acc[PROBE_FIXED + PROBE_EXCEEDED * block
-                + _levels_below(probe.levels, row, late_level, False)] += 1.0
+                + _levels_below(probe.levels, row, late_level)] += 1.0
     elif k[j, _CYCLE] != _NO_CYCLE:
         cycle_worst[j] = max(cycle_worst[j], late_level)
         if k[j, _PHASE] == k[j, _REVIEW_PERIOD] - 1:
             acc[PROBE_CYCLES] += 1.0
             acc[PROBE_FIXED + PROBE_EXCEEDED * block
-                + _levels_below(probe.levels, row, cycle_worst[j], False)] += 1.0
+                + _levels_below(probe.levels, row, cycle_worst[j])] += 1.0
             cycle_worst[j] = -np.inf
 
 

@@ -50,7 +50,13 @@ from meio.engine.certify import (
     service_at_levels,
     stream_seed,
 )
-from meio.engine.simulate import SimNetworks, csr_rows, select_networks
+from meio.engine.simulate import (
+    PROBE_RECORD_LATE,
+    PROBE_RECORD_ON_HAND,
+    SimNetworks,
+    csr_rows,
+    select_networks,
+)
 
 #: Candidate levels per sink during the descent.
 DESCENT_LEVELS = 64
@@ -128,7 +134,8 @@ class _Evaluator:
         self.sinks = sinks
         self.stream = {"periods": settings.periods, "replications": settings.replications,
                        "warmup": settings.warmup, "seed": stream_seed(settings.seed, "ssm-descent")}
-        _, ranged = run_probe(sim, self.probe_row, sim.base_stock[sinks][:, None], **self.stream)
+        self.record = np.where(np.isnan(targets.fill_rate), 0, PROBE_RECORD_LATE) | PROBE_RECORD_ON_HAND
+        _, ranged = run_probe(sim, self.probe_row, sim.base_stock[sinks][:, None], record=0, **self.stream)
         low, high = np.maximum(ranged.low, 0.0), np.maximum(ranged.high, 0.0)
         low, high = np.where(np.isfinite(low), low, 0.0), np.where(np.isfinite(high), high, 0.0)
         steps = np.linspace(0.0, _HEADROOM, DESCENT_LEVELS)
@@ -140,7 +147,8 @@ class _Evaluator:
         part = select_networks(self.sim._replace(base_stock=base_stock), networks)
         rows = self.probe_row[stage]
         sinks = rows[rows >= 0]
-        totals, curves = run_probe(part, renumbered_rows(rows), self.grid[sinks], **self.stream)
+        totals, curves = run_probe(part, renumbered_rows(rows), self.grid[sinks], record=self.record[sinks],
+                                   **self.stream)
         targets = Targets(*(target[sinks] for target in self.targets))
         level, held, backorders = quantile_level(curves, targets, self.z)
         on_hand = totals.on_hand.mean(axis=0)
