@@ -18,7 +18,7 @@ import polars as pl
 from meio.api import DEFAULT_SERVICE_LEVEL, Network, Plan, read_network
 from meio.engine._numba import numba_threads
 from meio.engine.batch import stage_network_index
-from meio.engine.certify import CertifySettings, Targets, certify_sinks
+from meio.engine.certify import Certified, CertifySettings, Targets, certify_sinks
 from meio.engine.simulate import NO_DEMAND, summarize
 from meio.io.errors import InputError
 from meio.io.read import TableSource
@@ -205,11 +205,11 @@ def certify(
         pl.Series("certify_standard_error", per_sink["certify_standard_error"]),
         pl.Series("certify_raised", raised),
     )
-    return Plan(stages, _network_frame(network, plan, stages, settings, result.checks, seconds))
+    return Plan(stages, _network_frame(network, plan, stages, settings, result, seconds))
 
 
-def _network_frame(network: Network, plan: Plan, stages: pl.DataFrame, settings: CertifySettings, checks: int,
-                   seconds: float) -> pl.DataFrame:
+def _network_frame(network: Network, plan: Plan, stages: pl.DataFrame, settings: CertifySettings,
+                   result: Certified, seconds: float) -> pl.DataFrame:
     """The plan's network rows with the certified cost, the uplift and whether all targets hold."""
     offsets = network.layout.arrays["network_offsets"]
     index = stage_network_index(offsets)
@@ -228,6 +228,7 @@ def _network_frame(network: Network, plan: Plan, stages: pl.DataFrame, settings:
         pl.Series("demand_stages", np.bincount(index, demand, n).astype(np.int64)),
         pl.Series("stages_missing_target", missing_count),
         pl.Series("certify_periods", np.full(n, settings.periods, np.int64)),
-        pl.Series("certify_checks", np.full(n, checks, np.int64)),
+        pl.Series("certify_checks", result.checks),
+        pl.Series("certify_stage_periods", result.stage_periods),
         pl.Series("certify_seconds", seconds * np.diff(offsets) / max(int(offsets[-1]), 1)),
     )

@@ -241,7 +241,8 @@ class Certified(NamedTuple):
     resolution: np.ndarray  #: float64[rows], the fine grid's step there (the level is exact to it)
     standard_error: np.ndarray  #: float64[rows], its cycle-service standard error there
     raised: np.ndarray  #: int64[rows], checks after which the sink was raised
-    checks: int  #: checks run
+    checks: np.ndarray  #: int64[n_networks], checks each network ran
+    stage_periods: np.ndarray  #: float64[n_networks], stage-periods simulated per network, all passes
 
 
 def _with_levels(sim: SimNetworks, base_stock: np.ndarray) -> SimNetworks:
@@ -289,8 +290,10 @@ def certify_sinks(
     active = np.arange(len(sim.network_offsets) - 1)  # networks the next check runs
     totals = None
     checks = 0
+    checked = np.zeros(len(sim.network_offsets) - 1, np.int64)  # checks each network ran
     while True:
         checks += 1
+        checked[active] += 1
         part = select_networks(_with_levels(sim, base_stock), active)
         stage = csr_rows(sim.network_offsets, active)
         part_sinks = np.flatnonzero(np.isin(network_of_sink, active))
@@ -315,7 +318,11 @@ def certify_sinks(
         levels = new_levels
         base_stock[sinks] = levels
         active = np.unique(network_of_sink[raised == checks])
-    return Certified(base_stock, totals, chosen, (upper - lower) / k, standard_error, raised, checks)
+    crn_cost = 3 * (settings.periods + settings.warmup) * settings.replications
+    check_cost = (settings.check_periods + settings.warmup) * settings.replications
+    stage_periods = np.diff(sim.network_offsets) * (crn_cost + checked * check_cost)
+    return Certified(base_stock, totals, chosen, (upper - lower) / k, standard_error, raised, checked,
+                     stage_periods.astype(np.float64))
 
 
 def renumbered_rows(probe_row: np.ndarray) -> np.ndarray:
