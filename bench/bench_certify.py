@@ -73,7 +73,7 @@ def test_certify_demo(benchmark):
     stage_periods = networks["certify_stage_periods"].sum()
     met = int(demand["target_met"].sum())
     assert _misses_within_error(demand.height - met, demand.height)
-    assert (networks["safety_stock_cost"] > 0).all()
+    assert (networks["safety_stock_cost"] >= 0).all()
     policy = result.stages.select("network", "stage", "base_stock", "outbound_service_time",
                                   "inbound_service_time")
     referee = simulate(network, policy, periods=1000, replications=30, seed=12345).stages

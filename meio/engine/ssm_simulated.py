@@ -19,12 +19,13 @@ Method
   shortfall, optimal for a sink given its upstream stages.
 * *Internal stages* without external demand move by coordinate descent on the network's
   simulated cost per period: on-hand stock at every stage's holding cost plus, in cost mode, the
-  sinks' backorders at their stockout costs, each sink at its quantile level. A sweep tries,
-  stage by stage (upstream first), the level less one step, then plus one step, and keeps a move
-  that lowers the cost; the step halves after each sweep. Every evaluation runs on the same
-  random numbers (common random numbers), so a move is judged on its effect, not on sampling
-  noise. All networks move together (one batched simulation per stage position and direction,
-  of the networks that have a stage there); a network's path depends on its own simulations only.
+  sinks' backorders at their stockout costs, each sink at its quantile level. A sweep takes the
+  stages one by one (upstream first) and line-searches each: steps down while the cost falls (at
+  most 16 steps), else up while it falls; the step halves after each sweep. Every evaluation runs
+  on the same random numbers (common random numbers), so a move is judged on its effect, not on
+  sampling noise. All networks move together (one batched simulation per stage position, direction
+  and step, of the networks still moving there); a network's path depends on its own simulations
+  only.
 
 What is approximate: the descent stops at a coordinate-wise local optimum of one sample (no
 optimality guarantee: on assembly and general networks the cost need not be convex in the
@@ -60,6 +61,8 @@ from meio.engine.simulate import (
 
 #: Candidate levels per sink during the descent.
 DESCENT_LEVELS = 64
+#: Steps of one line search at most (a stage moves at most this many steps per direction and sweep).
+_LINE_STEPS = 16
 #: The sinks' grid spans their shortfall's range at the start and as much again above it.
 _HEADROOM = 2.0
 
@@ -199,20 +202,25 @@ def descend(
     for _ in range(settings.sweeps):
         for rank in range(int(position.max(initial=-1)) + 1):
             at_rank = stages[position == rank]
-            moved = np.zeros(len(at_rank), bool)
+            moved = np.zeros(0, np.int64)
             for direction in (-1.0, 1.0):
-                trying = at_rank[~moved]
-                candidate = base_stock.copy()
-                candidate[trying] = np.maximum(base_stock[trying] + direction * step[trying], 0.0)
-                changed = trying[candidate[trying] != base_stock[trying]]
-                if not len(changed):
-                    continue
-                tried_cost, _ = evaluator.cost(candidate, network[changed])
-                better = tried_cost < cost[network[changed]]
-                base_stock[changed[better]] = candidate[changed[better]]
-                cost[network[changed[better]]] = tried_cost[better]
-                moves[network[changed[better]]] += 1
-                moved |= np.isin(at_rank, changed[better])
+                # a line search: step on while the cost falls (a stage that went down does not try up)
+                going = np.setdiff1d(at_rank, moved)
+                for _ in range(_LINE_STEPS):
+                    target = np.maximum(base_stock[going] + direction * step[going], 0.0)
+                    keep = target != base_stock[going]
+                    going, target = going[keep], target[keep]
+                    if not len(going):
+                        break
+                    candidate = base_stock.copy()
+                    candidate[going] = target
+                    tried, _ = evaluator.cost(candidate, network[going])
+                    better = tried < cost[network[going]]
+                    going, target, tried = going[better], target[better], tried[better]
+                    base_stock[going] = target
+                    cost[network[going]] = tried
+                    moves[network[going]] += 1
+                    moved = np.union1d(moved, going)
         step /= 2.0
     final_cost, levels = evaluator.cost(base_stock, everything)
     base_stock[sinks] = np.where(np.isnan(levels), base_stock[sinks], levels)
