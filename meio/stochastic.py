@@ -115,7 +115,8 @@ def complete_ssm(network: Network, plan: Plan, *, service_level: float, options:
     movable[sinks] = False
     movable &= sim.demand_kind == NO_DEMAND
     step = 0.5 * demand.demand_sd * np.sqrt(batch.lead_time + 1.0) + 0.05 * demand.demand_mean
-    descent = descend(sim, movable, step, sinks, targets, stockout, settings)
+    single = solve(part, "single", service_level=service_level).stages["base_stock"].to_numpy()
+    descent = descend(sim, movable, step, sinks, targets, stockout, settings, alternative=single)
     exact = certify_sinks(sim._replace(base_stock=descent.base_stock), sinks, targets,
                           CertifySettings(periods=settings.periods, replications=settings.replications,
                                           warmup=settings.warmup, check_periods=settings.periods, rounds=1,

@@ -20,8 +20,10 @@ Method
 * *Internal stages* without external demand move by coordinate descent on the network's
   simulated cost per period: on-hand stock at every stage's holding cost plus, in cost mode, the
   sinks' backorders at their stockout costs, each sink at its quantile level. A sweep takes the
-  stages one by one (upstream first) and line-searches each: steps down while the cost falls (at
-  most 16 steps), else up while it falls; the step halves after each sweep. Every evaluation runs
+  stages one by one (upstream first); the first sweep tries the stage's single-echelon level
+  (a stage the warm start leaves without stock can sit on a flat stretch of the cost, where small
+  steps see no gain), then each sweep line-searches: steps down while the cost falls (at most 16
+  steps), else up while it falls; the step halves after each sweep. Every evaluation runs
   on the same random numbers (common random numbers), so a move is judged on its effect, not on
   sampling noise. All networks move together (one batched simulation per stage position, direction
   and step, of the networks still moving there); a network's path depends on its own simulations
@@ -166,7 +168,7 @@ class _Evaluator:
 
 def descend(
     sim: SimNetworks, movable: np.ndarray, step: np.ndarray, sinks: np.ndarray, targets: Targets,
-    stockout: np.ndarray, settings: DescentSettings,
+    stockout: np.ndarray, settings: DescentSettings, alternative: np.ndarray | None = None,
 ) -> Descent:
     """Move the ``movable`` stages' levels by coordinate descent; sinks at their quantile level.
 
@@ -186,6 +188,10 @@ def descend(
         Per sink: backorder cost per unit per period (0 in service mode).
     settings : DescentSettings
         Sample and sweeps.
+    alternative : ndarray of float, optional
+        A second level per stage the first sweep tries before its line search (the
+        single-echelon level: a stage the warm start left without stock may sit on a flat
+        stretch of the cost, where small steps see no gain).
 
     """
     n_networks = len(sim.network_offsets) - 1
@@ -199,10 +205,21 @@ def descend(
     stages = np.flatnonzero(movable)
     position = np.arange(len(stages)) - np.searchsorted(network[stages], network[stages])  # rank in network
     step = step.astype(np.float64).copy()
-    for _ in range(settings.sweeps):
+    for sweep in range(settings.sweeps):
         for rank in range(int(position.max(initial=-1)) + 1):
             at_rank = stages[position == rank]
             moved = np.zeros(0, np.int64)
+            if sweep == 0 and alternative is not None:  # a jump out of a flat stretch of the cost
+                jumping = at_rank[alternative[at_rank] != base_stock[at_rank]]
+                if len(jumping):
+                    candidate = base_stock.copy()
+                    candidate[jumping] = alternative[jumping]
+                    tried, _ = evaluator.cost(candidate, network[jumping])
+                    better = tried < cost[network[jumping]]
+                    jumping, tried = jumping[better], tried[better]
+                    base_stock[jumping] = alternative[jumping]
+                    cost[network[jumping]] = tried
+                    moves[network[jumping]] += 1
             for direction in (-1.0, 1.0):
                 # a line search: step on while the cost falls (a stage that went down does not try up)
                 going = np.setdiff1d(at_rank, moved)
