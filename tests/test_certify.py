@@ -21,6 +21,7 @@ from scipy import stats
 
 import meio
 from meio.certification import INFLATION, CertifyOptions, certify, sink_stages
+from meio.engine import certify as certify_engine
 from meio.engine.certify import (
     CertifySettings,
     Targets,
@@ -29,7 +30,7 @@ from meio.engine.certify import (
     service_at_levels,
     stream_seed,
 )
-from meio.engine.simulate import simulate_totals
+from meio.engine.simulate import SimTotals, csr_rows, select_networks, simulate_totals
 from meio.engine.ssm_serial import POISSON as SERIAL_POISSON
 from meio.engine.ssm_serial import SerialSystems, optimize_serial
 from meio.generate import generate_catalog
@@ -328,3 +329,27 @@ def test_certify_options_rule_sets_the_horizon():
     cycles = settings_.periods * 8
     assert variance / cycles <= 0.005 ** 2 * (1 + 1e-9) < variance / (cycles - 8)  # the fewest that do
     assert settings_.check_periods == 2 * settings_.periods
+
+
+def test_chunked_certification_and_network_subsets_give_the_same_numbers(monkeypatch):
+    """Certifying in many small chunks (memory bound) gives the numbers of one chunk; a subset of
+    networks simulated alone (the checks' re-runs) gives their columns of the whole run."""
+    network, sim, _ = sim_inputs(17, "normal", 1.0, 1, True)
+    sinks = _sinks(network, sim)
+    targets = Targets(np.full(len(sinks), 0.9), np.full(len(sinks), np.nan))
+    settings_ = _settings(periods=150, rounds=3, confidence=0.9)
+    whole = certify_sinks(sim, sinks, targets, settings_)
+    monkeypatch.setattr(certify_engine, "_PROBE_CELLS", 1)
+    chunked = certify_sinks(sim, sinks, targets, settings_)
+    np.testing.assert_array_equal(whole.base_stock, chunked.base_stock)
+    for name in SimTotals._fields:
+        np.testing.assert_array_equal(getattr(whole.totals, name), getattr(chunked.totals, name))
+    np.testing.assert_array_equal(whole.checks, chunked.checks)
+    options = {"periods": 50, "replications": 2, "warmup": 5, "seed": 8}
+    full = simulate_totals(sim, **options)
+    picked = np.array([3, 0, 2])
+    part = simulate_totals(select_networks(sim, picked), **options)
+    stage = csr_rows(sim.network_offsets, picked)
+    for index, name in enumerate(SimTotals._fields):
+        columns = stage if index < 7 else picked
+        np.testing.assert_array_equal(getattr(part, name), getattr(full, name)[:, columns])

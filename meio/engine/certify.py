@@ -255,8 +255,30 @@ def certify_sinks(
     """Certify the base stocks of the ``sinks`` (stage rows, ascending) of ``sim``'s plan.
 
     Steps 1-4 of the module docstring. Every other stage keeps its level. Sinks of networks
-    the plan leaves unsolved (NaN levels) are not simulated and keep NaN.
+    the plan leaves unsolved (NaN levels) are not simulated and keep NaN. Networks go through
+    in chunks whose probe accumulators fit ``2**24`` cells, so memory follows the chunk, not the
+    catalog; every network's numbers depend on it alone, so chunking changes none.
     """
+    columns = PROBE_FIXED + PROBE_BLOCKS * (settings.levels + 1)
+    parts = []
+    for begin, end in network_chunks(sim.network_offsets, settings.replications * columns, _PROBE_CELLS):
+        first, last = sim.network_offsets[begin], sim.network_offsets[end]
+        rows = slice(np.searchsorted(sinks, first), np.searchsorted(sinks, last))
+        parts.append(_certify_chunk(chunk_networks(sim, begin, end), sinks[rows] - first,
+                                    Targets(*(target[rows] for target in targets)), settings))
+    if len(parts) == 1:
+        return parts[0]
+    totals = SimTotals(*(np.concatenate([getattr(part.totals, name) for part in parts], axis=1)
+                         for name in SimTotals._fields))
+    return Certified(np.concatenate([part.base_stock for part in parts]), totals,
+                     *(np.concatenate([getattr(part, name) for part in parts])
+                       for name in Certified._fields[2:]))
+
+
+def _certify_chunk(
+    sim: SimNetworks, sinks: np.ndarray, targets: Targets, settings: CertifySettings
+) -> Certified:
+    """:func:`certify_sinks` on networks whose probe fits in memory at once."""
     k = settings.levels
     z = float(ndtri(settings.confidence)) if settings.confidence > 0.5 else 0.0
     probe_row = np.full(len(sim.base_stock), -1, np.int64)
