@@ -72,7 +72,7 @@ _HEADROOM = 2.0
 class DescentSettings(NamedTuple):
     """Sample and sweeps of the descent (the ``ssm`` model's ``descent_*`` options)."""
 
-    periods: int = 1000
+    periods: int = 500
     replications: int = 4
     warmup: int = 100
     sweeps: int = 2
