@@ -169,7 +169,9 @@ def certify(
     if not 0.0 < service_level < 1.0:
         raise InputError("config", "service_level", "must lie strictly between 0 and 1")
     settings = settings_in.settings(service_level)
-    aligned = aligned_policy(network, policy_frame(plan))
+    # a network the model left unsolved has NaN levels and quotes (it is not simulated, NaN results)
+    policy = plan.stages.with_columns(pl.col("outbound_service_time").fill_nan(0.0))
+    aligned = aligned_policy(network, policy_frame(policy))
     base_stock = installation_levels(network.batch, aligned)
     outbound = aligned["outbound_service_time"].fill_null(0.0).fill_nan(0.0).to_numpy()
     inbound = aligned["inbound_service_time"].fill_null(np.nan).to_numpy()

@@ -293,12 +293,12 @@ def _certify_chunk(
     low = np.where(measured, np.maximum(ranged.low, 0.0), base_stock[sinks])
     high = np.where(measured, np.maximum(ranged.high, 0.0), base_stock[sinks])
     _, coarse = run_probe(sim, probe_row, _spread(low, high, k, include_low=True), record=late, **crn)
-    index = meeting_index(coarse, targets, z)
+    index = np.minimum(meeting_index(coarse, targets, z), k - 1)  # the top level always meets (unless NaN)
     rows = np.arange(len(sinks))
     upper = coarse.levels[rows, index]
     lower = np.where(index > 0, coarse.levels[rows, np.maximum(index - 1, 0)], upper)
     _, fine = run_probe(sim, probe_row, _spread(lower, upper, k, include_low=False), record=late, **crn)
-    index = meeting_index(fine, targets, z)
+    index = np.minimum(meeting_index(fine, targets, z), k - 1)
     chosen = fine.levels[rows, index]
     cycle, _ = service_at_levels(fine)
     at_choice = cycle[:, rows, index]
