@@ -142,3 +142,23 @@ def test_bad_descent_options_are_one_clear_error(option, value):
     with pytest.raises(meio.InputError) as error:
         meio.optimize(_mixed(networks=4), "ssm", **{option: value})
     assert error.value.column == option
+
+
+def test_warm_start_is_the_gsm_plan_and_single_where_the_gsm_rejects():
+    """Network by network: a network with a fill-rate target starts from the single-echelon plan,
+    the others from the GSM plan (so the start does not depend on the partition)."""
+    network = _mixed(networks=6, seed=8)
+    ids = network.layout.network_ids.to_list()
+    first_demand = (pl.col("network") == ids[0]) & (pl.col("demand_mean") > 0)
+    stages = network.stages.drop("echelon").with_columns(
+        fill_rate=pl.when(first_demand).then(0.95).otherwise(None),
+        service_level=pl.when(first_demand).then(None).otherwise(pl.col("service_level")))
+    with_fill = meio.read_network(stages, network.arcs)
+    levels = _warm_start(with_fill, 0.95)
+    first = with_fill.stages["network"] == ids[0]
+    single = meio.optimize(with_fill, "single").stages["base_stock"].to_numpy()
+    others = pl.col("network") != ids[0]
+    rest = meio.read_network(stages.filter(others), network.arcs.filter(others))
+    gsm = meio.optimize(rest, "gsm").stages["base_stock"].to_numpy()
+    np.testing.assert_allclose(levels[first.to_numpy()], single[first.to_numpy()])
+    np.testing.assert_allclose(levels[~first.to_numpy()], gsm)
