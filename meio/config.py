@@ -35,7 +35,12 @@ class GenerateConfig:
 
 @dataclass
 class OptimizeConfig:
-    """What to optimize, with which model, and where the run directory goes."""
+    """What to optimize, with which model, whether to certify the plan, where the run directory goes.
+
+    ``certify`` certifies the plan in simulation (docs/certify.md) with the demand law ``demand``
+    (``history``: a table of observed demand), ``certify_precision`` (standard error wanted for a
+    demand stage's cycle service level), ``certify_confidence`` and ``certify_seed``.
+    """
 
     stages: str | None = None
     arcs: str | None = None
@@ -45,8 +50,21 @@ class OptimizeConfig:
     slp_starts: int | None = None
     mip_node_limit: int | None = None
     time_limit: float | None = None
+    certify: bool = False
+    demand: str = "normal"
+    history: str | None = None
+    certify_precision: float = 0.005
+    certify_confidence: float = 0.95
+    certify_seed: int = 0
     output: str = "meio-run"
     overwrite: bool = False
+
+    def certify_options(self) -> dict[str, Any] | None:
+        """The certification's options (:class:`meio.certification.CertifyOptions`), None if off."""
+        if not self.certify:
+            return None
+        return {"demand": self.demand, "precision": self.certify_precision,
+                "confidence": self.certify_confidence, "seed": self.certify_seed}
 
 
 @dataclass

@@ -47,7 +47,7 @@ REVIEW_PERIOD_RULE = ("must be a whole number of periods >= 1 to simulate (revie
                       "boundaries: round it, or plan in a finer period)")
 
 
-def _policy_frame(policy: PolicySource) -> pl.DataFrame:
+def policy_frame(policy: PolicySource) -> pl.DataFrame:
     """The policy as a validated table, whatever form it came in."""
     if isinstance(policy, Plan):
         policy = policy.stages
@@ -58,7 +58,7 @@ def _policy_frame(policy: PolicySource) -> pl.DataFrame:
     return read_policy(policy)
 
 
-def _aligned_policy(network: Network, policy: pl.DataFrame) -> pl.DataFrame:
+def aligned_policy(network: Network, policy: pl.DataFrame) -> pl.DataFrame:
     """Policy rows in batch order; every catalog stage needs one and no other row is allowed."""
     keys = network.stages.select("network", "stage")
     extra = policy.join(keys, on=["network", "stage"], how="anti")
@@ -244,20 +244,6 @@ def build_sim_networks(
     return SimNetworks(*(np.require(values, requirements=("C", "W")) for values in sim))
 
 
-def _columns(name: str, value: Estimate) -> dict[str, np.ndarray]:
-    return {name: value.mean, f"{name}_ci_low": value.low, f"{name}_ci_high": value.high}
-
-
-def _met(target: np.ndarray, value: Estimate) -> np.ndarray:
-    """A target counts as met unless the whole 95% interval lies below it (NaN target: met).
-
-    With a single replication there is no interval: the point estimate decides. A NaN measure
-    (no whole replenishment cycle measured) is no evidence of a miss: met.
-    """
-    high = np.where(np.isnan(value.high), value.mean, value.high)
-    return np.isnan(target) | np.isnan(high) | (high >= target)
-
-
 def check_demand_model(demand: str | None, *, has_history: bool) -> None:
     """Raise :class:`InputError` for an unknown demand model or a history without ``"history"``.
 
@@ -358,7 +344,7 @@ def simulate(
         network = read_network(*network)
     check_simulation_options(periods=periods, replications=replications, warmup=warmup,
                              service_level=service_level)
-    aligned = _aligned_policy(network, _policy_frame(policy))
+    aligned = aligned_policy(network, policy_frame(policy))
     base_stock = installation_levels(network.batch, aligned)
     outbound = aligned["outbound_service_time"].fill_null(0.0).to_numpy()
     inbound = aligned["inbound_service_time"].fill_null(np.nan).to_numpy()
@@ -374,6 +360,35 @@ def simulate(
     return Plan(stages, _network_frame(network, stages, summary, periods, replications, seconds))
 
 
+def service_targets(
+    batch: Batch, demand_stage: np.ndarray, service_level: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cycle-service and fill-rate targets of the demand stages (NaN elsewhere and where none).
+
+    A stage's own ``service_level``, else the run default ``service_level`` unless the stage has a
+    ``fill_rate`` target, which replaces the default (DESIGN.md §2).
+    """
+    own_level = batch.service_level
+    default_level = np.where(np.isnan(batch.fill_rate), service_level, np.nan)
+    target_level = np.where(demand_stage, np.where(np.isnan(own_level), default_level, own_level), np.nan)
+    return target_level, np.where(demand_stage, batch.fill_rate, np.nan)
+
+
+def measure_columns(name: str, value: Estimate) -> dict[str, np.ndarray]:
+    """A simulated measure and its 95% interval as the columns ``name``, ``name_ci_low``, ``name_ci_high``."""
+    return {name: value.mean, f"{name}_ci_low": value.low, f"{name}_ci_high": value.high}
+
+
+def target_met(target: np.ndarray, value: Estimate) -> np.ndarray:
+    """A target counts as met unless the whole 95% interval lies below it (NaN target: met).
+
+    With a single replication there is no interval: the point estimate decides. A NaN measure
+    (no whole replenishment cycle measured) is no evidence of a miss: met.
+    """
+    high = np.where(np.isnan(value.high), value.mean, value.high)
+    return np.isnan(target) | np.isnan(high) | (high >= target)
+
+
 def _stage_frame(network: Network, aligned: pl.DataFrame, sim: SimNetworks, summary: SimSummary,
                  service_level: float) -> pl.DataFrame:
     batch = network.batch
@@ -386,12 +401,8 @@ def _stage_frame(network: Network, aligned: pl.DataFrame, sim: SimNetworks, summ
         "mean_pipeline": summary.pipeline,
         "mean_demand": summary.demand,
     }
-    # A fill-rate target replaces the run's default cycle service level (DESIGN.md §2).
-    own_level = batch.service_level
-    default_level = np.where(np.isnan(batch.fill_rate), service_level, np.nan)
-    target_level = np.where(demand_stage, np.where(np.isnan(own_level), default_level, own_level), np.nan)
-    target_fill = np.where(demand_stage, batch.fill_rate, np.nan)
-    met = _met(target_level, summary.cycle_service_level) & _met(target_fill, summary.fill_rate)
+    target_level, target_fill = service_targets(batch, demand_stage, service_level)
+    met = target_met(target_level, summary.cycle_service_level) & target_met(target_fill, summary.fill_rate)
     simulated = ~np.isnan(measures["mean_on_hand"].mean)
     columns = {
         "model": np.full(batch.n_stages, "simulate"),
@@ -404,7 +415,7 @@ def _stage_frame(network: Network, aligned: pl.DataFrame, sim: SimNetworks, summ
         "target_fill_rate": target_fill,
     }
     for name, value in measures.items():
-        columns.update(_columns(name, value))
+        columns.update(measure_columns(name, value))
     frame = pl.concat([network.stages.select("network", "stage"), pl.DataFrame(columns)], how="horizontal")
     return frame.with_columns(
         target_met=pl.when(pl.Series(demand_stage & simulated)).then(pl.Series(met)).otherwise(None)
@@ -421,9 +432,9 @@ def _network_frame(network: Network, stages: pl.DataFrame, summary: SimSummary, 
         "model": np.full(len(counts), "simulate"),
         "stages": counts,
         "simulated": ~np.isnan(summary.holding_cost.mean),
-        **_columns("mean_holding_cost", summary.holding_cost),
-        **_columns("mean_backorder_cost", summary.backorder_cost),
-        **_columns("mean_cost", summary.cost),
+        **measure_columns("mean_holding_cost", summary.holding_cost),
+        **measure_columns("mean_backorder_cost", summary.backorder_cost),
+        **measure_columns("mean_cost", summary.cost),
         "periods": np.full(len(counts), periods),
         "replications": np.full(len(counts), replications),
         "seconds": seconds * counts / max(int(offsets[-1]), 1),

@@ -127,7 +127,8 @@ def replenishment_cycles(late: dict[int, bool], first: int, last: int, offset: i
             for start in range(first, last - review + 2) if (start - offset) % review == 0]
 
 
-def simulate_network(net: dict, periods: int, warmup: int, seed: int, replication: int) -> dict:
+def simulate_network(net: dict, periods: int, warmup: int, seed: int, replication: int,
+                     probe: dict[int, list[float]] | None = None) -> dict:
     """One replication of one network.
 
     ``net`` has ``id``, per-stage lists (topological order) ``stage`` (ids), ``base_stock``,
@@ -136,6 +137,14 @@ def simulate_network(net: dict, periods: int, warmup: int, seed: int, replicatio
     ``holding_cost``, ``stockout_cost``, ``demand`` ("none", "normal", "poisson"),
     ``demand_mean``, ``demand_sd``, and ``arcs`` as (upstream, downstream, quantity) tuples in any
     order.
+
+    ``probe`` maps stages without successors to candidate levels ``S``: for each, the result's
+    ``probe[j]`` holds what the stage's service would have been at each level, from the words of
+    docs/certify.md: its shortfall ``X = S_j - (on hand - backorders)`` does not depend on ``S_j``;
+    at level ``S`` the backorders are ``max(X - S, 0)``, the most recent requests (FIFO), so a
+    request due (requested ``s`` periods ago or earlier) is open iff they exceed the demand of the
+    last ``s`` periods, the open part of the requests due now is the rest up to their size, and
+    on hand is ``max(S - X, 0)``; also each replenishment cycle's worst ``Y = X - recent demand``.
     """
     n = len(net["base_stock"])
     arcs = net["arcs"]
@@ -158,6 +167,7 @@ def simulate_network(net: dict, periods: int, warmup: int, seed: int, replicatio
     inbound = [delay[j] if math.isnan(net["inbound_service_time"][j]) else int(net["inbound_service_time"][j])
                for j in range(n)]
     requested_at = [{} for _ in range(n)]  # period -> demand requested of the stage then
+    shortfalls = [{} for _ in range(n)]  # probed stages: measured period -> (X, recent demand, due)
     late_at = [{} for _ in range(n)]  # measured period -> it ended with a late request
     sums = {k: [0.0] * n for k in ("demand", "due", "late", "on_hand", "backorders", "pipeline")}
     holding = backorder_cost = 0.0
@@ -216,6 +226,10 @@ def simulate_network(net: dict, periods: int, warmup: int, seed: int, replicatio
             sums["due"][j] += requested_at[j].get(due, 0.0)
             sums["late"][j] += sum(r[2] for r in requests[j] if r[0] == due)
             late_at[j][t] = any(r[0] <= due for r in requests[j])
+            if probe is not None and j in probe:
+                shortfall = net["base_stock"][j] - (on_hand[j] - sum(r[2] for r in requests[j]))
+                recent = sum(requested_at[j].get(t - age, 0.0) for age in range(net["service_time"][j]))
+                shortfalls[j][t] = (shortfall, recent, requested_at[j].get(due, 0.0))
             sums["on_hand"][j] += on_hand[j]
             sums["backorders"][j] += sum(r[2] for r in requests[j])
             in_production = sum(units for _, units in starts[j])
@@ -231,6 +245,34 @@ def simulate_network(net: dict, periods: int, warmup: int, seed: int, replicatio
                                       inbound[j] + math.floor(net["lead_time"][j]), net["review_period"][j])
         ready.append(sum(cycles) / len(cycles) if cycles else math.nan)
     result["ready"] = np.array(ready)
+    if probe is not None:
+        offsets = {j: inbound[j] + math.floor(net["lead_time"][j]) for j in probe}
+        result["probe"] = {j: _probe_at_levels(shortfalls[j], levels, warmup, warmup + periods - 1,
+                                               offsets[j], net["review_period"][j])
+                           for j, levels in probe.items()}
     result["holding_cost"] = holding / periods
     result["backorder_cost"] = backorder_cost / periods
     return result
+
+
+def _probe_at_levels(shortfalls: dict[int, tuple[float, float, float]], levels: list[float], first: int,
+                     last: int, offset: int, review: int) -> dict:
+    """A probed stage's service at each level (see :func:`simulate_network`)."""
+    out = {"cycle_service_level": [], "late": [], "on_hand": [],
+           "due": sum(due for _, _, due in shortfalls.values())}
+    for level in levels:
+        late_at = {}
+        late_units = on_hand = 0.0
+        for t, (shortfall, recent, due) in shortfalls.items():
+            backorders = max(shortfall - level, 0.0)
+            late_at[t] = backorders > recent
+            late_units += min(due, max(backorders - recent, 0.0))
+            on_hand += max(level - shortfall, 0.0)
+        cycles = replenishment_cycles(late_at, first, last, offset, review)
+        out["cycle_service_level"].append(sum(cycles) / len(cycles) if cycles else math.nan)
+        out["late"].append(late_units)
+        out["on_hand"].append(on_hand)
+    starts = [start for start in range(first, last - review + 2) if (start - offset) % review == 0]
+    out["cycle_worst"] = [max(shortfalls[t][0] - shortfalls[t][1] for t in range(start, start + review))
+                          for start in starts]
+    return out

@@ -27,10 +27,11 @@ from scipy.special import ndtri
 import meio
 from meio.engine import simulate as simulate_engine
 from meio.engine import streams
-from meio.engine.simulate import NO_DEMAND, NORMAL, POISSON, simulate_totals
+from meio.engine.simulate import simulate_totals
 from meio.engine.ssm_serial import POISSON as SERIAL_POISSON
 from meio.engine.ssm_serial import SerialSystems, optimize_serial
-from meio.simulation import _aligned_policy, _policy_frame, build_sim_networks, installation_levels
+from meio.simulation import aligned_policy, build_sim_networks, installation_levels, policy_frame
+from tests.sim_cases import sim_inputs, twin_networks
 from tests.simulate_reference import Stream, simulate_network
 from tests.tables import random_catalog
 
@@ -120,59 +121,11 @@ def test_gamma_sampler_kolmogorov_smirnov(shape):
 
 # --- the kernel against its twin -------------------------------------------------------------
 
-def _sim_inputs(seed, demand, lead_time_sd, service_times, review=False):
-    stages, arcs = random_catalog(seed, networks=4, max_stages=5)
-    rng = np.random.default_rng(seed)
-    review_periods = np.random.default_rng([seed, 1]).choice([1.0, 2.0, 3.0, 7.0], stages.height)
-    stages = stages.with_columns(
-        lead_time=pl.Series(rng.choice([0.0, 1.0, 2.0, 1.5, 3.25], stages.height)),
-        lead_time_sd=pl.Series(rng.uniform(0, 1.5, stages.height) * lead_time_sd),
-        external_inbound_service_time=pl.Series(rng.integers(0, 3, stages.height)),
-        stockout_cost=pl.Series(rng.uniform(0, 10, stages.height)),
-        demand_mean=pl.col("demand_mean") / 8,
-        review_period=pl.Series(review_periods if review else np.ones(stages.height)),
-    )
-    network = meio.read_network(stages, arcs)
-    policy = network.stages.select("network", "stage").with_columns(
-        base_stock=pl.Series(rng.uniform(0, 25, stages.height).round(1)),
-        outbound_service_time=pl.Series(rng.integers(0, 3, stages.height) * service_times),
-        inbound_service_time=pl.Series(rng.choice([np.nan, 0.0, 1.0, 3.0], stages.height)),
-    )
-    aligned = _aligned_policy(network, _policy_frame(policy))
-    inbound = aligned["inbound_service_time"].to_numpy()
-    sim = build_sim_networks(network, installation_levels(network.batch, aligned),
-                             aligned["outbound_service_time"].to_numpy(), demand, None, True, inbound)
-    return network, sim, inbound
-
-
-def _twin_networks(network, sim, inbound):
-    """The twin's networks: the catalog's stages with the policy, arcs in the layout's order."""
-    names = {NO_DEMAND: "none", NORMAL: "normal", POISSON: "poisson"}
-    batch = network.batch
-    for i, network_id in enumerate(network.layout.network_ids):
-        first, last = batch.network_offsets[i], batch.network_offsets[i + 1]
-        a0, a1 = batch.arc_offsets[i], batch.arc_offsets[i + 1]
-        rows = slice(first, last)
-        yield i, {
-            "id": network_id, "stage": network.stages["stage"][first:last].to_list(),
-            "base_stock": sim.base_stock[rows], "lead_time": batch.lead_time[rows],
-            "lead_time_sd": batch.lead_time_sd[rows],
-            "external_inbound_service_time": batch.external_inbound_service_time[rows],
-            "inbound_service_time": inbound[rows],
-            "service_time": sim.outbound_service_time[rows], "review_period": sim.review_period[rows],
-            "holding_cost": batch.holding_cost[rows],
-            "stockout_cost": sim.stockout_cost[rows], "demand_mean": batch.demand_mean[rows],
-            "demand_sd": batch.demand_sd[rows], "demand": [names[k] for k in sim.demand_kind[rows]],
-            "arcs": list(zip(batch.arc_upstream[a0:a1], batch.arc_downstream[a0:a1],
-                             batch.arc_quantity[a0:a1], strict=True)),
-        }
-
-
 def _compare_with_twin(network, sim, periods, warmup, replications, seed, inbound=None):
     totals = simulate_totals(sim, periods=periods, replications=replications, warmup=warmup, seed=seed)
     if inbound is None:
         inbound = np.full(network.batch.n_stages, np.nan)
-    for i, net in _twin_networks(network, sim, inbound):
+    for i, net in twin_networks(network, sim, inbound):
         rows = slice(sim.network_offsets[i], sim.network_offsets[i + 1])
         for r in range(replications):
             twin = simulate_network(net, periods, warmup, seed, r)
@@ -209,14 +162,14 @@ def test_kernel_matches_twin_at_the_longest_backlog_age(review_periods):
        review=st.booleans())
 def test_kernel_matches_twin(seed, demand, lead_time_sd, service_times, review):
     """Random networks; with ``review`` every stage draws a review period of 1, 2, 3 or 7."""
-    network, sim, inbound = _sim_inputs(seed, demand, lead_time_sd, service_times, review)
+    network, sim, inbound = sim_inputs(seed, demand, lead_time_sd, service_times, review)
     _compare_with_twin(network, sim, periods=40, warmup=7, replications=2, seed=seed, inbound=inbound)
 
 
 @pytest.mark.nojit
 @pytest.mark.parametrize("review", [False, True])
 def test_kernel_matches_twin_small(review):
-    network, sim, inbound = _sim_inputs(3, "poisson", 1.0, 1, review)
+    network, sim, inbound = sim_inputs(3, "poisson", 1.0, 1, review)
     _compare_with_twin(network, sim, periods=12, warmup=3, replications=1, seed=11, inbound=inbound)
 
 
@@ -593,7 +546,7 @@ def test_echelon_levels_convert_to_installation_levels():
     echelon = {"c": 60.0, "p": 25.0, "r1": 6.0, "r2": 8.0}
     policy = pl.DataFrame({"network": ["a"] * 4, "stage": list(echelon),
                            "echelon_base_stock": list(echelon.values())})
-    levels = installation_levels(network.batch, _aligned_policy(network, _policy_frame(policy)))
+    levels = installation_levels(network.batch, aligned_policy(network, policy_frame(policy)))
     expected = {"c": 60.0 - 2 * 25.0, "p": 25.0 - 6.0 - 8.0, "r1": 6.0, "r2": 8.0}
     assert dict(zip(network.stages["stage"], levels, strict=True)) == expected
 

@@ -12,12 +12,14 @@ from rich.console import Console
 from rich.table import Table
 
 import meio
+from meio.certification import certify_options
 from meio.cli.jobs import add_cluster_flags, apply_cluster_flags, open_client, print_files, run_job
 from meio.cli.simulate import simulation_summary
 from meio.cluster import RunResult, prepare_catalog
 from meio.cluster.task import SIMULATE
 from meio.config import OptimizeConfig, RunConfig, load_config
 from meio.engine.gsm import GENERAL_LIMIT_RULES, broken_general_limit
+from meio.engine.simulate import DEMAND_KINDS
 from meio.io.errors import InputError
 from meio.io.write import check_output_target
 from meio.simulation import check_simulation_options
@@ -49,6 +51,22 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--time-limit", type=float,
                         help="gsm, general networks: wall-clock safety net in seconds of the MIP per "
                         "network (default none; a MIP it cuts is not reproducible)")
+    certify = parser.add_argument_group("certification (see docs/certify.md)")
+    certify.add_argument("--certify", action="store_true", default=None,
+                         help="certify the plan in simulation: the cheapest customer-facing levels that "
+                         "meet their targets on common random numbers, checked on independent ones; the "
+                         "saving is measured against the single-echelon plan certified the same way")
+    certify.add_argument("--demand", choices=sorted(DEMAND_KINDS),
+                         help="demand law of the certification and the verification (default normal)")
+    certify.add_argument("--history",
+                         help="demand history table (network, stage, demand) for --demand history")
+    certify.add_argument("--certify-precision", type=float,
+                         help="standard error wanted for a demand stage's simulated cycle service level "
+                         "(default 0.005; sets the horizon)")
+    certify.add_argument("--certify-confidence", type=float,
+                         help="one-sided confidence with which a level must meet its target on a sample "
+                         "(default 0.95)")
+    certify.add_argument("--certify-seed", type=int, help="seed of the certification's streams (default 0)")
     parser.add_argument("--output", help="run directory to write")
     parser.add_argument("--overwrite", action="store_true", default=None,
                         help="replace an existing run directory")
@@ -69,7 +87,8 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
     if args.stages:
         config.generate = None
     for name in ("stages", "arcs", "model", "service_level", "holding_rate", "slp_starts",
-                 "mip_node_limit", "time_limit", "output", "overwrite"):
+                 "mip_node_limit", "time_limit", "certify", "demand", "history", "certify_precision",
+                 "certify_confidence", "certify_seed", "output", "overwrite"):
         value = getattr(args, name)
         if value is not None:
             setattr(config.optimize, name, value)
@@ -107,21 +126,43 @@ def _summary(console: Console, result: RunResult, seconds: float) -> None:
         f"{len(result.manifest['partitions'])} partition(s); safety-stock cost "
         f"{cost:,.2f} vs single-echelon {baseline:,.2f} ({saving:.1f}% saving); {seconds:.2f} s"
     )
+    if "certified_networks" in result.manifest["partitions"][0]["summary"]:
+        _certified_summary(console, result)
     unsolved = result.total("unsolved_networks")
     if unsolved:
         console.print(f"{unsolved:,} networks have a shape model {result.manifest['model']!r} does not "
                       "support (method 'unsupported', costs NaN); they are left out of the totals")
 
 
+def _certified_summary(console: Console, result: RunResult) -> None:
+    """Certified service, and the certified cost against the model's own plan cost."""
+    demand, missing = int(result.total("demand_stages")), int(result.total("missing_stages"))
+    cost, model_cost = result.total("safety_stock_cost"), result.total("model_cost")
+    uplift = 100.0 * (cost / model_cost - 1.0) if model_cost > 0 else 0.0
+    console.print(
+        f"certified: {demand - missing:,} of {demand:,} demand stages meet their targets on independent "
+        f"random numbers ({result.total('certified_networks'):,} networks fully certified); certified "
+        f"holding cost {cost:,.2f} against the model's own plan cost {model_cost:,.2f} ({uplift:+.1f}%); "
+        "the saving above compares it with the single-echelon plan certified the same way"
+    )
+
+
 def _model_options(settings: OptimizeConfig) -> dict:
-    """The model's own options that the configuration sets (gsm: general-network limits)."""
-    if settings.model != "gsm":
-        return {}
-    options = {name: getattr(settings, name) for name in GENERAL_LIMIT_RULES
-               if getattr(settings, name) is not None}
-    broken = broken_general_limit(**options)
-    if broken is not None:
-        raise InputError("config", *broken)
+    """The run's options: the model's own (gsm: general-network limits) and the certification's."""
+    options = {}
+    if settings.model == "gsm":
+        options = {name: getattr(settings, name) for name in GENERAL_LIMIT_RULES
+                   if getattr(settings, name) is not None}
+        broken = broken_general_limit(**options)
+        if broken is not None:
+            raise InputError("config", *broken)
+    certify = settings.certify_options()
+    if certify is not None:
+        certify_options(certify).check(has_history=settings.history is not None)
+        options["certify"] = certify
+    elif settings.demand != "normal" or settings.history is not None:
+        raise InputError("config", "demand", "--demand and --history set the certification's demand: add "
+                         "--certify")
     return options
 
 
@@ -140,7 +181,7 @@ def run(args: argparse.Namespace, console: Console) -> None:
         job = prepare_catalog(
             stages, arcs, settings.output, model=settings.model,
             service_level=settings.service_level, holding_rate=settings.holding_rate,
-            options=_model_options(settings),
+            options=_model_options(settings), history=settings.history,
             partitions=cluster.partitions, partition_size=cluster.partition_size,
             resume=cluster.resume, overwrite=settings.overwrite,
             verify_review_periods=args.verify,
@@ -184,10 +225,12 @@ def _verify(args: argparse.Namespace, config: RunConfig, tables: tuple[object, o
     output = Path(args.verify_output) if keep else result.output.parent / f".{result.output.name}.verify"
     settings, cluster = config.optimize, config.cluster
     options = {"periods": args.verify_periods, "replications": args.verify_replications,
-               "seed": args.verify_seed, "warmup": VERIFY_WARMUP, "review_period": True}
+               "seed": args.verify_seed, "warmup": VERIFY_WARMUP, "review_period": True,
+               "demand": settings.demand}
     with console.status("verifying: checking the plan"):
         job = prepare_catalog(*tables, output, model=SIMULATE, service_level=settings.service_level,
                               holding_rate=settings.holding_rate, options=options, policy=result.output,
+                              history=settings.history,
                               partitions=cluster.partitions, partition_size=cluster.partition_size,
                               overwrite=settings.overwrite or not keep)
     try:

@@ -1,7 +1,8 @@
 """One partition, end to end: read its rows, validate, optimize or simulate, write its part files.
 
 This is the whole of what a Dask task does, and it calls exactly the single-machine API
-(:func:`meio.api.read_network`, :func:`meio.api.optimize`, :func:`meio.simulation.simulate`), so
+(:func:`meio.api.read_network`, :class:`meio.pipeline.Pipeline` — the model's solve and, on request,
+its certification — and :func:`meio.simulation.simulate`), so
 a partitioned run computes every network as a single-process run would.
 """
 
@@ -16,12 +17,13 @@ from typing import Any
 
 import polars as pl
 
-from meio.api import Network, Plan, optimize, read_network
+from meio.api import Network, Plan, read_network
 from meio.cluster.catalog import Partition, Source
 from meio.cluster.checkpoint import RunArea
 from meio.engine._numba import numba_threads
 from meio.io.errors import InputError
 from meio.io.policy import POLICY_COLUMNS
+from meio.pipeline import Pipeline
 from meio.simulation import simulate
 
 #: The ``model`` of a run that simulates a policy instead of optimizing one.
@@ -98,13 +100,25 @@ def _echelon_summary(stages: pl.DataFrame) -> list[list[float]]:
 
 
 def _network_totals(networks: pl.DataFrame) -> dict[str, float | int]:
-    """Cost and baseline summed over the networks the model solved; how many it could not."""
+    """Cost and baseline summed over the networks the model solved; how many it could not.
+
+    A certified plan adds the model's own cost, its demand stages, those missing their targets
+    and the networks whose every demand stage is certified.
+    """
     solved = networks.filter(pl.col("safety_stock_cost").is_not_nan())
-    return {
+    totals = {
         "safety_stock_cost": float(solved["safety_stock_cost"].sum()),
         "baseline_cost": float(solved["baseline_cost"].sum()),
         "unsolved_networks": networks.height - solved.height,
     }
+    if "certified" in networks.columns:
+        totals |= {
+            "model_cost": float(solved["model_cost"].sum()),
+            "demand_stages": int(networks["demand_stages"].sum()),
+            "missing_stages": int(networks["stages_missing_target"].sum()),
+            "certified_networks": int(networks["certified"].sum()),
+        }
+    return totals
 
 
 def _simulation_totals(plan: Plan) -> dict[str, Any]:
@@ -135,7 +149,8 @@ def _compute(network: Network, settings: RunSettings, policy: pl.DataFrame | Non
              history: pl.DataFrame | None) -> Plan:
     """Optimize the partition's networks, or simulate the policy's rows of them."""
     if settings.model != SIMULATE:
-        return optimize(network, settings.model, service_level=settings.service_level, **settings.options)
+        pipeline = Pipeline.from_options(settings.model, settings.service_level, settings.options)
+        return pipeline.run(network, history=history)
     return simulate(network, policy, history=history, service_level=settings.service_level,
                     **settings.options)
 

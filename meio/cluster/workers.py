@@ -12,13 +12,15 @@ import contextlib
 import os
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import polars as pl
 from distributed import Client, LocalCluster, WorkerPlugin
 
-from meio.api import optimize, read_network
+from meio.api import DEFAULT_SERVICE_LEVEL, optimize, read_network
 from meio.cluster.task import SIMULATE
+from meio.pipeline import Pipeline
 from meio.simulation import simulate
 
 
@@ -95,8 +97,12 @@ def warm_up(model: str, options: dict[str, Any]) -> None:
     network = read_network(*_tiny_catalog())
     if model == SIMULATE:
         simulate(network, optimize(network, "single"), periods=2, replications=2, warmup=1)
-    else:
-        optimize(network, model, **options)
+        return
+    pipeline = Pipeline.from_options(model, DEFAULT_SERVICE_LEVEL, options)
+    if pipeline.certify is not None:  # the kernels, not the run's horizon
+        pipeline = replace(pipeline, certify=replace(pipeline.certify, periods=2, warmup=1, rounds=1,
+                                                             demand="normal"))
+    pipeline.run(network)
 
 
 class WarmUpPlugin(WorkerPlugin):

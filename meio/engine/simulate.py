@@ -122,6 +122,8 @@ DEMAND_KINDS = {"normal": NORMAL, "poisson": POISSON, "negative_binomial": NEGAT
 LEAD_TIME_SD_CUT = 6.0
 #: A request is shipped in full when stock covers it up to this relative rounding slack.
 _FULL = 1.0 - 1e-12
+#: Relative rounding slack of the probe's comparisons of a late level with a candidate level.
+_TIE = 1e-9
 #: Components left after a start below this share of what there was are rounding residue (0).
 _RESIDUE = 1e-12
 # Columns of the kernel's packed per-stage tables (float state/parameters, integer ones) and arcs.
@@ -190,6 +192,40 @@ class SimTotals(NamedTuple):
     pipeline: np.ndarray  #: float64[R, n_stages], units in production/transit
     holding_cost: np.ndarray  #: float64[R, n_networks]
     backorder_cost: np.ndarray  #: float64[R, n_networks]
+
+
+#: Fixed columns of a probe row (:class:`ShortfallProbe`), then five blocks of ``K + 1`` columns.
+(PROBE_CYCLES, PROBE_PERIODS, PROBE_DUE, PROBE_SHORTFALL, PROBE_LOW, PROBE_HIGH) = range(6)
+PROBE_FIXED = 6
+#: The blocks, each ``K + 1`` columns: cycles by how many levels their worst shortfall exceeds,
+#: and the difference arrays of the late units and the on-hand stock (constant and slope parts).
+PROBE_EXCEEDED, PROBE_LATE_CONSTANT, PROBE_LATE_SLOPE, PROBE_ON_HAND_CONSTANT, PROBE_ON_HAND_SLOPE = range(5)
+PROBE_BLOCKS = 5
+#: Bits of :attr:`ShortfallProbe.record`: what a row records besides its cycles (a row without a
+#: fill-rate target need not count late units, nor one whose stock is costed elsewhere its on hand).
+PROBE_RECORD_LATE, PROBE_RECORD_ON_HAND = 1, 2
+
+
+class ShortfallProbe(NamedTuple):
+    """What the kernel records at probed stages so their service is known at any base stock.
+
+    A probed stage has no successors. Under installation base stock with backorders every
+    stage orders its exploded demand whatever the levels, so such a stage's net inventory is
+    ``S_j - X_j(t)``: its shortfall ``X_j(t)`` (units ordered and not yet on hand: at suppliers,
+    waiting for components, in production, not yet ordered before a review) does not depend on
+    its own ``S_j``, and one run tells its service at every candidate level (docs/certify.md).
+    Per measured period the kernel takes ``Y = X - (demand of the last s periods)``, ``s`` the
+    quoted service time (those requests are open but not late), and ``d`` the demand due; then
+    at level ``S`` the period ends with a late request iff ``Y > S``, its late units are
+    ``clip(Y - S, 0, d)`` and its on-hand stock ``max(S - X, 0)``. It accumulates these for the
+    ``K`` ``levels`` of the stage's row by binary search into difference arrays (``O(log K)``
+    per period, memory independent of the horizon): see :func:`probe_curves`.
+    """
+
+    row: np.ndarray  #: int64[n_stages], the stage's probe row (-1: not probed)
+    record: np.ndarray  #: int64[n_rows], :data:`PROBE_RECORD_LATE` | :data:`PROBE_RECORD_ON_HAND` bits
+    levels: np.ndarray  #: float64[n_rows, K], candidate base-stock levels, ascending
+    totals: np.ndarray  #: float64[replications, n_rows, PROBE_FIXED + 5 (K + 1)], filled by the kernel
 
 
 @njit
@@ -324,9 +360,99 @@ def _replenishment_cycle(k, sums, j, overdue, next_measured):
         k[j, _CYCLE] = _CLEAN_CYCLE if next_measured else _NO_CYCLE
 
 
+@njit_inline
+def _levels_below(levels, row, value):
+    """How many of ``levels[row]`` (ascending) lie below ``value``.
+
+    The levels of a row are usually evenly spaced (:mod:`meio.engine.certify` spreads them so):
+    the count is guessed from the spacing, then corrected by comparisons, so it is exact for any
+    ascending levels and takes one or two comparisons for even ones.
+    """
+    size = levels.shape[1]
+    count = 0
+    if size > 1:
+        spacing = levels[row, size - 1] - levels[row, 0]
+        if spacing > 0.0:
+            guess = (value - levels[row, 0]) / spacing * (size - 1) + 1.0
+            count = int(min(max(guess, 0.0), float(size)))
+    while count > 0 and levels[row, count - 1] >= value:
+        count -= 1
+    while count < size and levels[row, count] < value:
+        count += 1
+    return count
+
+
+@njit_inline
+def _levels_at_or_below(levels, row, value):
+    """How many of ``levels[row]`` (ascending) lie at or below ``value`` (as :func:`_levels_below`)."""
+    count = _levels_below(levels, row, value)
+    while count < levels.shape[1] and levels[row, count] <= value:
+        count += 1
+    return count
+
+
+@njit_inline
+def _probe_period(probe, replication, row, x, k, j, t, requested, due_mask, cycle_worst, measured, level):
+    """Record stage ``j``'s period for its probe row (see :class:`ShortfallProbe`).
+
+    Called before :func:`_replenishment_cycle` steps the cycle on, so ``k[j, _PHASE]`` is this
+    period's place in its replenishment cycle.
+    """
+    acc = probe.totals[replication, row]
+    block = probe.levels.shape[1] + 1
+    service_time = k[j, _SERVICE_TIME]
+    shortfall = level - (x[j, _ON_HAND] - x[j, _BACKLOG])
+    due = x[j, _REQUESTED]
+    recent = 0.0
+    if service_time > 0:
+        due = requested[j, (t - service_time) & due_mask] if t >= service_time else 0.0
+        for age in range(service_time):
+            recent += requested[j, (t - age) & due_mask]
+    # The period ends with a late request iff the level is below; less a relative rounding slack,
+    # so that a level the shortfall reaches exactly (S = 0 with a quoted time of L) is not late.
+    late_level = shortfall - recent - _TIE * max(1.0, abs(shortfall), recent)
+    if measured:
+        acc[PROBE_PERIODS] += 1.0
+        acc[PROBE_DUE] += due
+        acc[PROBE_SHORTFALL] += shortfall
+        acc[PROBE_LOW] = min(acc[PROBE_LOW], late_level - due)
+        acc[PROBE_HIGH] = max(acc[PROBE_HIGH], late_level)
+        flags = probe.record[row]
+        if flags & PROBE_RECORD_LATE and due > 0.0:  # late units: d below Y - d, Y - S between, 0 from Y on
+            first = _levels_at_or_below(probe.levels, row, late_level - due)
+            last = _levels_below(probe.levels, row, late_level)
+            constant = PROBE_FIXED + PROBE_LATE_CONSTANT * block
+            acc[constant] += due
+            acc[constant + first] += late_level - due
+            acc[constant + last] -= late_level
+            slope = PROBE_FIXED + PROBE_LATE_SLOPE * block
+            acc[slope + first] += 1.0
+            acc[slope + last] -= 1.0
+        if flags & PROBE_RECORD_ON_HAND:
+            above = _levels_at_or_below(probe.levels, row, shortfall)  # on hand S - X above X
+            acc[PROBE_FIXED + PROBE_ON_HAND_CONSTANT * block + above] -= shortfall
+            acc[PROBE_FIXED + PROBE_ON_HAND_SLOPE * block + above] += 1.0
+    if k[j, _REVIEW_PERIOD] == 1:
+        if measured:
+            acc[PROBE_CYCLES] += 1.0
+            acc[PROBE_FIXED + PROBE_EXCEEDED * block
+                + _levels_below(probe.levels, row, late_level)] += 1.0
+    elif k[j, _CYCLE] != _NO_CYCLE:
+        cycle_worst[j] = max(cycle_worst[j], late_level)
+        if k[j, _PHASE] == k[j, _REVIEW_PERIOD] - 1:
+            acc[PROBE_CYCLES] += 1.0
+            acc[PROBE_FIXED + PROBE_EXCEEDED * block
+                + _levels_below(probe.levels, row, cycle_worst[j])] += 1.0
+            cycle_worst[j] = -np.inf
+
+
 @njit
-def _simulate_item(sim, network, replication, periods, warmup, seed, out):
-    """Simulate one replication of one network and write its period averages into ``out``."""
+def _simulate_item(sim, network, replication, periods, warmup, seed, out, probe):
+    """Simulate one replication of one network and write its period averages into ``out``.
+
+    ``probe`` is None (the plain simulation: Numba compiles the probe away) or a
+    :class:`ShortfallProbe` whose probed stages also record their shortfall.
+    """
     first = sim.network_offsets[network]
     n = sim.network_offsets[network + 1] - first
     arc_first = sim.arc_offsets[network]
@@ -361,6 +487,8 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
     due = np.zeros((n, lead_slots))
     requested = np.zeros((n, due_mask + 1))  # demand requested of each stage in recent periods
     sums = np.zeros((n, _SUM_COLUMNS))  # per stage: the period sums (columns _SUM_DEMAND...)
+    if probe is not None:
+        cycle_worst = np.full(n, -np.inf)  # worst late level of the cycle being measured (R > 1)
     for a in range(n_arcs):
         arc[a, _QUANTITY] = sim.arc_quantity[arc_first + a]
         arc[a, _SUPPLIER_HOLDING] = sim.holding_cost[first + sim.arc_upstream[arc_first + a]]
@@ -540,6 +668,10 @@ def _simulate_item(sim, network, replication, periods, warmup, seed, out):
                     sums[j, _SUM_CYCLES] += 1.0
                     if not overdue:
                         sums[j, _SUM_CLEAN_CYCLES] += 1.0
+            if probe is not None:
+                if probe.row[first + j] >= 0:
+                    _probe_period(probe, replication, probe.row[first + j], x, k, j, t, requested, due_mask,
+                                  cycle_worst, measured, sim.base_stock[first + j])
             if k[j, _REVIEW_PERIOD] > 1:
                 _replenishment_cycle(k, sums, j, overdue, t + 1 >= warmup)
     # costs are linear in the period sums
@@ -599,7 +731,7 @@ def _balanced_slots(network_offsets, arc_offsets, replications, slots):
 
 
 @njit_parallel
-def _simulate_batch(sim, slot_offsets, slot_items, periods, warmup, replications, seed, out):
+def _simulate_batch(sim, slot_offsets, slot_items, periods, warmup, replications, seed, out, probe):
     """``prange`` over work-balanced slots of (network, replication) items (:func:`_balanced_slots`).
 
     Each slot runs its items one after the other; each item writes only its own cells.
@@ -607,7 +739,8 @@ def _simulate_batch(sim, slot_offsets, slot_items, periods, warmup, replications
     for slot in prange(len(slot_offsets) - 1):
         for position in range(slot_offsets[slot], slot_offsets[slot + 1]):
             item = slot_items[position]
-            _simulate_item(sim, item // replications, item % replications, periods, warmup, seed, out)
+            _simulate_item(sim, item // replications, item % replications, periods, warmup, seed, out,
+                           probe)
 
 
 def _allocate(n_stages: int, n_networks: int, replications: int) -> SimTotals:
@@ -616,22 +749,34 @@ def _allocate(n_stages: int, n_networks: int, replications: int) -> SimTotals:
     return SimTotals(*stage, *network)
 
 
-def _chunk(sim: SimNetworks, begin: int, end: int) -> SimNetworks:
-    """Networks ``begin:end`` as a batch of their own (global arc rows shifted accordingly)."""
-    stage_first, stage_last = sim.network_offsets[begin], sim.network_offsets[end]
-    arc_first, arc_last = sim.arc_offsets[begin], sim.arc_offsets[end]
-    history_first = sim.history_offsets[stage_first]
-    history_last = sim.history_offsets[stage_last]
-    stage = slice(stage_first, stage_last)
+def csr_rows(offsets: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """The rows of the CSR ``groups`` (by ``offsets``), concatenated in the order given."""
+    sizes = offsets[groups + 1] - offsets[groups]
+    starts = np.repeat(offsets[groups] - np.cumsum(sizes) + sizes, sizes)
+    return (starts + np.arange(sizes.sum())).astype(np.int64)
+
+
+def _offsets(sizes: np.ndarray) -> np.ndarray:
+    return np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+
+
+def select_networks(sim: SimNetworks, networks: np.ndarray) -> SimNetworks:
+    """The ``networks`` (indices, in that order) as a batch of their own, arc rows renumbered."""
+    networks = np.asarray(networks, np.int64)
+    stage = csr_rows(sim.network_offsets, networks)
+    arc = csr_rows(sim.arc_offsets, networks)  # a network's incoming-arc entries are its arc rows too
+    renumbered = np.full(len(sim.arc_quantity), -1, np.int64)
+    renumbered[arc] = np.arange(len(arc))
+    history = csr_rows(sim.history_offsets, stage)
     return SimNetworks(
-        network_offsets=sim.network_offsets[begin:end + 1] - stage_first,
-        arc_offsets=sim.arc_offsets[begin:end + 1] - arc_first,
-        arc_upstream=sim.arc_upstream[arc_first:arc_last],
-        arc_downstream=sim.arc_downstream[arc_first:arc_last],
-        arc_quantity=sim.arc_quantity[arc_first:arc_last],
-        in_arc_offsets=sim.in_arc_offsets[stage_first:stage_last + 1] - arc_first,
-        in_arcs=sim.in_arcs[arc_first:arc_last] - arc_first,
-        out_arc_offsets=sim.out_arc_offsets[stage_first:stage_last + 1] - arc_first,
+        network_offsets=_offsets(np.diff(sim.network_offsets)[networks]),
+        arc_offsets=_offsets(np.diff(sim.arc_offsets)[networks]),
+        arc_upstream=sim.arc_upstream[arc],
+        arc_downstream=sim.arc_downstream[arc],
+        arc_quantity=sim.arc_quantity[arc],
+        in_arc_offsets=_offsets(np.diff(sim.in_arc_offsets)[stage]),
+        in_arcs=renumbered[sim.in_arcs[arc]],
+        out_arc_offsets=_offsets(np.diff(sim.out_arc_offsets)[stage]),
         base_stock=sim.base_stock[stage],
         outbound_service_time=sim.outbound_service_time[stage],
         review_period=sim.review_period[stage],
@@ -646,14 +791,20 @@ def _chunk(sim: SimNetworks, begin: int, end: int) -> SimNetworks:
         demand_sd=sim.demand_sd[stage],
         normal_location=sim.normal_location[stage],
         normal_scale=sim.normal_scale[stage],
-        history_offsets=sim.history_offsets[stage_first:stage_last + 1] - history_first,
-        history=sim.history[history_first:history_last],
-        network_key=sim.network_key[begin:end],
+        history_offsets=_offsets(np.diff(sim.history_offsets)[stage]),
+        history=sim.history[history],
+        network_key=sim.network_key[networks],
     )
 
 
+def chunk_networks(sim: SimNetworks, begin: int, end: int) -> SimNetworks:
+    """Networks ``begin:end`` as a batch of their own (:func:`select_networks`)."""
+    return select_networks(sim, np.arange(begin, end))
+
+
 def simulate_totals(
-    sim: SimNetworks, *, periods: int, replications: int, warmup: int, seed: int
+    sim: SimNetworks, *, periods: int, replications: int, warmup: int, seed: int,
+    probe: ShortfallProbe | None = None,
 ) -> SimTotals:
     """Run every (network, replication) of ``sim`` and return the per-replication period averages.
 
@@ -667,6 +818,9 @@ def simulate_totals(
         Independent replications per network.
     seed : int
         Seed of every stream (taken modulo ``2**64``).
+    probe : ShortfallProbe, optional
+        Stages whose shortfall to record besides (rows of ``sim``'s stages; its ``totals`` are
+        filled in place). The simulation itself is the same with or without it.
 
     """
     if periods < 1 or replications < 1 or warmup < 0:
@@ -676,7 +830,7 @@ def simulate_totals(
                                                get_num_threads())
     with np.errstate(over="ignore"):
         _simulate_batch(sim, slot_offsets, slot_items, int(periods), int(warmup), int(replications),
-                        np.uint64(int(seed) % 2**64), out)
+                        np.uint64(int(seed) % 2**64), out, probe)
     return out
 
 
@@ -742,19 +896,30 @@ def simulate_summary(
         return Estimate(np.empty(size), np.empty(size), np.empty(size))
 
     summary = SimSummary(*(empty(n_stages) for _ in range(6)), *(empty(n_networks) for _ in range(3)))
-    begin = 0
-    while begin < n_networks:
-        end = begin + 1
-        while (end < n_networks
-               and (sim.network_offsets[end + 1] - sim.network_offsets[begin]) * replications
-               <= _CHUNK_CELLS):
-            end += 1
-        part = summarize(simulate_totals(_chunk(sim, begin, end), periods=periods,
+    for begin, end in network_chunks(sim.network_offsets, replications):
+        part = summarize(simulate_totals(chunk_networks(sim, begin, end), periods=periods,
                                          replications=replications, warmup=warmup, seed=seed))
         rows = slice(sim.network_offsets[begin], sim.network_offsets[end])
         for index, (whole, piece) in enumerate(zip(summary, part, strict=True)):
             where = rows if index < 6 else slice(begin, end)
             for field in range(3):
                 whole[field][where] = piece[field]
-        begin = end
     return summary
+
+
+def network_chunks(network_offsets: np.ndarray, cells_per_stage: int, cells: int | None = None):
+    """Consecutive network ranges ``(begin, end)`` of at most ``cells`` stage cells each.
+
+    A stage counts ``cells_per_stage`` cells (its replications, say); a network larger than
+    ``cells`` (default ``2**22``) is a chunk of its own.
+    """
+    cells = _CHUNK_CELLS if cells is None else cells
+    n_networks = len(network_offsets) - 1
+    begin = 0
+    while begin < n_networks:
+        end = begin + 1
+        while (end < n_networks
+               and (network_offsets[end + 1] - network_offsets[begin]) * cells_per_stage <= cells):
+            end += 1
+        yield begin, end
+        begin = end

@@ -1,0 +1,126 @@
+"""Certification of a plan's service (``meio.certify``, ``meio optimize --certify``): time and results.
+
+Demo. The demo catalog (``meio optimize``'s embedded configuration: 2,000 mixed networks, seed 7)
+under its GSM plan, certified with the default options in one process on all Numba threads.
+Reported: seconds, stage-periods simulated (all passes) per second and per CPU-second, the share
+of demand stages certified, the cost uplift over the model's own plan, and a referee's verdict
+(``meio.simulate``, 1,000 periods x 30 replications, a seed the certification never uses).
+
+Mixed catalog. A ``--shape mixed`` catalog through ``meio.cluster`` (the ``meio optimize
+--certify`` path: solve, certify the plan and the single-echelon baseline) in partitions on a
+local cluster of two single-thread workers. Reported: wall time, each partition's certification
+seconds and stage-periods per CPU-second, and the projection to 1,000,000 stages on this machine
+and on a 32-worker cluster (certification is linear in stages x horizon; the projection divides
+the measured task seconds by the workers).
+
+``MEIO_BENCH_QUICK=1``: 150 networks at precision 0.02, a 60-network mixed catalog.
+``MEIO_BENCH_CERTIFY_NETWORKS`` sets the mixed catalog's networks (default 4,000, about 60,000
+stages); ``MEIO_BENCH_CERTIFY_PRECISION`` its precision (default 0.005). Results are checked
+(every demand stage met or within Monte Carlo error, costs positive), never timings.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numba
+import polars as pl
+from scipy import stats
+
+from bench.common import QUICK, peak_rss_mib
+from meio.api import read_network
+from meio.certification import certify
+from meio.cluster import local_cluster, run_catalog
+from meio.cluster.workers import warm_up
+from meio.config import load_config
+from meio.generate import generate_catalog
+from meio.pipeline import optimize
+from meio.simulation import simulate
+
+DEMO_NETWORKS = 150 if QUICK else None  # None: the demo's own 2,000
+PRECISION = 0.02 if QUICK else 0.005
+MIXED_NETWORKS = 60 if QUICK else int(os.environ.get("MEIO_BENCH_CERTIFY_NETWORKS", 4000))
+MIXED_PRECISION = 0.02 if QUICK else float(os.environ.get("MEIO_BENCH_CERTIFY_PRECISION", 0.005))
+#: A referee's miss share above this is more than Monte Carlo error when each stage misses with
+#: probability 0.03 (binomial tail below 1e-3 for the demo's 9,650 demand stages).
+MISS_PROBABILITY = 0.03
+
+
+def _demo_tables():
+    config = load_config(None).generate
+    if DEMO_NETWORKS is not None:
+        config.networks = DEMO_NETWORKS
+    return config.tables()
+
+
+def _misses_within_error(misses: int, stages: int) -> bool:
+    return misses == 0 or stats.binom.sf(misses - 1, stages, MISS_PROBABILITY) > 1e-3
+
+
+def test_certify_demo(benchmark):
+    stages, arcs = _demo_tables()
+    network = read_network(stages, arcs)
+    plan = optimize(network, "gsm")
+    certify(read_network(*generate_catalog(3, shape="mixed", seed=1)), optimize(
+        read_network(*generate_catalog(3, shape="mixed", seed=1)), "gsm"), periods=5, warmup=1)  # compile
+    cpu = time.process_time()
+    result = benchmark.pedantic(certify, args=(network, plan), kwargs={"precision": PRECISION, "seed": 1},
+                                rounds=1, iterations=1)
+    cpu = time.process_time() - cpu
+    seconds = benchmark.stats.stats.min
+    networks, demand = result.networks, result.stages.filter(pl.col("target_met").is_not_null())
+    stage_periods = networks["certify_stage_periods"].sum()
+    met = int(demand["target_met"].sum())
+    assert _misses_within_error(demand.height - met, demand.height)
+    assert (networks["safety_stock_cost"] >= 0).all()
+    policy = result.stages.select("network", "stage", "base_stock", "outbound_service_time",
+                                  "inbound_service_time")
+    referee = simulate(network, policy, periods=1000, replications=30, seed=12345).stages
+    judged = referee.filter(pl.col("target_met").is_not_null())
+    referee_met = int(judged["target_met"].sum())
+    assert _misses_within_error(judged.height - referee_met, judged.height)
+    cost, model_cost = networks["safety_stock_cost"].sum(), networks["model_cost"].sum()
+    threads = numba.get_num_threads()
+    print(f"\ncertify (demo, gsm plan): {network.n_networks:,} networks, {network.stages.height:,} stages, "
+          f"precision {PRECISION}, {networks['certify_periods'][0]:,} periods x 8 replications per pass: "
+          f"{seconds:.1f} s on {threads} threads, {stage_periods:,.0f} stage-periods "
+          f"({stage_periods / seconds / 1e6:.1f} M/s, {stage_periods / cpu / 1e6:.1f} M per CPU-second); "
+          f"{met:,} of {demand.height:,} demand stages certified; certified cost {cost:,.0f} vs the "
+          f"model's {model_cost:,.0f} ({100 * (cost / model_cost - 1):+.1f}%); referee (fresh seed) "
+          f"{referee_met:,} of {judged.height:,} met; peak RSS {peak_rss_mib():,.0f} MiB")
+
+
+def test_certify_mixed_on_local_cluster(benchmark, tmp_path):
+    stages, arcs = generate_catalog(MIXED_NETWORKS, shape="mixed", seed=11)
+    stages.write_parquet(tmp_path / "stages.parquet")
+    arcs.write_parquet(tmp_path / "arcs.parquet")
+    options = {"certify": {"precision": MIXED_PRECISION, "seed": 1}}
+    warm_up("gsm", options)
+    partitions = 2 if QUICK else 8
+    with local_cluster(workers=2, threads_per_worker=1) as client:
+        def partitioned():
+            return run_catalog(tmp_path / "stages.parquet", tmp_path / "arcs.parquet", tmp_path / "run",
+                               model="gsm", service_level=0.95, options=options, client=client,
+                               partitions=partitions, overwrite=True)
+
+        result = benchmark.pedantic(partitioned, rounds=1, iterations=1)
+    seconds = benchmark.stats.stats.min
+    records = result.manifest["partitions"]
+    n_stages = stages.height
+    task_seconds = sum(p["seconds"]["optimize"] for p in records)
+    networks = pl.read_parquet(tmp_path / "run" / "networks" / "*.parquet")
+    stage_periods = networks["certify_stage_periods"].sum()
+    demand, missing = result.total("demand_stages"), result.total("missing_stages")
+    assert _misses_within_error(missing, demand)
+    per_partition = ", ".join(f"{p['partition']['stages']:,} stages {p['seconds']['optimize']:.1f} s"
+                              for p in records)
+    million = 1_000_000 / n_stages
+    print(f"\ncertify (mixed, gsm plan and single baseline, precision {MIXED_PRECISION}): "
+          f"{MIXED_NETWORKS:,} networks, {n_stages:,} stages in {partitions} partitions on 2 workers: "
+          f"{seconds:.1f} s wall, task time {task_seconds:.1f} s ({per_partition}); plan "
+          f"certification {stage_periods:,.0f} stage-periods; {demand - missing:,} of {demand:,} demand "
+          f"stages certified; saving vs certified single "
+          f"{100 * (1 - result.total('safety_stock_cost') / result.total('baseline_cost')):.1f}%; "
+          f"projected 1M stages: {seconds * million / 60:.1f} min here, "
+          f"{task_seconds * million / 32 / 60:.1f} min on 32 workers")

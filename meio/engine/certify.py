@@ -1,0 +1,375 @@
+"""Certified base stocks: the exact quantile step on common random numbers, then independent checks.
+
+Model
+-----
+The simulator's (:mod:`meio.engine.simulate`): installation base stock, backorders, FIFO. Every
+stage orders its exploded demand whatever the levels, so at a stage ``j`` without successors
+(a *sink*) the net inventory is ``S_j - X_j(t)`` where the shortfall ``X_j(t)`` does not depend
+on ``S_j`` (:class:`~meio.engine.simulate.ShortfallProbe`). One simulation of the upstream plan
+therefore gives, on its random numbers, the sink's cycle service level, fill rate and on-hand
+stock as exact step or piecewise-linear functions of ``S_j``; the kernel accumulates them on a
+grid of ``K`` candidate levels per sink.
+
+Steps (docs/certify.md)
+-----------------------
+1. *Range*: one run on the certification stream records each sink's lowest and highest late
+   level ``Y`` (below the lowest every period is late, from the highest on none is); levels are
+   never negative, so a range below 0 is cut there.
+2. *Coarse*: the same random numbers on ``K`` levels spread over that range; the first level
+   whose service meets the target brackets the answer in one grid cell.
+3. *Fine*: the same random numbers on ``K`` levels inside that cell; the certified level is the
+   first that meets the target. Resolution: the range over ``K^2``.
+
+   A level *meets* a target when the lower confidence bound ``mean - z SE`` of the measure over
+   the replications (``z`` from ``confidence``, ``SE`` the replications' standard error at that
+   level, autocorrelation included) is at least the target: the level is chosen on a finite
+   sample, so it keeps a margin of ``z`` standard errors against sampling error.
+4. *Check*: the plan with the certified sinks runs on independent random numbers (another seed
+   stream, a longer horizon). A sink whose simulated service there falls below its target is
+   raised to the level that meets it on that run (the same rule, on a grid around its level),
+   and the plan is checked again on a fresh stream, at most ``rounds`` checks. The last check's
+   measures are what the plan reports.
+
+Demand stages with successors keep their model level: raising one changes the shortfall of every
+stage below it, which this exact step does not cover; they are checked and reported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import NamedTuple
+
+import numpy as np
+from scipy.special import ndtri
+
+from meio.engine.simulate import (
+    PROBE_BLOCKS,
+    PROBE_CYCLES,
+    PROBE_DUE,
+    PROBE_EXCEEDED,
+    PROBE_FIXED,
+    PROBE_HIGH,
+    PROBE_LATE_CONSTANT,
+    PROBE_LATE_SLOPE,
+    PROBE_LOW,
+    PROBE_ON_HAND_CONSTANT,
+    PROBE_ON_HAND_SLOPE,
+    PROBE_PERIODS,
+    PROBE_RECORD_LATE,
+    PROBE_RECORD_ON_HAND,
+    PROBE_SHORTFALL,
+    ShortfallProbe,
+    SimNetworks,
+    SimTotals,
+    chunk_networks,
+    csr_rows,
+    network_chunks,
+    select_networks,
+    simulate_totals,
+)
+
+#: Candidate levels per sink and pass.
+PROBE_LEVELS = 32
+#: A measure this close below its target meets it (a share of cycles computed in floating point).
+_ROUNDING = 1e-12
+#: Probe cells (replications x rows x columns) per kernel call: bounds the probe's memory.
+_PROBE_CELLS = 1 << 24
+
+
+class ProbeCurves(NamedTuple):
+    """A probe run's measures at each candidate level, per replication (rows: probed stages)."""
+
+    levels: np.ndarray  #: float64[rows, K]
+    cycles: np.ndarray  #: float64[R, rows], replenishment cycles measured
+    exceeded: np.ndarray  #: float64[R, rows, K], cycles with a late request at each level
+    due: np.ndarray  #: float64[R, rows], units due
+    late: np.ndarray  #: float64[R, rows, K], late units at each level
+    on_hand: np.ndarray  #: float64[R, rows, K], on-hand stock summed over the measured periods
+    periods: np.ndarray  #: float64[R, rows], measured periods
+    shortfall: np.ndarray  #: float64[R, rows], the shortfall ``X`` summed over the measured periods
+    low: np.ndarray  #: float64[rows], lowest ``Y - d`` (below it nothing is served on time)
+    high: np.ndarray  #: float64[rows], highest ``Y`` (from it on nothing is late)
+
+
+def probe_curves(totals: np.ndarray, levels: np.ndarray) -> ProbeCurves:
+    """The kernel's probe accumulators (:class:`ShortfallProbe`) as measures at each level.
+
+    The difference arrays become prefix sums: a period whose late level ``Y`` lies between
+    levels ``k - 1`` and ``k`` is late at levels ``0 .. k - 1``; its late units are ``d`` at
+    levels ``<= Y - d``, ``Y - S`` up to ``Y``, 0 above; its on-hand stock ``S - X`` above ``X``.
+    """
+    k = levels.shape[1]
+    width = k + 1
+
+    def block(index):
+        return totals[:, :, PROBE_FIXED + index * width:PROBE_FIXED + (index + 1) * width]
+
+    histogram = block(PROBE_EXCEEDED)
+    cycles = totals[:, :, PROBE_CYCLES]
+    exceeded = cycles[:, :, None] - np.cumsum(histogram, axis=2)[:, :, :k]
+    late = (np.cumsum(block(PROBE_LATE_CONSTANT), axis=2)[:, :, :k]
+            - levels * np.cumsum(block(PROBE_LATE_SLOPE), axis=2)[:, :, :k])
+    on_hand = (np.cumsum(block(PROBE_ON_HAND_CONSTANT), axis=2)[:, :, :k]
+               + levels * np.cumsum(block(PROBE_ON_HAND_SLOPE), axis=2)[:, :, :k])
+    return ProbeCurves(levels, cycles, exceeded, totals[:, :, PROBE_DUE], np.maximum(late, 0.0),
+                       np.maximum(on_hand, 0.0), totals[:, :, PROBE_PERIODS], totals[:, :, PROBE_SHORTFALL],
+                       totals[:, :, PROBE_LOW].min(axis=0), totals[:, :, PROBE_HIGH].max(axis=0))
+
+
+def run_probe(
+    sim: SimNetworks, probe_row: np.ndarray, levels: np.ndarray, *, periods: int, replications: int,
+    warmup: int, seed: int, record: np.ndarray | int = PROBE_RECORD_LATE | PROBE_RECORD_ON_HAND,
+) -> tuple[SimTotals, ProbeCurves]:
+    """Simulate ``sim`` and probe the stages with ``probe_row >= 0`` at their ``levels``.
+
+    Networks run in chunks so that the probe's accumulators stay within ``2**24`` cells; chunking
+    changes no number (streams depend on the seed, the network id and the replication only).
+    Probe rows must be numbered in stage order (row ``r`` before row ``r + 1``). ``record``
+    (per row or for all) says which of the late units and the on-hand stock to accumulate; what
+    is not recorded reads 0 in the curves.
+    """
+    n_rows, k = levels.shape
+    columns = PROBE_FIXED + PROBE_BLOCKS * (k + 1)
+    totals = np.zeros((replications, n_rows, columns))
+    totals[:, :, PROBE_LOW] = np.inf
+    totals[:, :, PROBE_HIGH] = -np.inf
+    n_stages, n_networks = int(sim.network_offsets[-1]), len(sim.network_offsets) - 1
+    out = SimTotals(*(np.empty((replications, n_stages)) for _ in range(7)),
+                    *(np.empty((replications, n_networks)) for _ in range(2)))
+    probed_before = np.concatenate(([0], np.cumsum(probe_row >= 0)))
+    record_rows = np.broadcast_to(np.asarray(record, np.int64), (n_rows,))
+    for begin, end in network_chunks(sim.network_offsets, replications * columns, _PROBE_CELLS):
+        first, last = sim.network_offsets[begin], sim.network_offsets[end]
+        row_first, row_last = probed_before[first], probed_before[last]
+        rows = probe_row[first:last]
+        probe = ShortfallProbe(np.where(rows >= 0, rows - row_first, -1).astype(np.int64),
+                               np.ascontiguousarray(record_rows[row_first:row_last]),
+                               np.ascontiguousarray(levels[row_first:row_last]),
+                               np.ascontiguousarray(totals[:, row_first:row_last]))
+        part = simulate_totals(chunk_networks(sim, begin, end), periods=periods, replications=replications,
+                               warmup=warmup, seed=seed, probe=probe)
+        totals[:, row_first:row_last] = probe.totals
+        for index, (whole, piece) in enumerate(zip(out, part, strict=True)):
+            if index < 7:
+                whole[:, first:last] = piece
+            else:
+                whole[:, begin:end] = piece
+    return out, probe_curves(totals, levels)
+
+
+class Targets(NamedTuple):
+    """Service targets of the probed stages (NaN: none of that kind)."""
+
+    cycle_service_level: np.ndarray  #: float64[rows]
+    fill_rate: np.ndarray  #: float64[rows]
+
+
+def lower_bound(per_replication: np.ndarray, z: float) -> np.ndarray:
+    """``mean - z SE`` over the replications (axis 0); the mean alone with one replication."""
+    mean = per_replication.mean(axis=0)
+    replications = per_replication.shape[0]
+    if replications < 2 or z == 0.0:
+        return mean
+    return mean - z * per_replication.std(axis=0, ddof=1) / math.sqrt(replications)
+
+
+def service_at_levels(curves: ProbeCurves) -> tuple[np.ndarray, np.ndarray]:
+    """Per replication, the cycle service level and the fill rate at every level ``[R, rows, K]``.
+
+    No cycle measured: service 1 (nothing can be late); nothing due: fill rate 1.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cycles, due = curves.cycles[:, :, None], curves.due[:, :, None]
+        cycle = np.where(cycles > 0, 1.0 - curves.exceeded / cycles, 1.0)
+        fill = np.where(due > 0, 1.0 - curves.late / due, 1.0)
+    return cycle, fill
+
+
+def meeting_index(curves: ProbeCurves, targets: Targets, z: float) -> np.ndarray:
+    """Per row, the first level from which every level meets the targets; ``K`` if none does.
+
+    A level meets a target when the lower bound ``mean - z SE`` of its measure over the
+    replications reaches it. Counting from the last level that fails keeps the answer on the
+    safe side where the bound is not monotone in the level.
+    """
+    cycle, fill = service_at_levels(curves)
+    fails = np.zeros(curves.levels.shape, bool)
+    for per_replication, target in ((cycle, targets.cycle_service_level), (fill, targets.fill_rate)):
+        bound = lower_bound(per_replication, z)
+        fails |= ~np.isnan(target)[:, None] & (bound < target[:, None] - _ROUNDING)
+    k = curves.levels.shape[1]
+    last_fail = np.where(fails.any(axis=1), k - 1 - np.argmax(fails[:, ::-1], axis=1), -1)
+    return last_fail + 1
+
+
+def _spread(low: np.ndarray, high: np.ndarray, k: int, *, include_low: bool) -> np.ndarray:
+    """``k`` levels evenly from ``low`` (or just above it) to ``high``, per row."""
+    steps = np.arange(k) / (k - 1) if include_low else np.arange(1, k + 1) / k
+    return low[:, None] + (high - low)[:, None] * steps[None, :]
+
+
+def stream_seed(seed: int, purpose: str) -> int:
+    """A 64-bit seed for one stream of a certification, independent of ``seed``'s other streams.
+
+    BLAKE2b of the user's seed and the purpose (``"certify"``, ``"check-1"``, ...): a referee
+    simulating with any small seed never shares these streams.
+    """
+    digest = hashlib.blake2b(f"meio-certify:{int(seed)}:{purpose}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+class CertifySettings(NamedTuple):
+    """Sample sizes and rules of a certification (docs/certify.md)."""
+
+    periods: int  #: measured periods per replication on the certification stream
+    replications: int
+    warmup: int
+    check_periods: int  #: measured periods per replication of each check
+    rounds: int  #: checks at most (each after the first follows a raise)
+    confidence: float  #: one-sided confidence of the lower bound a level must meet its target with
+    seed: int
+    levels: int = PROBE_LEVELS
+
+
+class Certified(NamedTuple):
+    """A certification's outcome (rows of the probed sinks, stage arrays in batch order)."""
+
+    base_stock: np.ndarray  #: float64[n_stages], certified installation levels
+    totals: SimTotals  #: the last check's per-replication measures at those levels
+    certified_level: np.ndarray  #: float64[rows], the level chosen on the certification stream
+    resolution: np.ndarray  #: float64[rows], the fine grid's step there (the level is exact to it)
+    standard_error: np.ndarray  #: float64[rows], its cycle-service standard error there
+    raised: np.ndarray  #: int64[rows], checks after which the sink was raised
+    checks: np.ndarray  #: int64[n_networks], checks each network ran
+    stage_periods: np.ndarray  #: float64[n_networks], stage-periods simulated per network, all passes
+
+
+def _with_levels(sim: SimNetworks, base_stock: np.ndarray) -> SimNetworks:
+    return sim._replace(base_stock=np.ascontiguousarray(base_stock, np.float64))
+
+
+def certify_sinks(
+    sim: SimNetworks, sinks: np.ndarray, targets: Targets, settings: CertifySettings
+) -> Certified:
+    """Certify the base stocks of the ``sinks`` (stage rows, ascending) of ``sim``'s plan.
+
+    Steps 1-4 of the module docstring. Every other stage keeps its level. Sinks of networks
+    the plan leaves unsolved (NaN levels) are not simulated and keep NaN. Networks go through
+    in chunks whose probe accumulators fit ``2**24`` cells, so memory follows the chunk, not the
+    catalog; every network's numbers depend on it alone, so chunking changes none.
+    """
+    columns = PROBE_FIXED + PROBE_BLOCKS * (settings.levels + 1)
+    parts = []
+    for begin, end in network_chunks(sim.network_offsets, settings.replications * columns, _PROBE_CELLS):
+        first, last = sim.network_offsets[begin], sim.network_offsets[end]
+        rows = slice(np.searchsorted(sinks, first), np.searchsorted(sinks, last))
+        parts.append(_certify_chunk(chunk_networks(sim, begin, end), sinks[rows] - first,
+                                    Targets(*(target[rows] for target in targets)), settings))
+    if len(parts) == 1:
+        return parts[0]
+    totals = SimTotals(*(np.concatenate([getattr(part.totals, name) for part in parts], axis=1)
+                         for name in SimTotals._fields))
+    return Certified(np.concatenate([part.base_stock for part in parts]), totals,
+                     *(np.concatenate([getattr(part, name) for part in parts])
+                       for name in Certified._fields[2:]))
+
+
+def _certify_chunk(
+    sim: SimNetworks, sinks: np.ndarray, targets: Targets, settings: CertifySettings
+) -> Certified:
+    """:func:`certify_sinks` on networks whose probe fits in memory at once."""
+    k = settings.levels
+    z = float(ndtri(settings.confidence)) if settings.confidence > 0.5 else 0.0
+    probe_row = np.full(len(sim.base_stock), -1, np.int64)
+    probe_row[sinks] = np.arange(len(sinks))
+    base_stock = sim.base_stock.copy()
+    crn = {"periods": settings.periods, "replications": settings.replications, "warmup": settings.warmup,
+           "seed": stream_seed(settings.seed, "certify")}
+    late = np.where(np.isnan(targets.fill_rate), 0, PROBE_RECORD_LATE)  # on hand: the checks' own
+    _, ranged = run_probe(sim, probe_row, base_stock[sinks][:, None], record=0, **crn)
+    measured = np.isfinite(ranged.low) & np.isfinite(ranged.high)
+    # levels are never negative: a sink quoting a service time its lead time covers may need none
+    low = np.where(measured, np.maximum(ranged.low, 0.0), base_stock[sinks])
+    high = np.where(measured, np.maximum(ranged.high, 0.0), base_stock[sinks])
+    _, coarse = run_probe(sim, probe_row, _spread(low, high, k, include_low=True), record=late, **crn)
+    index = np.minimum(meeting_index(coarse, targets, z), k - 1)  # the top level always meets (unless NaN)
+    rows = np.arange(len(sinks))
+    upper = coarse.levels[rows, index]
+    lower = np.where(index > 0, coarse.levels[rows, np.maximum(index - 1, 0)], upper)
+    _, fine = run_probe(sim, probe_row, _spread(lower, upper, k, include_low=False), record=late, **crn)
+    index = np.minimum(meeting_index(fine, targets, z), k - 1)
+    chosen = fine.levels[rows, index]
+    cycle, _ = service_at_levels(fine)
+    at_choice = cycle[:, rows, index]
+    standard_error = (at_choice.std(axis=0, ddof=1) / math.sqrt(settings.replications)
+                      if settings.replications > 1 else np.full(len(sinks), np.nan))
+    levels = np.where(measured, chosen, base_stock[sinks])
+    base_stock[sinks] = levels
+    width = np.maximum(high - low, 0.0)
+    raised = np.zeros(len(sinks), np.int64)
+    network_of_sink = np.searchsorted(sim.network_offsets, sinks, side="right") - 1
+    active = np.arange(len(sim.network_offsets) - 1)  # networks the next check runs
+    totals = None
+    checks = 0
+    checked = np.zeros(len(sim.network_offsets) - 1, np.int64)  # checks each network ran
+    while True:
+        checks += 1
+        checked[active] += 1
+        part = select_networks(_with_levels(sim, base_stock), active)
+        stage = csr_rows(sim.network_offsets, active)
+        part_sinks = np.flatnonzero(np.isin(network_of_sink, active))
+        part_targets = Targets(*(target[part_sinks] for target in targets))
+        grid = levels[part_sinks, None] + width[part_sinks, None] * np.linspace(-0.0625, 0.1875, k)[None, :]
+        check_stream = {"periods": settings.check_periods, "replications": settings.replications,
+                        "warmup": settings.warmup, "seed": stream_seed(settings.seed, f"check-{checks}")}
+        part_totals, check = run_probe(part, renumbered_rows(probe_row[stage]), grid, record=late[part_sinks],
+                                       **check_stream)
+        totals = _merged(totals, part_totals, stage, active)
+        short = np.zeros(len(sinks), bool)
+        short[part_sinks] = _short(part_totals, np.flatnonzero(probe_row[stage] >= 0), part_targets)
+        if checks >= settings.rounds or not short.any():
+            break
+        index = meeting_index(check, part_targets, z)
+        part_rows = np.arange(len(part_sinks))
+        needed = np.where(index < k, check.levels[part_rows, np.minimum(index, k - 1)], check.high)
+        new_levels = levels.copy()
+        new_levels[part_sinks] = np.where(short[part_sinks] & measured[part_sinks],
+                                          np.maximum(levels[part_sinks], needed), levels[part_sinks])
+        raised[new_levels > levels] = checks
+        levels = new_levels
+        base_stock[sinks] = levels
+        active = np.unique(network_of_sink[raised == checks])
+    crn_cost = 3 * (settings.periods + settings.warmup) * settings.replications
+    check_cost = (settings.check_periods + settings.warmup) * settings.replications
+    stage_periods = np.diff(sim.network_offsets) * (crn_cost + checked * check_cost)
+    return Certified(base_stock, totals, chosen, (upper - lower) / k, standard_error, raised, checked,
+                     stage_periods.astype(np.float64))
+
+
+def renumbered_rows(probe_row: np.ndarray) -> np.ndarray:
+    """Probe rows of a subset of stages, renumbered from 0 in stage order."""
+    out = np.full(len(probe_row), -1, np.int64)
+    probed = probe_row >= 0
+    out[probed] = np.arange(probed.sum())
+    return out
+
+
+def _merged(whole: SimTotals | None, part: SimTotals, stage: np.ndarray, networks: np.ndarray) -> SimTotals:
+    """``whole`` with the columns of ``part`` (stages ``stage``, networks ``networks``) written in."""
+    if whole is None:
+        return part
+    for index, (target, piece) in enumerate(zip(whole, part, strict=True)):
+        target[:, stage if index < 7 else networks] = piece
+    return whole
+
+
+def _short(totals: SimTotals, stages: np.ndarray, targets: Targets) -> np.ndarray:
+    """Sinks (``stages`` of ``totals``) whose mean simulated service falls short of ``targets``."""
+    ready = totals.ready[:, stages].mean(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fill = np.where(totals.due[:, stages] > 0, 1.0 - totals.late[:, stages] / totals.due[:, stages], 1.0)
+    fill = fill.mean(axis=0)
+    cycle_short = ~np.isnan(targets.cycle_service_level) & (ready < targets.cycle_service_level)
+    fill_short = ~np.isnan(targets.fill_rate) & (fill < targets.fill_rate)
+    return cycle_short | fill_short
