@@ -54,7 +54,7 @@ class CertifyOptions:
     most; ``seed`` picks the streams (independent of any simulation's ``seed``).
     """
 
-    demand: str = "normal"
+    demand: str | None = None
     precision: float = 0.005
     confidence: float = 0.95
     replications: int = 8

@@ -51,7 +51,7 @@ class OptimizeConfig:
     mip_node_limit: int | None = None
     time_limit: float | None = None
     certify: bool = False
-    demand: str = "normal"
+    demand: str | None = None
     history: str | None = None
     certify_precision: float = 0.005
     certify_confidence: float = 0.95

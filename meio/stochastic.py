@@ -106,7 +106,7 @@ def complete_ssm(network: Network, plan: Plan, *, service_level: float, options:
     # stages serve from stock; customer-facing ones quote their customers' max service time, as far as
     # their replenishment allows (the clock every model shares, docs/design.md §4.1)
     quoted = baseline_service_times(batch)[1].astype(np.float64)
-    sim = build_sim_networks(part, _warm_start(part, service_level), quoted, "normal", None)
+    sim = build_sim_networks(part, _warm_start(part, service_level), quoted, None, None)
     sinks = sink_stages(part, sim.demand_kind)
     targets, stockout = _sink_objective(part, sinks, service_level, options.get("stockout_cost"),
                                         options.get("objective", "auto"))

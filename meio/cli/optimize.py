@@ -57,7 +57,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                          "meet their targets on common random numbers, checked on independent ones; the "
                          "saving is measured against the single-echelon plan certified the same way")
     certify.add_argument("--demand", choices=sorted(DEMAND_KINDS),
-                         help="demand law of the certification and the verification (default normal)")
+                         help="demand law of the certification and the verification (default: each stage's "
+                         "demand_distribution column)")
     certify.add_argument("--history",
                          help="demand history table (network, stage, demand) for --demand history")
     certify.add_argument("--certify-precision", type=float,
@@ -160,7 +161,7 @@ def _model_options(settings: OptimizeConfig) -> dict:
     if certify is not None:
         certify_options(certify).check(has_history=settings.history is not None)
         options["certify"] = certify
-    elif settings.demand != "normal" or settings.history is not None:
+    elif settings.demand is not None or settings.history is not None:
         raise InputError("config", "demand", "--demand and --history set the certification's demand: add "
                          "--certify")
     return options
