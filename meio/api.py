@@ -65,7 +65,7 @@ class Network:
 
 @dataclass(frozen=True)
 class Plan:
-    """Results of one model on one catalog: the stages and networks tables of DESIGN.md §3."""
+    """Results of one model on one catalog: the stages and networks tables of docs/design.md §3."""
 
     stages: pl.DataFrame
     networks: pl.DataFrame
@@ -79,7 +79,7 @@ def read_network(
     Parameters
     ----------
     stages, arcs : str, Path, polars.DataFrame or pyarrow.Table
-        The tables of DESIGN.md §2; files are read by extension (``.parquet``, ``.csv``,
+        The tables of docs/design.md §2; files are read by extension (``.parquet``, ``.csv``,
         ``.arrow``/``.ipc``/``.feather``). ``arcs`` may be omitted for single-stage networks.
     holding_rate : float, optional
         Holding cost per period per unit of cumulative cost, for stages without ``holding_cost``.
@@ -244,7 +244,7 @@ def _network_frame(
 
 
 def write_plan(plan: Plan, output: str | Path, manifest: dict[str, Any], *, overwrite: bool) -> Path:
-    """Write a plan as a run directory (DESIGN.md §3)."""
+    """Write a plan as a run directory (docs/design.md §3)."""
     return write_run_directory(
         output, {"stages": plan.stages, "networks": plan.networks}, manifest, overwrite=overwrite
     )

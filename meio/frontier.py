@@ -2,7 +2,7 @@
 
 One batched :func:`meio.optimize` per service level: it plans every network with the model and
 also returns the single-echelon plan's cost (``baseline_cost``), so each level costs one solve
-of the catalog, and both curves come from the same demand, targets and clock (DESIGN.md §4.1).
+of the catalog, and both curves come from the same demand, targets and clock (docs/design.md §4.1).
 
 How a level is applied. The sweep sets every stage's own targets aside (``service_level`` and
 ``fill_rate`` become null) and passes the level as the run's default service level: every demand

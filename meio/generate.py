@@ -1,4 +1,4 @@
-"""Seeded synthetic catalogs of supply networks in the input contract of DESIGN.md §2.
+"""Seeded synthetic catalogs of supply networks in the input contract of docs/design.md §2.
 
 :func:`generate_catalog` returns ``(stages, arcs)`` Polars frames for a catalog of independent
 networks of one shape, or a blend of all of them. Everything is drawn from one

@@ -1,9 +1,9 @@
-"""``meio.simulate``: Monte Carlo evaluation of a base-stock policy on a catalog (DESIGN.md §4.4).
+"""``meio.simulate``: Monte Carlo evaluation of a base-stock policy on a catalog (docs/design.md §4.5).
 
 The thin driver around :mod:`meio.engine.simulate`: resolve the policy (a :class:`~meio.Plan`, a
 run directory or a plain table), line it up with the catalog's stages, convert echelon levels,
 build the kernel arrays, run, and wrap the replication statistics into the stages and networks
-frames of DESIGN.md §3.
+frames of docs/design.md §3.
 """
 
 from __future__ import annotations
@@ -366,7 +366,7 @@ def service_targets(
     """Cycle-service and fill-rate targets of the demand stages (NaN elsewhere and where none).
 
     A stage's own ``service_level``, else the run default ``service_level`` unless the stage has a
-    ``fill_rate`` target, which replaces the default (DESIGN.md §2).
+    ``fill_rate`` target, which replaces the default (docs/design.md §2).
     """
     own_level = batch.service_level
     default_level = np.where(np.isnan(batch.fill_rate), service_level, np.nan)

@@ -88,7 +88,7 @@ def stage_facts(net: dict, default_level: float) -> dict[str, dict]:
 def safety_stock(fact: dict, row: dict, exposure_without_review: float) -> float:
     """GSM / single safety stock of a stage at net lead time ``SI + L - S``."""
     review = _get(row, "review_period", 1.0)
-    return math.sqrt(fact["k"] ** 2 * (exposure_without_review + review - 1.0)
+    return math.sqrt(fact["k"] ** 2 * (exposure_without_review + (review - 1.0))
                      + (fact["z"] * fact["mu"] * fact["sigma_L"]) ** 2)
 
 

@@ -18,7 +18,7 @@ from meio.generate import SHAPES, generate_catalog
 
 BASE_SHAPES = ["serial", "assembly", "distribution", "tree", "dag"]
 
-# DESIGN.md §2 and the generator's brief: column names and types.
+# docs/design.md §2 and the generator's brief: column names and types.
 STAGE_SCHEMA = {
     "network": pl.String,
     "stage": pl.String,

@@ -41,7 +41,7 @@ import polars as pl
 from meio.io.write import file_sha256, replace_directory
 
 #: The two tables of the run directory: ``DIR/NAME/part-XXXXX.parquet`` datasets, or
-#: ``DIR/NAME.parquet`` files when the run has a single partition (DESIGN.md §3).
+#: ``DIR/NAME.parquet`` files when the run has a single partition (docs/design.md §3).
 TABLES = ("stages", "networks")
 
 

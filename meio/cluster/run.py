@@ -290,7 +290,7 @@ def prepare_catalog(
     Parameters
     ----------
     stages, arcs : path or table
-        The input tables (DESIGN.md §2): files by extension, directories of Parquet files
+        The input tables (docs/design.md §2): files by extension, directories of Parquet files
         (hive partitioning allowed), or in-memory Polars/Arrow tables (written once into the
         staging area so that workers can read them).
     output : path

@@ -62,7 +62,7 @@ class Batch(NamedTuple):
 
 
 class NetDemand(NamedTuple):
-    """Demand seen by every stage after propagation (DESIGN.md §2).
+    """Demand seen by every stage after propagation (docs/design.md §2).
 
     ``demand_bound_sd`` is the pooled safety factor ``k_j = sqrt(sum_k (n_jk z_k sigma_k)^2)``
     of Humair & Willems (2011): the guaranteed-service safety stock over a net lead time ``tau``

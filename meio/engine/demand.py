@@ -1,4 +1,4 @@
-"""Net demand of every stage: quantity-weighted means and pooled deviations (DESIGN.md §2).
+"""Net demand of every stage: quantity-weighted means and pooled deviations (docs/design.md §2).
 
 Let ``n_jk`` be the units of stage ``j`` inside one unit of stage ``k``'s external demand, summed
 over every path from ``j`` to ``k`` (product of arc quantities along each path; ``n_kk = 1``).

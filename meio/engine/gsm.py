@@ -2,7 +2,7 @@
 
 The guaranteed-service model of Graves & Willems (2000, *MSOM* 2(1):68-83; erratum 2003)
 chooses integer outbound service times so that every demand stage meets its maximum service
-time at the lowest total safety-stock holding cost (DESIGN.md §4.2). Safety stock over a net
+time at the lowest total safety-stock holding cost (docs/design.md §4.3). Safety stock over a net
 lead time ``tau`` is :func:`meio.engine.gsm_cost.stage_safety_stock` of the pooled demand bound
 ``k_j`` (Humair & Willems 2011) and the lead-time variability term.
 

@@ -10,7 +10,7 @@ import numpy as np
 class ModelResult(NamedTuple):
     """Columns produced by one model on one batch.
 
-    ``stage`` maps contract column names (DESIGN.md §3: ``inbound_service_time``,
+    ``stage`` maps contract column names (docs/design.md §3: ``inbound_service_time``,
     ``outbound_service_time``, ``net_lead_time``, ``safety_stock``, ``base_stock``,
     ``safety_stock_cost`` and any model-specific ones) to arrays of length ``n_stages`` in batch
     order. ``network`` maps per-network columns (``method``, ``safety_stock_cost``, and where the

@@ -1,4 +1,4 @@
-"""Monte Carlo simulation of base-stock policies on any acyclic network (DESIGN.md §4.4).
+"""Monte Carlo simulation of base-stock policies on any acyclic network (docs/design.md §4.5).
 
 Model
 -----

@@ -1,4 +1,4 @@
-"""Model driver of the stochastic-service model (SSM), DESIGN.md §4.3.
+"""Model driver of the stochastic-service model (SSM), docs/design.md §4.4.
 
 Which algorithm a network gets
 ------------------------------

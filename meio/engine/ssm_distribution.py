@@ -5,7 +5,7 @@ allowed) follows an installation base-stock policy with level ``s_j``, reviewed 
 A root is replenished by an outside supplier after its lead time plus its external inbound
 service time. A stage that is out of stock backorders its successors' orders and serves them
 first come, first served. Demand per period at stage ``j`` (net of every downstream stream,
-DESIGN.md §2) has mean ``mu_j`` and standard deviation ``sigma_j``.
+docs/design.md §2) has mean ``mu_j`` and standard deviation ``sigma_j``.
 
 Decomposition (the approximation). Following METRIC (Sherbrooke 1968, *Operations Research*
 16(1):122-141) with the two-moment refinement of Graves (1985, *Management Science*

@@ -1,4 +1,4 @@
-"""Turn validated tables into the CSR batch arrays of DESIGN.md §5, vectorised end to end.
+"""Turn validated tables into the CSR batch arrays of docs/design.md §5, vectorised end to end.
 
 Each stage's ``lead_time`` and ``lead_time_sd`` in the batch are those of its replenishment
 time: its own processing time plus the transit of its inbound lanes (arcs ``lead_time`` and
@@ -136,7 +136,7 @@ def build_layout(
     Parameters
     ----------
     stages, arcs : path or table
-        The input tables of DESIGN.md §2 (``arcs`` may be omitted or empty: every network is
+        The input tables of docs/design.md §2 (``arcs`` may be omitted or empty: every network is
         then a single stage).
     holding_rate : float, optional
         Holding cost per unit of cumulative cost per period, for stages without ``holding_cost``.

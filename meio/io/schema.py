@@ -1,4 +1,4 @@
-"""Declared schemas of the input tables (DESIGN.md §2): one place that names every column."""
+"""Declared schemas of the input tables (docs/design.md §2): one place that names every column."""
 
 from __future__ import annotations
 

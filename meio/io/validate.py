@@ -1,4 +1,4 @@
-"""Check input tables against the data contract before any work starts (DESIGN.md §2, §5).
+"""Check input tables against the data contract before any work starts (docs/design.md §2, §5).
 
 Every rule raises one :class:`~meio.io.errors.InputError` naming the table, the column, the rule,
 how many rows break it and the first offending ids. Rules run in a fixed order, so a table with

@@ -1,4 +1,4 @@
-"""Write a run directory atomically (DESIGN.md §3).
+"""Write a run directory atomically (docs/design.md §3).
 
 Everything is written under a temporary name beside the target and renamed into place only when
 complete, so a run that dies leaves the previous results (or nothing) behind, never half of one.

@@ -1,6 +1,6 @@
 """A run directory as the report reads it: its tables, its manifest, and what it refers to.
 
-Everything comes from the directory (DESIGN.md §3: ``stages.parquet`` or the ``stages/``
+Everything comes from the directory (docs/design.md §3: ``stages.parquet`` or the ``stages/``
 dataset, ``networks.parquet`` or ``networks/``, ``manifest.json``), so a report can be made of
 any run, by any version of the engine, long after the run. Two things live outside it and are
 found through the manifest when they are still reachable:
