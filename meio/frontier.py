@@ -3,6 +3,8 @@
 One batched :func:`meio.optimize` per service level: it plans every network with the model and
 also returns the single-echelon plan's cost (``baseline_cost``), so each level costs one solve
 of the catalog, and both curves come from the same demand, targets and clock (docs/design.md §4.1).
+With ``certify`` both plans are certified in simulation at every level (docs/certify.md) and the
+curves are their simulated holding costs at equal certified service.
 
 How a level is applied. The sweep sets every stage's own targets aside (``service_level`` and
 ``fill_rate`` become null) and passes the level as the run's default service level: every demand
@@ -18,9 +20,10 @@ from typing import Any
 
 import polars as pl
 
-from meio.api import Network, optimize, read_network
+from meio.api import Network, read_network
 from meio.io.errors import InputError
 from meio.io.read import TableSource
+from meio.pipeline import optimize
 
 #: The ``model`` of the single-echelon rows.
 SINGLE = "single"
@@ -55,6 +58,7 @@ def frontier(
     service_levels: Sequence[float],
     model: str = "gsm",
     holding_rate: float | None = None,
+    certify: bool | dict[str, Any] = False,
     **options: Any,
 ) -> pl.DataFrame:
     """Safety-stock cost of every network and of the catalog at each service level.
@@ -69,6 +73,9 @@ def frontier(
         The MEIO model (``"gsm"``, ``"ssm"``; ``"single"`` gives the single-echelon curve only).
     holding_rate : float, optional
         As for :func:`meio.read_network`.
+    certify : bool or dict
+        Certify the plan and the baseline at every level (the options of :func:`meio.certify`):
+        the costs are then simulated holding costs at equal certified service.
     **options
         Passed to the model (e.g. ``slp_starts``).
 
@@ -86,7 +93,7 @@ def frontier(
     catalog = _swept_catalog(network, holding_rate)
     frames = []
     for level in levels:
-        networks = optimize(catalog, model, service_level=level, **options).networks
+        networks = optimize(catalog, model, service_level=level, certify=certify, **options).networks
         plans = [(model, "safety_stock_cost")] + ([(SINGLE, "baseline_cost")] if model != SINGLE else [])
         for name, column in plans:
             frames.append(networks.select(

@@ -183,6 +183,21 @@ def test_frontier_scales_with_the_safety_factor_and_sums_the_catalog(tmp_path):
     np.testing.assert_allclose(at["safety_stock_cost"], plan.sort("network")["safety_stock_cost"], rtol=1e-12)
 
 
+def test_certified_frontier_is_the_certified_plan_at_each_level():
+    """With certify, each level's costs are meio.optimize(..., certify=...) at that level: the
+    certified plan's simulated holding cost beside the certified single-echelon plan's."""
+    stages, arcs = random_catalog(6, networks=3)
+    options = {"periods": 300, "replications": 4, "rounds": 1}
+    table = meio.frontier((stages, arcs), service_levels=[0.9], model="gsm", certify=options)
+    uniform = stages.with_columns(service_level=pl.lit(0.9))
+    plan = meio.optimize((uniform, arcs), "gsm", service_level=0.5, certify=options).networks.sort("network")
+    rows = table.filter(pl.col("network").is_not_null()).sort("network")
+    for model, column in (("gsm", "safety_stock_cost"), ("single", "baseline_cost")):
+        np.testing.assert_allclose(rows.filter(pl.col("model") == model)["safety_stock_cost"], plan[column],
+                                   rtol=1e-12)
+    assert plan["certified"].all()
+
+
 def test_frontier_command_writes_table_and_report(tmp_path):
     stages, arcs = _catalog(tmp_path, seed=2, networks=5)
     out = tmp_path / "frontier"

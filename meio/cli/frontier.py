@@ -38,6 +38,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--holding-rate", type=float,
                         help="holding cost per period per unit of cumulative cost, for stages without "
                         "holding_cost")
+    parser.add_argument("--certify", action="store_true",
+                        help="certify the plan and the single-echelon baseline at every level "
+                        "(docs/certify.md): costs become simulated holding costs at certified service")
     parser.add_argument("--output", required=True, help="directory to write")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing directory")
 
@@ -58,10 +61,11 @@ def run(args: argparse.Namespace, console: Console) -> None:
     started = time.perf_counter()
     with console.status(f"planning the catalog at {len(levels)} service levels"):
         table = frontier((args.stages, args.arcs), service_levels=levels, model=args.model,
-                         holding_rate=args.holding_rate)
+                         holding_rate=args.holding_rate, certify=args.certify)
     manifest = {
         "meio_version": meio.__version__, "command": FRONTIER,
-        "config": {"model": args.model, "service_levels": levels, "holding_rate": args.holding_rate},
+        "config": {"model": args.model, "service_levels": levels, "holding_rate": args.holding_rate,
+                   "certify": args.certify},
         "inputs": {"stages": file_facts(args.stages), "arcs": file_facts(args.arcs) if args.arcs else None},
         "timings_seconds": {"total": time.perf_counter() - started},
     }
