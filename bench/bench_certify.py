@@ -13,6 +13,12 @@ seconds and stage-periods per CPU-second, and the projection to 1,000,000 stages
 and on a 32-worker cluster (certification is linear in stages x horizon; the projection divides
 the measured task seconds by the workers).
 
+Willems chains. With ``MEIO_WILLEMS_DIR`` (the ``willems_2008`` folder beside the project, not in
+the repository), the 38 real chains of Willems (2008) with their own data (stage times and their
+deviations, demand, service levels, maximum service times; holding cost 0.1/365 of the cumulative
+cost: percentages do not depend on the rate) through ``meio.optimize(..., "gsm", certify=True)``,
+and a referee.
+
 ``MEIO_BENCH_QUICK=1``: 150 networks at precision 0.02, a 60-network mixed catalog.
 ``MEIO_BENCH_CERTIFY_NETWORKS`` sets the mixed catalog's networks (default 4,000, about 60,000
 stages); ``MEIO_BENCH_CERTIFY_PRECISION`` its precision (default 0.005). Results are checked
@@ -21,8 +27,10 @@ stages); ``MEIO_BENCH_CERTIFY_PRECISION`` its precision (default 0.005). Results
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from pathlib import Path
 
 import numba
 import polars as pl
@@ -124,3 +132,53 @@ def test_certify_mixed_on_local_cluster(benchmark, tmp_path):
           f"{100 * (1 - result.total('safety_stock_cost') / result.total('baseline_cost')):.1f}%; "
           f"projected 1M stages: {seconds * million / 60:.1f} min here, "
           f"{task_seconds * million / 32 / 60:.1f} min on 32 workers")
+
+
+def _willems_tables(folder: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The chains' stages and arcs in meio's contract (unit cost added per stage, 1 per arc)."""
+    stages, arcs = [], []
+    for path in sorted(Path(folder, "json").glob("chain_*.json")):
+        chain = json.loads(path.read_text())
+        for stage in chain["stages"]:
+            stages.append({
+                "network": path.stem, "stage": stage["id"], "lead_time": float(stage["stage_time"] or 0.0),
+                "lead_time_sd": float(stage["stdev_stage_time"] or 0.0),
+                "unit_cost": float(stage["stage_cost"] or 0.0),
+                "demand_mean": float(stage["avg_demand"] or 0.0),
+                "demand_sd": float(stage["std_demand"] or 0.0), "service_level": stage["service_level"],
+                "max_service_time": int(stage["max_service_time"] or 0),
+            })
+        arcs.extend({"network": path.stem, "upstream": arc["from"], "downstream": arc["to"]}
+                    for arc in chain["arcs"])
+    return (pl.DataFrame(stages).with_columns(pl.col("service_level").cast(pl.Float64)),
+            pl.DataFrame(arcs).unique(maintain_order=True))
+
+
+def willems_certified(benchmark):
+    network = read_network(*_willems_tables(WILLEMS_DIR), holding_rate=0.1 / 365.0)
+    options = {"precision": PRECISION, "seed": 1}
+    plan = benchmark.pedantic(optimize, args=(network, "gsm"), kwargs={"certify": options}, rounds=1,
+                              iterations=1)
+    networks = plan.networks
+    demand, missing = networks["demand_stages"].sum(), networks["stages_missing_target"].sum()
+    assert _misses_within_error(missing, demand)
+    policy = plan.stages.select("network", "stage", "base_stock", "outbound_service_time",
+                                "inbound_service_time")
+    judged = simulate(network, policy, periods=1000, replications=30, seed=7).stages.filter(
+        pl.col("target_met").is_not_null())
+    referee_met = int(judged["target_met"].sum())
+    assert _misses_within_error(judged.height - referee_met, judged.height)
+    uncertified = optimize(network, "gsm").networks
+    before = 100 * (1 - uncertified["safety_stock_cost"].sum() / uncertified["baseline_cost"].sum())
+    print(f"\ncertify (Willems chains, gsm): {network.n_networks} chains, {network.stages.height:,} stages, "
+          f"{benchmark.stats.stats.min:.0f} s (solve, certify plan and baseline); {demand - missing:,} of "
+          f"{demand:,} demand stages certified, referee {referee_met:,}; saving vs certified single "
+          f"{100 * (1 - networks['safety_stock_cost'].sum() / networks['baseline_cost'].sum()):.1f}% "
+          f"(uncertified: {before:.1f}%)")
+
+
+#: The ``willems_2008`` folder beside the project (not in the repository).
+WILLEMS_DIR = os.environ.get("MEIO_WILLEMS_DIR")
+# The chains are not part of the project: the suite exists only where their folder is given.
+if WILLEMS_DIR:
+    test_certify_willems = willems_certified

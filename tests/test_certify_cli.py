@@ -10,6 +10,7 @@ import pytest
 import meio
 from meio.cli import main
 from meio.cluster import run_catalog
+from meio.config import parse_config
 from meio.generate import generate_catalog
 
 OPTIONS = {"precision": 0.05, "rounds": 2, "seed": 3}
@@ -69,3 +70,11 @@ def test_bad_certification_flags_exit_2_and_write_nothing(tmp_path, capsys, flag
     assert status == 2
     assert column in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_toml_certify_keys_reach_the_certification():
+    config = parse_config('[optimize]\nmodel = "single"\ncertify = true\ndemand = "poisson"\n'
+                          'certify_precision = 0.02\ncertify_seed = 4\n', "test.toml")
+    assert config.optimize.certify_options() == {"demand": "poisson", "precision": 0.02, "confidence": 0.95,
+                                                 "seed": 4}
+    assert parse_config("[optimize]\n", "test.toml").optimize.certify_options() is None
