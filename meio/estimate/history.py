@@ -25,7 +25,7 @@ import polars as pl
 import pyarrow as pa
 
 from meio.io.errors import InputError
-from meio.io.read import table_format
+from meio.io.read import scan_table
 from meio.io.validate import Rule
 
 #: Quantities are summed exactly as integer multiples of this many parts of a unit.
@@ -59,17 +59,7 @@ def scan_history(source: HistorySource, table: str) -> pl.LazyFrame:
         return pl.from_arrow(source).lazy()
     if not isinstance(source, str | Path):
         raise InputError(table, "-", f"expected a path or a Polars/Arrow table, got {type(source)}")
-    path = Path(source)
-    fmt = table_format(path, table)
-    if not path.exists():
-        raise InputError(table, "-", f"file not found: {path}")
-    if fmt == "parquet":
-        return pl.scan_parquet(path)
-    if fmt == "ipc":
-        return pl.scan_ipc(path)
-    header = pl.scan_csv(path, n_rows=0).collect_schema().names()
-    text = {name: pl.String for name in TEXT_COLUMNS if name in header}
-    return pl.scan_csv(path, schema_overrides=text, infer_schema_length=10_000)
+    return scan_table(source, table, TEXT_COLUMNS)
 
 
 def collect(frame: pl.LazyFrame, table: str) -> pl.DataFrame:

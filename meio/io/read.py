@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,12 @@ def table_format(path: Path, table: str) -> str:
     return fmt
 
 
-def scan_table(source: str | Path, table: str) -> pl.LazyFrame:
-    """Lazily scan one input table; id columns of a CSV are read as strings."""
+def scan_table(source: str | Path, table: str, text_columns: Iterable[str] | None = None) -> pl.LazyFrame:
+    """Lazily scan one table file, keeping the ids of a CSV as text.
+
+    In a CSV the ``text_columns`` (default: the table's declared string columns) are read as
+    strings, so numeric-looking ids stay ids.
+    """
     path = Path(source)
     fmt = table_format(path, table)
     if not path.exists():
@@ -44,8 +49,11 @@ def scan_table(source: str | Path, table: str) -> pl.LazyFrame:
         return pl.scan_parquet(path)
     if fmt == "ipc":
         return pl.scan_ipc(path)
-    ids = {c.name: pl.String for c in SCHEMAS[table] if c.dtype == pl.String}
-    return pl.scan_csv(path, schema_overrides=ids, infer_schema_length=10_000)
+    if text_columns is None:
+        text_columns = [c.name for c in SCHEMAS[table] if c.dtype == pl.String]
+    header = pl.scan_csv(path, n_rows=0).collect_schema().names()
+    text = {name: pl.String for name in text_columns if name in header}
+    return pl.scan_csv(path, schema_overrides=text, infer_schema_length=10_000)
 
 
 def read_table(source: TableSource, table: str) -> pl.DataFrame:
