@@ -216,6 +216,22 @@ def test_certified_levels_rise_with_the_target():
     assert np.all(np.diff(np.array(levels), axis=0) >= -1e-9)
 
 
+def test_the_margin_is_the_replications_standard_error():
+    """A level must meet its target with a margin: its lower bound ``mean - z SE`` over the
+    replications (SE from their spread), so asking for more confidence on the same random numbers
+    raises levels — and never lowers one."""
+    draws = np.random.default_rng(4).normal(0.9, 0.02, size=(8, 6))
+    expected = draws.mean(axis=0) - 1.645 * draws.std(axis=0, ddof=1) / math.sqrt(8)
+    np.testing.assert_allclose(certify_engine.lower_bound(draws, 1.645), expected, rtol=1e-12)
+    network, sim, _ = sim_inputs(13, "poisson", 1.0, 1, True)
+    sinks = _sinks(network, sim)
+    targets = Targets(np.full(len(sinks), 0.9), np.full(len(sinks), np.nan))
+    plain, careful = (certify_sinks(sim, sinks, targets, _settings(periods=200, replications=4,
+                                                                    confidence=confidence)).certified_level
+                      for confidence in (0.5, 0.95))
+    assert np.all(careful >= plain - 1e-9) and np.any(careful > plain + 1e-9)
+
+
 def test_fill_rate_target_is_met_on_the_sample_and_not_below():
     """A fill-rate target: the certified level's fill rate on the certification's random numbers
     reaches it, and one fine step lower it does not (the level is the smallest on the grid)."""
