@@ -86,6 +86,13 @@ def test_probe_matches_twin(seed, demand, lead_time_sd, service_times, review):
                 assert curves.due[r, row] == pytest.approx(measured["due"], rel=1e-9, abs=1e-9)
 
 
+@pytest.mark.nojit
+@pytest.mark.parametrize("review", [False, True])
+def test_probe_matches_twin_small(review):
+    test_probe_matches_twin.hypothesis.inner_test(seed=3, demand="poisson", lead_time_sd=1.0, service_times=1,
+                                                  review=review)
+
+
 def _small_catalog(seed=11):
     """Trees, assembly and general networks, a few with review periods and quoted service times."""
     stages, arcs = generate_catalog(12, shape="mixed", seed=seed, stages_per_network=6)
