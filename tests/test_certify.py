@@ -30,7 +30,14 @@ from meio.engine.certify import (
     service_at_levels,
     stream_seed,
 )
-from meio.engine.simulate import SimTotals, csr_rows, select_networks, simulate_totals
+from meio.engine.simulate import (
+    SimTotals,
+    _levels_at_or_below,
+    _levels_below,
+    csr_rows,
+    select_networks,
+    simulate_totals,
+)
 from meio.engine.ssm_serial import POISSON as SERIAL_POISSON
 from meio.engine.ssm_serial import SerialSystems, optimize_serial
 from meio.generate import generate_catalog
@@ -77,6 +84,13 @@ def test_probe_matches_twin(seed, demand, lead_time_sd, service_times, review):
                 np.testing.assert_allclose(curves.late[r, row], measured["late"], rtol=1e-6, atol=1e-6)
                 np.testing.assert_allclose(curves.on_hand[r, row], measured["on_hand"], rtol=1e-9, atol=1e-6)
                 assert curves.due[r, row] == pytest.approx(measured["due"], rel=1e-9, abs=1e-9)
+
+
+@pytest.mark.nojit
+@pytest.mark.parametrize("review", [False, True])
+def test_probe_matches_twin_small(review):
+    test_probe_matches_twin.hypothesis.inner_test(seed=3, demand="poisson", lead_time_sd=1.0, service_times=1,
+                                                  review=review)
 
 
 def _small_catalog(seed=11):
@@ -369,3 +383,17 @@ def test_chunked_certification_and_network_subsets_give_the_same_numbers(monkeyp
     for index, name in enumerate(SimTotals._fields):
         columns = stage if index < 7 else picked
         np.testing.assert_array_equal(getattr(part, name), getattr(full, name)[:, columns])
+
+
+@settings(max_examples=200, deadline=None)
+@given(levels=st.lists(st.integers(-5, 5), min_size=1, max_size=40),
+       spacing=st.sampled_from(["even", "any"]), value=st.floats(-8, 8) | st.sampled_from([-np.inf, np.inf]))
+def test_level_counts_equal_searchsorted(levels, spacing, value):
+    """The probe's level counts (guessed from the spacing, then corrected) against NumPy's search."""
+    even = np.linspace(-3.0, 4.0, len(levels))
+    grid = (even if spacing == "even" else np.sort(np.array(levels, float)))[None, :]
+    assert _levels_below(grid, 0, value) == np.searchsorted(grid[0], value, side="left")
+    assert _levels_at_or_below(grid, 0, value) == np.searchsorted(grid[0], value, side="right")
+    for level in grid[0]:
+        assert _levels_below(grid, 0, level) == np.searchsorted(grid[0], level, side="left")
+        assert _levels_at_or_below(grid, 0, level) == np.searchsorted(grid[0], level, side="right")
