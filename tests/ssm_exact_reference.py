@@ -266,7 +266,7 @@ class Evaluator:
             backorders[j] = sum(p * max(v - level, 0.0) for v, p in x.items())
             if j in net.sinks():
                 csl[j] = sum(p for v, p in x.items() if v <= level + 1e-9 * max(1.0, abs(level)))
-                if fill_rate and net.lead_time(j) >= 1:  # X = d_t + (the other L - 1 periods + U), independent
+                if fill_rate and net.lead_time(j) >= 1:  # X = d_t + (other L - 1 periods + U), independent
                     rest = _convolve(self.windows[(j, net.lead_time(j) - 1)], unstarted)
                     late = sum(pd * pr * min(max(d + r - level, 0.0), d)
                                for d, pd in enumerate(poisson_cut(net.rate(j))) for r, pr in rest.items())
@@ -309,7 +309,8 @@ class Optimum:
     evaluated: int
 
 
-def brute_force(evaluator: Evaluator, targets: dict[str, float], top: dict[str, int] | None = None) -> Optimum:
+def brute_force(evaluator: Evaluator, targets: dict[str, float],
+                top: dict[str, int] | None = None) -> Optimum:
     """Least holding cost meeting every sink's cycle service target over whole internal levels.
 
     Internal levels run over ``0 .. top_j`` (default: the ``1 - 1e-9`` quantile of the stage's

@@ -197,8 +197,8 @@ def test_certification_picks_the_exact_least_retailer_levels(instance, around):
         least[name], targets[name] = _targets_between_steps(measures.shortfall[name], around)
     network = _read(tiny, service_level=pl.col("stage").replace_strict(targets, default=None))
     plan = meio.optimize(network, "single")
-    plan = meio.Plan(plan.stages.with_columns(
-        base_stock=pl.when(pl.col("stage") == "w").then(warehouse).otherwise(pl.col("base_stock"))), plan.networks)
+    held = pl.when(pl.col("stage") == "w").then(warehouse).otherwise(pl.col("base_stock"))
+    plan = meio.Plan(plan.stages.with_columns(base_stock=held), plan.networks)
     certified = meio.certify(network, plan, demand="poisson", precision=0.003)
     levels = dict(zip(certified.stages["stage"], certified.stages["base_stock"], strict=True))
     assert levels["w"] == warehouse
