@@ -21,7 +21,7 @@ from meio.engine.certify import CertifySettings, Targets, certify_sinks
 from meio.engine.simulate import NO_DEMAND, summarize
 from meio.engine.single import baseline_service_times
 from meio.engine.ssm import UNSUPPORTED
-from meio.engine.ssm_simulated import DescentSettings, descend
+from meio.engine.ssm_simulated import DescentSettings, descend, whole_unit_stages
 from meio.io.errors import InputError
 from meio.simulation import build_sim_networks, service_targets
 
@@ -116,7 +116,8 @@ def complete_ssm(network: Network, plan: Plan, *, service_level: float, options:
     movable &= sim.demand_kind == NO_DEMAND
     step = 0.5 * demand.demand_sd * np.sqrt(batch.lead_time + 1.0) + 0.05 * demand.demand_mean
     single = solve(part, "single", service_level=service_level).stages["base_stock"].to_numpy()
-    descent = descend(sim, movable, step, sinks, targets, stockout, settings, alternative=single)
+    descent = descend(sim, movable, step, sinks, targets, stockout, settings, alternative=single,
+                      whole=whole_unit_stages(sim))
     exact = certify_sinks(sim._replace(base_stock=descent.base_stock), sinks, targets,
                           CertifySettings(periods=settings.periods, replications=settings.replications,
                                           warmup=settings.warmup, check_periods=settings.periods, rounds=1,

@@ -19,11 +19,17 @@ Method
   shortfall, optimal for a sink given its upstream stages.
 * *Internal stages* without external demand move by coordinate descent on the network's
   simulated cost per period: on-hand stock at every stage's holding cost plus, in cost mode, the
-  sinks' backorders at their stockout costs, each sink at its quantile level. A sweep takes the
-  stages one by one (upstream first); the first sweep tries the stage's single-echelon level
-  (a stage the warm start leaves without stock can sit on a flat stretch of the cost, where small
-  steps see no gain), then each sweep line-searches: steps down while the cost falls (at most 16
-  steps), else up while it falls; the step halves after each sweep. Every evaluation runs
+  sinks' backorders at their stockout costs, each sink at its quantile level. First a joint
+  move: all internal stages of a network at once at 1/4, 1/2, 3/4 and all of their
+  single-echelon levels, the cheapest kept if it beats the start (an assembly gains from one
+  component's stock only when the others hold some too, so one stage at a time sees no gain from
+  a start without component stock). A sweep then takes the stages one by one (upstream first);
+  the first sweep tries the stage's single-echelon level (a stage can sit on a flat stretch of
+  the cost, where small steps see no gain), then each sweep line-searches: steps down while the
+  cost falls (at most 16 steps), else up while it falls; the step halves after each sweep. In
+  networks whose units come whole (Poisson or negative-binomial demand, whole arc quantities)
+  internal levels move on the integers: every shortfall is then whole, and a fractional level
+  only keeps its fraction on the shelf. Every evaluation runs
   on the same random numbers (common random numbers), so a move is judged on its effect, not on
   sampling noise. All networks move together (one batched simulation per stage position, direction
   and step, of the networks still moving there); a network's path depends on its own simulations
@@ -54,6 +60,9 @@ from meio.engine.certify import (
     stream_seed,
 )
 from meio.engine.simulate import (
+    NEGATIVE_BINOMIAL,
+    NO_DEMAND,
+    POISSON,
     PROBE_RECORD_LATE,
     PROBE_RECORD_ON_HAND,
     SimNetworks,
@@ -65,6 +74,8 @@ from meio.engine.simulate import (
 DESCENT_LEVELS = 64
 #: Steps of one line search at most (a stage moves at most this many steps per direction and sweep).
 _LINE_STEPS = 16
+#: Shares of the alternative (single-echelon) levels the joint first move tries.
+_JOINT_SCALES = (0.25, 0.5, 0.75, 1.0)
 #: The sinks' grid spans their shortfall's range at the start and as much again above it.
 _HEADROOM = 2.0
 
@@ -127,6 +138,22 @@ def quantile_level(
     return level, held, backorders
 
 
+def whole_unit_stages(sim: SimNetworks) -> np.ndarray:
+    """Stages of the networks whose units come whole.
+
+    Every demand stage of such a network draws Poisson or negative binomial demand and every arc
+    quantity is a whole number. There every shortfall is a whole number, so a fractional internal
+    level only keeps its fraction on the shelf: such levels move on the integers.
+    """
+    network = stage_network_index(sim.network_offsets)
+    n_networks = len(sim.network_offsets) - 1
+    fractional = (sim.demand_kind != NO_DEMAND) & ~np.isin(sim.demand_kind, (POISSON, NEGATIVE_BINOMIAL))
+    downstream = np.repeat(np.arange(len(sim.base_stock)), np.diff(sim.in_arc_offsets))
+    quantity = sim.arc_quantity[sim.in_arcs]
+    fractional[downstream[quantity != np.round(quantity)]] = True
+    return np.bincount(network, fractional, n_networks)[network] == 0
+
+
 class _Evaluator:
     """Simulated cost per period of chosen networks under given levels, on one set of random numbers."""
 
@@ -169,6 +196,7 @@ class _Evaluator:
 def descend(
     sim: SimNetworks, movable: np.ndarray, step: np.ndarray, sinks: np.ndarray, targets: Targets,
     stockout: np.ndarray, settings: DescentSettings, alternative: np.ndarray | None = None,
+    whole: np.ndarray | None = None,
 ) -> Descent:
     """Move the ``movable`` stages' levels by coordinate descent; sinks at their quantile level.
 
@@ -189,22 +217,47 @@ def descend(
     settings : DescentSettings
         Sample and sweeps.
     alternative : ndarray of float, optional
-        A second level per stage the first sweep tries before its line search (the
-        single-echelon level: a stage the warm start left without stock may sit on a flat
-        stretch of the cost, where small steps see no gain).
+        A second level per stage (the single-echelon level): before the sweeps every network
+        tries all its movable stages there at once (an assembly gains from a component's stock
+        only when the other components hold some too), then the first sweep tries each stage's
+        alone before its line search (a stage the warm start left without stock may sit on a
+        flat stretch of the cost, where small steps see no gain).
+    whole : ndarray of bool, optional
+        Stages whose levels move on the integers (:func:`whole_unit_stages`): their start and
+        alternative levels are rounded, their steps are whole and at least 1.
 
     """
     n_networks = len(sim.network_offsets) - 1
+    whole = np.zeros(len(sim.base_stock), bool) if whole is None else whole & movable
     evaluator = _Evaluator(sim, sinks, targets, stockout, settings)
     everything = np.arange(n_networks)
-    base_stock = sim.base_stock.copy()
+    base_stock = np.where(whole, np.round(sim.base_stock), sim.base_stock)
     cost, _ = evaluator.cost(base_stock, everything)
     start_cost = cost.copy()
     moves = np.zeros(n_networks, np.int64)
     network = stage_network_index(sim.network_offsets)
     stages = np.flatnonzero(movable)
     position = np.arange(len(stages)) - np.searchsorted(network[stages], network[stages])  # rank in network
-    step = step.astype(np.float64).copy()
+
+    def whole_steps(size: np.ndarray) -> np.ndarray:
+        return np.where(whole, np.maximum(np.round(size), 1.0), size)
+
+    step = whole_steps(step.astype(np.float64))
+    if alternative is not None:
+        alternative = np.where(whole, np.round(alternative), alternative)
+        start = base_stock.copy()
+        for scale in _JOINT_SCALES:  # all movable stages of a network at a share of their alternative
+            share = scale * alternative
+            level = np.where(movable, np.where(whole, np.round(share), share), start)
+            trying = np.unique(network[stages[level[stages] != start[stages]]])
+            if not len(trying):
+                continue
+            tried, _ = evaluator.cost(level, trying)
+            better = trying[tried < cost[trying]]
+            chosen = np.isin(network, better)
+            base_stock[chosen] = level[chosen]
+            cost[better] = tried[tried < cost[trying]]
+            moves[better] += 1
     for sweep in range(settings.sweeps):
         for rank in range(int(position.max(initial=-1)) + 1):
             at_rank = stages[position == rank]
@@ -225,6 +278,7 @@ def descend(
                 going = np.setdiff1d(at_rank, moved)
                 for _ in range(_LINE_STEPS):
                     target = np.maximum(base_stock[going] + direction * step[going], 0.0)
+                    target = np.where(whole[going], np.round(target), target)
                     keep = target != base_stock[going]
                     going, target = going[keep], target[keep]
                     if not len(going):
@@ -238,7 +292,7 @@ def descend(
                     cost[network[going]] = tried
                     moves[network[going]] += 1
                     moved = np.union1d(moved, going)
-        step /= 2.0
+        step = whole_steps(step / 2.0)
     final_cost, levels = evaluator.cost(base_stock, everything)
     base_stock[sinks] = np.where(np.isnan(levels), base_stock[sinks], levels)
     return Descent(base_stock, final_cost, start_cost, moves)
