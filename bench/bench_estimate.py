@@ -86,7 +86,7 @@ def test_estimate_from_history_files(benchmark, history, period):
     def run():
         started = time.perf_counter()
         result = meio.estimate(demand, shipments, stages=history / "stages.parquet",
-                               arcs=history / "arcs.parquet", period=period,
+                               arcs=history / "arcs.parquet", period=period, lead_time_unit="day",
                                stockout_column="out_of_stock")
         seconds.append(time.perf_counter() - started)
         return result

@@ -79,11 +79,18 @@ def test_estimates_recover_the_true_parameters(seed, period, forecasts):
     stated outcome. (Random draws found one lane in ~3,000 beyond 5 SE: a road-1 lane, Poisson
     delay 0.3, whose transit sd the fence left 0.23 high — seed 475711, noted for the estimator.)"""
     stages, arcs = generate_catalog(5, seed=seed)
+    if period == "week":
+        stages = stages.with_columns(pl.col("max_service_time", "external_inbound_service_time") * 7)
     history = generate_history(stages, arcs, seed=seed, days=728, forecasts=forecasts,
                                shipments_per_arc=60)
     result = meio.estimate(history.demand, history.shipments, stages=history.stages, arcs=history.arcs,
-                           period=period, stockout_column="out_of_stock", prior_shipments=0)
+                           period=period, stockout_column="out_of_stock", prior_shipments=0,
+                           lead_time_unit="day")
     length = 7 if period == "week" else 1
+    # The given tables' day-valued times, in the estimate's period (the stages' own lead times
+    # exactly; weekly runs give the catalog whole weeks of service time, 7 times its values).
+    given = history.stages.join(result.stages, on=["network", "stage"], suffix="_out")
+    assert given["lead_time_out"].to_list() == pytest.approx((given["lead_time"] / length).to_list())
     truth = history.stages.filter(pl.col("demand_mean") > 0)
     rows = result.diagnostics.filter(pl.col("kind") == "demand")
     assert rows.height == truth.height and rows["estimated"].all()
@@ -116,6 +123,27 @@ def test_estimates_recover_the_true_parameters(seed, period, forecasts):
     estimated_arcs = result.arcs.join(lanes.select("network", "upstream", "downstream", "lead_time"),
                                       on=["network", "upstream", "downstream"], suffix="_lane")
     assert (estimated_arcs["lead_time"] == estimated_arcs["lead_time_lane"]).all()
+    # Service times given in days are whole weeks after the conversion.
+    assert given["max_service_time_out"].to_list() == (given["max_service_time"] // length).to_list()
+    # What the models read: each stage's replenishment lead time (docs/design.md §2), in periods,
+    # against the same rule applied to the true figures in days.
+    def replenishment(stages, arcs, scale):
+        network = meio.read_network(stages, arcs)
+        return network.stages.select("network", "stage").with_columns(
+            pl.Series("replenishment", network.layout.arrays["lead_time"] / scale))
+
+    compared = replenishment(result.stages, result.arcs, 1).join(
+        replenishment(history.stages, history.arcs, length), on=["network", "stage"], suffix="_true")
+    inbound = result.diagnostics.filter(pl.col("kind") == "lane").group_by(
+        "network", pl.col("downstream").alias("stage")).agg(pl.col("shipments_used").min())
+    compared = compared.join(inbound, on=["network", "stage"], how="left")
+    assert compared.height == history.stages.height
+    for row in compared.iter_rows(named=True):
+        error = abs(row["replenishment"] - row["replenishment_true"])
+        if row["shipments_used"] is None:  # no inbound lane: the given lead time, converted exactly
+            assert error <= 1e-12 * max(1.0, row["replenishment_true"])
+        elif row["shipments_used"] >= 10:  # the largest delay sd is 2 days (rail-2)
+            assert error <= TOLERANCE_SE * 2.0 / length / math.sqrt(row["shipments_used"])
 
 
 def test_out_of_stock_periods_are_left_out_not_zero():

@@ -151,6 +151,9 @@ def test_bad_rows_exit_2_with_one_message_and_write_nothing(tmp_path, capsys, ca
     (("--start", "2024-01-05"), "config.start: give both start and end of the window, or neither"),
     (("--start", "2024-02-01", "--end", "2024-01-01"), "config.end: must not be before start"),
     (("--pool-by", "carrier"), "config.pool_by: the shipments have no column 'carrier'"),
+    (("--period", "week"), "config.lead_time_unit: with weekly periods, say whether the lead times of "
+     "the given tables are in days (lead_time_unit day: converted, divided by 7) or already in weeks"),
+    (("--lead-time-unit", "hour"), None),
 ])
 def test_bad_options_exit_2_and_write_nothing(tmp_path, capsys, extra, message):
     if message is None:
@@ -161,6 +164,37 @@ def test_bad_options_exit_2_and_write_nothing(tmp_path, capsys, extra, message):
         assert run_estimate(tmp_path, demand(), shipments(), extra=extra) == 2
         assert message in capsys.readouterr().err
     assert_nothing_written(tmp_path)
+
+
+def test_day_service_times_must_be_whole_weeks_for_weekly_periods(tmp_path, capsys):
+    stages, arcs = catalog()
+    stages = stages.with_columns(max_service_time=pl.Series([0, 14, 3]))
+    paths = {name: tmp_path / f"{name}.parquet" for name in ("stages", "arcs", "demand")}
+    for name, frame in (("stages", stages), ("arcs", arcs), ("demand", demand())):
+        frame.write_parquet(paths[name])
+    argv = ["estimate", "--demand", str(paths["demand"]), "--stages", str(paths["stages"]),
+            "--arcs", str(paths["arcs"]), "--period", "week", "--lead-time-unit", "day",
+            "--output", str(tmp_path / "out")]
+    assert main(argv) == 2
+    error = capsys.readouterr().err.replace("\n", "")
+    assert ("stages.max_service_time: is in days (lead_time_unit day) and must be a whole number of "
+            "7-day periods") in error
+    assert "(1 row; first: network 'N' stage 'r2')" in error
+    assert not (tmp_path / "out").exists()
+    # with the lead times in days and whole weeks of service time, everything is in weeks
+    stages.with_columns(max_service_time=pl.Series([0, 14, 7]), lead_time_sd=pl.lit(0.7)).write_parquet(
+        paths["stages"])
+    arcs.with_columns(lead_time=pl.lit(3.5)).write_parquet(paths["arcs"])
+    assert main([*argv, "--default-lead-time", "1"]) == 0
+    out = pl.read_parquet(tmp_path / "out" / "stages.parquet")
+    assert out["lead_time"].to_list() == pytest.approx([4 / 7, 1 / 7, 1 / 7])
+    assert out["lead_time_sd"].to_list() == pytest.approx([0.1] * 3)
+    assert out["max_service_time"].to_list() == [0, 2, 1]
+    assert pl.read_parquet(tmp_path / "out" / "arcs.parquet")["lead_time"].to_list() == [0.5, 0.5]
+    # in periods: kept as given
+    assert main([*argv[:-1], str(tmp_path / "kept"), "--lead-time-unit", "period"]) == 0
+    kept = pl.read_parquet(tmp_path / "kept" / "stages.parquet")
+    assert kept["lead_time"].to_list() == [4.0, 1.0, 1.0] and kept["max_service_time"].to_list() == [0, 14, 7]
 
 
 def test_lane_keyed_shipments_must_use_lanes_of_the_arcs(tmp_path, capsys):

@@ -13,6 +13,7 @@ from meio.estimate import Estimate, estimate, write_estimate
 from meio.estimate.demand import PERIOD_DAYS
 from meio.estimate.history import DEFAULT_DATE_FORMAT
 from meio.estimate.lanes import PRIOR_SHIPMENTS
+from meio.estimate.tables import LEAD_TIME_UNITS
 from meio.io.read import file_facts
 from meio.io.write import check_output_target, file_sha256
 
@@ -44,6 +45,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         "0: no pooling)")
     parser.add_argument("--default-lead-time", type=float, default=0.0,
                         help="lead time of built stages without an estimated inbound lane (default 0)")
+    parser.add_argument("--lead-time-unit", choices=LEAD_TIME_UNITS,
+                        help="unit of the given tables' lead times, service times and review periods "
+                        "and of --default-lead-time: day (converted to the period) or period (kept); "
+                        "required with --period week when --stages, --arcs or --default-lead-time is given")
     parser.add_argument("--output", required=True, help="directory for stages, arcs and diagnostics")
     parser.add_argument("--overwrite", action="store_true")
 
@@ -55,7 +60,7 @@ def run(args: argparse.Namespace, console: Console) -> None:
     sources = {name: getattr(args, name) for name in ("demand", "shipments", "stages", "arcs")}
     options = {name: getattr(args, name) for name in (
         "period", "stockout_column", "date_format", "start", "end", "pool_by", "prior_shipments",
-        "default_lead_time")}
+        "default_lead_time", "lead_time_unit")}
     with console.status("estimating from history"):
         result = estimate(**sources, **options)
         seconds = time.perf_counter() - started

@@ -19,7 +19,14 @@ import polars as pl
 from meio.estimate.demand import PERIOD_DAYS, DemandOptions, demand_diagnostics
 from meio.estimate.history import ARC_KEYS, DEFAULT_DATE_FORMAT, HistorySource
 from meio.estimate.lanes import PRIOR_SHIPMENTS, KnownLanes, LaneOptions, lane_diagnostics, shipment_keys
-from meio.estimate.tables import STAGE_KEYS, arc_table, given_table, stage_table
+from meio.estimate.tables import (
+    LEAD_TIME_UNITS,
+    STAGE_KEYS,
+    arc_table,
+    given_table,
+    in_periods,
+    stage_table,
+)
 from meio.io.errors import InputError
 from meio.io.read import TableSource, read_table
 from meio.io.schema import empty_arcs
@@ -56,6 +63,7 @@ def estimate(
     pool_by: str | None = None,
     prior_shipments: float = PRIOR_SHIPMENTS,
     default_lead_time: float = 0.0,
+    lead_time_unit: str | None = None,
 ) -> Estimate:
     """Estimate demand and lane lead times from history and fill them into stages and arcs.
 
@@ -72,8 +80,8 @@ def estimate(
         The tables to fill (DESIGN contract); without ``stages`` one is built from the stages
         the history and arcs name, without ``arcs`` one is built from the shipments' arcs.
     period
-        ``"day"`` or ``"week"`` (Monday to Sunday): the period of the estimates. Lead times of a
-        given stages table must be in the same period.
+        ``"day"`` or ``"week"`` (Monday to Sunday): the period of the estimates, and of every
+        time in the tables written (transit times are measured in it).
     stockout_column
         Name of the demand column that flags records taken while out of stock; such periods are
         left out of the estimates rather than counted as zero demand.
@@ -87,6 +95,13 @@ def estimate(
         Weight ``n0``, in shipments, of a lane's pool in its figures (0: no pooling).
     default_lead_time
         Lead time of built stages without an estimated inbound lane (sources).
+    lead_time_unit
+        Unit of the times the caller gives (the stages' and arcs' ``lead_time`` and
+        ``lead_time_sd``, the stages' service times and review period, ``default_lead_time``):
+        ``"day"`` (converted to periods: divided by 7 with weeks; service times and review
+        periods must then be whole weeks) or ``"period"`` (already in the estimate's period, kept
+        as given). Required with weekly periods when a stages or arcs table is given or
+        ``default_lead_time > 0``; with daily periods the two are the same.
 
     Returns
     -------
@@ -99,10 +114,21 @@ def estimate(
         Naming the table, column, rule and first offending rows of the first broken rule.
 
     """
-    window = _check_options(demand, shipments, period, start, end, prior_shipments, default_lead_time)
+    window = _check_options(demand, shipments, period, start, end, prior_shipments, default_lead_time,
+                            lead_time_unit)
+    days = PERIOD_DAYS[period]
+    if days > 1 and lead_time_unit is None and (stages is not None or arcs is not None
+                                                or default_lead_time > 0):
+        raise InputError("config", "lead_time_unit", f"with {period}ly periods, say whether the lead "
+                         "times of the given tables are in days (lead_time_unit day: converted, "
+                         f"divided by {days}) or already in {period}s (lead_time_unit period)")
     given_stages = None if stages is None else given_table(read_table(stages, "stages"), "stages",
                                                            STAGE_KEYS)
     given_arcs = None if arcs is None else given_table(read_table(arcs, "arcs"), "arcs", ARC_KEYS)
+    if lead_time_unit == "day":
+        given_stages = None if given_stages is None else in_periods(given_stages, "stages", days)
+        given_arcs = None if given_arcs is None else in_periods(given_arcs, "arcs", days)
+        default_lead_time = default_lead_time / days
     known_stages = None if given_stages is None else given_stages.select(STAGE_KEYS)
     demand_rows = None
     if demand is not None:
@@ -114,7 +140,7 @@ def estimate(
         keys = shipment_keys(shipments, None if given_arcs is None else given_arcs.columns)
         if given_arcs is not None:
             given_arcs = given_arcs.with_columns(pl.col(name).cast(pl.String) for name in keys)
-        options = LaneOptions(period_days=PERIOD_DAYS[period], date_format=date_format,
+        options = LaneOptions(period_days=days, date_format=date_format,
                               pool_by=pool_by, prior_shipments=float(prior_shipments))
         lane_rows = lane_diagnostics(shipments, keys, options,
                                      _known_lanes(keys, given_arcs, known_stages))
@@ -128,8 +154,8 @@ def estimate(
     )
 
 
-def _check_options(demand, shipments, period, start, end, prior_shipments,
-                   default_lead_time) -> tuple[dt.date | None, dt.date | None]:
+def _check_options(demand, shipments, period, start, end, prior_shipments, default_lead_time,
+                   lead_time_unit) -> tuple[dt.date | None, dt.date | None]:
     """Reject options outside their domain; return the common window as dates (or Nones)."""
     if demand is None and shipments is None:
         raise InputError("config", "demand", "give a demand history, shipment records or both")
@@ -139,6 +165,9 @@ def _check_options(demand, shipments, period, start, end, prior_shipments,
         raise InputError("config", "prior_shipments", "must be >= 0")
     if not default_lead_time >= 0:
         raise InputError("config", "default_lead_time", "must be >= 0")
+    if lead_time_unit not in (None, *LEAD_TIME_UNITS):
+        raise InputError("config", "lead_time_unit", f"must be one of {', '.join(LEAD_TIME_UNITS)}, "
+                         f"got {lead_time_unit!r}")
     if (start is None) != (end is None):
         raise InputError("config", "start", "give both start and end of the window, or neither")
     if start is None:

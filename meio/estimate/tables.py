@@ -19,6 +19,12 @@ STAGE_KEYS = ["network", "stage"]
 DEMAND_COLUMNS = {"demand_mean": 0.0, "demand_sd": 0.0, "demand_distribution": "normal"}
 #: Arc columns an estimate writes (null where a lane has no figures and none is given).
 LANE_COLUMNS = {"lead_time": None, "lead_time_sd": None}
+#: Units of the lead times of given tables: days, or already the estimate's period.
+LEAD_TIME_UNITS = ("day", "period")
+#: Columns of a given table measured in time: converted from days to periods by ``days``.
+_DURATIONS = ("lead_time", "lead_time_sd")
+#: Whole-period columns of a given stages table, converted only when they are whole periods.
+_WHOLE_PERIODS = {"max_service_time": 0.0, "external_inbound_service_time": 0.0, "review_period": 1.0}
 
 
 def given_table(table: pl.DataFrame, name: str, keys: Sequence[str]) -> pl.DataFrame:
@@ -30,6 +36,30 @@ def given_table(table: pl.DataFrame, name: str, keys: Sequence[str]) -> pl.DataF
     check_rules(table, name, [Rule(keys[-1], f"({', '.join(keys)}) must be unique",
                                    pl.struct(*keys).is_duplicated())])
     return table
+
+
+def in_periods(table: pl.DataFrame, name: str, days: int) -> pl.DataFrame:
+    """A given table with its day-valued time columns expressed in periods of ``days`` days.
+
+    ``lead_time`` and ``lead_time_sd`` are divided by ``days``. A stages table's
+    ``max_service_time``, ``external_inbound_service_time`` and ``review_period`` are whole
+    numbers of periods in the contract (docs/design.md §2): a value other than its default must
+    be a multiple of ``days`` (else an InputError naming the column) and is divided by it.
+    Costs per period are left as given (every cost scales alike, so plans do not change).
+    """
+    if days == 1:
+        return table
+    rules = [Rule(column, f"is in days (lead_time_unit day) and must be a whole number of "
+                  f"{days}-day periods to be expressed in periods (a multiple of {days}), or "
+                  f"{default:g}; give it in periods with lead_time_unit period",
+                  (pl.col(column) != default) & (pl.col(column) % days != 0))
+             for column, default in _WHOLE_PERIODS.items() if column in table.columns]
+    check_rules(table, name, rules)
+    return table.with_columns(
+        *(pl.col(c) / days for c in _DURATIONS if c in table.columns),
+        *(pl.when(pl.col(c) == default).then(pl.col(c)).otherwise(pl.col(c) // days).alias(c)
+          for c, default in _WHOLE_PERIODS.items() if c in table.columns),
+    )
 
 
 def fill(base: pl.DataFrame, estimates: pl.DataFrame, keys: Sequence[str],
