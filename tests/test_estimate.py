@@ -79,8 +79,6 @@ def test_estimates_recover_the_true_parameters(seed, period, forecasts):
     stated outcome. (Random draws found one lane in ~3,000 beyond 5 SE: a road-1 lane, Poisson
     delay 0.3, whose transit sd the fence left 0.23 high — seed 475711, noted for the estimator.)"""
     stages, arcs = generate_catalog(5, seed=seed)
-    if period == "week":
-        stages = stages.with_columns(pl.col("max_service_time", "external_inbound_service_time") * 7)
     history = generate_history(stages, arcs, seed=seed, days=728, forecasts=forecasts,
                                shipments_per_arc=60)
     result = meio.estimate(history.demand, history.shipments, stages=history.stages, arcs=history.arcs,
@@ -88,7 +86,7 @@ def test_estimates_recover_the_true_parameters(seed, period, forecasts):
                            lead_time_unit="day")
     length = 7 if period == "week" else 1
     # The given tables' day-valued times, in the estimate's period (the stages' own lead times
-    # exactly; weekly runs give the catalog whole weeks of service time, 7 times its values).
+    # exactly).
     given = history.stages.join(result.stages, on=["network", "stage"], suffix="_out")
     assert given["lead_time_out"].to_list() == pytest.approx((given["lead_time"] / length).to_list())
     truth = history.stages.filter(pl.col("demand_mean") > 0)
@@ -123,8 +121,10 @@ def test_estimates_recover_the_true_parameters(seed, period, forecasts):
     estimated_arcs = result.arcs.join(lanes.select("network", "upstream", "downstream", "lead_time"),
                                       on=["network", "upstream", "downstream"], suffix="_lane")
     assert (estimated_arcs["lead_time"] == estimated_arcs["lead_time_lane"]).all()
-    # Service times given in days are whole weeks after the conversion.
+    # Service times given in days are whole periods after the conversion, rounded the safe way.
     assert given["max_service_time_out"].to_list() == (given["max_service_time"] // length).to_list()
+    assert given["external_inbound_service_time_out"].to_list() == (
+        -(-given["external_inbound_service_time"] // length)).to_list()
     # What the models read: each stage's replenishment lead time (docs/design.md §2), in periods,
     # against the same rule applied to the true figures in days.
     def replenishment(stages, arcs, scale):

@@ -166,35 +166,29 @@ def test_bad_options_exit_2_and_write_nothing(tmp_path, capsys, extra, message):
     assert_nothing_written(tmp_path)
 
 
-def test_day_service_times_must_be_whole_weeks_for_weekly_periods(tmp_path, capsys):
+def test_times_in_days_are_converted_to_weeks(tmp_path):
     stages, arcs = catalog()
-    stages = stages.with_columns(max_service_time=pl.Series([0, 14, 3]))
+    stages = stages.with_columns(max_service_time=pl.Series([0, 14, 10]), lead_time_sd=pl.lit(0.7),
+                                 external_inbound_service_time=pl.Series([3, 0, 0]),
+                                 review_period=pl.Series([1.0, 7.0, 10.0]))
+    arcs = arcs.with_columns(lead_time=pl.lit(3.5))
     paths = {name: tmp_path / f"{name}.parquet" for name in ("stages", "arcs", "demand")}
     for name, frame in (("stages", stages), ("arcs", arcs), ("demand", demand())):
         frame.write_parquet(paths[name])
     argv = ["estimate", "--demand", str(paths["demand"]), "--stages", str(paths["stages"]),
-            "--arcs", str(paths["arcs"]), "--period", "week", "--lead-time-unit", "day",
-            "--output", str(tmp_path / "out")]
-    assert main(argv) == 2
-    error = capsys.readouterr().err.replace("\n", "")
-    assert ("stages.max_service_time: is in days (lead_time_unit day) and must be a whole number of "
-            "7-day periods") in error
-    assert "(1 row; first: network 'N' stage 'r2')" in error
-    assert not (tmp_path / "out").exists()
-    # with the lead times in days and whole weeks of service time, everything is in weeks
-    stages.with_columns(max_service_time=pl.Series([0, 14, 7]), lead_time_sd=pl.lit(0.7)).write_parquet(
-        paths["stages"])
-    arcs.with_columns(lead_time=pl.lit(3.5)).write_parquet(paths["arcs"])
-    assert main([*argv, "--default-lead-time", "1"]) == 0
-    out = pl.read_parquet(tmp_path / "out" / "stages.parquet")
+            "--arcs", str(paths["arcs"]), "--period", "week", "--output"]
+    assert main([*argv, str(tmp_path / "weeks"), "--lead-time-unit", "day"]) == 0
+    out = pl.read_parquet(tmp_path / "weeks" / "stages.parquet")
     assert out["lead_time"].to_list() == pytest.approx([4 / 7, 1 / 7, 1 / 7])
     assert out["lead_time_sd"].to_list() == pytest.approx([0.1] * 3)
-    assert out["max_service_time"].to_list() == [0, 2, 1]
-    assert pl.read_parquet(tmp_path / "out" / "arcs.parquet")["lead_time"].to_list() == [0.5, 0.5]
-    # in periods: kept as given
-    assert main([*argv[:-1], str(tmp_path / "kept"), "--lead-time-unit", "period"]) == 0
+    assert out["max_service_time"].to_list() == [0, 2, 1]  # 10 days: down to 1 week
+    assert out["external_inbound_service_time"].to_list() == [1, 0, 0]  # 3 days: up to 1 week
+    assert out["review_period"].to_list() == [1.0, 1.0, 2.0]  # 10 days: up to 2 weeks
+    assert pl.read_parquet(tmp_path / "weeks" / "arcs.parquet")["lead_time"].to_list() == [0.5, 0.5]
+    # already in weeks: kept as given
+    assert main([*argv, str(tmp_path / "kept"), "--lead-time-unit", "period"]) == 0
     kept = pl.read_parquet(tmp_path / "kept" / "stages.parquet")
-    assert kept["lead_time"].to_list() == [4.0, 1.0, 1.0] and kept["max_service_time"].to_list() == [0, 14, 7]
+    assert kept.select(stages.columns).equals(stages)
 
 
 def test_lane_keyed_shipments_must_use_lanes_of_the_arcs(tmp_path, capsys):

@@ -98,10 +98,11 @@ def estimate(
     lead_time_unit
         Unit of the times the caller gives (the stages' and arcs' ``lead_time`` and
         ``lead_time_sd``, the stages' service times and review period, ``default_lead_time``):
-        ``"day"`` (converted to periods: divided by 7 with weeks; service times and review
-        periods must then be whole weeks) or ``"period"`` (already in the estimate's period, kept
-        as given). Required with weekly periods when a stages or arcs table is given or
-        ``default_lead_time > 0``; with daily periods the two are the same.
+        ``"day"`` (converted to periods: divided by 7 with weeks, service times and review
+        periods rounded to whole weeks the safe way, docs/estimate.md "Units") or
+        ``"period"`` (already in the estimate's period, kept as given). Required with weekly
+        periods when a stages or arcs table is given or ``default_lead_time > 0``; with daily
+        periods the two are the same.
 
     Returns
     -------
@@ -126,8 +127,8 @@ def estimate(
                                                            STAGE_KEYS)
     given_arcs = None if arcs is None else given_table(read_table(arcs, "arcs"), "arcs", ARC_KEYS)
     if lead_time_unit == "day":
-        given_stages = None if given_stages is None else in_periods(given_stages, "stages", days)
-        given_arcs = None if given_arcs is None else in_periods(given_arcs, "arcs", days)
+        given_stages = None if given_stages is None else in_periods(given_stages, days)
+        given_arcs = None if given_arcs is None else in_periods(given_arcs, days)
         default_lead_time = default_lead_time / days
     known_stages = None if given_stages is None else given_stages.select(STAGE_KEYS)
     demand_rows = None

@@ -23,8 +23,11 @@ LANE_COLUMNS = {"lead_time": None, "lead_time_sd": None}
 LEAD_TIME_UNITS = ("day", "period")
 #: Columns of a given table measured in time: converted from days to periods by ``days``.
 _DURATIONS = ("lead_time", "lead_time_sd")
-#: Whole-period columns of a given stages table, converted only when they are whole periods.
-_WHOLE_PERIODS = {"max_service_time": 0.0, "external_inbound_service_time": 0.0, "review_period": 1.0}
+#: Whole-period columns of a given stages table and how days round to periods: down for the
+#: service time quoted to customers (the promise is kept), up for the outside supplier's service
+#: time and the review period (never assumed shorter than they are).
+_WHOLE_PERIODS = {"max_service_time": "floor", "external_inbound_service_time": "ceil",
+                  "review_period": "ceil"}
 
 
 def given_table(table: pl.DataFrame, name: str, keys: Sequence[str]) -> pl.DataFrame:
@@ -38,27 +41,20 @@ def given_table(table: pl.DataFrame, name: str, keys: Sequence[str]) -> pl.DataF
     return table
 
 
-def in_periods(table: pl.DataFrame, name: str, days: int) -> pl.DataFrame:
+def in_periods(table: pl.DataFrame, days: int) -> pl.DataFrame:
     """A given table with its day-valued time columns expressed in periods of ``days`` days.
 
-    ``lead_time`` and ``lead_time_sd`` are divided by ``days``. A stages table's
-    ``max_service_time``, ``external_inbound_service_time`` and ``review_period`` are whole
-    numbers of periods in the contract (docs/design.md §2): a value other than its default must
-    be a multiple of ``days`` (else an InputError naming the column) and is divided by it.
+    ``lead_time`` and ``lead_time_sd`` are divided by ``days``. A stages table's whole-period
+    columns (docs/design.md §2) are divided and rounded the safe way (:data:`_WHOLE_PERIODS`):
+    ``max_service_time`` down, ``external_inbound_service_time`` and ``review_period`` up.
     Costs per period are left as given (every cost scales alike, so plans do not change).
     """
     if days == 1:
         return table
-    rules = [Rule(column, f"is in days (lead_time_unit day) and must be a whole number of "
-                  f"{days}-day periods to be expressed in periods (a multiple of {days}), or "
-                  f"{default:g}; give it in periods with lead_time_unit period",
-                  (pl.col(column) != default) & (pl.col(column) % days != 0))
-             for column, default in _WHOLE_PERIODS.items() if column in table.columns]
-    check_rules(table, name, rules)
     return table.with_columns(
         *(pl.col(c) / days for c in _DURATIONS if c in table.columns),
-        *(pl.when(pl.col(c) == default).then(pl.col(c)).otherwise(pl.col(c) // days).alias(c)
-          for c, default in _WHOLE_PERIODS.items() if c in table.columns),
+        *(getattr(pl.col(c) / days, rounding)().cast(table.schema[c]).alias(c)
+          for c, rounding in _WHOLE_PERIODS.items() if c in table.columns),
     )
 
 
