@@ -18,6 +18,7 @@ from scipy import stats
 
 import meio
 from meio.estimate import demand as demand_module
+from meio.estimate import prepare_estimate
 from meio.generate import generate_catalog
 from meio.generate_history import CARRIERS, generate_history
 
@@ -452,3 +453,42 @@ def test_second_pass_buckets_and_record_order_do_not_change_estimates(monkeypatc
         expected = meio.estimate(history, period=period).diagnostics
         assert meio.estimate(shuffled, period=period).diagnostics.equals(expected)
     assert meio.estimate(shuffled).diagnostics.equals(in_order)
+
+
+# --- partitions of whole networks (meio.cluster.estimate, here in this process) -------------------
+
+@given(seed=st.integers(0, 2**31 - 1), partitions=st.integers(1, 9), with_stages=st.booleans(),
+       by_lane=st.booleans())
+@settings(max_examples=8, deadline=None, derandomize=True)
+def test_partitions_of_networks_give_the_same_tables(tmp_path_factory, seed, partitions, with_stages,
+                                                     by_lane):
+    """Any number of partitions, planned from the stages table or from the demand history, with
+    arc- or lane-keyed shipments (lanes pooled across networks): the tables are those of the
+    whole histories, bit for bit."""
+    from meio.cluster.estimate import estimate_partitioned, network_ranges
+
+    folder = tmp_path_factory.mktemp("partitions")
+    stages, arcs = generate_catalog(12, seed=seed)
+    history = generate_history(stages, arcs, seed=seed, days=120, shipments_per_arc=8)
+    shipments, arcs = history.shipments, history.arcs
+    if by_lane:  # transport lanes: stage ids repeat across networks, so lanes span networks
+        lane = {"origin": pl.col("upstream"), "destination": pl.col("downstream")}
+        arcs = arcs.with_columns(**lane)
+        shipments = shipments.with_columns(**lane).drop("network", "upstream", "downstream")
+    paths = {name: folder / f"{name}.parquet" for name in ("demand", "shipments", "stages", "arcs")}
+    for name, frame in (("demand", history.demand), ("shipments", shipments), ("stages", history.stages),
+                        ("arcs", arcs)):
+        frame.write_parquet(paths[name], row_group_size=500)
+    tables = {"stages": paths["stages"] if with_stages else None,
+              "arcs": paths["arcs"] if with_stages or by_lane else None}
+    options = {"stockout_column": "out_of_stock", **tables}
+    whole = meio.estimate(paths["demand"], paths["shipments"], **options)
+    job = prepare_estimate(paths["demand"], paths["shipments"], **options)
+    ranges = network_ranges(job, tables["stages"], partitions=partitions, partition_size=None)
+    assert ranges[0][0] is None and ranges[-1][1] is None
+    assert all(ranges[k][1] == ranges[k + 1][0] for k in range(len(ranges) - 1))
+    events = []
+    parted = estimate_partitioned(job, ranges, None, on_progress=events.append)
+    assert len(events) == len(ranges) + (1 if by_lane else 0)
+    for table in ("stages", "arcs", "diagnostics"):
+        assert getattr(parted, table).equals(getattr(whole, table)), table
