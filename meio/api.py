@@ -117,10 +117,6 @@ MODEL_RULES = {
          "or gsm)", pl.col("review_period") != 1.0),
         ("lead_time_sd", "the ssm model assumes fixed lead times; must be 0 on the stage and "
          "its inbound lanes (or use model single or gsm)", pl.col("lead_time_sd") > 0.0),
-        ("demand_distribution", "the ssm model's solvers take normal or poisson demand; "
-         "negative_binomial and gamma demand need model single or gsm",
-         pl.col("demand_distribution").is_in(["negative_binomial", "gamma"])
-         & ((pl.col("demand_mean") > 0.0) | (pl.col("demand_sd") > 0.0))),
     ],
 }
 

@@ -1,7 +1,8 @@
 """Slow, obvious twins of the SSM kernels (plain Python + SciPy), used only by the tests.
 
 Instances are dicts with ``holding_cost`` (LOCAL costs, demand stage first), ``lead_time``,
-``stockout_cost``, ``demand_mean``, ``demand_sd`` and ``distribution`` ("normal"/"poisson").
+``stockout_cost``, ``demand_mean``, ``demand_sd`` and ``distribution`` ("normal", "poisson",
+"negative_binomial" or "gamma").
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import math
 
 import numpy as np
 from scipy import stats
-from scipy.special import ndtri
+from scipy.special import gammainc, gammaincc, ndtri
 
-from meio.engine.ssm_serial import NORMAL, POISSON, SerialSystems
+from meio.engine.ssm_serial import GAMMA, NEGATIVE_BINOMIAL, NORMAL, POISSON, SerialSystems
+
+CODES = {"normal": NORMAL, "poisson": POISSON, "negative_binomial": NEGATIVE_BINOMIAL, "gamma": GAMMA}
 
 
 def echelon_costs(local):
@@ -31,21 +34,61 @@ def serial_systems(instances) -> SerialSystems:
         np.array([i["demand_mean"] for i in instances], float),
         np.array([i["demand_sd"] for i in instances], float),
         np.array([i["stockout_cost"] for i in instances], float),
-        np.array([POISSON if i["distribution"] == "poisson" else NORMAL for i in instances]),
+        np.array([CODES[i["distribution"]] for i in instances]),
     )
+
+
+def _negative_binomial_grid(m, s, tail):
+    """The kernel's rule, with SciPy's pmf: walk out of the mode until the ratio bound of the
+    remaining tail falls below ``tail``; lump each tail into its end cell."""
+    r, p = m * m / (s * s - m), m / (s * s)
+    q = 1 - p
+    dist = stats.nbinom(r, p)
+    mode = math.floor((r - 1) * q / p) if r > 1 else 0
+    lo = mode
+    while lo > 0:
+        rho = lo / ((lo - 1 + r) * q)
+        if rho < 1 and dist.pmf(lo) * rho / (1 - rho) < tail:
+            break
+        lo -= 1
+    hi = mode
+    while True:
+        rho = max((hi + r) * q / (hi + 1), q)
+        if rho < 1 and dist.pmf(hi) * rho / (1 - rho) < tail:
+            break
+        hi += 1
+    grid = {k: dist.pmf(k) for k in range(lo, hi + 1)}
+    grid[lo] = dist.cdf(lo)
+    grid[hi] = dist.sf(hi - 1)
+    return grid
+
+
+def _gamma_grid(m, s, step, tail):
+    """Cells ``((k - 1/2) step, (k + 1/2) step]`` of the gamma law, cut as the kernel cuts."""
+    shape, scale = (m / s) ** 2, s * s / m
+    centre = math.floor(m / step + 0.5)
+    lo = centre
+    while lo > 0 and gammainc(shape, (lo - 0.5) * step / scale) >= tail:
+        lo -= 1
+    hi = centre
+    while gammaincc(shape, (hi + 0.5) * step / scale) >= tail:
+        hi += 1
+    cdf = [0.0, *(gammainc(shape, (k + 0.5) * step / scale) for k in range(lo, hi)), 1.0]
+    return {k: cdf[k - lo + 1] - cdf[k - lo] for k in range(lo, hi + 1)}
 
 
 def lead_time_demand(instance, tail_probability=1e-8, resolution=12.0, max_grid_points=20_000):
     """Grid step and, per stage, ``{grid index: probability}`` of the discretised demand."""
     mean, sd = instance["demand_mean"], instance["demand_sd"]
-    poisson = instance["distribution"] == "poisson"
+    law = instance["distribution"]
+    poisson = law == "poisson"
     moments = []
     for lead_time in instance["lead_time"]:
         m = mean * lead_time
         s = math.sqrt(m) if poisson else sd * math.sqrt(lead_time)
         moments.append((m, s))
     z = ndtri(1 - tail_probability)
-    if poisson:
+    if law in ("poisson", "negative_binomial"):
         step = 1.0
     else:
         scales = [s if s > 0 else m for m, s in moments if s > 0 or m > 0]
@@ -55,10 +98,13 @@ def lead_time_demand(instance, tail_probability=1e-8, resolution=12.0, max_grid_
             step *= width / max_grid_points
     grids = []
     for m, s in moments:
-        if poisson:
-            if m == 0:
-                grids.append({0: 1.0})
-                continue
+        if law != "normal" and m == 0:
+            grids.append({0: 1.0})
+        elif law == "negative_binomial":
+            grids.append(_negative_binomial_grid(m, s, tail_probability))
+        elif law == "gamma":
+            grids.append(_gamma_grid(m, s, step, tail_probability))
+        elif poisson:
             t = -math.log(tail_probability)
             lo = max(0, math.floor(m - math.sqrt(2 * t * m)))
             hi = math.ceil(m + t / 3 + math.sqrt(t * t / 9 + 2 * t * m))
@@ -66,16 +112,16 @@ def lead_time_demand(instance, tail_probability=1e-8, resolution=12.0, max_grid_
             grid = {k: dist.pmf(k) for k in range(lo, hi + 1)}
             grid[lo] = dist.cdf(lo)
             grid[hi] = dist.sf(hi - 1)
+            grids.append(grid)
         elif s == 0:
-            grid = {max(0, math.floor(m / step + 0.5)): 1.0}
+            grids.append({max(0, math.floor(m / step + 0.5)): 1.0})
         else:
             lo = max(0, math.floor((m - z * s) / step))
             hi = max(lo, math.ceil((m + z * s) / step))
             dist = stats.norm(m, s)
             edges = [dist.cdf((k + 0.5) * step) for k in range(lo, hi)]
             cdf = [0.0, *edges, 1.0]
-            grid = {k: cdf[k - lo + 1] - cdf[k - lo] for k in range(lo, hi + 1)}
-        grids.append(grid)
+            grids.append({k: cdf[k - lo + 1] - cdf[k - lo] for k in range(lo, hi + 1)})
     return step, grids
 
 

@@ -369,3 +369,56 @@ def test_simulate_on_a_real_cluster_equals_one_process(tmp_path, dask_cluster):
     manifest = json.loads((tmp_path / "sim" / "manifest.json").read_text())
     assert manifest["cluster"]["scheduler"] == address and manifest["cluster"]["workers"] == 2
     assert {p["worker"] for p in manifest["partitions"]} <= set(client.scheduler_info()["workers"])
+
+
+# --- meio estimate on the same partitions ----------------------------------------------------------
+
+
+def _written_history(folder: Path) -> dict[str, Path]:
+    """A generated catalog with its demand and shipment histories, as Parquet files."""
+    from meio.generate_history import generate_history
+
+    stages, arcs = generate_catalog(40, seed=8)
+    history = generate_history(stages, arcs, seed=8, days=180, shipments_per_arc=20)
+    paths = {}
+    for name, frame in (("stages", history.stages), ("arcs", history.arcs), ("demand", history.demand),
+                        ("shipments", history.shipments)):
+        paths[name] = folder / f"{name}.parquet"
+        frame.write_parquet(paths[name], row_group_size=2_000)
+    return paths
+
+
+def _estimate_argv(paths: dict[str, Path], output: Path, *extra: str) -> list[str]:
+    return ["estimate", *(arg for name in ("demand", "shipments", "stages", "arcs")
+                          for arg in (f"--{name}", str(paths[name]))),
+            "--stockout-column", "out_of_stock", "--period", "week", "--lead-time-unit", "day",
+            "--output", str(output), *extra]
+
+
+def test_estimate_on_a_real_cluster_is_the_same_with_1_and_3_partitions(tmp_path, dask_cluster, capsys):
+    address, _, _ = dask_cluster
+    paths = _written_history(tmp_path)
+    runs = {count: tmp_path / f"run-{count}" for count in (1, 3)}
+    for count, output in runs.items():
+        assert main(_estimate_argv(paths, output, "--scheduler", address, "--partitions", str(count))) == 0
+        manifest = json.loads((output / "manifest.json").read_text())
+        assert manifest["partitions"] == count
+    assert f"estimate on {address}: partitions" in capsys.readouterr().out.replace("\n", "")
+    whole = meio.estimate(paths["demand"], paths["shipments"], stages=paths["stages"], arcs=paths["arcs"],
+                          stockout_column="out_of_stock", period="week", lead_time_unit="day")
+    for table in ("stages", "arcs", "diagnostics"):
+        one = pl.read_parquet(runs[1] / f"{table}.parquet")
+        assert one.equals(pl.read_parquet(runs[3] / f"{table}.parquet")), table
+        assert one.equals(getattr(whole, table)), table
+    # bad input in the last partition: one message with the file's row number, exit 2, nothing written
+    demand = pl.read_parquet(paths["demand"])
+    last = demand["network"].max()
+    row = demand.with_row_index("_row", offset=1).filter(pl.col("network") == last)["_row"][0]
+    demand.with_columns(quantity=pl.when(pl.int_range(pl.len()) == row - 1).then(-1.0)
+                        .otherwise(pl.col("quantity"))).write_parquet(paths["demand"])
+    output = tmp_path / "bad"
+    assert main(_estimate_argv(paths, output, "--scheduler", address, "--partitions", "3")) == 2
+    error = capsys.readouterr().err.replace("\n", "")
+    assert error.count("meio: error:") == 1
+    assert f"demand.quantity: must be >= 0 (1 row; first: row {row} (network '{last}'" in error
+    assert not output.exists() and not any(p.name.startswith(".bad") for p in tmp_path.iterdir())

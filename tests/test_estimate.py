@@ -18,6 +18,7 @@ from scipy import stats
 
 import meio
 from meio.estimate import demand as demand_module
+from meio.estimate import prepare_estimate
 from meio.generate import generate_catalog
 from meio.generate_history import CARRIERS, generate_history
 
@@ -82,8 +83,13 @@ def test_estimates_recover_the_true_parameters(seed, period, forecasts):
     history = generate_history(stages, arcs, seed=seed, days=728, forecasts=forecasts,
                                shipments_per_arc=60)
     result = meio.estimate(history.demand, history.shipments, stages=history.stages, arcs=history.arcs,
-                           period=period, stockout_column="out_of_stock", prior_shipments=0)
+                           period=period, stockout_column="out_of_stock", prior_shipments=0,
+                           lead_time_unit="day")
     length = 7 if period == "week" else 1
+    # The given tables' day-valued times, in the estimate's period (the stages' own lead times
+    # exactly).
+    given = history.stages.join(result.stages, on=["network", "stage"], suffix="_out")
+    assert given["lead_time_out"].to_list() == pytest.approx((given["lead_time"] / length).to_list())
     truth = history.stages.filter(pl.col("demand_mean") > 0)
     rows = result.diagnostics.filter(pl.col("kind") == "demand")
     assert rows.height == truth.height and rows["estimated"].all()
@@ -116,6 +122,29 @@ def test_estimates_recover_the_true_parameters(seed, period, forecasts):
     estimated_arcs = result.arcs.join(lanes.select("network", "upstream", "downstream", "lead_time"),
                                       on=["network", "upstream", "downstream"], suffix="_lane")
     assert (estimated_arcs["lead_time"] == estimated_arcs["lead_time_lane"]).all()
+    # Service times given in days are whole periods after the conversion, rounded the safe way.
+    assert given["max_service_time_out"].to_list() == (given["max_service_time"] // length).to_list()
+    assert given["external_inbound_service_time_out"].to_list() == (
+        -(-given["external_inbound_service_time"] // length)).to_list()
+    # What the models read: each stage's replenishment lead time (docs/design.md §2), in periods,
+    # against the same rule applied to the true figures in days.
+    def replenishment(stages, arcs, scale):
+        network = meio.read_network(stages, arcs)
+        return network.stages.select("network", "stage").with_columns(
+            pl.Series("replenishment", network.layout.arrays["lead_time"] / scale))
+
+    compared = replenishment(result.stages, result.arcs, 1).join(
+        replenishment(history.stages, history.arcs, length), on=["network", "stage"], suffix="_true")
+    inbound = result.diagnostics.filter(pl.col("kind") == "lane").group_by(
+        "network", pl.col("downstream").alias("stage")).agg(pl.col("shipments_used").min())
+    compared = compared.join(inbound, on=["network", "stage"], how="left")
+    assert compared.height == history.stages.height
+    for row in compared.iter_rows(named=True):
+        error = abs(row["replenishment"] - row["replenishment_true"])
+        if row["shipments_used"] is None:  # no inbound lane: the given lead time, converted exactly
+            assert error <= 1e-12 * max(1.0, row["replenishment_true"])
+        elif row["shipments_used"] >= 10:  # the largest delay sd is 2 days (rail-2)
+            assert error <= TOLERANCE_SE * 2.0 / length / math.sqrt(row["shipments_used"])
 
 
 def test_out_of_stock_periods_are_left_out_not_zero():
@@ -424,3 +453,42 @@ def test_second_pass_buckets_and_record_order_do_not_change_estimates(monkeypatc
         expected = meio.estimate(history, period=period).diagnostics
         assert meio.estimate(shuffled, period=period).diagnostics.equals(expected)
     assert meio.estimate(shuffled).diagnostics.equals(in_order)
+
+
+# --- partitions of whole networks (meio.cluster.estimate, here in this process) -------------------
+
+@given(seed=st.integers(0, 2**31 - 1), partitions=st.integers(1, 9), with_stages=st.booleans(),
+       by_lane=st.booleans())
+@settings(max_examples=8, deadline=None, derandomize=True)
+def test_partitions_of_networks_give_the_same_tables(tmp_path_factory, seed, partitions, with_stages,
+                                                     by_lane):
+    """Any number of partitions, planned from the stages table or from the demand history, with
+    arc- or lane-keyed shipments (lanes pooled across networks): the tables are those of the
+    whole histories, bit for bit."""
+    from meio.cluster.estimate import estimate_partitioned, network_ranges
+
+    folder = tmp_path_factory.mktemp("partitions")
+    stages, arcs = generate_catalog(12, seed=seed)
+    history = generate_history(stages, arcs, seed=seed, days=120, shipments_per_arc=8)
+    shipments, arcs = history.shipments, history.arcs
+    if by_lane:  # transport lanes: stage ids repeat across networks, so lanes span networks
+        lane = {"origin": pl.col("upstream"), "destination": pl.col("downstream")}
+        arcs = arcs.with_columns(**lane)
+        shipments = shipments.with_columns(**lane).drop("network", "upstream", "downstream")
+    paths = {name: folder / f"{name}.parquet" for name in ("demand", "shipments", "stages", "arcs")}
+    for name, frame in (("demand", history.demand), ("shipments", shipments), ("stages", history.stages),
+                        ("arcs", arcs)):
+        frame.write_parquet(paths[name], row_group_size=500)
+    tables = {"stages": paths["stages"] if with_stages else None,
+              "arcs": paths["arcs"] if with_stages or by_lane else None}
+    options = {"stockout_column": "out_of_stock", **tables}
+    whole = meio.estimate(paths["demand"], paths["shipments"], **options)
+    job = prepare_estimate(paths["demand"], paths["shipments"], **options)
+    ranges = network_ranges(job, tables["stages"], partitions=partitions, partition_size=None)
+    assert ranges[0][0] is None and ranges[-1][1] is None
+    assert all(ranges[k][1] == ranges[k + 1][0] for k in range(len(ranges) - 1))
+    events = []
+    parted = estimate_partitioned(job, ranges, None, on_progress=events.append)
+    assert len(events) == len(ranges) + (1 if by_lane else 0)
+    for table in ("stages", "arcs", "diagnostics"):
+        assert getattr(parted, table).equals(getattr(whole, table)), table

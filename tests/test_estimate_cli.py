@@ -151,6 +151,9 @@ def test_bad_rows_exit_2_with_one_message_and_write_nothing(tmp_path, capsys, ca
     (("--start", "2024-01-05"), "config.start: give both start and end of the window, or neither"),
     (("--start", "2024-02-01", "--end", "2024-01-01"), "config.end: must not be before start"),
     (("--pool-by", "carrier"), "config.pool_by: the shipments have no column 'carrier'"),
+    (("--period", "week"), "config.lead_time_unit: with weekly periods, say whether the lead times of "
+     "the given tables are in days (lead_time_unit day: converted, divided by 7) or already in weeks"),
+    (("--lead-time-unit", "hour"), None),
 ])
 def test_bad_options_exit_2_and_write_nothing(tmp_path, capsys, extra, message):
     if message is None:
@@ -161,6 +164,31 @@ def test_bad_options_exit_2_and_write_nothing(tmp_path, capsys, extra, message):
         assert run_estimate(tmp_path, demand(), shipments(), extra=extra) == 2
         assert message in capsys.readouterr().err
     assert_nothing_written(tmp_path)
+
+
+def test_times_in_days_are_converted_to_weeks(tmp_path):
+    stages, arcs = catalog()
+    stages = stages.with_columns(max_service_time=pl.Series([0, 14, 10]), lead_time_sd=pl.lit(0.7),
+                                 external_inbound_service_time=pl.Series([3, 0, 0]),
+                                 review_period=pl.Series([1.0, 7.0, 10.0]))
+    arcs = arcs.with_columns(lead_time=pl.lit(3.5))
+    paths = {name: tmp_path / f"{name}.parquet" for name in ("stages", "arcs", "demand")}
+    for name, frame in (("stages", stages), ("arcs", arcs), ("demand", demand())):
+        frame.write_parquet(paths[name])
+    argv = ["estimate", "--demand", str(paths["demand"]), "--stages", str(paths["stages"]),
+            "--arcs", str(paths["arcs"]), "--period", "week", "--output"]
+    assert main([*argv, str(tmp_path / "weeks"), "--lead-time-unit", "day"]) == 0
+    out = pl.read_parquet(tmp_path / "weeks" / "stages.parquet")
+    assert out["lead_time"].to_list() == pytest.approx([4 / 7, 1 / 7, 1 / 7])
+    assert out["lead_time_sd"].to_list() == pytest.approx([0.1] * 3)
+    assert out["max_service_time"].to_list() == [0, 2, 1]  # 10 days: down to 1 week
+    assert out["external_inbound_service_time"].to_list() == [1, 0, 0]  # 3 days: up to 1 week
+    assert out["review_period"].to_list() == [1.0, 1.0, 2.0]  # 10 days: up to 2 weeks
+    assert pl.read_parquet(tmp_path / "weeks" / "arcs.parquet")["lead_time"].to_list() == [0.5, 0.5]
+    # already in weeks: kept as given
+    assert main([*argv, str(tmp_path / "kept"), "--lead-time-unit", "period"]) == 0
+    kept = pl.read_parquet(tmp_path / "kept" / "stages.parquet")
+    assert kept.select(stages.columns).equals(stages)
 
 
 def test_lane_keyed_shipments_must_use_lanes_of_the_arcs(tmp_path, capsys):

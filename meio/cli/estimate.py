@@ -7,12 +7,17 @@ import time
 
 import polars as pl
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import meio
-from meio.estimate import Estimate, estimate, write_estimate
+from meio.cli.jobs import open_client
+from meio.cluster.estimate import estimate_partitioned, network_ranges
+from meio.config import ClusterConfig
+from meio.estimate import Estimate, prepare_estimate, write_estimate
 from meio.estimate.demand import PERIOD_DAYS
 from meio.estimate.history import DEFAULT_DATE_FORMAT
 from meio.estimate.lanes import PRIOR_SHIPMENTS
+from meio.estimate.tables import LEAD_TIME_UNITS
 from meio.io.read import file_facts
 from meio.io.write import check_output_target, file_sha256
 
@@ -44,8 +49,22 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         "0: no pooling)")
     parser.add_argument("--default-lead-time", type=float, default=0.0,
                         help="lead time of built stages without an estimated inbound lane (default 0)")
+    parser.add_argument("--lead-time-unit", choices=LEAD_TIME_UNITS,
+                        help="unit of the given tables' lead times, service times and review periods "
+                        "and of --default-lead-time: day (converted to the period) or period (kept); "
+                        "required with --period week when --stages, --arcs or --default-lead-time is given")
     parser.add_argument("--output", required=True, help="directory for stages, arcs and diagnostics")
     parser.add_argument("--overwrite", action="store_true")
+    group = parser.add_argument_group("histories larger than memory: partitions of whole networks, as "
+                                      "meio optimize cuts them (see docs/estimate.md)")
+    group.add_argument("--scheduler", help="address of an existing Dask scheduler, tcp://HOST:PORT")
+    sizes = group.add_mutually_exclusive_group()
+    sizes.add_argument("--partitions", type=int, help="number of partitions of whole networks")
+    sizes.add_argument("--partition-size", type=int, help="stages per partition (of the stages table, "
+                       "else demand records per partition)")
+    group.add_argument("--workers", type=int, help="local cluster: worker processes (default: cores)")
+    group.add_argument("--threads-per-worker", type=int, default=1,
+                       help="local cluster: Dask threads per worker (default 1)")
 
 
 def run(args: argparse.Namespace, console: Console) -> None:
@@ -55,19 +74,43 @@ def run(args: argparse.Namespace, console: Console) -> None:
     sources = {name: getattr(args, name) for name in ("demand", "shipments", "stages", "arcs")}
     options = {name: getattr(args, name) for name in (
         "period", "stockout_column", "date_format", "start", "end", "pool_by", "prior_shipments",
-        "default_lead_time")}
-    with console.status("estimating from history"):
-        result = estimate(**sources, **options)
-        seconds = time.perf_counter() - started
+        "default_lead_time", "lead_time_unit")}
+    cluster = ClusterConfig(scheduler=args.scheduler, workers=args.workers,
+                            threads_per_worker=args.threads_per_worker, partitions=args.partitions,
+                            partition_size=args.partition_size)
+    partitioned = any(value is not None for value in (args.scheduler, args.workers, args.partitions,
+                                                      args.partition_size))
+    with console.status("checking the options and the given tables"):
+        job = prepare_estimate(**sources, **options)
+        ranges = (network_ranges(job, args.stages, partitions=args.partitions,
+                                 partition_size=args.partition_size) if partitioned else None)
+    if ranges is None:
+        with console.status("estimating from history"):
+            result = job.finish([job.part(None)])
+    else:
+        result = _partitioned(job, ranges, cluster, console)
+    seconds = time.perf_counter() - started
+    with console.status("writing"):
         inputs = {name: {**file_facts(path), "sha256": file_sha256(path)}
                   for name, path in sources.items() if path is not None}
         write_estimate(result, args.output,
                        {"meio_version": meio.__version__, "inputs": inputs, "options": options,
-                        "seconds": seconds},
+                        "partitions": len(ranges) if ranges is not None else 1, "seconds": seconds},
                        overwrite=args.overwrite)
     _summary(console, result, time.perf_counter() - started)
     console.print(f"results: {args.output}/{{stages.parquet, arcs.parquet, diagnostics.parquet, "
                   "manifest.json}")
+
+
+def _partitioned(job, ranges: list, cluster: ClusterConfig, console: Console) -> Estimate:
+    """The estimate on partitions of whole networks, with a progress bar of its tasks."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with open_client(cluster, len(ranges)) as client, Progress(*columns, console=console) as bar:
+        where = client.scheduler.address if client is not None else "this process"
+        task = bar.add_task(f"estimate on {where}: partitions", total=None)
+        return estimate_partitioned(job, ranges, client,
+                                    on_progress=lambda event: bar.update(task, total=event.total,
+                                                                         advance=1))
 
 
 def _summary(console: Console, result: Estimate, seconds: float) -> None:

@@ -6,6 +6,7 @@ partitions in the calling process through the same task.
 """
 
 from meio.cluster.catalog import Partition, Source, plan_partitions, precheck
+from meio.cluster.estimate import EstimateEvent, estimate_partitioned, network_ranges
 from meio.cluster.run import (
     DEFAULT_PARTITION_SIZE,
     CatalogJob,
@@ -19,12 +20,15 @@ from meio.cluster.workers import WarmUpPlugin, local_cluster, numba_thread_budge
 __all__ = [
     "DEFAULT_PARTITION_SIZE",
     "CatalogJob",
+    "EstimateEvent",
     "Partition",
     "PartitionEvent",
     "RunResult",
     "Source",
     "WarmUpPlugin",
+    "estimate_partitioned",
     "local_cluster",
+    "network_ranges",
     "numba_thread_budget",
     "plan_partitions",
     "precheck",

@@ -42,14 +42,19 @@ the discretisation error of ``expected_cost`` for exact serial solutions (NaN fo
 decomposition, an approximation whose error the tests measure). ``expected_fill_rate`` and
 ``expected_cycle_service_level`` are the decomposition's predictions (NaN for exact serial rows).
 
-Demand distributions: a serial chain whose demand stage has ``poisson`` demand gets the exact
-solver's Poisson law; the decomposition takes every demand by its two moments (a Poisson's
-variance is its mean, docs/design.md §2). ``negative_binomial`` and ``gamma`` demand is not
-modelled.
+Demand distributions: the exact serial solver takes its chain's demand law from the demand
+stage's ``demand_distribution``: normal, Poisson and negative binomial exactly (the discrete
+laws on the integers), gamma on its grid (:mod:`meio.engine.ssm_serial`). The decomposition
+takes every demand by its two moments, which is right for normal demand and close for Poisson
+(a Poisson's variance is its mean, docs/design.md §2) but misses the skewed quantiles of
+negative-binomial and gamma demand: a network with such a demand stage that the exact serial
+solver does not take (a tree, or a chain meeting service targets) is marked ``unsupported``
+like an assembly, and :func:`meio.optimize` plans it by the simulated descent, which draws each
+stage's own law (:mod:`meio.stochastic`).
 
-Not modelled: ``lead_time_sd`` (lead times are fixed), ``review_period`` (every stage reviews
-each period) and non-normal, non-Poisson demand — :func:`meio.api.optimize` rejects stages that
-set them rather than ignore them — and ``max_service_time`` (the SSM quotes no service times).
+Not modelled: ``lead_time_sd`` (lead times are fixed) and ``review_period`` (every stage reviews
+each period) — :func:`meio.api.optimize` rejects stages that set them rather than ignore them —
+and ``max_service_time`` (the SSM quotes no service times).
 """
 
 from __future__ import annotations
@@ -59,7 +64,14 @@ from typing import Any
 import numpy as np
 from scipy.special import ndtri
 
-from meio.engine.batch import POISSON_DEMAND, Batch, NetDemand, stage_network_index
+from meio.engine.batch import (
+    GAMMA_DEMAND,
+    NEGATIVE_BINOMIAL_DEMAND,
+    POISSON_DEMAND,
+    Batch,
+    NetDemand,
+    stage_network_index,
+)
 from meio.engine.result import ModelResult
 from meio.engine.ssm_distribution import (
     FILL_RATE_TARGET,
@@ -68,7 +80,15 @@ from meio.engine.ssm_distribution import (
     TreeBatch,
     optimize_trees,
 )
-from meio.engine.ssm_serial import NORMAL, POISSON, SerialSystems, grid_options, optimize_serial
+from meio.engine.ssm_serial import (
+    GAMMA,
+    NEGATIVE_BINOMIAL,
+    NORMAL,
+    POISSON,
+    SerialSystems,
+    grid_options,
+    optimize_serial,
+)
 
 SERIAL_EXACT = "chen_zheng_exact"
 DECOMPOSITION = "distribution_decomposition"
@@ -78,15 +98,25 @@ _SERIAL, _TREE, _OTHER = 0, 1, 2
 
 
 class UnsupportedNetworkError(ValueError):
-    """A network whose shape the SSM does not support (a stage with several suppliers)."""
+    """A network the analytic SSM does not solve.
 
-    def __init__(self, network_index: int):
+    A stage with several suppliers, or negative-binomial or gamma demand outside the exact serial
+    solver.
+    """
+
+    def __init__(self, network_index: int, reason: str | None = None):
         self.network_index = network_index
         super().__init__(
-            f"network {network_index} of the batch is not serial or a distribution tree "
-            "(a stage has two or more suppliers); the stochastic-service model supports only "
-            "serial and distribution networks"
+            f"network {network_index} of the batch "
+            + (reason or "is not serial or a distribution tree (a stage has two or more "
+               "suppliers); the stochastic-service model supports only serial and distribution "
+               "networks")
         )
+
+
+_LAW_REASON = ("has negative_binomial or gamma demand and is not a serial network minimising "
+               "cost; the decomposition takes demand by two normal moments, which misses such "
+               "laws' service targets (meio.optimize plans it by the simulated descent)")
 
 
 class _Topology:
@@ -158,12 +188,25 @@ def _stage_rows(batch: Batch, networks: np.ndarray) -> np.ndarray:
 
 
 def _serial_distribution(batch: Batch, sinks: np.ndarray, option: str | None) -> np.ndarray:
-    """Demand law of each chain's exact solver: the run's option, else its demand stage's column."""
-    if option is None:
-        poisson = batch.demand_distribution[sinks] == POISSON_DEMAND
-    else:
-        poisson = np.full(len(sinks), option == "poisson")
-    return np.where(poisson, POISSON, NORMAL).astype(np.int64)
+    """Demand law of each chain's exact solver: the run's option, else its demand stage's column.
+
+    A gamma stage without spread (``demand_sd = 0``) is constant demand: the normal code's point
+    mass.
+    """
+    if option is not None:
+        return np.full(len(sinks), POISSON if option == "poisson" else NORMAL, np.int64)
+    code = batch.demand_distribution[sinks]
+    law = np.select([code == POISSON_DEMAND, code == NEGATIVE_BINOMIAL_DEMAND,
+                     (code == GAMMA_DEMAND) & (batch.demand_sd[sinks] > 0.0)],
+                    [POISSON, NEGATIVE_BINOMIAL, GAMMA], NORMAL)
+    return law.astype(np.int64)
+
+
+def _other_law_networks(batch: Batch, topology: _Topology) -> np.ndarray:
+    """Per network: True where a demand stage has negative-binomial or gamma demand."""
+    code = batch.demand_distribution
+    other = topology.external & ((code == NEGATIVE_BINOMIAL_DEMAND) | (code == GAMMA_DEMAND))
+    return np.bincount(topology.network[other], minlength=batch.n_networks) > 0
 
 
 def _solve_serial(batch, topology, stockout, networks, distribution, grid, columns):
@@ -295,11 +338,18 @@ def solve(batch: Batch, demand: NetDemand, **options: Any) -> ModelResult:
            if key in options}
     )
     topology = _Topology(batch, demand)
-    unsupported = np.flatnonzero(topology.shape == _OTHER)
-    if on_unsupported == "raise" and len(unsupported):
-        raise UnsupportedNetworkError(int(unsupported[0]))
     stockout = _stockout_costs(batch, options.get("stockout_cost"))
     cost_mode = _choose_cost_mode(topology, stockout, objective)
+    exact_mask = (topology.shape == _SERIAL) & cost_mode
+    other_law = _other_law_networks(batch, topology) & ~exact_mask & (topology.shape != _OTHER)
+    if on_unsupported == "raise":
+        shape_first = np.flatnonzero(topology.shape == _OTHER)
+        law_first = np.flatnonzero(other_law)
+        if len(shape_first) and (not len(law_first) or shape_first[0] < law_first[0]):
+            raise UnsupportedNetworkError(int(shape_first[0]))
+        if len(law_first):
+            raise UnsupportedNetworkError(int(law_first[0]), _LAW_REASON)
+    unsupported = np.flatnonzero((topology.shape == _OTHER) | other_law)
 
     n_stages, n_networks = batch.n_stages, batch.n_networks
     names = ("net_lead_time", "base_stock", "echelon_base_stock", "expected_on_hand",
@@ -310,15 +360,13 @@ def solve(batch: Batch, demand: NetDemand, **options: Any) -> ModelResult:
     expected_cost = np.full(n_networks, np.nan)
     error_bound = np.full(n_networks, np.nan)
 
-    exact = np.flatnonzero((topology.shape == _SERIAL) & cost_mode)
+    exact = np.flatnonzero(exact_mask)
     if len(exact):
         expected_cost[exact], error_bound[exact] = _solve_serial(
             batch, topology, stockout, exact, distribution, grid, columns
         )
         method[exact] = SERIAL_EXACT
-    decomposed = np.flatnonzero(
-        (topology.shape != _OTHER) & ~((topology.shape == _SERIAL) & cost_mode)
-    )
+    decomposed = np.flatnonzero((topology.shape != _OTHER) & ~exact_mask & ~other_law)
     if len(decomposed):
         rows, backorder_price = _solve_trees(
             batch, topology, stockout, decomposed, cost_mode[decomposed],
@@ -340,7 +388,7 @@ def solve(batch: Batch, demand: NetDemand, **options: Any) -> ModelResult:
         )[decomposed]
         method[decomposed] = DECOMPOSITION
 
-    supported = topology.shape[topology.network] != _OTHER
+    supported = ((topology.shape != _OTHER) & ~other_law)[topology.network]
     safety_stock = columns["expected_on_hand"]
     safety_stock_cost = batch.holding_cost * safety_stock
     network_safety_cost = np.bincount(

@@ -10,22 +10,36 @@ Histories are scanned lazily (:mod:`meio.estimate.history`), so they may be larg
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from meio.estimate.demand import PERIOD_DAYS, DemandOptions, demand_diagnostics
-from meio.estimate.history import ARC_KEYS, DEFAULT_DATE_FORMAT, HistorySource
-from meio.estimate.lanes import PRIOR_SHIPMENTS, KnownLanes, LaneOptions, lane_diagnostics, shipment_keys
-from meio.estimate.tables import STAGE_KEYS, arc_table, given_table, stage_table
+from meio.estimate.history import ARC_KEYS, DEFAULT_DATE_FORMAT, HistorySource, NetworkRange
+from meio.estimate.lanes import (
+    PRIOR_SHIPMENTS,
+    KnownLanes,
+    LaneOptions,
+    lane_statistics,
+    pooled_lanes,
+    shipment_keys,
+)
+from meio.estimate.tables import (
+    LEAD_TIME_UNITS,
+    STAGE_KEYS,
+    arc_table,
+    given_table,
+    in_periods,
+    stage_table,
+)
 from meio.io.errors import InputError
 from meio.io.read import TableSource, read_table
 from meio.io.schema import empty_arcs
 from meio.io.write import write_run_directory
 
-__all__ = ["Estimate", "estimate", "write_estimate"]
+__all__ = ["Estimate", "EstimateJob", "EstimatePart", "estimate", "prepare_estimate", "write_estimate"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +70,7 @@ def estimate(
     pool_by: str | None = None,
     prior_shipments: float = PRIOR_SHIPMENTS,
     default_lead_time: float = 0.0,
+    lead_time_unit: str | None = None,
 ) -> Estimate:
     """Estimate demand and lane lead times from history and fill them into stages and arcs.
 
@@ -72,8 +87,8 @@ def estimate(
         The tables to fill (DESIGN contract); without ``stages`` one is built from the stages
         the history and arcs name, without ``arcs`` one is built from the shipments' arcs.
     period
-        ``"day"`` or ``"week"`` (Monday to Sunday): the period of the estimates. Lead times of a
-        given stages table must be in the same period.
+        ``"day"`` or ``"week"`` (Monday to Sunday): the period of the estimates, and of every
+        time in the tables written (transit times are measured in it).
     stockout_column
         Name of the demand column that flags records taken while out of stock; such periods are
         left out of the estimates rather than counted as zero demand.
@@ -87,6 +102,14 @@ def estimate(
         Weight ``n0``, in shipments, of a lane's pool in its figures (0: no pooling).
     default_lead_time
         Lead time of built stages without an estimated inbound lane (sources).
+    lead_time_unit
+        Unit of the times the caller gives (the stages' and arcs' ``lead_time`` and
+        ``lead_time_sd``, the stages' service times and review period, ``default_lead_time``):
+        ``"day"`` (converted to periods: divided by 7 with weeks, service times and review
+        periods rounded to whole weeks the safe way, docs/estimate.md "Units") or
+        ``"period"`` (already in the estimate's period, kept as given). Required with weekly
+        periods when a stages or arcs table is given or ``default_lead_time > 0``; with daily
+        periods the two are the same.
 
     Returns
     -------
@@ -99,37 +122,132 @@ def estimate(
         Naming the table, column, rule and first offending rows of the first broken rule.
 
     """
-    window = _check_options(demand, shipments, period, start, end, prior_shipments, default_lead_time)
+    job = prepare_estimate(demand, shipments, stages=stages, arcs=arcs, period=period,
+                           stockout_column=stockout_column, date_format=date_format, start=start,
+                           end=end, pool_by=pool_by, prior_shipments=prior_shipments,
+                           default_lead_time=default_lead_time, lead_time_unit=lead_time_unit)
+    return job.finish([job.part(None)])
+
+
+@dataclass(frozen=True)
+class EstimatePart:
+    """What one share of the histories gives: demand rows and pre-pool lane statistics."""
+
+    demand: pl.DataFrame | None
+    lanes: pl.DataFrame | None
+
+
+@dataclass(frozen=True)
+class EstimateJob:
+    """An estimate with its options checked and the given tables read, cut into parts.
+
+    :meth:`part` estimates the stages and lanes of one range of networks (one partition: every
+    figure of a stage or a lane depends on its own records only); :meth:`finish` pools the lanes
+    of all parts and fills the tables. ``finish([part(None)])`` is :func:`estimate`;
+    :mod:`meio.cluster.estimate` runs the parts of a partitioned history on Dask workers.
+    """
+
+    demand: HistorySource | None
+    shipments: HistorySource | None
+    demand_options: DemandOptions
+    lane_options: LaneOptions
+    keys: tuple[str, ...]
+    known_stages: pl.DataFrame | None
+    known_lanes: tuple[KnownLanes, ...]
+    given_stages: pl.DataFrame | None
+    given_arcs: pl.DataFrame | None
+    default_lead_time: float
+
+    @property
+    def lanes_by_network(self) -> bool:
+        """Whether shipments split by network (arc keys); transport lanes span networks."""
+        return self.keys == ARC_KEYS
+
+    def part(self, networks: NetworkRange | None, *, demand: bool = True,
+             lanes: bool = True) -> EstimatePart:
+        """Demand rows and lane statistics of the networks in ``networks`` (None: all)."""
+        demand_rows = lane_rows = None
+        if demand and self.demand is not None:
+            demand_rows = demand_diagnostics(self.demand, replace(self.demand_options, networks=networks),
+                                             self.known_stages)
+        if lanes and self.shipments is not None:
+            if networks is not None and not self.lanes_by_network:
+                raise ValueError("transport lanes span networks: estimate them in one part")
+            lane_rows = lane_statistics(self.shipments, self.keys,
+                                        replace(self.lane_options, networks=networks), self.known_lanes)
+        return EstimatePart(demand_rows, lane_rows)
+
+    def finish(self, parts: list[EstimatePart]) -> Estimate:
+        """The tables from the parts of disjoint network ranges that cover the histories."""
+        keys = list(self.keys)
+        demand_parts = [part.demand for part in parts if part.demand is not None]
+        demand_rows = (pl.concat(demand_parts).sort(STAGE_KEYS, maintain_order=True)
+                       if demand_parts else None)
+        lane_parts = [part.lanes for part in parts if part.lanes is not None]
+        lane_rows = (pooled_lanes(pl.concat(lane_parts), self.shipments, keys, self.lane_options)
+                     if lane_parts else None)
+        arcs_out = arc_table(self.given_arcs, lane_rows, keys)
+        stages_out = stage_table(self.given_stages, demand_rows, arcs_out, self.default_lead_time)
+        diagnostics = [part for part in (demand_rows, lane_rows) if part is not None]
+        return Estimate(
+            stages=stages_out,
+            arcs=arcs_out if arcs_out is not None else empty_arcs(),
+            diagnostics=pl.concat(diagnostics, how="diagonal_relaxed"),
+        )
+
+
+def prepare_estimate(
+    demand: HistorySource | None = None,
+    shipments: HistorySource | None = None,
+    *,
+    stages: TableSource | None = None,
+    arcs: TableSource | None = None,
+    period: str = "day",
+    stockout_column: str | None = None,
+    date_format: str = DEFAULT_DATE_FORMAT,
+    start: dt.date | str | None = None,
+    end: dt.date | str | None = None,
+    pool_by: str | None = None,
+    prior_shipments: float = PRIOR_SHIPMENTS,
+    default_lead_time: float = 0.0,
+    lead_time_unit: str | None = None,
+) -> EstimateJob:
+    """Check the options of :func:`estimate` (same parameters), read the given tables."""
+    window = _check_options(demand, shipments, period, start, end, prior_shipments, default_lead_time,
+                            lead_time_unit)
+    days = PERIOD_DAYS[period]
+    if days > 1 and lead_time_unit is None and (stages is not None or arcs is not None
+                                                or default_lead_time > 0):
+        raise InputError("config", "lead_time_unit", f"with {period}ly periods, say whether the lead "
+                         "times of the given tables are in days (lead_time_unit day: converted, "
+                         f"divided by {days}) or already in {period}s (lead_time_unit period)")
     given_stages = None if stages is None else given_table(read_table(stages, "stages"), "stages",
                                                            STAGE_KEYS)
     given_arcs = None if arcs is None else given_table(read_table(arcs, "arcs"), "arcs", ARC_KEYS)
+    if lead_time_unit == "day":
+        given_stages = None if given_stages is None else in_periods(given_stages, days)
+        given_arcs = None if given_arcs is None else in_periods(given_arcs, days)
+        default_lead_time = default_lead_time / days
     known_stages = None if given_stages is None else given_stages.select(STAGE_KEYS)
-    demand_rows = None
-    if demand is not None:
-        options = DemandOptions(period=period, stockout_column=stockout_column,
-                                date_format=date_format, start=window[0], end=window[1])
-        demand_rows = demand_diagnostics(demand, options, known_stages)
-    lane_rows, keys = None, list(ARC_KEYS)
+    keys, known_lanes = list(ARC_KEYS), []
     if shipments is not None:
         keys = shipment_keys(shipments, None if given_arcs is None else given_arcs.columns)
         if given_arcs is not None:
             given_arcs = given_arcs.with_columns(pl.col(name).cast(pl.String) for name in keys)
-        options = LaneOptions(period_days=PERIOD_DAYS[period], date_format=date_format,
-                              pool_by=pool_by, prior_shipments=float(prior_shipments))
-        lane_rows = lane_diagnostics(shipments, keys, options,
-                                     _known_lanes(keys, given_arcs, known_stages))
-    arcs_out = arc_table(given_arcs, lane_rows, keys)
-    stages_out = stage_table(given_stages, demand_rows, arcs_out, default_lead_time)
-    parts = [part for part in (demand_rows, lane_rows) if part is not None]
-    return Estimate(
-        stages=stages_out,
-        arcs=arcs_out if arcs_out is not None else empty_arcs(),
-        diagnostics=pl.concat(parts, how="diagonal_relaxed"),
+        known_lanes = _known_lanes(keys, given_arcs, known_stages)
+    return EstimateJob(
+        demand=demand, shipments=shipments,
+        demand_options=DemandOptions(period=period, stockout_column=stockout_column,
+                                     date_format=date_format, start=window[0], end=window[1]),
+        lane_options=LaneOptions(period_days=days, date_format=date_format, pool_by=pool_by,
+                                 prior_shipments=float(prior_shipments)),
+        keys=tuple(keys), known_stages=known_stages, known_lanes=tuple(known_lanes),
+        given_stages=given_stages, given_arcs=given_arcs, default_lead_time=default_lead_time,
     )
 
 
-def _check_options(demand, shipments, period, start, end, prior_shipments,
-                   default_lead_time) -> tuple[dt.date | None, dt.date | None]:
+def _check_options(demand, shipments, period, start, end, prior_shipments, default_lead_time,
+                   lead_time_unit) -> tuple[dt.date | None, dt.date | None]:
     """Reject options outside their domain; return the common window as dates (or Nones)."""
     if demand is None and shipments is None:
         raise InputError("config", "demand", "give a demand history, shipment records or both")
@@ -139,6 +257,9 @@ def _check_options(demand, shipments, period, start, end, prior_shipments,
         raise InputError("config", "prior_shipments", "must be >= 0")
     if not default_lead_time >= 0:
         raise InputError("config", "default_lead_time", "must be >= 0")
+    if lead_time_unit not in (None, *LEAD_TIME_UNITS):
+        raise InputError("config", "lead_time_unit", f"must be one of {', '.join(LEAD_TIME_UNITS)}, "
+                         f"got {lead_time_unit!r}")
     if (start is None) != (end is None):
         raise InputError("config", "start", "give both start and end of the window, or neither")
     if start is None:

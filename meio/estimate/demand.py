@@ -66,12 +66,14 @@ from meio.estimate.history import (
     DEFAULT_DATE_FORMAT,
     QUANTUM,
     HistorySource,
+    NetworkRange,
     check_counted_rules,
     check_known_keys,
     collect,
     fixed_point,
     flag,
     id_rules,
+    in_range,
     number,
     numbered,
     quantity_rules,
@@ -116,6 +118,8 @@ class DemandOptions:
     date_format: str = DEFAULT_DATE_FORMAT
     start: dt.date | None = None
     end: dt.date | None = None
+    #: Only these networks' records (one partition of the history; None: all).
+    networks: NetworkRange | None = None
 
 
 def demand_diagnostics(source: HistorySource, options: DemandOptions,
@@ -137,8 +141,9 @@ def demand_diagnostics(source: HistorySource, options: DemandOptions,
         For the first broken row rule (ids, dates, quantities, forecasts, unknown stages).
 
     """
-    scan = scan_history(source, "demand")
-    schema = table_schema(scan, "demand")
+    whole = scan_history(source, "demand")
+    schema = table_schema(whole, "demand")
+    scan = in_range(whole, options.networks)
     require(schema, "demand", ("network", "stage", "date", "quantity"))
     has_forecast = "forecast" in schema
     prepared = _prepared(schema, options)
@@ -149,7 +154,8 @@ def demand_diagnostics(source: HistorySource, options: DemandOptions,
         ),
         "demand",
     )
-    rows = numbered(scan).with_columns(**prepared)
+    # rows numbered in the whole file, whatever share of it this call reads
+    rows = in_range(numbered(whole), options.networks).with_columns(**prepared)
     check_counted_rules(per_stage, rules, rows, "demand", _SHOWN)
     if known_stages is not None:
         check_known_keys(per_stage, known_stages, rows, "demand", "stage",

@@ -47,6 +47,10 @@ _NUMERIC = (pl.Float32, pl.Float64, pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UI
             pl.UInt32, pl.UInt64, pl.Decimal, pl.Null)
 
 HistorySource = str | Path | pl.DataFrame | pl.LazyFrame | pa.Table
+#: Networks ``[low, high)`` in sorted id order (``None``: open end; the first range, open below,
+#: also holds rows without a network id, so the id rule still sees them): one partition's share
+#: of a history.
+NetworkRange = tuple[str | None, str | None]
 
 
 def scan_history(source: HistorySource, table: str) -> pl.LazyFrame:
@@ -60,6 +64,17 @@ def scan_history(source: HistorySource, table: str) -> pl.LazyFrame:
     if not isinstance(source, str | Path):
         raise InputError(table, "-", f"expected a path or a Polars/Arrow table, got {type(source)}")
     return scan_table(source, table, TEXT_COLUMNS)
+
+
+def in_range(frame: pl.LazyFrame | pl.DataFrame, networks: NetworkRange | None):
+    """The rows of ``frame`` whose ``network`` lies in ``networks`` (all rows for None)."""
+    if networks is None:
+        return frame
+    low, high = networks
+    network = pl.col("network").cast(pl.String)
+    keep = network < high if high is not None else pl.lit(True)
+    keep = keep & (network >= low) if low is not None else keep | network.is_null()
+    return frame.filter(keep)
 
 
 def collect(frame: pl.LazyFrame, table: str) -> pl.DataFrame:

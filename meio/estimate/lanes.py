@@ -58,12 +58,14 @@ from meio.estimate.history import (
     MICROSECONDS_PER_DAY,
     QUANTUM,
     HistorySource,
+    NetworkRange,
     check_counted_rules,
     check_known_keys,
     collect,
     first_rows,
     fixed_point,
     id_rules,
+    in_range,
     number,
     numbered,
     quantity_rules,
@@ -94,6 +96,8 @@ class LaneOptions:
     date_format: str = DEFAULT_DATE_FORMAT
     pool_by: str | None = None
     prior_shipments: float = PRIOR_SHIPMENTS
+    #: Only these networks' shipments (arc keys; one partition of the history; None: all).
+    networks: NetworkRange | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,8 @@ def lane_diagnostics(source: HistorySource, keys: Sequence[str], options: LaneOp
                      known: Sequence[KnownLanes] = ()) -> pl.DataFrame:
     """One row per lane of the shipments with its transit-time figures (see the module docstring).
 
+    :func:`lane_statistics` then :func:`pooled_lanes`.
+
     Raises
     ------
     meio.InputError
@@ -132,9 +138,20 @@ def lane_diagnostics(source: HistorySource, keys: Sequence[str], options: LaneOp
         lanes, a pool column that varies within a lane).
 
     """
+    return pooled_lanes(lane_statistics(source, keys, options, known), source, keys, options)
+
+
+def lane_statistics(source: HistorySource, keys: Sequence[str], options: LaneOptions,
+                    known: Sequence[KnownLanes] = ()) -> pl.DataFrame:
+    """Per lane of ``options.networks``: counts and exact sums of the shipments kept, quantiles.
+
+    Each lane's figures depend on its own shipments only, so frames of disjoint network ranges
+    concatenate into the frame of their union; :func:`pooled_lanes` pools them.
+    """
     keys = list(keys)
-    scan = scan_history(source, "shipments")
-    schema = table_schema(scan, "shipments")
+    whole = scan_history(source, "shipments")
+    schema = table_schema(whole, "shipments")
+    scan = in_range(whole, options.networks)
     require(schema, "shipments", ("shipped", "received"))
     pool = _pool_columns(schema, keys, options.pool_by)
     prepared = _prepared(schema, keys, pool, options)
@@ -150,7 +167,8 @@ def lane_diagnostics(source: HistorySource, keys: Sequence[str], options: LaneOp
         ),
         "shipments",
     ).sort(keys)
-    rows = numbered(scan).with_columns(**prepared)
+    # rows numbered in the whole file, whatever share of it this call reads
+    rows = in_range(numbered(whole), options.networks).with_columns(**prepared)
     shown = (*keys, "shipped", "received")
     check_counted_rules(per_lane, rules, rows, "shipments", shown)
     for lanes in known:
@@ -164,7 +182,22 @@ def lane_diagnostics(source: HistorySource, keys: Sequence[str], options: LaneOp
         .select("_code", "_transit", *(["_qfix"] if "quantity" in schema else [])),
         "shipments",
     )
-    return _estimates(index, _lane_statistics(detail), keys, pool, options, "quantity" in schema)
+    statistics = _lane_statistics(detail)
+    if "_units" not in statistics.columns:
+        statistics = statistics.with_columns(_units=pl.lit(None, pl.Int128))
+    return index.join(statistics, on="_code", how="left").drop("_code").select(
+        *keys, *(name for name in dict.fromkeys(pool) if name not in keys), "rows", "in_transit",
+        "_completed", "shipments_used", "_s1", "_s2", "_p50", "_p95", "_units")
+
+
+def pooled_lanes(statistics: pl.DataFrame, source: HistorySource, keys: Sequence[str],
+                 options: LaneOptions) -> pl.DataFrame:
+    """Lane figures from :func:`lane_statistics` frames, pooled (in lane-key order)."""
+    keys = list(keys)
+    schema = table_schema(scan_history(source, "shipments"), "shipments")
+    pool = _pool_columns(schema, keys, options.pool_by)
+    index = statistics.sort(keys).with_row_index("_code")
+    return _estimates(index, keys, pool, options, "quantity" in schema)
 
 
 def _pool_columns(schema: pl.Schema, keys: list[str], pool_by: str | None) -> list[str]:
@@ -248,11 +281,11 @@ def _lane_statistics(detail: pl.DataFrame) -> pl.DataFrame:
     return fences.select("_code", "_completed").join(statistics, on="_code", how="left")
 
 
-def _estimates(index: pl.DataFrame, statistics: pl.DataFrame, keys: list[str], pool: list[str],
-               options: LaneOptions, has_quantity: bool) -> pl.DataFrame:
+def _estimates(index: pl.DataFrame, keys: list[str], pool: list[str], options: LaneOptions,
+               has_quantity: bool) -> pl.DataFrame:
     """Lane figures, pooled toward their pool by credibility weights (module docstring)."""
     period = float(MICROSECONDS_PER_DAY * options.period_days)
-    lanes = index.join(statistics, on="_code", how="left").sort("_code").with_columns(
+    lanes = index.sort("_code").with_columns(
         pl.col("_completed", "shipments_used").fill_null(0),
         pool=pl.concat_str([pl.col(name).cast(pl.String) for name in pool], separator="/",
                            ignore_nulls=True),

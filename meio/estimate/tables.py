@@ -19,6 +19,15 @@ STAGE_KEYS = ["network", "stage"]
 DEMAND_COLUMNS = {"demand_mean": 0.0, "demand_sd": 0.0, "demand_distribution": "normal"}
 #: Arc columns an estimate writes (null where a lane has no figures and none is given).
 LANE_COLUMNS = {"lead_time": None, "lead_time_sd": None}
+#: Units of the lead times of given tables: days, or already the estimate's period.
+LEAD_TIME_UNITS = ("day", "period")
+#: Columns of a given table measured in time: converted from days to periods by ``days``.
+_DURATIONS = ("lead_time", "lead_time_sd")
+#: Whole-period columns of a given stages table and how days round to periods: down for the
+#: service time quoted to customers (the promise is kept), up for the outside supplier's service
+#: time and the review period (never assumed shorter than they are).
+_WHOLE_PERIODS = {"max_service_time": "floor", "external_inbound_service_time": "ceil",
+                  "review_period": "ceil"}
 
 
 def given_table(table: pl.DataFrame, name: str, keys: Sequence[str]) -> pl.DataFrame:
@@ -30,6 +39,23 @@ def given_table(table: pl.DataFrame, name: str, keys: Sequence[str]) -> pl.DataF
     check_rules(table, name, [Rule(keys[-1], f"({', '.join(keys)}) must be unique",
                                    pl.struct(*keys).is_duplicated())])
     return table
+
+
+def in_periods(table: pl.DataFrame, days: int) -> pl.DataFrame:
+    """A given table with its day-valued time columns expressed in periods of ``days`` days.
+
+    ``lead_time`` and ``lead_time_sd`` are divided by ``days``. A stages table's whole-period
+    columns (docs/design.md §2) are divided and rounded the safe way (:data:`_WHOLE_PERIODS`):
+    ``max_service_time`` down, ``external_inbound_service_time`` and ``review_period`` up.
+    Costs per period are left as given (every cost scales alike, so plans do not change).
+    """
+    if days == 1:
+        return table
+    return table.with_columns(
+        *(pl.col(c) / days for c in _DURATIONS if c in table.columns),
+        *(getattr(pl.col(c) / days, rounding)().cast(table.schema[c]).alias(c)
+          for c, rounding in _WHOLE_PERIODS.items() if c in table.columns),
+    )
 
 
 def fill(base: pl.DataFrame, estimates: pl.DataFrame, keys: Sequence[str],
