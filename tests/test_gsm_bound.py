@@ -19,8 +19,8 @@ from tests.test_gsm_general import (
 
 
 def _forest(net, rng):
-    weight = rng.choice([0.0, 0.5, 1.0, 2.0], len(net.arc_upstream))
-    return spanning_forest(len(net.lead_floor), net.arc_upstream, net.arc_downstream, weight)
+    weight, tie = rng.choice([0.0, 0.5, 1.0, 2.0], (2, len(net.arc_upstream)))
+    return spanning_forest(len(net.lead_floor), net.arc_upstream, net.arc_downstream, weight, tie)
 
 
 def _components(size, arcs):

@@ -35,18 +35,22 @@ children downstream's suffix minima of ``g`` (non-decreasing). For fixed ``S``,
 range ends and at both sides of every step of ``A_k`` (``B_k``), which is exact.
 
 Multipliers. The first are the optimal duals of the arc constraints in the convex-envelope LP
-(the flows of :func:`meio.engine.gsm_lp.solve_service_time_lp`), and the forest keeps the
-arcs with the largest duals (Kruskal). With those duals the partial Lagrangian of the envelope
-LP has the LP's optimum as its minimum (LP duality), and ``c_j`` lies above its envelope on
-the offset range, so ``L(lambda_0)`` is **at least the envelope bound**. Then ``iterations``
-subgradient steps (Held, Wolfe & Crowder 1974, *Mathematical Programming* 6:62-88; Polyak
-step ``theta (UB - L) / ||g||^2`` with ``g_a = S_u - SI_d`` and ``UB`` the cost of a known
-plan, ``theta`` halved after ``STALL_ITERATIONS`` steps without a better bound) project onto
-``lambda >= 0``, until ``iterations`` forest DPs in all. The best ``L`` seen is returned: the
-bound depends on the inputs, the known plan's cost and ``iterations`` only (no clock, no random
-numbers). A relaxed plan that is
-feasible with ``lambda_a (S_u - SI_d) = 0`` on every dualised arc is optimal and stops the
-ascent.
+(the flows of :func:`meio.engine.gsm_lp.solve_service_time_lp`); the forest keeps the arcs
+with the largest duals, ties (many duals are 0) to arcs into stages of higher holding cost
+(Kruskal; other tie rules measured in docs/gsm.md). **At least the envelope bound**: with
+those duals ``lambda_0`` the partial Lagrangian of the envelope LP (the arcs outside the forest
+dualised, the other rows kept; the boxes' ``SI_j <= V_j``, which that LP leaves out, can only
+raise the minimum) has the LP's optimum as its minimum (LP duality); each ``c_j`` lies
+above its convex envelope on the offset range ``[offset_min_j, offset_max_j]`` that the boxes
+allow, and the integer plans of the forest are among the LP's points, so
+``L(lambda_0) >=`` the envelope bound. Then subgradient steps (Held, Wolfe & Crowder 1974,
+*Mathematical Programming* 6:62-88): Polyak steps ``theta (UB - L) / ||g||^2`` along
+``g_a = S_u - SI_d`` (components that would push a zero multiplier below 0 dropped), ``UB`` the
+cost of a known plan, ``theta`` halved after ``STALL_ITERATIONS`` steps without a better bound,
+projected onto ``lambda >= 0``, until ``iterations`` forest DPs in all. A relaxed plan with
+``g = 0`` meets every arc with ``lambda_a (S_u - SI_d) = 0``, so its ``L`` is its cost and it
+is optimal: the ascent stops. The best ``L`` seen is returned; it depends on the inputs, the
+known plan's cost and ``iterations`` only (no clock, no random numbers).
 
 Strength. By Geoffrion (1974, *Mathematical Programming Study* 2:82-114) the best
 ``L(lambda)`` is the minimum of the convex hull of the forest problem's cost over the
@@ -78,7 +82,7 @@ from meio.engine.gsm_tree import TreeProblem, chunk_networks
 #: 0.37 %; 100 only to 0.34 %).
 BOUND_ITERATIONS = 30
 #: Initial Polyak step factor ``theta`` and the steps without a better bound that halve it.
-STEP_FACTOR = 1.0
+STEP_FACTOR = 2.0
 STALL_ITERATIONS = 3
 
 
@@ -117,13 +121,15 @@ class BoundResult(NamedTuple):
 
 
 @njit
-def spanning_forest(size, arc_upstream, arc_downstream, weight):
-    """Maximum-weight spanning forest (Kruskal, ties to the lower arc index), oriented for the DP.
+def spanning_forest(size, arc_upstream, arc_downstream, weight, tie_weight):
+    """Maximum-weight spanning forest, oriented for the DP.
 
-    Each component is searched breadth-first from its highest-indexed stage (its root).
+    Kruskal on arcs by decreasing ``weight``, ties by decreasing ``tie_weight``, then by arc
+    index. Each component is searched breadth-first from its highest-indexed stage (its root).
     """
     n_arcs = len(arc_upstream)
-    ranked = np.argsort(-weight, kind="mergesort")
+    ranked = np.argsort(-tie_weight, kind="mergesort")
+    ranked = ranked[np.argsort(-weight[ranked], kind="mergesort")]
     link = np.arange(size)
     in_forest = np.zeros(n_arcs, np.bool_)
     n_dualised = n_arcs
@@ -372,7 +378,8 @@ def _lagrangian_bound(net, upper_bound, iterations):
     if iterations <= 0:
         return envelope, -np.inf, 0
     n_arcs = len(net.arc_upstream)
-    forest = spanning_forest(size, net.arc_upstream, net.arc_downstream, lp_work.flow[:n_arcs])
+    forest = spanning_forest(size, net.arc_upstream, net.arc_downstream, lp_work.flow[:n_arcs],
+                             net.holding_cost[net.arc_downstream])
     n_dualised = len(forest.dualised)
     multiplier = np.empty(n_dualised)
     for position in range(n_dualised):
