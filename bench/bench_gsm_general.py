@@ -190,7 +190,8 @@ def _check(solution):
 @pytest.fixture(scope="module", autouse=True)
 def warm_up():
     """Compile the kernels on a tiny network before anything is timed."""
-    solve_general_network(*solver_arguments(random_general_network(12, 0)), mip_node_limit=5)
+    arguments = solver_arguments(random_general_network(12, 0))
+    lagrangian_bound(*arguments, solve_general_network(*arguments, mip_node_limit=5).cost)
 
 
 @pytest.mark.parametrize("size", SIZES)
