@@ -412,7 +412,8 @@ def _lagrangian_bound(net, upper_bound, iterations):
             subgradient[position] = step
             norm += step * step
         # norm == 0 and slack == 0: the relaxed plan is feasible and complementary (optimal).
-        if norm == 0.0 or solved >= iterations or best >= upper_bound:
+        if (norm == 0.0 or solved >= iterations or best >= upper_bound
+                or not np.isfinite(upper_bound)):
             break
         step_size = theta * max(upper_bound - value, 0.0) / norm
         if step_size <= 0.0:
@@ -448,7 +449,8 @@ def lagrangian_bound(
         Per stage, as in :func:`meio.engine.gsm_general.solve_general_network`.
     upper_bound : float
         Cost of a known plan (e.g. the heuristic's): the target of the Polyak steps. Any
-        value keeps the bound valid; the ascent stops when the bound reaches it.
+        value keeps the bound valid; the ascent stops when the bound reaches it, and after the
+        first DP when it is not finite.
     iterations : int
         Forest DPs at most: the first at the LP duals, then subgradient steps (0: the
         envelope bound only).
