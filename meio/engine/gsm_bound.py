@@ -56,7 +56,11 @@ Strength. By Geoffrion (1974, *Mathematical Programming Study* 2:82-114) the bes
 ``L(lambda)`` is the minimum of the convex hull of the forest problem's cost over the
 dualised constraints: exact on forests (nothing dualised), close when few arcs are dualised,
 and never below the envelope bound. The gaps measured on Willems' chains and generated DAGs are
-in docs/gsm.md.
+in docs/gsm.md. The LP relaxation of the piecewise-linear MIP of Magnanti, Shen, Shu,
+Simchi-Levi & Teo (2006, *Operations Research Letters* 34:228-238), whatever its breakpoints,
+is no stronger than the envelope bound (its multiple-choice LP takes the convex envelope of each
+interpolant, and the interpolant's envelope over the offset range is the cost's); only its
+branch and bound is, at the MIP's price (its dual bound enters ``lower_bound`` when it runs).
 """
 
 from __future__ import annotations
