@@ -6,11 +6,14 @@ Two suites, printed side by side:
   components and multi-sourcing) of 100, 500 and 2,000 stages (~8 arcs per stage, the 2,000 with
   ~16,000 arcs): time, cost, lower bound and gap of the SLP heuristic with the default work
   limits, and of the heuristic followed by the exact MIP with a node budget (quick mode
-  ``MEIO_BENCH_QUICK=1``: 30 and 100 stages, 5 nodes);
+  ``MEIO_BENCH_QUICK=1``: 30 and 100 stages, 5 nodes), and the Lagrangian bound of the
+  heuristic's plan (:mod:`meio.engine.gsm_bound`);
 * the 38 real chains of Willems (2008), read from ``MEIO_WILLEMS_DIR`` (the ``willems_2008``
   folder with ``json/chain_NN.json``; the suite is skipped, with the reason, when it is absent):
-  per chain cost, bound, gap, time and the ratio to a reference cost (``WILLEMS_REFERENCE``:
-  the MIP's proven optimum, or the best plan known), checked against stated thresholds. Holding cost
+  per chain cost, the envelope bound and the Lagrangian bound of :mod:`meio.engine.gsm_bound`
+  (default ``BOUND_ITERATIONS``), the gap of each, the solve and bound times and the ratio to a
+  reference cost (``WILLEMS_REFERENCE``: the MIP's proven optimum, or the best plan known),
+  checked against stated thresholds (and every bound against every proven optimum). Holding cost
   per unit per day = ``HOLDING_RATE`` (10 % a year over 365 days) x cumulative cost (stage cost
   plus the cumulative cost of every predecessor), demand stages = sinks with their own service
   level and maximum service time, stage-time deviations as ``lead_time_sd``. Quick mode runs
@@ -34,6 +37,7 @@ from scipy.special import ndtri
 
 from meio.engine.batch import Batch
 from meio.engine.demand import propagate_demand
+from meio.engine.gsm_bound import lagrangian_bound
 from meio.engine.gsm_cost import lead_time_terms
 from meio.engine.gsm_general import solve_general_network
 
@@ -173,8 +177,9 @@ def _peak_memory_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _gap(solution):
-    return (solution.cost - solution.lower_bound) / solution.cost if solution.cost > 0 else 0.0
+def _gap(solution, bound=None):
+    bound = solution.lower_bound if bound is None else bound
+    return max(solution.cost - bound, 0.0) / solution.cost if solution.cost > 0 else 0.0
 
 
 def _check(solution):
@@ -185,7 +190,8 @@ def _check(solution):
 @pytest.fixture(scope="module", autouse=True)
 def warm_up():
     """Compile the kernels on a tiny network before anything is timed."""
-    solve_general_network(*solver_arguments(random_general_network(12, 0)), mip_node_limit=5)
+    arguments = solver_arguments(random_general_network(12, 0))
+    lagrangian_bound(*arguments, solve_general_network(*arguments, mip_node_limit=5).cost)
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -208,6 +214,11 @@ def test_random_general_networks(benchmark, size):
               f"gap={100 * _gap(solution):.3f}% time={seconds:.3f}s "
               f"stages/s={size / seconds:,.0f} peak_rss={_peak_memory_mib():.0f}MiB")
     (slp, slp_seconds), (mip, mip_seconds) = rows.values()
+    started = time.perf_counter()
+    bound = lagrangian_bound(*arguments, slp.cost)
+    print(f"[general {size}] Lagrangian bound {bound.bound:.6f} gap {100 * _gap(slp, bound.bound):.3f}% "
+          f"({bound.iterations} forest DPs, {time.perf_counter() - started:.3f}s)")
+    assert bound.bound <= mip.cost * (1 + 1e-9) and bound.envelope <= bound.bound
     # The MIP starts from the heuristic's plan and only ever improves on it.
     assert mip.cost <= slp.cost * (1 + 1e-12)
     print(f"[general {size}] slp/mip cost ratio {slp.cost / mip.cost:.6f}, "
@@ -260,32 +271,43 @@ def test_willems_chains(benchmark):
         for name, arguments in chains:
             started = time.perf_counter()
             solution = solve_general_network(*arguments)
-            rows.append((name, len(arguments[0]), len(arguments[4]), solution,
-                         time.perf_counter() - started))
+            solved = time.perf_counter()
+            bound = lagrangian_bound(*arguments, solution.cost)
+            rows.append((name, len(arguments[0]), len(arguments[4]), solution, bound,
+                         solved - started, time.perf_counter() - solved))
 
     started = time.perf_counter()
     benchmark.pedantic(run_all, rounds=1, iterations=1)
     total = time.perf_counter() - started
     print()
-    misses, gaps = [], []
-    for name, size, n_arcs, solution, seconds in rows:
+    misses, invalid, gaps, envelope_gaps = [], [], [], []
+    for name, size, n_arcs, solution, bound, seconds, bound_seconds in rows:
         _check(solution)
-        gaps.append(_gap(solution))
+        envelope_gaps.append(_gap(solution))
+        gaps.append(_gap(solution, bound.bound))
         reference, kind = WILLEMS_REFERENCE.get(name, (math.nan, "none"))
         ratio = solution.cost / reference
         print(f"[willems {name}] stages={size:5d} arcs={n_arcs:6d} cost={solution.cost:14.6f} "
-              f"bound={solution.lower_bound:14.6f} gap={100 * gaps[-1]:7.3f}% "
-              f"time={seconds:7.3f}s reference={reference:14.6f} ({kind:7s}) "
-              f"cost/reference={ratio:.6f}")
+              f"bound={bound.bound:14.6f} gap={100 * gaps[-1]:6.3f}% "
+              f"(envelope {bound.envelope:14.6f} gap={100 * envelope_gaps[-1]:6.2f}%) "
+              f"time={seconds:7.3f}s bound_time={bound_seconds:6.3f}s reference={reference:14.6f} "
+              f"({kind:7s}) cost/reference={ratio:.6f}")
         slack = WILLEMS_OPTIMUM_TOLERANCE if kind == "optimum" else WILLEMS_BEST_SLACK
         if kind != "none" and ratio > 1 + slack:
             misses.append((name, kind, ratio))
+        if bound.envelope > solution.lower_bound * (1 + 1e-9) + 1e-9 or (
+                kind == "optimum" and bound.bound > reference * (1 + 1e-9)):
+            invalid.append((name, bound))
     proven = [name for name, *_ in rows if WILLEMS_REFERENCE.get(name, (0, ""))[1] == "optimum"]
     reached = sum(solution.cost <= WILLEMS_REFERENCE[name][0] * (1 + 1e-9)
-                  for name, _, _, solution, _ in rows if name in proven)
+                  for name, _, _, solution, *_ in rows if name in proven)
     print(f"[willems] {len(rows)} chains in {total:.2f}s ({len(rows) / total:.2f} networks/s), "
           f"{reached} of {len(proven)} proven optima reached (1e-9); bound gap mean "
-          f"{100 * np.mean(gaps):.2f}% worst {100 * np.max(gaps):.2f}%; peak_rss={_peak_memory_mib():.0f}MiB")
+          f"{100 * np.mean(gaps):.2f}% worst {100 * np.max(gaps):.2f}% (envelope: mean "
+          f"{100 * np.mean(envelope_gaps):.2f}% worst {100 * np.max(envelope_gaps):.2f}%), "
+          f"{sum(gap <= 1e-9 for gap in gaps)} plans proven optimal by the bound; bound time "
+          f"{sum(row[-1] for row in rows):.2f}s; peak_rss={_peak_memory_mib():.0f}MiB")
     assert len(rows) == len(paths)
+    assert not invalid, f"bound above a proven optimum or envelope off the solver's: {invalid}"
     assert not misses, (f"above the reference (optimum +{WILLEMS_OPTIMUM_TOLERANCE}, best "
                         f"+{WILLEMS_BEST_SLACK}): {misses}")

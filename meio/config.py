@@ -50,6 +50,7 @@ class OptimizeConfig:
     slp_starts: int | None = None
     mip_node_limit: int | None = None
     time_limit: float | None = None
+    bound_iterations: int | None = None
     certify: bool = False
     demand: str | None = None
     history: str | None = None

@@ -14,6 +14,7 @@ import pytest
 
 import meio
 from meio.cli import main
+from meio.generate import generate_catalog
 from tests import plan_reference as twin
 from tests.tables import random_catalog
 
@@ -127,6 +128,7 @@ def test_generate_rejects_bad_arguments(tmp_path, capsys):
     ("--slp-starts", "0", "config.slp_starts: must be a whole number >= 1, got 0"),
     ("--mip-node-limit", "-5", "config.mip_node_limit: must be a whole number >= 0, got -5"),
     ("--time-limit", "0", "config.time_limit: must be > 0 seconds, got 0.0"),
+    ("--bound-iterations", "-1", "config.bound_iterations: must be a whole number >= 0, got -1"),
 ])
 def test_optimize_rejects_bad_general_network_limits(tmp_path, capsys, flag, value, rule):
     stages, arcs = _write_catalog(tmp_path)
@@ -150,3 +152,24 @@ def test_config_file_limits_reach_the_general_solver(tmp_path):
     assert (plan.networks["method"] != "tree_dp").any()
     written = pl.read_parquet(tmp_path / "run" / "networks.parquet")
     assert written["safety_stock_cost"].to_list() == plan.networks["safety_stock_cost"].to_list()
+
+
+def test_bound_iterations_flag_reaches_the_bound(tmp_path):
+    # Without the MIP, the lower bound of general networks is the envelope's with
+    # --bound-iterations 0 and the (larger) Lagrangian one by default.
+    stages, arcs = generate_catalog(6, shape="dag", seed=3)
+    stages.write_parquet(tmp_path / "stages.parquet")
+    arcs.write_parquet(tmp_path / "arcs.parquet")
+    argv = ["optimize", "--stages", str(tmp_path / "stages.parquet"), "--arcs",
+            str(tmp_path / "arcs.parquet"), "--model", "gsm", "--slp-starts", "4",
+            "--bound-iterations", "0", "--output", str(tmp_path / "run")]
+    assert main(argv) == 0
+    written = pl.read_parquet(tmp_path / "run" / "networks.parquet")
+    network = meio.read_network(stages, arcs)
+    envelope = meio.optimize(network, "gsm", slp_starts=4, bound_iterations=0).networks
+    default = meio.optimize(network, "gsm", slp_starts=4).networks
+    assert written["lower_bound"].to_list() == envelope["lower_bound"].to_list()
+    general = (envelope["method"] != "tree_dp").to_numpy()
+    assert general.any()
+    assert (default["lower_bound"].to_numpy()[general]
+            > envelope["lower_bound"].to_numpy()[general]).any()

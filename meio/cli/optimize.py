@@ -48,6 +48,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--mip-node-limit", type=int,
                         help="gsm, general networks: branch-and-bound nodes of the exact MIP after "
                         "the heuristic (default 0: heuristic only)")
+    parser.add_argument("--bound-iterations", type=int,
+                        help="gsm, general networks: forest DPs of the Lagrangian lower bound (30; 0: "
+                        "the convex-envelope bound only)")
     parser.add_argument("--time-limit", type=float,
                         help="gsm, general networks: wall-clock safety net in seconds of the MIP per "
                         "network (default none; a MIP it cuts is not reproducible)")
@@ -88,8 +91,8 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
     if args.stages:
         config.generate = None
     for name in ("stages", "arcs", "model", "service_level", "holding_rate", "slp_starts",
-                 "mip_node_limit", "time_limit", "certify", "demand", "history", "certify_precision",
-                 "certify_confidence", "certify_seed", "output", "overwrite"):
+                 "mip_node_limit", "time_limit", "bound_iterations", "certify", "demand", "history",
+                 "certify_precision", "certify_confidence", "certify_seed", "output", "overwrite"):
         value = getattr(args, name)
         if value is not None:
             setattr(config.optimize, name, value)

@@ -34,6 +34,7 @@ import numpy as np
 
 from meio.engine.batch import NORMAL_DEMAND, Batch, NetDemand, stage_network_index
 from meio.engine.demand_law import fitted_stock
+from meio.engine.gsm_bound import BOUND_ITERATIONS, general_batch_bounds
 from meio.engine.gsm_cost import fixed_terms, net_lead_time, stage_safety_stock
 from meio.engine.gsm_general import (
     EXACT_MAX_STAGES,
@@ -58,6 +59,8 @@ def _whole(value) -> bool:
 GENERAL_LIMIT_RULES = {
     "slp_starts": (lambda value: _whole(value) and value >= 1, "must be a whole number >= 1"),
     "mip_node_limit": (lambda value: _whole(value) and value >= 0, "must be a whole number >= 0"),
+    "bound_iterations": (lambda value: _whole(value) and value >= 0,
+                         "must be a whole number >= 0"),
     "time_limit": (lambda value: value is None or (
         isinstance(value, int | float) and not isinstance(value, bool) and value > 0),
         "must be > 0 seconds"),
@@ -116,19 +119,26 @@ def _general_caps(problem: TreeProblem) -> np.ndarray:
 
 def _solve_general(problem: TreeProblem, networks: np.ndarray, columns: dict, method: np.ndarray,
                    lower_bound: np.ndarray, seconds: np.ndarray, slp_starts: int,
-                   mip_node_limit: int, time_limit: float | None) -> None:
+                   mip_node_limit: int, time_limit: float | None,
+                   bound_iterations: int) -> None:
     """Solve the non-forest ``networks`` in place.
 
-    All at once with the batched Numba SLP, then, when ``mip_node_limit > 0``, one by one with
-    the MIP seeded by the SLP's plan (networks of at most ``EXACT_MAX_STAGES`` stages).
+    All at once with the batched Numba SLP and Lagrangian bound (:mod:`meio.engine.gsm_bound`,
+    ``bound_iterations`` forest DPs per network; the larger of it and the envelope bound),
+    then, when ``mip_node_limit > 0``, one by one with the MIP seeded by the SLP's plan
+    (networks of at most ``EXACT_MAX_STAGES`` stages).
     """
     caps = _general_caps(problem)
     started = time.perf_counter()
     plans = solve_general_batch(problem, caps, networks, slp_starts=slp_starts)
+    bounds = plans.lower_bound
+    if bound_iterations > 0:
+        bounds = np.fmax(bounds, general_batch_bounds(problem, caps, networks, plans.cost,
+                                                      iterations=bound_iterations))
     sizes = np.diff(problem.network_offsets)[networks]
     seconds[networks] = (time.perf_counter() - started) * sizes / max(int(sizes.sum()), 1)
     method[networks] = SLP_METHOD
-    lower_bound[networks] = plans.lower_bound
+    lower_bound[networks] = bounds
     outbound, inbound = plans.outbound_service_time, plans.inbound_service_time
     for position, network in enumerate(networks):
         rows = slice(problem.network_offsets[network], problem.network_offsets[network + 1])
@@ -140,7 +150,7 @@ def _solve_general(problem: TreeProblem, networks: np.ndarray, columns: dict, me
                 problem.demand_bound_sd[rows], problem.lead_time_term[rows],
                 problem.arc_upstream[arcs], problem.arc_downstream[arcs], caps[rows],
                 problem.external_inbound_service_time[rows], outbound[rows],
-                plans.lower_bound[position], mip_node_limit=mip_node_limit,
+                bounds[position], mip_node_limit=mip_node_limit,
                 time_limit=time_limit,
             )
             seconds[network] += time.perf_counter() - started
@@ -191,6 +201,7 @@ def _no_worse_than_baseline(batch: Batch, demand: NetDemand, problem: TreeProble
 def solve(
     batch: Batch, demand: NetDemand, *, slp_starts: int = SLP_STARTS,
     mip_node_limit: int = MIP_NODE_LIMIT, time_limit: float | None = None,
+    bound_iterations: int = BOUND_ITERATIONS,
 ) -> ModelResult:
     """Optimise safety-stock placement with the guaranteed-service model.
 
@@ -209,6 +220,9 @@ def solve(
         Wall-clock safety net in seconds of the MIP of every non-tree network (default none;
         the batched SLP has work limits only). The work limits above make results
         reproducible; a MIP cut by the clock is not, and its method says so.
+    bound_iterations : int, optional
+        Forest DPs of the Lagrangian lower bound per non-tree network (default 30; 0 keeps
+        the convex-envelope bound only). Trees need none: the DP is exact.
 
     Returns
     -------
@@ -220,12 +234,13 @@ def solve(
         solver's), ``safety_stock_cost``, ``lower_bound`` (the cost itself for the exact tree
         DP; NaN on networks with a fitted family), ``gap`` (``(cost - lower_bound) / cost``, 0
         when the cost is 0) and ``seconds``
-        (tree networks share the tree call's time and non-tree networks the SLP call's time
-        in proportion to their stage counts; a MIP's own time is added to its network).
+        (tree networks share the tree call's time and non-tree networks the time of the SLP
+        and bound calls in proportion to their stage counts; a MIP's own time is added to its
+        network).
 
     """
     broken = broken_general_limit(slp_starts=slp_starts, mip_node_limit=mip_node_limit,
-                                  time_limit=time_limit)
+                                  time_limit=time_limit, bound_iterations=bound_iterations)
     if broken is not None:
         raise ValueError("gsm {} {}".format(*broken))
     problem = build_tree_problem(batch, demand)
@@ -249,7 +264,7 @@ def solve(
     }
     if len(general):
         _solve_general(problem, general, columns, method, lower_bound, seconds, slp_starts,
-                       mip_node_limit, time_limit)
+                       mip_node_limit, time_limit, bound_iterations)
     if len(compared):
         _no_worse_than_baseline(batch, demand, problem, compared, columns, method)
     columns["safety_stock"], columns["base_stock"] = _plan_stock(

@@ -1,0 +1,521 @@
+"""Lagrangian lower bound of the guaranteed-service model on general acyclic networks.
+
+Model: that of :mod:`meio.engine.gsm_general` (Graves & Willems 2000, *MSOM* 2(1):68-83;
+Humair & Willems 2011, *Operations Research* 59(3):781-787): integer ``S_j`` in
+``[0, U_j]`` and ``SI_j`` in ``[e_j, V_j]`` (``e_j`` the external inbound time at sources, 0
+elsewhere; ``U_j``, ``V_j`` the largest useful outbound and inbound times), offsets
+``m_j = SI_j + l_j - S_j >= 0`` (``l_j = floor(L_j)``), ``SI_d >= S_u`` on every arc, cost
+``sum_j c_j(m_j)`` with ``c_j(m) = h_j SS_j(m + frac(L_j))`` concave. Some optimal plan lies in
+these boxes (``SI_j = max_i S_i`` at an optimum; :mod:`meio.engine.gsm_general`), so a bound on
+the minimum over the boxes bounds the optimum.
+
+Relaxation (Lagrangian relaxation of the arcs outside a spanning forest; Fisher 1981,
+*Management Science* 27(1):1-18). Pick a spanning forest ``T`` of the network's undirected
+graph and give every other arc ``a = (u, d)`` a multiplier ``lambda_a >= 0``. For every plan
+satisfying all arcs, ``lambda_a (S_u - SI_d) <= 0``, so
+
+    ``L(lambda) = min { sum_j c_j(m_j) + sum_{a not in T} lambda_a (S_u - SI_d) }``
+
+over plans in the boxes that satisfy the arcs of ``T`` only is at most the optimum, for every
+``lambda >= 0``: **a valid lower bound**. The objective is the tree GSM's plus the linear terms
+``alpha_j S_j - beta_j SI_j`` (``alpha_j`` the multipliers of the dualised arcs leaving ``j``,
+``beta_j`` of those entering it), and a forest GSM is solved exactly by the dynamic program of
+Graves & Willems (2000, §5) (:func:`_relaxed_forest_dp`, the recursion of
+:mod:`meio.engine.gsm_tree` with the linear terms):
+
+    ``f_k(S) = B_k(S) + alpha_k S + min_{max(e_k, S - l_k) <= SI <= V_k}
+    [c_k(SI + l_k - S) - beta_k SI + A_k(SI)]``
+
+for a stage upstream of its parent, ``g_k(SI) = A_k(SI) - beta_k SI + min_{0 <= S <=
+min(SI + l_k, U_k)} [c_k(SI + l_k - S) + alpha_k S + B_k(S)]`` for the others, with ``A_k`` the
+sum of the children upstream's prefix minima of ``f`` (non-increasing) and ``B_k`` the
+children downstream's suffix minima of ``g`` (non-decreasing). For fixed ``S``,
+``c_k(SI + l_k - S) - beta_k SI`` is concave in ``SI``, so on each run where the step function
+``A_k`` is constant its minimum is at one of the run's ends: the inner minimum only looks at the
+range ends and at both sides of every step of ``A_k`` (``B_k``), which is exact.
+
+Multipliers. The first are the optimal duals of the arc constraints in the convex-envelope LP
+(the flows of :func:`meio.engine.gsm_lp.solve_service_time_lp`); the forest keeps the arcs
+with the largest duals, ties (many duals are 0) to arcs into stages of higher holding cost
+(Kruskal; other tie rules measured in docs/gsm.md). **At least the envelope bound**: with
+those duals ``lambda_0`` the partial Lagrangian of the envelope LP (the arcs outside the forest
+dualised, the other rows kept; the boxes' ``SI_j <= V_j``, which that LP leaves out, can only
+raise the minimum) has the LP's optimum as its minimum (LP duality); each ``c_j`` lies
+above its convex envelope on the offset range ``[offset_min_j, offset_max_j]`` that the boxes
+allow, and the integer plans of the forest are among the LP's points, so
+``L(lambda_0) >=`` the envelope bound. Then subgradient steps (Held, Wolfe & Crowder 1974,
+*Mathematical Programming* 6:62-88): Polyak steps ``theta (UB - L) / ||g||^2`` along
+``g_a = S_u - SI_d`` (components that would push a zero multiplier below 0 dropped), ``UB`` the
+cost of a known plan, ``theta`` halved after ``STALL_ITERATIONS`` steps without a better bound,
+projected onto ``lambda >= 0``, until ``iterations`` forest DPs in all. A relaxed plan with
+``g = 0`` meets every arc with ``lambda_a (S_u - SI_d) = 0``, so its ``L`` is its cost and it
+is optimal: the ascent stops. The best ``L`` seen is returned; it depends on the inputs, the
+known plan's cost and ``iterations`` only (no clock, no random numbers).
+
+Strength. By Geoffrion (1974, *Mathematical Programming Study* 2:82-114) the best
+``L(lambda)`` is the minimum of the convex hull of the forest problem's cost over the
+dualised constraints: exact on forests (nothing dualised), close when few arcs are dualised,
+and never below the envelope bound. The gaps measured on Willems' chains and generated DAGs are
+in docs/gsm.md. The LP relaxation of the piecewise-linear MIP of Magnanti, Shen, Shu,
+Simchi-Levi & Teo (2006, *Operations Research Letters* 34:228-238), whatever its breakpoints,
+is no stronger than the envelope bound (its multiple-choice LP takes the convex envelope of each
+interpolant, and the interpolant's envelope over the offset range is the cost's); only its
+branch and bound is, at the MIP's price (its dual bound enters ``lower_bound`` when it runs).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from meio.engine._numba import njit, njit_parallel, numba_threads, prange
+from meio.engine.gsm_general import (
+    _chord_slopes,
+    _complete,
+    _new_plan,
+    _prepare,
+    _prepared_network,
+    _stage_cost_at,
+)
+from meio.engine.gsm_lp import build_service_time_graph, new_lp_work, solve_service_time_lp
+from meio.engine.gsm_tree import TreeProblem, chunk_networks
+
+#: Default work limit: forest DPs per network, the first at the LP duals, then subgradient
+#: steps (docs/gsm.md, 196 generated DAGs: mean gap 6.5 % after 1 DP, 3.2 % after 30 at 6 % of
+#: the SLP's time, 3.0 % after 100 at 18 %).
+BOUND_ITERATIONS = 30
+#: Initial Polyak step factor ``theta`` and the steps without a better bound that halve it.
+STEP_FACTOR = 2.0
+STALL_ITERATIONS = 3
+
+
+class RelaxedForest(NamedTuple):
+    """A spanning forest of a network, oriented for the DP (local stage indices)."""
+
+    order: np.ndarray  #: int64[m], breadth-first from each component's root
+    parent: np.ndarray  #: int64[m], -1 at roots
+    feeds_parent: np.ndarray  #: bool[m], stage upstream of its parent (``f`` role)
+    child_start: np.ndarray  #: int64[m + 1], children of k: child[child_start[k]:...]
+    child: np.ndarray  #: int64[m]
+    dualised: np.ndarray  #: int64[n_dualised], arc indices not in the forest
+
+
+class _DpWork(NamedTuple):
+    """Per-stage DP rows (prefix/suffix minima and argmins) and per-stage scratch."""
+
+    row_start: np.ndarray  #: int64[m + 1]
+    best_min: np.ndarray  #: float64[rows]
+    best_arg: np.ndarray  #: int64[rows]
+    other_arg: np.ndarray  #: int64[rows]
+    cost_start: np.ndarray  #: int64[m + 1], c_j at offsets 0..offset_max_j
+    cost: np.ndarray  #: float64
+    inbound_sum: np.ndarray  #: float64[width], A_k
+    outbound_sum: np.ndarray  #: float64[width], B_k
+    steps: np.ndarray  #: int64[width]
+
+
+class BoundResult(NamedTuple):
+    """Lower bounds of one network."""
+
+    bound: float  #: max of the envelope bound and the best Lagrangian bound
+    envelope: float  #: convex-envelope LP bound
+    lagrangian: float  #: best ``L(lambda)`` found
+    iterations: int  #: forest DPs solved
+
+
+@njit
+def spanning_forest(size, arc_upstream, arc_downstream, weight, tie_weight):
+    """Maximum-weight spanning forest, oriented for the DP.
+
+    Kruskal on arcs by decreasing ``weight``, ties by decreasing ``tie_weight``, then by arc
+    index. Each component is searched breadth-first from its highest-indexed stage (its root).
+    """
+    n_arcs = len(arc_upstream)
+    ranked = np.argsort(-tie_weight, kind="mergesort")
+    ranked = ranked[np.argsort(-weight[ranked], kind="mergesort")]
+    link = np.arange(size)
+    in_forest = np.zeros(n_arcs, np.bool_)
+    n_dualised = n_arcs
+    for arc in ranked:
+        a, b = arc_upstream[arc], arc_downstream[arc]
+        while link[a] != a:
+            link[a] = link[link[a]]
+            a = link[a]
+        while link[b] != b:
+            link[b] = link[link[b]]
+            b = link[b]
+        if a != b:
+            link[max(a, b)] = min(a, b)
+            in_forest[arc] = True
+            n_dualised -= 1
+    dualised = np.empty(n_dualised, np.int64)
+    adj_start = np.zeros(size + 1, np.int64)
+    position = 0
+    for arc in range(n_arcs):
+        if in_forest[arc]:
+            adj_start[arc_upstream[arc] + 1] += 1
+            adj_start[arc_downstream[arc] + 1] += 1
+        else:
+            dualised[position] = arc
+            position += 1
+    for j in range(size):
+        adj_start[j + 1] += adj_start[j]
+    fill = adj_start[:-1].copy()
+    adj_node = np.empty(adj_start[size], np.int64)
+    adj_up = np.empty(adj_start[size], np.bool_)
+    for arc in range(n_arcs):
+        if in_forest[arc]:
+            u, d = arc_upstream[arc], arc_downstream[arc]
+            adj_node[fill[u]], adj_up[fill[u]] = d, False
+            fill[u] += 1
+            adj_node[fill[d]], adj_up[fill[d]] = u, True
+            fill[d] += 1
+    order = np.empty(size, np.int64)
+    parent = np.full(size, -2, np.int64)
+    feeds_parent = np.zeros(size, np.bool_)
+    head = tail = 0
+    for root in range(size - 1, -1, -1):
+        if parent[root] != -2:
+            continue
+        parent[root] = -1
+        order[tail] = root
+        tail += 1
+        while head < tail:
+            stage = order[head]
+            head += 1
+            for edge in range(adj_start[stage], adj_start[stage + 1]):
+                neighbour = adj_node[edge]
+                if parent[neighbour] == -2:
+                    parent[neighbour] = stage
+                    feeds_parent[neighbour] = adj_up[edge]
+                    order[tail] = neighbour
+                    tail += 1
+    child_start = np.zeros(size + 1, np.int64)
+    for j in range(size):
+        if parent[j] >= 0:
+            child_start[parent[j] + 1] += 1
+    for j in range(size):
+        child_start[j + 1] += child_start[j]
+    fill = child_start[:-1].copy()
+    child = np.empty(size, np.int64)
+    for position in range(size):
+        stage = order[position]
+        if parent[stage] >= 0:
+            child[fill[parent[stage]]] = stage
+            fill[parent[stage]] += 1
+    return RelaxedForest(order, parent, feeds_parent, child_start, child, dualised)
+
+
+@njit
+def _new_dp_work(net):
+    size = len(net.lead_floor)
+    row_start = np.zeros(size + 1, np.int64)
+    cost_start = np.zeros(size + 1, np.int64)
+    width = 1
+    for j in range(size):
+        length = max(net.outbound_max[j], net.inbound_max[j]) + 1
+        row_start[j + 1] = row_start[j] + length
+        cost_start[j + 1] = cost_start[j] + net.offset_max[j] + 1
+        width = max(width, length)
+    cost = np.empty(cost_start[size])
+    for j in range(size):
+        for offset in range(net.offset_max[j] + 1):
+            cost[cost_start[j] + offset] = _stage_cost_at(net, j, offset)
+    rows = row_start[size]
+    return _DpWork(row_start, np.empty(rows), np.empty(rows, np.int64),
+                   np.empty(rows, np.int64), cost_start, cost, np.empty(width),
+                   np.empty(width), np.empty(width, np.int64))
+
+
+@njit
+def _outbound_role(net, work, stage, alpha, beta):
+    """``f_k(S)`` on ``[0, U_k]`` as prefix minima (argmin ``S``) and each ``S``'s best ``SI``."""
+    inbound_low = net.external_inbound[stage] if net.is_source[stage] else 0
+    top_in, top_out = net.inbound_max[stage], net.outbound_max[stage]
+    lead = net.lead_floor[stage]
+    a_sum, b_sum, steps = work.inbound_sum, work.outbound_sum, work.steps
+    cost = work.cost[work.cost_start[stage]:]
+    n_steps = 0
+    for x in range(1, top_in + 1):
+        if a_sum[x] < a_sum[x - 1]:
+            steps[n_steps] = x
+            n_steps += 1
+    row = work.row_start[stage]
+    running, running_arg = np.inf, 0
+    for outbound in range(top_out + 1):
+        low = max(inbound_low, outbound - lead)
+        value = cost[top_in + lead - outbound] - beta * top_in + a_sum[top_in]
+        chosen = top_in
+        candidate = cost[low + lead - outbound] - beta * low + a_sum[low]
+        if candidate <= value:
+            value, chosen = candidate, low
+        for step in range(n_steps):
+            for inbound in (steps[step] - 1, steps[step]):
+                if low < inbound < top_in:
+                    candidate = cost[inbound + lead - outbound] - beta * inbound + a_sum[inbound]
+                    if candidate < value:
+                        value, chosen = candidate, inbound
+        value += b_sum[outbound] + alpha * outbound
+        work.other_arg[row + outbound] = chosen
+        if value < running:
+            running, running_arg = value, outbound
+        work.best_min[row + outbound] = running
+        work.best_arg[row + outbound] = running_arg
+
+
+@njit
+def _inbound_role(net, work, stage, alpha, beta):
+    """``g_k(SI)`` on ``[0, V_k]`` as suffix minima (argmin ``SI``) and each ``SI``'s best ``S``."""
+    inbound_low = net.external_inbound[stage] if net.is_source[stage] else 0
+    top_in, top_out = net.inbound_max[stage], net.outbound_max[stage]
+    lead = net.lead_floor[stage]
+    a_sum, b_sum, steps = work.inbound_sum, work.outbound_sum, work.steps
+    cost = work.cost[work.cost_start[stage]:]
+    n_steps = 0
+    for y in range(top_out):
+        if b_sum[y + 1] > b_sum[y]:
+            steps[n_steps] = y
+            n_steps += 1
+    row = work.row_start[stage]
+    for inbound in range(top_in + 1):
+        if inbound < inbound_low:
+            work.best_min[row + inbound] = np.inf
+            work.other_arg[row + inbound] = -1
+            continue
+        high = min(inbound + lead, top_out)
+        value = cost[inbound + lead] + b_sum[0]
+        chosen = 0
+        candidate = cost[inbound + lead - high] + alpha * high + b_sum[high]
+        if candidate < value:
+            value, chosen = candidate, high
+        for step in range(n_steps):
+            for outbound in (steps[step], steps[step] + 1):
+                if 0 < outbound < high:
+                    candidate = (cost[inbound + lead - outbound] + alpha * outbound
+                                 + b_sum[outbound])
+                    if candidate < value:
+                        value, chosen = candidate, outbound
+        work.best_min[row + inbound] = a_sum[inbound] - beta * inbound + value
+        work.other_arg[row + inbound] = chosen
+    running, running_arg = np.inf, top_in
+    for inbound in range(top_in, -1, -1):
+        if work.best_min[row + inbound] < running:
+            running, running_arg = work.best_min[row + inbound], inbound
+        work.best_min[row + inbound] = running
+        work.best_arg[row + inbound] = running_arg
+
+
+@njit
+def _relaxed_forest_dp(net, forest, work, alpha, beta, outbound, inbound):
+    """Minimise ``sum_j c_j(m_j) + alpha_j S_j - beta_j SI_j`` over the forest's plans exactly.
+
+    Writes a minimiser into ``outbound``/``inbound`` and returns the minimum (module
+    docstring). ``net`` is a prepared network of :mod:`meio.engine.gsm_general`.
+    """
+    size = len(net.lead_floor)
+    for position in range(size - 1, -1, -1):
+        stage = forest.order[position]
+        work.inbound_sum[: net.inbound_max[stage] + 1] = 0.0
+        work.outbound_sum[: net.outbound_max[stage] + 1] = 0.0
+        for index in range(forest.child_start[stage], forest.child_start[stage + 1]):
+            child = forest.child[index]
+            row = work.row_start[child]
+            if forest.feeds_parent[child]:
+                top = net.outbound_max[child]
+                for x in range(net.inbound_max[stage] + 1):
+                    work.inbound_sum[x] += work.best_min[row + min(x, top)]
+            else:
+                for y in range(net.outbound_max[stage] + 1):
+                    work.outbound_sum[y] += work.best_min[row + y]
+        if forest.feeds_parent[stage]:
+            _outbound_role(net, work, stage, alpha[stage], beta[stage])
+        else:
+            _inbound_role(net, work, stage, alpha[stage], beta[stage])
+    total = 0.0
+    for position in range(size):
+        stage = forest.order[position]
+        row = work.row_start[stage]
+        up = forest.parent[stage]
+        if up < 0:
+            total += work.best_min[row]
+            inbound[stage] = work.best_arg[row]
+            outbound[stage] = work.other_arg[row + inbound[stage]]
+        elif forest.feeds_parent[stage]:
+            outbound[stage] = work.best_arg[row + min(inbound[up], net.outbound_max[stage])]
+            inbound[stage] = work.other_arg[row + outbound[stage]]
+        else:
+            inbound[stage] = work.best_arg[row + outbound[up]]
+            outbound[stage] = work.other_arg[row + inbound[stage]]
+    return total
+
+
+@njit
+def _linear_terms(net, forest, multiplier, alpha, beta):
+    """``alpha_j``/``beta_j``: multipliers of the dualised arcs leaving/entering each stage."""
+    alpha[:] = 0.0
+    beta[:] = 0.0
+    for position in range(len(forest.dualised)):
+        arc = forest.dualised[position]
+        alpha[net.arc_upstream[arc]] += multiplier[position]
+        beta[net.arc_downstream[arc]] += multiplier[position]
+
+
+@njit
+def _lagrangian_bound(net, upper_bound, iterations):
+    """Envelope bound, best Lagrangian bound and DPs solved (module docstring) of one network.
+
+    At most ``iterations`` forest DPs; with none the Lagrangian bound is ``-inf``.
+    """
+    size = len(net.lead_floor)
+    graph = build_service_time_graph(net.arc_upstream, net.arc_downstream, net.lead_floor,
+                                     net.is_source, net.external_inbound, net.outbound_max)
+    lp_work = new_lp_work(graph)
+    start, trial = _new_plan(size), _new_plan(size)
+    _complete(net, start)
+    slopes = np.empty(size)
+    envelope = _chord_slopes(net, slopes)
+    solve_service_time_lp(graph, lp_work, slopes, start.outbound, start.inbound, trial.outbound)
+    _complete(net, trial)
+    for j in range(size):
+        envelope += slopes[j] * (trial.inbound[j] - trial.outbound[j])
+    if iterations <= 0:
+        return envelope, -np.inf, 0
+    n_arcs = len(net.arc_upstream)
+    forest = spanning_forest(size, net.arc_upstream, net.arc_downstream, lp_work.flow[:n_arcs],
+                             net.holding_cost[net.arc_downstream])
+    n_dualised = len(forest.dualised)
+    multiplier = np.empty(n_dualised)
+    for position in range(n_dualised):
+        multiplier[position] = max(lp_work.flow[forest.dualised[position]], 0.0)
+    work = _new_dp_work(net)
+    alpha, beta = np.empty(size), np.empty(size)
+    outbound, inbound = np.empty(size, np.int64), np.empty(size, np.int64)
+    subgradient = np.empty(n_dualised)
+    best = -np.inf
+    theta = STEP_FACTOR
+    stall = 0
+    solved = 0
+    while True:
+        _linear_terms(net, forest, multiplier, alpha, beta)
+        value = _relaxed_forest_dp(net, forest, work, alpha, beta, outbound, inbound)
+        solved += 1
+        if value > best:
+            best, stall = value, 0
+        else:
+            stall += 1
+            if stall >= STALL_ITERATIONS:
+                theta, stall = 0.5 * theta, 0
+        norm = 0.0
+        for position in range(n_dualised):
+            arc = forest.dualised[position]
+            step = outbound[net.arc_upstream[arc]] - inbound[net.arc_downstream[arc]]
+            # A multiplier at 0 cannot move down: its component is projected away.
+            if step < 0 and multiplier[position] <= 0.0:
+                step = 0
+            subgradient[position] = step
+            norm += step * step
+        # norm == 0 and slack == 0: the relaxed plan is feasible and complementary (optimal).
+        if (norm == 0.0 or solved >= iterations or best >= upper_bound
+                or not np.isfinite(upper_bound)):
+            break
+        step_size = theta * max(upper_bound - value, 0.0) / norm
+        if step_size <= 0.0:
+            break
+        for position in range(n_dualised):
+            multiplier[position] = max(multiplier[position] + step_size * subgradient[position],
+                                       0.0)
+    return envelope, best, solved
+
+
+def lagrangian_bound(
+    lead_time: np.ndarray,
+    holding_cost: np.ndarray,
+    demand_bound_sd: np.ndarray,
+    lead_time_term: np.ndarray,
+    arc_upstream: np.ndarray,
+    arc_downstream: np.ndarray,
+    max_service_time: np.ndarray,
+    external_inbound_service_time: np.ndarray,
+    upper_bound: float,
+    *,
+    iterations: int = BOUND_ITERATIONS,
+) -> BoundResult:
+    """Lower bound on the optimal cost of one general network (module docstring).
+
+    Parameters
+    ----------
+    lead_time, holding_cost, demand_bound_sd, lead_time_term : ndarray of float64
+        Per stage, as in :func:`meio.engine.gsm_general.solve_general_network`.
+    arc_upstream, arc_downstream : ndarray of int64
+        Arcs as local stage indices.
+    max_service_time, external_inbound_service_time : ndarray of int64
+        Per stage, as in :func:`meio.engine.gsm_general.solve_general_network`.
+    upper_bound : float
+        Cost of a known plan (e.g. the heuristic's): the target of the Polyak steps. Any
+        value keeps the bound valid; the ascent stops when the bound reaches it, and after the
+        first DP when it is not finite.
+    iterations : int
+        Forest DPs at most: the first at the LP duals, then subgradient steps (0: the
+        envelope bound only).
+
+    Returns
+    -------
+    BoundResult
+        The bound (the larger of the envelope and Lagrangian bounds) and its parts.
+
+    """
+    net = _prepare(
+        lead_time, holding_cost, demand_bound_sd, lead_time_term, arc_upstream, arc_downstream,
+        max_service_time, external_inbound_service_time,
+    )
+    envelope, lagrangian, solved = _lagrangian_bound(net, float(upper_bound), int(iterations))
+    return BoundResult(max(envelope, lagrangian), float(envelope), float(lagrangian), int(solved))
+
+
+@njit
+def _bound_of_batch_network(problem, caps, network, upper_bound, iterations):
+    first, last = problem.network_offsets[network], problem.network_offsets[network + 1]
+    arc_first, arc_last = problem.arc_offsets[network], problem.arc_offsets[network + 1]
+    net = _prepared_network(
+        problem.lead_time[first:last], problem.holding_cost[first:last],
+        problem.demand_bound_sd[first:last], problem.lead_time_term[first:last],
+        problem.arc_upstream[arc_first:arc_last], problem.arc_downstream[arc_first:arc_last],
+        caps[first:last], problem.external_inbound_service_time[first:last],
+    )
+    envelope, lagrangian, _ = _lagrangian_bound(net, upper_bound, iterations)
+    return max(envelope, lagrangian)
+
+
+@njit_parallel
+def _general_batch_bounds(problem, caps, networks, upper_bounds, iterations, chunk_offsets,
+                          bounds):
+    for chunk in prange(len(chunk_offsets) - 1):
+        for position in range(chunk_offsets[chunk], chunk_offsets[chunk + 1]):
+            bounds[position] = _bound_of_batch_network(problem, caps, networks[position],
+                                                       upper_bounds[position], iterations)
+
+
+def general_batch_bounds(
+    problem: TreeProblem, caps: np.ndarray, networks: np.ndarray, upper_bounds: np.ndarray, *,
+    iterations: int = BOUND_ITERATIONS, threads: int | None = None, chunks_per_thread: int = 4,
+) -> np.ndarray:
+    """Lower bounds (:func:`lagrangian_bound`) of the general ``networks`` of a batch, in parallel.
+
+    ``problem``, ``caps``, ``networks`` and ``threads`` are those of
+    :func:`meio.engine.gsm_general.solve_general_batch` (arcs sorted by (upstream, downstream)
+    inside every network); ``upper_bounds`` the costs of known plans, one per network. A
+    network's bound depends on nothing but its own data, its upper bound and ``iterations``.
+    """
+    networks = np.ascontiguousarray(networks, np.int64)
+    bounds = np.full(len(networks), np.nan)
+    if len(networks) == 0:
+        return bounds
+    work = (np.diff(problem.network_offsets)[networks] + np.diff(problem.arc_offsets)[networks])
+    work_offsets = np.concatenate([[0], np.cumsum(work)]).astype(np.int64)
+    with numba_threads(threads) as count:
+        chunk_offsets = chunk_networks(work_offsets, chunks_per_thread * count)
+        _general_batch_bounds(problem, np.ascontiguousarray(caps, np.int64), networks,
+                              np.ascontiguousarray(upper_bounds, np.float64), int(iterations),
+                              chunk_offsets, bounds)
+    return bounds

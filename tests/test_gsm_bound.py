@@ -1,0 +1,164 @@
+"""Lagrangian bound of general networks: the forest DP against its twin and brute force; the
+bound against brute force, the exact MIP and the envelope bound; the batch and the model hook."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meio.engine import gsm, gsm_bound, gsm_general
+from meio.engine.gsm_bound import general_batch_bounds, lagrangian_bound, spanning_forest
+from meio.engine.gsm_general import solve_general_network
+from tests import gsm_bound_reference as twin
+from tests.test_gsm_general import (
+    EXACT_NODES,
+    batch_problem,
+    brute_force,
+    random_instance,
+)
+
+
+def _forest(net, rng):
+    weight, tie = rng.choice([0.0, 0.5, 1.0, 2.0], (2, len(net.arc_upstream)))
+    return spanning_forest(len(net.lead_floor), net.arc_upstream, net.arc_downstream, weight, tie)
+
+
+def _components(size, arcs):
+    parent = list(range(size))
+
+    def find(x):
+        while parent[x] != x:
+            x = parent[x]
+        return x
+
+    for up, down in arcs:
+        parent[find(up)] = find(down)
+    return len({find(x) for x in range(size)})
+
+
+def _kernel_dp(net, forest, alpha, beta):
+    size = len(net.lead_floor)
+    outbound, inbound = np.empty(size, np.int64), np.empty(size, np.int64)
+    value = gsm_bound._relaxed_forest_dp(net, forest, gsm_bound._new_dp_work(net), alpha, beta,
+                                         outbound, inbound)
+    return value, outbound, inbound
+
+
+def check_forest_dp(seed, size, tree, brute):
+    rng = np.random.default_rng(seed)
+    net = gsm_general._prepare(*random_instance(rng, size, tree=tree).args())
+    forest = _forest(net, rng)
+    arcs = twin.forest_arcs(net, forest.dualised)
+    assert len(arcs) == size - _components(size, arcs)  # a spanning forest of every component
+    assert _components(size, arcs) == _components(size, twin.forest_arcs(net, []))
+    # Linear terms of either sign (multipliers >= 0 give alpha, beta >= 0; the DP needs neither).
+    alpha = np.where(rng.random(size) < 0.5, rng.uniform(-2.0, 4.0, size), 0.0)
+    beta = np.where(rng.random(size) < 0.5, rng.uniform(-2.0, 4.0, size), 0.0)
+    value, outbound, inbound = _kernel_dp(net, forest, alpha, beta)
+    expected = (twin.relaxed_brute_force(net, arcs, alpha, beta) if brute
+                else twin.relaxed_forest_twin(net, arcs, alpha, beta))
+    assert value == pytest.approx(expected, rel=1e-12, abs=1e-9)
+    # The recovered plan meets the forest's arcs and the boxes and attains the value.
+    for up, down in arcs:
+        assert outbound[up] <= inbound[down]
+    assert np.all((outbound >= 0) & (outbound <= net.outbound_max))
+    assert np.all(inbound <= net.inbound_max)
+    assert np.all(inbound[net.is_source] >= net.external_inbound[net.is_source])
+    assert np.all(inbound + net.lead_floor - outbound >= 0)
+    assert twin.relaxed_objective(net, outbound, inbound, alpha, beta) == pytest.approx(
+        value, rel=1e-12, abs=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(3, 9), st.booleans())
+def test_forest_dp_matches_twin(seed, size, tree):
+    check_forest_dp(seed, size, tree, brute=False)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(3, 5))
+def test_forest_dp_matches_brute_force(seed, size):
+    check_forest_dp(seed, size, False, brute=True)
+
+
+@pytest.mark.nojit
+@pytest.mark.parametrize("seed", range(3))
+def test_forest_dp_matches_twin_small(seed):
+    check_forest_dp(seed, 5, False, brute=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(3, 7), st.integers(0, 40))
+def test_bound_is_valid_and_beats_the_envelope(seed, size, iterations):
+    rng = np.random.default_rng(seed)
+    instance = random_instance(rng, size)
+    optimum = brute_force(instance)
+    plan = solve_general_network(*instance.args(), slp_starts=3)
+    result = lagrangian_bound(*instance.args(), plan.cost, iterations=iterations)
+    assert result.bound <= optimum * (1 + 1e-12) + 1e-12
+    # The envelope bound is the SLP's; the first DP, at the LP duals, is never below it.
+    assert result.envelope == pytest.approx(plan.lower_bound, rel=1e-12, abs=1e-12)
+    assert result.bound >= result.envelope
+    if iterations > 0:
+        assert result.lagrangian >= result.envelope - 1e-9 * max(abs(result.envelope), 1.0)
+    assert result.iterations <= iterations
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_bound_below_the_exact_mip_optimum(seed):
+    rng = np.random.default_rng(500 + seed)
+    instance = random_instance(rng, int(rng.integers(8, 13)))
+    exact = solve_general_network(*instance.args(), mip_node_limit=EXACT_NODES, mip_gap=1e-10)
+    assert exact.method == "mip_exact"
+    # An upper bound below the optimum only misdirects the steps; the bound stays valid.
+    for upper in (exact.cost, 2.0 * exact.cost, 0.5 * exact.cost, np.inf):
+        result = lagrangian_bound(*instance.args(), upper, iterations=50)
+        assert result.bound <= exact.cost * (1 + 1e-12) + 1e-12
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_bound_is_the_optimum_on_trees(seed):
+    # A forest has nothing to dualise: the first DP solves the network exactly.
+    rng = np.random.default_rng(700 + seed)
+    instance = random_instance(rng, int(rng.integers(3, 8)), tree=True)
+    result = lagrangian_bound(*instance.args(), np.inf, iterations=1)
+    assert result.lagrangian == pytest.approx(brute_force(instance), rel=1e-12, abs=1e-12)
+
+
+def test_batch_bounds_equal_single_network_bounds_whatever_the_threads():
+    rng = np.random.default_rng(900)
+    instances = [random_instance(rng, int(rng.integers(6, 25))) for _ in range(8)]
+    problem, caps = batch_problem(instances)
+    costs = np.array([solve_general_network(*i.args(), slp_starts=4).cost for i in instances])
+    everyone = np.arange(len(instances))
+    one = general_batch_bounds(problem, caps, everyone, costs, threads=1, chunks_per_thread=1)
+    two = general_batch_bounds(problem, caps, everyone[::-1], costs[::-1], threads=2,
+                               chunks_per_thread=3)[::-1]
+    single = [lagrangian_bound(*i.args(), c).bound for i, c in zip(instances, costs, strict=True)]
+    assert one.tolist() == two.tolist() == single
+
+
+def _model_result(bound_iterations):
+    from meio import read_network
+    from meio.api import net_demand
+    from meio.generate import generate_catalog
+
+    stages, arcs = generate_catalog(40, shape="dag", seed=5)
+    batch = read_network(stages, arcs).batch
+    return gsm.solve(batch, net_demand(batch, 0.95), slp_starts=8,
+                     bound_iterations=bound_iterations).network
+
+
+def test_model_reports_the_larger_bound():
+    envelope, lagrangian = _model_result(0), _model_result(gsm_bound.BOUND_ITERATIONS)
+    np.testing.assert_array_equal(envelope["safety_stock_cost"], lagrangian["safety_stock_cost"])
+    general = envelope["method"] != "tree_dp"
+    assert general.sum() > 10
+    assert np.all(lagrangian["lower_bound"] >= envelope["lower_bound"])
+    assert np.all(lagrangian["lower_bound"] <= lagrangian["safety_stock_cost"] * (1 + 1e-12))
+    assert np.mean(lagrangian["gap"][general]) < np.mean(envelope["gap"][general])
+
+
+def test_model_rejects_a_negative_bound_effort():
+    with pytest.raises(ValueError, match="bound_iterations must be a whole number >= 0, got -1"):
+        _model_result(-1)
