@@ -36,8 +36,6 @@ from meio.simulation import (
 #: Allowance for the autocorrelation of a stage's cycle outcomes in the sample-size rule: the
 #: variance of a cycle service level measured over ``N`` cycles is taken as ``INFLATION p (1 - p) / N``.
 INFLATION = 8.0
-#: Each check runs this many times the certification's periods.
-CHECK_HORIZON = 2
 #: Fewest measured periods per replication, whatever the precision asked for.
 MIN_PERIODS = 200
 
@@ -49,9 +47,10 @@ class CertifyOptions:
     ``precision`` is the standard error wanted for a demand stage's simulated cycle service
     level; with the run's default target ``p`` it sets the measured periods per replication,
     ``ceil(INFLATION p (1 - p) / (replications precision^2))`` (``periods`` overrides the
-    rule), and each check runs twice as long. ``confidence`` is the one-sided confidence of the
-    lower bound with which a level must meet its target on a sample; ``rounds`` the checks at
-    most; ``seed`` picks the streams (independent of any simulation's ``seed``).
+    rule), for the certification's run and for each check alike. ``confidence`` is the
+    one-sided confidence of the lower bound with which a level must meet its target on a sample;
+    ``rounds`` the checks at most; ``seed`` picks the streams (independent of any simulation's
+    ``seed``).
     """
 
     demand: str | None = None
@@ -86,7 +85,7 @@ class CertifyOptions:
         cycles = INFLATION * service_level * (1.0 - service_level) / self.precision ** 2
         periods = self.periods or max(MIN_PERIODS, math.ceil(cycles / self.replications * (1.0 - 1e-12)))
         return CertifySettings(periods=int(periods), replications=int(self.replications),
-                               warmup=int(self.warmup), check_periods=CHECK_HORIZON * int(periods),
+                               warmup=int(self.warmup), check_periods=int(periods),
                                rounds=int(self.rounds), confidence=float(self.confidence),
                                seed=int(self.seed))
 

@@ -12,23 +12,25 @@ grid of ``K`` candidate levels per sink.
 
 Steps (docs/certify.md)
 -----------------------
-1. *Range*: one run on the certification stream records each sink's lowest and highest late
-   level ``Y`` (below the lowest every period is late, from the highest on none is); levels are
-   never negative, so a range below 0 is cut there.
-2. *Coarse*: the same random numbers on ``K`` levels spread over that range; the first level
-   whose service meets the target brackets the answer in one grid cell.
-3. *Fine*: the same random numbers on ``K`` levels inside that cell; the certified level is the
-   first that meets the target. Resolution: the range over ``K^2``.
+1. *Range*: the first ``1 / RANGE_SHARE`` of the certification's periods, on its random numbers,
+   record each sink's lowest and highest late level ``Y`` (below the lowest every period is
+   late, from the highest on none is); levels are never negative, so a range below 0 is cut there.
+2. *Grid*: the whole run, on the same random numbers, prices ``GRID_LEVELS`` levels spread over
+   that range in one pass; the certified level is the first that meets the target, exact to
+   the range over ``GRID_LEVELS - 1``. The whole run may go beyond the first periods' range: a
+   sink whose top level misses (or bottom level meets) while the run saw higher (lower) late
+   levels runs the pass again, with its network, on the whole run's range.
 
    A level *meets* a target when the lower confidence bound ``mean - z SE`` of the measure over
    the replications (``z`` from ``confidence``, ``SE`` the replications' standard error at that
    level, autocorrelation included) is at least the target: the level is chosen on a finite
    sample, so it keeps a margin of ``z`` standard errors against sampling error.
-4. *Check*: the plan with the certified sinks runs on independent random numbers (another seed
-   stream, a longer horizon). A sink whose simulated service there falls below its target is
-   raised to the level that meets it on that run (the same rule, on a grid around its level),
-   and the plan is checked again on a fresh stream, at most ``rounds`` checks. The last check's
-   measures are what the plan reports.
+3. *Check*: the plan with the certified sinks runs on independent random numbers (another seed
+   stream). A sink whose simulated service there falls below its target is raised to the level
+   that meets it on that run (the same rule, on a grid around its level), and the networks with
+   a raised sink run again on a fresh stream, where the raised sinks — only they: the others'
+   levels and shortfalls did not change — are judged again, at most ``rounds`` checks. Each sink
+   reports the check that judged its final level; other stages their network's last check.
 
 Demand stages with successors keep their model level: raising one changes the shortfall of every
 stage below it, which this exact step does not cover; they are checked and reported.
@@ -80,7 +82,7 @@ RANGE_SHARE = 8
 #: A measure this close below its target meets it (a share of cycles computed in floating point).
 _ROUNDING = 1e-12
 #: Probe cells (replications x rows x columns) per kernel call: bounds the probe's memory.
-_PROBE_CELLS = 1 << 24
+_PROBE_CELLS = 1 << 23
 
 
 class ProbeCurves(NamedTuple):
@@ -134,7 +136,7 @@ def run_probe(
 ) -> tuple[SimTotals, ProbeCurves]:
     """Simulate ``sim`` and probe the stages with ``probe_row >= 0`` at their ``levels``.
 
-    Networks run in chunks so that the probe's accumulators stay within ``2**24`` cells; chunking
+    Networks run in chunks so that the probe's accumulators stay within ``2**23`` cells; chunking
     changes no number (streams depend on the seed, the network id and the replication only).
     Probe rows must be numbered in stage order (row ``r`` before row ``r + 1``). ``record``
     (per row or for all) says which of the late units and the on-hand stock to accumulate; what
@@ -217,10 +219,9 @@ def meeting_index(curves: ProbeCurves, targets: Targets, z: float) -> np.ndarray
     return last_fail + 1
 
 
-def _spread(low: np.ndarray, high: np.ndarray, k: int, *, include_low: bool) -> np.ndarray:
-    """``k`` levels evenly from ``low`` (or just above it) to ``high``, per row."""
-    steps = np.arange(k) / (k - 1) if include_low else np.arange(1, k + 1) / k
-    return low[:, None] + (high - low)[:, None] * steps[None, :]
+def _spread(low: np.ndarray, high: np.ndarray, k: int) -> np.ndarray:
+    """``k`` levels evenly from ``low`` to ``high``, per row."""
+    return low[:, None] + (high - low)[:, None] * (np.arange(k) / (k - 1))[None, :]
 
 
 def stream_seed(seed: int, purpose: str) -> int:
@@ -276,9 +277,9 @@ def certify_sinks(
 ) -> Certified:
     """Certify the base stocks of the ``sinks`` (stage rows, ascending) of ``sim``'s plan.
 
-    Steps 1-4 of the module docstring. Every other stage keeps its level. Sinks of networks
+    Steps 1-3 of the module docstring. Every other stage keeps its level. Sinks of networks
     the plan leaves unsolved (NaN levels) are not simulated and keep NaN. Networks go through
-    in chunks whose probe accumulators fit ``2**24`` cells, so memory follows the chunk, not the
+    in chunks whose probe accumulators fit ``2**23`` cells, so memory follows the chunk, not the
     catalog; every network's numbers depend on it alone, so chunking changes none.
     """
     blocks = probe_blocks(_late_flags(targets))
@@ -299,7 +300,7 @@ def certify_sinks(
 
 
 class _Step(NamedTuple):
-    """The quantile step's outcome per sink row (steps 1-3)."""
+    """The quantile step's outcome per sink row (steps 1-2)."""
 
     level: np.ndarray  #: the first grid level meeting the targets (the model's where nothing was measured)
     spacing: np.ndarray  #: the grid's step
@@ -313,7 +314,7 @@ def _quantile_step(
     sim: SimNetworks, probe_row: np.ndarray, sinks: np.ndarray, targets: Targets, settings: CertifySettings,
     z: float,
 ) -> _Step:
-    """Steps 1-3: the range on the first periods, then one pass pricing ``grid`` levels over it.
+    """Steps 1-2: the range on the first periods, then one pass pricing ``grid`` levels over it.
 
     The range pass runs the first ``1 / RANGE_SHARE`` of the certification's periods on its
     random numbers, so its lowest and highest late levels bound those of the whole run from
@@ -333,7 +334,7 @@ def _quantile_step(
     # levels are never negative: a sink quoting a service time its lead time covers may need none
     low = np.where(measured, np.maximum(ranged.low, 0.0), model)
     high = np.where(measured, np.maximum(ranged.high, 0.0), model)
-    grid = _spread(low, high, g, include_low=True)
+    grid = _spread(low, high, g)
     _, curves = run_probe(sim, probe_row, grid, record=late, periods=settings.periods, **crn)
     index = meeting_index(curves, targets, z)
     cycle, _ = service_at_levels(curves, fill_rate=False)
@@ -343,7 +344,7 @@ def _quantile_step(
     missed = measured & (((index >= g) & (whole_high > high)) | ((index == 0) & (whole_low < low)))
     passes = np.ones(len(sim.network_offsets) - 1, np.int64)
     if missed.any():
-        grid[missed] = _spread(whole_low[missed], whole_high[missed], g, include_low=True)
+        grid[missed] = _spread(whole_low[missed], whole_high[missed], g)
         network_of_sink = np.searchsorted(sim.network_offsets, sinks, side="right") - 1
         again = np.unique(network_of_sink[missed])
         passes[again] += 1
