@@ -427,3 +427,22 @@ def test_level_counts_equal_searchsorted(levels, spacing, value):
     for level in grid[0]:
         assert _levels_below(grid, 0, level) == np.searchsorted(grid[0], level, side="left")
         assert _levels_at_or_below(grid, 0, level) == np.searchsorted(grid[0], level, side="right")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_grid_meeting_index_equals_judging_every_level_where_the_bound_rises(seed):
+    """The coarse-then-fine rule on one pass's curves gives the first level meeting the target
+    wherever the bound rises with the level (confidence 0.5: the mean of a share of clean
+    cycles), as judging all ``K`` levels does."""
+    rng = np.random.default_rng(seed)
+    replications, rows, k = 3, 7, 100
+    cycles = rng.integers(50, 80, (replications, rows)).astype(float)
+    late_share = np.sort(rng.uniform(0, 1, (replications, rows, k)), axis=2)[:, :, ::-1]
+    exceeded = np.floor(cycles[:, :, None] * late_share)
+    zeros = np.zeros((replications, rows, k))
+    curves = certify_engine.ProbeCurves(np.sort(rng.uniform(0, 50, (rows, k)), axis=1), cycles, exceeded,
+                                        cycles, zeros, zeros, cycles, cycles,
+                                        np.zeros(rows), np.full(rows, 50.0))
+    targets = Targets(rng.uniform(0.3, 1.0, rows), np.full(rows, np.nan))
+    np.testing.assert_array_equal(certify_engine.grid_meeting_index(curves, targets, 0.0),
+                                  certify_engine.meeting_index(curves, targets, 0.0))

@@ -117,7 +117,7 @@ def probe_curves(totals: np.ndarray, levels: np.ndarray) -> ProbeCurves:
 
     def curve(constant, slope, sign):  # ``constant + sign level slope`` cut at 0; 0 if left out
         if max(constant, slope) >= stored:
-            return np.zeros(totals.shape[:2] + (k,))
+            return np.broadcast_to(0.0, totals.shape[:2] + (k,))
         return np.maximum(np.cumsum(block(constant), axis=2)
                           + sign * levels * np.cumsum(block(slope), axis=2), 0.0)
 
@@ -219,6 +219,34 @@ def meeting_index(curves: ProbeCurves, targets: Targets, z: float) -> np.ndarray
     return last_fail + 1
 
 
+def _columns(curves: ProbeCurves, columns: np.ndarray) -> ProbeCurves:
+    """``curves`` at some of their levels: ``columns[row]`` (level indices, per row)."""
+    def pick(values):
+        return np.take_along_axis(values, np.broadcast_to(columns, values.shape[:1] + columns.shape), axis=2)
+
+    return curves._replace(levels=np.take_along_axis(curves.levels, columns, axis=1),
+                           exceeded=pick(curves.exceeded), late=pick(curves.late),
+                           on_hand=pick(curves.on_hand))
+
+
+def grid_meeting_index(curves: ProbeCurves, targets: Targets, z: float, cell: int = 32) -> np.ndarray:
+    """:func:`meeting_index` on a fine grid, coarse levels first: the rule of coarse and fine passes.
+
+    Every ``cell``-th level (and the top) is judged first; the answer is then the first level
+    from which every level of the bracketing cell meets, the coarse levels above it meeting too
+    (the two-pass rule on one pass's curves: ``2 cell`` levels judged per row, not ``K``).
+    """
+    rows, k = curves.levels.shape
+    coarse = np.unique(np.append(np.arange(0, k, cell), k - 1))
+    found = meeting_index(_columns(curves, np.broadcast_to(coarse, (rows, len(coarse)))), targets, z)
+    top = coarse[np.minimum(found, len(coarse) - 1)]
+    bottom = np.where(found > 0, coarse[np.maximum(found - 1, 0)] + 1, top)
+    fine = np.minimum(bottom[:, None] + np.arange(cell)[None, :], top[:, None])
+    within = meeting_index(_columns(curves, fine), targets, z)
+    index = fine[np.arange(rows), np.minimum(within, cell - 1)]
+    return np.where(found < len(coarse), index, k)
+
+
 def _spread(low: np.ndarray, high: np.ndarray, k: int) -> np.ndarray:
     """``k`` levels evenly from ``low`` to ``high``, per row."""
     return low[:, None] + (high - low)[:, None] * (np.arange(k) / (k - 1))[None, :]
@@ -299,6 +327,12 @@ def certify_sinks(
                        for name in Certified._fields[2:]))
 
 
+def _cycle_service_at(curves: ProbeCurves, index: np.ndarray) -> np.ndarray:
+    """Per replication, each row's cycle service level at its level ``index`` ``[R, rows]``."""
+    cycle, _ = service_at_levels(_columns(curves, index[:, None]), fill_rate=False)
+    return cycle[:, :, 0]
+
+
 class _Step(NamedTuple):
     """The quantile step's outcome per sink row (steps 1-2)."""
 
@@ -336,10 +370,9 @@ def _quantile_step(
     high = np.where(measured, np.maximum(ranged.high, 0.0), model)
     grid = _spread(low, high, g)
     _, curves = run_probe(sim, probe_row, grid, record=late, periods=settings.periods, **crn)
-    index = meeting_index(curves, targets, z)
-    cycle, _ = service_at_levels(curves, fill_rate=False)
+    index = grid_meeting_index(curves, targets, z)
     rows = np.arange(len(sinks))
-    at_choice = cycle[:, rows, np.minimum(index, g - 1)]
+    at_choice = _cycle_service_at(curves, np.minimum(index, g - 1))
     whole_low, whole_high = np.maximum(curves.low, 0.0), np.maximum(curves.high, 0.0)
     missed = measured & (((index >= g) & (whole_high > high)) | ((index == 0) & (whole_low < low)))
     passes = np.ones(len(sim.network_offsets) - 1, np.int64)
@@ -352,10 +385,8 @@ def _quantile_step(
         part_rows = probe_row[stage][probe_row[stage] >= 0]
         _, rerun = run_probe(select_networks(sim, again), renumbered_rows(probe_row[stage]), grid[part_rows],
                              record=late[part_rows], periods=settings.periods, **crn)
-        index[part_rows] = meeting_index(rerun, Targets(*(target[part_rows] for target in targets)), z)
-        rerun_cycle, _ = service_at_levels(rerun, fill_rate=False)
-        chosen = np.minimum(index[part_rows], g - 1)
-        at_choice[:, part_rows] = rerun_cycle[:, np.arange(len(part_rows)), chosen]
+        index[part_rows] = grid_meeting_index(rerun, Targets(*(target[part_rows] for target in targets)), z)
+        at_choice[:, part_rows] = _cycle_service_at(rerun, np.minimum(index[part_rows], g - 1))
     # the top level always meets (unless NaN)
     level = np.where(measured, grid[rows, np.minimum(index, g - 1)], model)
     standard_error = (at_choice.std(axis=0, ddof=1) / math.sqrt(settings.replications)
