@@ -17,7 +17,8 @@ Steps (docs/certify.md)
    late, from the highest on none is); levels are never negative, so a range below 0 is cut there.
 2. *Grid*: the whole run, on the same random numbers, prices ``GRID_LEVELS`` levels spread over
    that range in one pass; the certified level is the first that meets the target, exact to
-   the range over ``GRID_LEVELS - 1``. The whole run may go beyond the first periods' range: a
+   the range over ``GRID_LEVELS - 1`` (judged coarse levels first, :func:`grid_meeting_index`).
+   The whole run may go beyond the first periods' range: a
    sink whose top level misses (or bottom level meets) while the run saw higher (lower) late
    levels runs the pass again, with its network, on the whole run's range.
 
