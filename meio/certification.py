@@ -2,7 +2,8 @@
 
 The thin driver around :mod:`meio.engine.certify`: line the plan up with the catalog, build the
 simulator's arrays (the stages' review periods, the chosen demand law), certify the sinks' base
-stocks, and wrap the last independent check's measures into the stages and networks frames.
+stocks, and wrap the independent checks' measures (each sink's from the check that judged its final
+level) into the stages and networks frames.
 """
 
 from __future__ import annotations
@@ -154,7 +155,7 @@ def certify(
         ``stages``: the plan's columns, its own levels renamed ``model_base_stock``,
         ``model_safety_stock``, ``model_safety_stock_cost``; the certified ``base_stock``;
         ``safety_stock`` = the simulated expected on-hand stock (``expected_on_hand``, with its
-        interval) and ``safety_stock_cost`` = ``holding_cost`` x it; the last check's
+        interval) and ``safety_stock_cost`` = ``holding_cost`` x it; the independent check's
         ``cycle_service_level`` and ``fill_rate`` with 95% intervals beside the targets and
         ``target_met`` (demand stages); ``certify_standard_error`` and ``certify_raised``
         (sinks). ``networks``: ``model_cost`` (the plan's own cost), ``safety_stock_cost`` (the
