@@ -2,16 +2,18 @@
 
 Demo. The demo catalog (``meio optimize``'s embedded configuration: 2,000 mixed networks, seed 7)
 under its GSM plan, certified with the default options in one process on all Numba threads.
-Reported: seconds, stage-periods simulated (all passes) per second and per CPU-second, the share
-of demand stages certified, the cost uplift over the model's own plan, and a referee's verdict
-(``meio.simulate``, 1,000 periods x 30 replications, a seed the certification never uses).
+Reported: seconds, CPU time per stage, stage-periods simulated (all passes) per stage, per second
+and per CPU-second, the projection of one plan's certification to 1,000,000 such stages (CPU time
+over 2 cores and over 32 workers), the share of demand stages certified, the cost uplift over the
+model's own plan, and a referee's verdict (``meio.simulate``, 1,000 periods x 30 replications, a
+seed the certification never uses).
 
 Mixed catalog. A ``--shape mixed`` catalog through ``meio.cluster`` (the ``meio optimize
 --certify`` path: solve, certify the plan and the single-echelon baseline) in partitions on a
 local cluster of two single-thread workers. Reported: wall time, each partition's certification
-seconds and stage-periods per CPU-second, and the projection to 1,000,000 stages on this machine
-and on a 32-worker cluster (certification is linear in stages x horizon; the projection divides
-the measured task seconds by the workers).
+seconds and its task time per stage, and the projection to 1,000,000 stages on this machine
+and on a 32-worker cluster (certification is linear in stages x horizon and partitions are
+independent tasks; the projection divides the measured task seconds by the workers).
 
 Willems chains. With ``MEIO_WILLEMS_DIR`` (the ``willems_2008`` folder beside the project, not in
 the repository), the 38 real chains of Willems (2008) with their own data (stage times and their
@@ -90,10 +92,16 @@ def test_certify_demo(benchmark):
     assert _misses_within_error(judged.height - referee_met, judged.height)
     cost, model_cost = networks["safety_stock_cost"].sum(), networks["model_cost"].sum()
     threads = numba.get_num_threads()
-    print(f"\ncertify (demo, gsm plan): {network.n_networks:,} networks, {network.stages.height:,} stages, "
+    n_stages = network.stages.height
+    million = 1_000_000 / n_stages * cpu  # CPU-seconds to certify one plan of 1M such stages
+    print(f"\ncertify (demo, gsm plan): {network.n_networks:,} networks, {n_stages:,} stages, "
           f"precision {PRECISION}, {networks['certify_periods'][0]:,} periods x 8 replications per pass: "
-          f"{seconds:.1f} s on {threads} threads, {stage_periods:,.0f} stage-periods "
-          f"({stage_periods / seconds / 1e6:.1f} M/s, {stage_periods / cpu / 1e6:.1f} M per CPU-second); "
+          f"{seconds:.1f} s on {threads} threads, {cpu:.1f} CPU-s "
+          f"({1000 * cpu / n_stages:.2f} ms per stage), "
+          f"{stage_periods:,.0f} stage-periods ({stage_periods / n_stages:,.0f} per stage; "
+          f"{stage_periods / seconds / 1e6:.1f} M/s, {stage_periods / cpu / 1e6:.1f} M per CPU-second); "
+          f"one plan of 1M such stages: {million / 2 / 60:.1f} min on 2 cores, "
+          f"{million / 32 / 60:.1f} min on 32 workers; "
           f"{met:,} of {demand.height:,} demand stages certified; certified cost {cost:,.0f} vs the "
           f"model's {model_cost:,.0f} ({100 * (cost / model_cost - 1):+.1f}%); referee (fresh seed) "
           f"{referee_met:,} of {judged.height:,} met; peak RSS {peak_rss_mib():,.0f} MiB")
@@ -126,12 +134,15 @@ def test_certify_mixed_on_local_cluster(benchmark, tmp_path):
     million = 1_000_000 / n_stages
     print(f"\ncertify (mixed, gsm plan and single baseline, precision {MIXED_PRECISION}): "
           f"{MIXED_NETWORKS:,} networks, {n_stages:,} stages in {partitions} partitions on 2 workers: "
-          f"{seconds:.1f} s wall, task time {task_seconds:.1f} s ({per_partition}); plan "
-          f"certification {stage_periods:,.0f} stage-periods; {demand - missing:,} of {demand:,} demand "
+          f"{seconds:.1f} s wall, task time {task_seconds:.1f} s ({per_partition}; "
+          f"{1000 * task_seconds / n_stages:.2f} ms per stage, solve and both certifications); plan "
+          f"certification {stage_periods:,.0f} stage-periods ({stage_periods / n_stages:,.0f} per stage); "
+          f"{demand - missing:,} of {demand:,} demand "
           f"stages certified; saving vs certified single "
           f"{100 * (1 - result.total('safety_stock_cost') / result.total('baseline_cost')):.1f}%; "
-          f"projected 1M stages: {seconds * million / 60:.1f} min here, "
-          f"{task_seconds * million / 32 / 60:.1f} min on 32 workers")
+          f"projected 1M stages from the task time: {task_seconds * million / 2 / 60:.1f} min on this "
+          f"machine's 2 workers, {task_seconds * million / 32 / 60:.1f} min on 32 workers; peak RSS "
+          f"{peak_rss_mib():,.0f} MiB (driver)")
 
 
 def _willems_tables(folder: str) -> tuple[pl.DataFrame, pl.DataFrame]:

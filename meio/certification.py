@@ -2,7 +2,8 @@
 
 The thin driver around :mod:`meio.engine.certify`: line the plan up with the catalog, build the
 simulator's arrays (the stages' review periods, the chosen demand law), certify the sinks' base
-stocks, and wrap the last independent check's measures into the stages and networks frames.
+stocks, and wrap the independent checks' measures (each sink's from the check that judged its final
+level) into the stages and networks frames.
 """
 
 from __future__ import annotations
@@ -36,8 +37,6 @@ from meio.simulation import (
 #: Allowance for the autocorrelation of a stage's cycle outcomes in the sample-size rule: the
 #: variance of a cycle service level measured over ``N`` cycles is taken as ``INFLATION p (1 - p) / N``.
 INFLATION = 8.0
-#: Each check runs this many times the certification's periods.
-CHECK_HORIZON = 2
 #: Fewest measured periods per replication, whatever the precision asked for.
 MIN_PERIODS = 200
 
@@ -49,9 +48,10 @@ class CertifyOptions:
     ``precision`` is the standard error wanted for a demand stage's simulated cycle service
     level; with the run's default target ``p`` it sets the measured periods per replication,
     ``ceil(INFLATION p (1 - p) / (replications precision^2))`` (``periods`` overrides the
-    rule), and each check runs twice as long. ``confidence`` is the one-sided confidence of the
-    lower bound with which a level must meet its target on a sample; ``rounds`` the checks at
-    most; ``seed`` picks the streams (independent of any simulation's ``seed``).
+    rule), for the certification's run and for each check alike. ``confidence`` is the
+    one-sided confidence of the lower bound with which a level must meet its target on a sample;
+    ``rounds`` the checks at most; ``seed`` picks the streams (independent of any simulation's
+    ``seed``).
     """
 
     demand: str | None = None
@@ -86,7 +86,7 @@ class CertifyOptions:
         cycles = INFLATION * service_level * (1.0 - service_level) / self.precision ** 2
         periods = self.periods or max(MIN_PERIODS, math.ceil(cycles / self.replications * (1.0 - 1e-12)))
         return CertifySettings(periods=int(periods), replications=int(self.replications),
-                               warmup=int(self.warmup), check_periods=CHECK_HORIZON * int(periods),
+                               warmup=int(self.warmup), check_periods=int(periods),
                                rounds=int(self.rounds), confidence=float(self.confidence),
                                seed=int(self.seed))
 
@@ -155,7 +155,7 @@ def certify(
         ``stages``: the plan's columns, its own levels renamed ``model_base_stock``,
         ``model_safety_stock``, ``model_safety_stock_cost``; the certified ``base_stock``;
         ``safety_stock`` = the simulated expected on-hand stock (``expected_on_hand``, with its
-        interval) and ``safety_stock_cost`` = ``holding_cost`` x it; the last check's
+        interval) and ``safety_stock_cost`` = ``holding_cost`` x it; the independent check's
         ``cycle_service_level`` and ``fill_rate`` with 95% intervals beside the targets and
         ``target_met`` (demand stages); ``certify_standard_error`` and ``certify_raised``
         (sinks). ``networks``: ``model_cost`` (the plan's own cost), ``safety_stock_cost`` (the

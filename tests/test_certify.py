@@ -135,17 +135,28 @@ def _settings(periods, replications=2, rounds=1, confidence=0.5, seed=3):
                            rounds=rounds, confidence=confidence, seed=seed)
 
 
-@pytest.mark.parametrize("target", [0.8, 0.9, 0.97])
-def test_certified_level_is_the_exact_sample_quantile(target):
+@pytest.mark.parametrize(("target", "range_share"), [(0.8, 8), (0.9, 8), (0.97, 8), (0.9, 120), (0.999, 120)])
+def test_certified_level_is_the_exact_sample_quantile(target, range_share, monkeypatch):
     """The quantile step on the certification's random numbers against the twin's sample: the
     certified level is the smallest level at which a ``target`` share of the replenishment
     cycles (pooled over replications) has no late request, the order statistic
-    ``sorted(worst Y)[ceil(target N) - 1]`` (cut at 0), to the fine grid's resolution."""
+    ``sorted(worst Y)[ceil(target N) - 1]`` (cut at 0), to the grid's resolution. A range pass
+    of one period (``range_share`` 120) misses most answers: the pass runs again on the whole
+    run's range (counted in the stage-periods) and the answer is the same order statistic."""
+    monkeypatch.setattr(certify_engine, "RANGE_SHARE", range_share)
     network, sim, inbound = sim_inputs(7, "normal", 0.0, 1, True)
     sinks = _sinks(network, sim)
     settings_ = _settings(periods=120)
     targets = Targets(np.full(len(sinks), target), np.full(len(sinks), np.nan))
     result = certify_sinks(sim, sinks, targets, settings_)
+    range_periods = math.ceil(settings_.periods / range_share)
+    once = (np.diff(sim.network_offsets) * settings_.replications
+            * (range_periods + settings_.periods + (1 + result.checks) * settings_.warmup
+               + result.checks * settings_.check_periods))
+    rerun = result.stage_periods > once
+    assert np.all(result.stage_periods >= once)
+    if range_share == 120:
+        assert rerun.any()  # the whole run went beyond a one-period range: the pass ran again
     seed = stream_seed(settings_.seed, "certify")
     row_of = {int(g): r for r, g in enumerate(sinks)}
     worst = {g: [] for g in row_of}
@@ -353,12 +364,31 @@ def test_bad_certification_options_are_one_clear_error(options, column):
 
 
 def test_certify_options_rule_sets_the_horizon():
-    """``periods = ceil(INFLATION p (1 - p) / (replications precision^2))``, checks twice as long."""
+    """``periods = ceil(INFLATION p (1 - p) / (replications precision^2))``, checks as long."""
     settings_ = CertifyOptions(precision=0.005, replications=8).settings(0.95)
     variance = INFLATION * 0.95 * 0.05  # of one cycle's outcome, autocorrelation allowed for
     cycles = settings_.periods * 8
     assert variance / cycles <= 0.005 ** 2 * (1 + 1e-9) < variance / (cycles - 8)  # the fewest that do
-    assert settings_.check_periods == 2 * settings_.periods
+    assert settings_.check_periods == settings_.periods
+
+
+def test_a_recheck_judges_only_the_sinks_it_raised():
+    """After a raise the networks with a raised sink run again on a fresh stream, and only the
+    raised sinks are judged there: every other sink keeps its level and the measures of the check
+    that judged it, which a certification stopping after one check reports too."""
+    network, sim, _ = sim_inputs(23, "poisson", 1.0, 1, True)
+    sinks = _sinks(network, sim)
+    targets = Targets(np.full(len(sinks), 0.95), np.full(len(sinks), np.nan))
+    once = certify_sinks(sim, sinks, targets, _settings(periods=60, rounds=1))
+    again = certify_sinks(sim, sinks, targets, _settings(periods=60, rounds=3))
+    raised = again.raised > 0
+    assert raised.any() and not raised.all()
+    kept = sinks[~raised]
+    np.testing.assert_array_equal(again.base_stock[kept], once.base_stock[kept])
+    for name in ("ready", "late", "on_hand", "due"):
+        np.testing.assert_array_equal(getattr(again.totals, name)[:, kept],
+                                      getattr(once.totals, name)[:, kept])
+    assert np.all(again.base_stock[sinks[raised]] > once.base_stock[sinks[raised]])
 
 
 def test_chunked_certification_and_network_subsets_give_the_same_numbers(monkeypatch):
@@ -397,3 +427,22 @@ def test_level_counts_equal_searchsorted(levels, spacing, value):
     for level in grid[0]:
         assert _levels_below(grid, 0, level) == np.searchsorted(grid[0], level, side="left")
         assert _levels_at_or_below(grid, 0, level) == np.searchsorted(grid[0], level, side="right")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_grid_meeting_index_equals_judging_every_level_where_the_bound_rises(seed):
+    """The coarse-then-fine rule on one pass's curves gives the first level meeting the target
+    wherever the bound rises with the level (confidence 0.5: the mean of a share of clean
+    cycles), as judging all ``K`` levels does."""
+    rng = np.random.default_rng(seed)
+    replications, rows, k = 3, 7, 100
+    cycles = rng.integers(50, 80, (replications, rows)).astype(float)
+    late_share = np.sort(rng.uniform(0, 1, (replications, rows, k)), axis=2)[:, :, ::-1]
+    exceeded = np.floor(cycles[:, :, None] * late_share)
+    zeros = np.zeros((replications, rows, k))
+    curves = certify_engine.ProbeCurves(np.sort(rng.uniform(0, 50, (rows, k)), axis=1), cycles, exceeded,
+                                        cycles, zeros, zeros, cycles, cycles,
+                                        np.zeros(rows), np.full(rows, 50.0))
+    targets = Targets(rng.uniform(0.3, 1.0, rows), np.full(rows, np.nan))
+    np.testing.assert_array_equal(certify_engine.grid_meeting_index(curves, targets, 0.0),
+                                  certify_engine.meeting_index(curves, targets, 0.0))

@@ -12,23 +12,26 @@ grid of ``K`` candidate levels per sink.
 
 Steps (docs/certify.md)
 -----------------------
-1. *Range*: one run on the certification stream records each sink's lowest and highest late
-   level ``Y`` (below the lowest every period is late, from the highest on none is); levels are
-   never negative, so a range below 0 is cut there.
-2. *Coarse*: the same random numbers on ``K`` levels spread over that range; the first level
-   whose service meets the target brackets the answer in one grid cell.
-3. *Fine*: the same random numbers on ``K`` levels inside that cell; the certified level is the
-   first that meets the target. Resolution: the range over ``K^2``.
+1. *Range*: the first ``1 / RANGE_SHARE`` of the certification's periods, on its random numbers,
+   record each sink's lowest and highest late level ``Y`` (below the lowest every period is
+   late, from the highest on none is); levels are never negative, so a range below 0 is cut there.
+2. *Grid*: the whole run, on the same random numbers, prices ``GRID_LEVELS`` levels spread over
+   that range in one pass; the certified level is the first that meets the target, exact to
+   the range over ``GRID_LEVELS - 1`` (judged coarse levels first, :func:`grid_meeting_index`).
+   The whole run may go beyond the first periods' range: a
+   sink whose top level misses (or bottom level meets) while the run saw higher (lower) late
+   levels runs the pass again, with its network, on the whole run's range.
 
    A level *meets* a target when the lower confidence bound ``mean - z SE`` of the measure over
    the replications (``z`` from ``confidence``, ``SE`` the replications' standard error at that
    level, autocorrelation included) is at least the target: the level is chosen on a finite
    sample, so it keeps a margin of ``z`` standard errors against sampling error.
-4. *Check*: the plan with the certified sinks runs on independent random numbers (another seed
-   stream, a longer horizon). A sink whose simulated service there falls below its target is
-   raised to the level that meets it on that run (the same rule, on a grid around its level),
-   and the plan is checked again on a fresh stream, at most ``rounds`` checks. The last check's
-   measures are what the plan reports.
+3. *Check*: the plan with the certified sinks runs on independent random numbers (another seed
+   stream). A sink whose simulated service there falls below its target is raised to the level
+   that meets it on that run (the same rule, on a grid around its level), and the networks with
+   a raised sink run again on a fresh stream, where the raised sinks — only they: the others'
+   levels and shortfalls did not change — are judged again, at most ``rounds`` checks. Each sink
+   reports the check that judged its final level; other stages their network's last check.
 
 Demand stages with successors keep their model level: raising one changes the shortfall of every
 stage below it, which this exact step does not cover; they are checked and reported.
@@ -44,7 +47,6 @@ import numpy as np
 from scipy.special import ndtri
 
 from meio.engine.simulate import (
-    PROBE_BLOCKS,
     PROBE_CYCLES,
     PROBE_DUE,
     PROBE_EXCEEDED,
@@ -65,16 +67,23 @@ from meio.engine.simulate import (
     chunk_networks,
     csr_rows,
     network_chunks,
+    probe_blocks,
     select_networks,
     simulate_totals,
 )
 
-#: Candidate levels per sink and pass.
+#: Candidate levels per sink of a check (a grid around the certified level).
 PROBE_LEVELS = 32
+#: Candidate levels per sink of the certification pass, evenly over the sink's range: the level
+#: is exact to the range over 1,023. The kernel counts the levels below a value from their
+#: spacing, so a pass costs the same for any number of levels; memory grows with it.
+GRID_LEVELS = 1024
+#: The range pass runs the first ``1 / RANGE_SHARE`` of the certification's periods.
+RANGE_SHARE = 8
 #: A measure this close below its target meets it (a share of cycles computed in floating point).
 _ROUNDING = 1e-12
 #: Probe cells (replications x rows x columns) per kernel call: bounds the probe's memory.
-_PROBE_CELLS = 1 << 24
+_PROBE_CELLS = 1 << 23
 
 
 class ProbeCurves(NamedTuple):
@@ -98,22 +107,27 @@ def probe_curves(totals: np.ndarray, levels: np.ndarray) -> ProbeCurves:
     The difference arrays become prefix sums: a period whose late level ``Y`` lies between
     levels ``k - 1`` and ``k`` is late at levels ``0 .. k - 1``; its late units are ``d`` at
     levels ``<= Y - d``, ``Y - S`` up to ``Y``, 0 above; its on-hand stock ``S - X`` above ``X``.
+    Blocks ``totals`` leaves out (:func:`~meio.engine.simulate.probe_blocks`) read 0.
     """
     k = levels.shape[1]
     width = k + 1
+    stored = (totals.shape[2] - PROBE_FIXED) // width
 
-    def block(index):
-        return totals[:, :, PROBE_FIXED + index * width:PROBE_FIXED + (index + 1) * width]
+    def block(index):  # its first k columns: the prefix sums at the k levels need no more
+        return totals[:, :, PROBE_FIXED + index * width:PROBE_FIXED + index * width + k]
 
-    histogram = block(PROBE_EXCEEDED)
+    def curve(constant, slope, sign):  # ``constant + sign level slope`` cut at 0; 0 if left out
+        if max(constant, slope) >= stored:
+            return np.broadcast_to(0.0, totals.shape[:2] + (k,))
+        return np.maximum(np.cumsum(block(constant), axis=2)
+                          + sign * levels * np.cumsum(block(slope), axis=2), 0.0)
+
     cycles = totals[:, :, PROBE_CYCLES]
-    exceeded = cycles[:, :, None] - np.cumsum(histogram, axis=2)[:, :, :k]
-    late = (np.cumsum(block(PROBE_LATE_CONSTANT), axis=2)[:, :, :k]
-            - levels * np.cumsum(block(PROBE_LATE_SLOPE), axis=2)[:, :, :k])
-    on_hand = (np.cumsum(block(PROBE_ON_HAND_CONSTANT), axis=2)[:, :, :k]
-               + levels * np.cumsum(block(PROBE_ON_HAND_SLOPE), axis=2)[:, :, :k])
-    return ProbeCurves(levels, cycles, exceeded, totals[:, :, PROBE_DUE], np.maximum(late, 0.0),
-                       np.maximum(on_hand, 0.0), totals[:, :, PROBE_PERIODS], totals[:, :, PROBE_SHORTFALL],
+    exceeded = cycles[:, :, None] - np.cumsum(block(PROBE_EXCEEDED), axis=2)
+    late = curve(PROBE_LATE_CONSTANT, PROBE_LATE_SLOPE, -1.0)
+    on_hand = curve(PROBE_ON_HAND_CONSTANT, PROBE_ON_HAND_SLOPE, 1.0)
+    return ProbeCurves(levels, cycles, exceeded, totals[:, :, PROBE_DUE], late, on_hand,
+                       totals[:, :, PROBE_PERIODS], totals[:, :, PROBE_SHORTFALL],
                        totals[:, :, PROBE_LOW].min(axis=0), totals[:, :, PROBE_HIGH].max(axis=0))
 
 
@@ -123,14 +137,14 @@ def run_probe(
 ) -> tuple[SimTotals, ProbeCurves]:
     """Simulate ``sim`` and probe the stages with ``probe_row >= 0`` at their ``levels``.
 
-    Networks run in chunks so that the probe's accumulators stay within ``2**24`` cells; chunking
+    Networks run in chunks so that the probe's accumulators stay within ``2**23`` cells; chunking
     changes no number (streams depend on the seed, the network id and the replication only).
     Probe rows must be numbered in stage order (row ``r`` before row ``r + 1``). ``record``
     (per row or for all) says which of the late units and the on-hand stock to accumulate; what
     is not recorded reads 0 in the curves.
     """
     n_rows, k = levels.shape
-    columns = PROBE_FIXED + PROBE_BLOCKS * (k + 1)
+    columns = PROBE_FIXED + probe_blocks(record) * (k + 1)
     totals = np.zeros((replications, n_rows, columns))
     totals[:, :, PROBE_LOW] = np.inf
     totals[:, :, PROBE_HIGH] = -np.inf
@@ -174,15 +188,16 @@ def lower_bound(per_replication: np.ndarray, z: float) -> np.ndarray:
     return mean - z * per_replication.std(axis=0, ddof=1) / math.sqrt(replications)
 
 
-def service_at_levels(curves: ProbeCurves) -> tuple[np.ndarray, np.ndarray]:
+def service_at_levels(curves: ProbeCurves, *, fill_rate: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """Per replication, the cycle service level and the fill rate at every level ``[R, rows, K]``.
 
-    No cycle measured: service 1 (nothing can be late); nothing due: fill rate 1.
+    No cycle measured: service 1 (nothing can be late); nothing due: fill rate 1. With
+    ``fill_rate`` false the fill rate is not computed (None).
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         cycles, due = curves.cycles[:, :, None], curves.due[:, :, None]
         cycle = np.where(cycles > 0, 1.0 - curves.exceeded / cycles, 1.0)
-        fill = np.where(due > 0, 1.0 - curves.late / due, 1.0)
+        fill = np.where(due > 0, 1.0 - curves.late / due, 1.0) if fill_rate else None
     return cycle, fill
 
 
@@ -193,9 +208,11 @@ def meeting_index(curves: ProbeCurves, targets: Targets, z: float) -> np.ndarray
     replications reaches it. Counting from the last level that fails keeps the answer on the
     safe side where the bound is not monotone in the level.
     """
-    cycle, fill = service_at_levels(curves)
+    cycle, fill = service_at_levels(curves, fill_rate=not np.isnan(targets.fill_rate).all())
     fails = np.zeros(curves.levels.shape, bool)
     for per_replication, target in ((cycle, targets.cycle_service_level), (fill, targets.fill_rate)):
+        if np.isnan(target).all():
+            continue
         bound = lower_bound(per_replication, z)
         fails |= ~np.isnan(target)[:, None] & (bound < target[:, None] - _ROUNDING)
     k = curves.levels.shape[1]
@@ -203,10 +220,37 @@ def meeting_index(curves: ProbeCurves, targets: Targets, z: float) -> np.ndarray
     return last_fail + 1
 
 
-def _spread(low: np.ndarray, high: np.ndarray, k: int, *, include_low: bool) -> np.ndarray:
-    """``k`` levels evenly from ``low`` (or just above it) to ``high``, per row."""
-    steps = np.arange(k) / (k - 1) if include_low else np.arange(1, k + 1) / k
-    return low[:, None] + (high - low)[:, None] * steps[None, :]
+def _columns(curves: ProbeCurves, columns: np.ndarray) -> ProbeCurves:
+    """``curves`` at some of their levels: ``columns[row]`` (level indices, per row)."""
+    def pick(values):
+        return np.take_along_axis(values, np.broadcast_to(columns, values.shape[:1] + columns.shape), axis=2)
+
+    return curves._replace(levels=np.take_along_axis(curves.levels, columns, axis=1),
+                           exceeded=pick(curves.exceeded), late=pick(curves.late),
+                           on_hand=pick(curves.on_hand))
+
+
+def grid_meeting_index(curves: ProbeCurves, targets: Targets, z: float, cell: int = 32) -> np.ndarray:
+    """:func:`meeting_index` on a fine grid, coarse levels first: the rule of coarse and fine passes.
+
+    Every ``cell``-th level (and the top) is judged first; the answer is then the first level
+    from which every level of the bracketing cell meets, the coarse levels above it meeting too
+    (the two-pass rule on one pass's curves: ``2 cell`` levels judged per row, not ``K``).
+    """
+    rows, k = curves.levels.shape
+    coarse = np.unique(np.append(np.arange(0, k, cell), k - 1))
+    found = meeting_index(_columns(curves, np.broadcast_to(coarse, (rows, len(coarse)))), targets, z)
+    top = coarse[np.minimum(found, len(coarse) - 1)]
+    bottom = np.where(found > 0, coarse[np.maximum(found - 1, 0)] + 1, top)
+    fine = np.minimum(bottom[:, None] + np.arange(cell)[None, :], top[:, None])
+    within = meeting_index(_columns(curves, fine), targets, z)
+    index = fine[np.arange(rows), np.minimum(within, cell - 1)]
+    return np.where(found < len(coarse), index, k)
+
+
+def _spread(low: np.ndarray, high: np.ndarray, k: int) -> np.ndarray:
+    """``k`` levels evenly from ``low`` to ``high``, per row."""
+    return low[:, None] + (high - low)[:, None] * (np.arange(k) / (k - 1))[None, :]
 
 
 def stream_seed(seed: int, purpose: str) -> int:
@@ -229,16 +273,19 @@ class CertifySettings(NamedTuple):
     rounds: int  #: checks at most (each after the first follows a raise)
     confidence: float  #: one-sided confidence of the lower bound a level must meet its target with
     seed: int
-    levels: int = PROBE_LEVELS
+    levels: int = PROBE_LEVELS  #: candidate levels per sink of a check
+    grid: int = GRID_LEVELS  #: candidate levels per sink of the certification pass
 
 
 class Certified(NamedTuple):
     """A certification's outcome (rows of the probed sinks, stage arrays in batch order)."""
 
     base_stock: np.ndarray  #: float64[n_stages], certified installation levels
-    totals: SimTotals  #: the last check's per-replication measures at those levels
+    #: per-replication measures at those levels: each sink's from the check that judged its final
+    #: level, every other stage's from its network's last check
+    totals: SimTotals
     certified_level: np.ndarray  #: float64[rows], the level chosen on the certification stream
-    resolution: np.ndarray  #: float64[rows], the fine grid's step there (the level is exact to it)
+    resolution: np.ndarray  #: float64[rows], the grid's step there (the level is exact to it)
     standard_error: np.ndarray  #: float64[rows], its cycle-service standard error there
     raised: np.ndarray  #: int64[rows], checks after which the sink was raised
     checks: np.ndarray  #: int64[n_networks], checks each network ran
@@ -249,17 +296,23 @@ def _with_levels(sim: SimNetworks, base_stock: np.ndarray) -> SimNetworks:
     return sim._replace(base_stock=np.ascontiguousarray(base_stock, np.float64))
 
 
+def _late_flags(targets: Targets) -> np.ndarray:
+    """Probe flags per row: late units where a fill-rate target needs them (on hand: the checks' own)."""
+    return np.where(np.isnan(targets.fill_rate), 0, PROBE_RECORD_LATE).astype(np.int64)
+
+
 def certify_sinks(
     sim: SimNetworks, sinks: np.ndarray, targets: Targets, settings: CertifySettings
 ) -> Certified:
     """Certify the base stocks of the ``sinks`` (stage rows, ascending) of ``sim``'s plan.
 
-    Steps 1-4 of the module docstring. Every other stage keeps its level. Sinks of networks
+    Steps 1-3 of the module docstring. Every other stage keeps its level. Sinks of networks
     the plan leaves unsolved (NaN levels) are not simulated and keep NaN. Networks go through
-    in chunks whose probe accumulators fit ``2**24`` cells, so memory follows the chunk, not the
+    in chunks whose probe accumulators fit ``2**23`` cells, so memory follows the chunk, not the
     catalog; every network's numbers depend on it alone, so chunking changes none.
     """
-    columns = PROBE_FIXED + PROBE_BLOCKS * (settings.levels + 1)
+    blocks = probe_blocks(_late_flags(targets))
+    columns = PROBE_FIXED + blocks * (max(settings.grid, settings.levels) + 1)
     parts = []
     for begin, end in network_chunks(sim.network_offsets, settings.replications * columns, _PROBE_CELLS):
         first, last = sim.network_offsets[begin], sim.network_offsets[end]
@@ -275,6 +328,74 @@ def certify_sinks(
                        for name in Certified._fields[2:]))
 
 
+def _cycle_service_at(curves: ProbeCurves, index: np.ndarray) -> np.ndarray:
+    """Per replication, each row's cycle service level at its level ``index`` ``[R, rows]``."""
+    cycle, _ = service_at_levels(_columns(curves, index[:, None]), fill_rate=False)
+    return cycle[:, :, 0]
+
+
+class _Step(NamedTuple):
+    """The quantile step's outcome per sink row (steps 1-2)."""
+
+    level: np.ndarray  #: the first grid level meeting the targets (the model's where nothing was measured)
+    spacing: np.ndarray  #: the grid's step
+    width: np.ndarray  #: the grid's span (the checks' grids are cut from it)
+    standard_error: np.ndarray  #: the cycle service level's standard error at ``level``
+    measured: np.ndarray  #: bool, the sink was simulated (its network has levels)
+    passes: np.ndarray  #: int64[n_networks], full-length certification passes each network ran
+
+
+def _quantile_step(
+    sim: SimNetworks, probe_row: np.ndarray, sinks: np.ndarray, targets: Targets, settings: CertifySettings,
+    z: float,
+) -> _Step:
+    """Steps 1-2: the range on the first periods, then one pass pricing ``grid`` levels over it.
+
+    The range pass runs the first ``1 / RANGE_SHARE`` of the certification's periods on its
+    random numbers, so its lowest and highest late levels bound those of the whole run from
+    inside. The answer lies in the grid unless the whole run goes beyond them: when the top
+    level misses a target and the run saw higher levels, or the bottom one meets it and the run
+    saw lower ones; those networks run the pass again on the whole run's range (the same random
+    numbers: the sinks the first grid bracketed get the same answer again).
+    """
+    g = settings.grid
+    model = sim.base_stock[sinks]
+    late = _late_flags(targets)
+    crn = {"replications": settings.replications, "warmup": settings.warmup,
+           "seed": stream_seed(settings.seed, "certify")}
+    range_periods = max(1, math.ceil(settings.periods / RANGE_SHARE))
+    _, ranged = run_probe(sim, probe_row, model[:, None], record=0, periods=range_periods, **crn)
+    measured = np.isfinite(ranged.low) & np.isfinite(ranged.high)
+    # levels are never negative: a sink quoting a service time its lead time covers may need none
+    low = np.where(measured, np.maximum(ranged.low, 0.0), model)
+    high = np.where(measured, np.maximum(ranged.high, 0.0), model)
+    grid = _spread(low, high, g)
+    _, curves = run_probe(sim, probe_row, grid, record=late, periods=settings.periods, **crn)
+    index = grid_meeting_index(curves, targets, z)
+    rows = np.arange(len(sinks))
+    at_choice = _cycle_service_at(curves, np.minimum(index, g - 1))
+    whole_low, whole_high = np.maximum(curves.low, 0.0), np.maximum(curves.high, 0.0)
+    missed = measured & (((index >= g) & (whole_high > high)) | ((index == 0) & (whole_low < low)))
+    passes = np.ones(len(sim.network_offsets) - 1, np.int64)
+    if missed.any():
+        grid[missed] = _spread(whole_low[missed], whole_high[missed], g)
+        network_of_sink = np.searchsorted(sim.network_offsets, sinks, side="right") - 1
+        again = np.unique(network_of_sink[missed])
+        passes[again] += 1
+        stage = csr_rows(sim.network_offsets, again)
+        part_rows = probe_row[stage][probe_row[stage] >= 0]
+        _, rerun = run_probe(select_networks(sim, again), renumbered_rows(probe_row[stage]), grid[part_rows],
+                             record=late[part_rows], periods=settings.periods, **crn)
+        index[part_rows] = grid_meeting_index(rerun, Targets(*(target[part_rows] for target in targets)), z)
+        at_choice[:, part_rows] = _cycle_service_at(rerun, np.minimum(index[part_rows], g - 1))
+    # the top level always meets (unless NaN)
+    level = np.where(measured, grid[rows, np.minimum(index, g - 1)], model)
+    standard_error = (at_choice.std(axis=0, ddof=1) / math.sqrt(settings.replications)
+                      if settings.replications > 1 else np.full(len(sinks), np.nan))
+    width = grid[:, -1] - grid[:, 0]
+    return _Step(level, width / (g - 1), width, standard_error, measured, passes)
+
+
 def _certify_chunk(
     sim: SimNetworks, sinks: np.ndarray, targets: Targets, settings: CertifySettings
 ) -> Certified:
@@ -284,32 +405,14 @@ def _certify_chunk(
     probe_row = np.full(len(sim.base_stock), -1, np.int64)
     probe_row[sinks] = np.arange(len(sinks))
     base_stock = sim.base_stock.copy()
-    crn = {"periods": settings.periods, "replications": settings.replications, "warmup": settings.warmup,
-           "seed": stream_seed(settings.seed, "certify")}
-    late = np.where(np.isnan(targets.fill_rate), 0, PROBE_RECORD_LATE)  # on hand: the checks' own
-    _, ranged = run_probe(sim, probe_row, base_stock[sinks][:, None], record=0, **crn)
-    measured = np.isfinite(ranged.low) & np.isfinite(ranged.high)
-    # levels are never negative: a sink quoting a service time its lead time covers may need none
-    low = np.where(measured, np.maximum(ranged.low, 0.0), base_stock[sinks])
-    high = np.where(measured, np.maximum(ranged.high, 0.0), base_stock[sinks])
-    _, coarse = run_probe(sim, probe_row, _spread(low, high, k, include_low=True), record=late, **crn)
-    index = np.minimum(meeting_index(coarse, targets, z), k - 1)  # the top level always meets (unless NaN)
-    rows = np.arange(len(sinks))
-    upper = coarse.levels[rows, index]
-    lower = np.where(index > 0, coarse.levels[rows, np.maximum(index - 1, 0)], upper)
-    _, fine = run_probe(sim, probe_row, _spread(lower, upper, k, include_low=False), record=late, **crn)
-    index = np.minimum(meeting_index(fine, targets, z), k - 1)
-    chosen = fine.levels[rows, index]
-    cycle, _ = service_at_levels(fine)
-    at_choice = cycle[:, rows, index]
-    standard_error = (at_choice.std(axis=0, ddof=1) / math.sqrt(settings.replications)
-                      if settings.replications > 1 else np.full(len(sinks), np.nan))
-    levels = np.where(measured, chosen, base_stock[sinks])
+    late = _late_flags(targets)
+    step = _quantile_step(sim, probe_row, sinks, targets, settings, z)
+    levels = step.level.copy()
     base_stock[sinks] = levels
-    width = np.maximum(high - low, 0.0)
     raised = np.zeros(len(sinks), np.int64)
     network_of_sink = np.searchsorted(sim.network_offsets, sinks, side="right") - 1
     active = np.arange(len(sim.network_offsets) - 1)  # networks the next check runs
+    judged = np.ones(len(sinks), bool)  # sinks the next check judges: all, then those just raised
     totals = None
     checks = 0
     checked = np.zeros(len(sim.network_offsets) - 1, np.int64)  # checks each network ran
@@ -320,30 +423,37 @@ def _certify_chunk(
         stage = csr_rows(sim.network_offsets, active)
         part_sinks = np.flatnonzero(np.isin(network_of_sink, active))
         part_targets = Targets(*(target[part_sinks] for target in targets))
-        grid = levels[part_sinks, None] + width[part_sinks, None] * np.linspace(-0.0625, 0.1875, k)[None, :]
+        grid = (levels[part_sinks, None]
+                + step.width[part_sinks, None] * np.linspace(-0.0625, 0.1875, k)[None, :])
         check_stream = {"periods": settings.check_periods, "replications": settings.replications,
                         "warmup": settings.warmup, "seed": stream_seed(settings.seed, f"check-{checks}")}
         part_totals, check = run_probe(part, renumbered_rows(probe_row[stage]), grid, record=late[part_sinks],
                                        **check_stream)
-        totals = _merged(totals, part_totals, stage, active)
+        totals = _merged(totals, part_totals, stage, active, np.isin(stage, sinks[~judged]))
         short = np.zeros(len(sinks), bool)
         short[part_sinks] = _short(part_totals, np.flatnonzero(probe_row[stage] >= 0), part_targets)
+        short &= judged & step.measured
         if checks >= settings.rounds or not short.any():
             break
         index = meeting_index(check, part_targets, z)
         part_rows = np.arange(len(part_sinks))
         needed = np.where(index < k, check.levels[part_rows, np.minimum(index, k - 1)], check.high)
         new_levels = levels.copy()
-        new_levels[part_sinks] = np.where(short[part_sinks] & measured[part_sinks],
-                                          np.maximum(levels[part_sinks], needed), levels[part_sinks])
-        raised[new_levels > levels] = checks
+        new_levels[part_sinks] = np.where(short[part_sinks], np.maximum(levels[part_sinks], needed),
+                                          levels[part_sinks])
+        judged = new_levels > levels
+        if not judged.any():
+            break
+        raised[judged] = checks
         levels = new_levels
         base_stock[sinks] = levels
-        active = np.unique(network_of_sink[raised == checks])
-    crn_cost = 3 * (settings.periods + settings.warmup) * settings.replications
+        active = np.unique(network_of_sink[judged])
+    range_cost = (max(1, math.ceil(settings.periods / RANGE_SHARE)) + settings.warmup) * settings.replications
+    crn_cost = (settings.periods + settings.warmup) * settings.replications
     check_cost = (settings.check_periods + settings.warmup) * settings.replications
-    stage_periods = np.diff(sim.network_offsets) * (crn_cost + checked * check_cost)
-    return Certified(base_stock, totals, chosen, (upper - lower) / k, standard_error, raised, checked,
+    per_stage = range_cost + step.passes * crn_cost + checked * check_cost
+    stage_periods = np.diff(sim.network_offsets) * per_stage
+    return Certified(base_stock, totals, step.level, step.spacing, step.standard_error, raised, checked,
                      stage_periods.astype(np.float64))
 
 
@@ -355,12 +465,19 @@ def renumbered_rows(probe_row: np.ndarray) -> np.ndarray:
     return out
 
 
-def _merged(whole: SimTotals | None, part: SimTotals, stage: np.ndarray, networks: np.ndarray) -> SimTotals:
-    """``whole`` with the columns of ``part`` (stages ``stage``, networks ``networks``) written in."""
+def _merged(whole: SimTotals | None, part: SimTotals, stage: np.ndarray, networks: np.ndarray,
+            keep: np.ndarray) -> SimTotals:
+    """``whole`` with the columns of ``part`` (stages ``stage``, networks ``networks``) written in.
+
+    Stages where ``keep`` is set (sinks whose earlier check stands) keep their columns.
+    """
     if whole is None:
         return part
     for index, (target, piece) in enumerate(zip(whole, part, strict=True)):
-        target[:, stage if index < 7 else networks] = piece
+        if index < 7:
+            target[:, stage[~keep]] = piece[:, ~keep]
+        else:
+            target[:, networks] = piece
     return whole
 
 

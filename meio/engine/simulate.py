@@ -206,6 +206,17 @@ PROBE_BLOCKS = 5
 PROBE_RECORD_LATE, PROBE_RECORD_ON_HAND = 1, 2
 
 
+def probe_blocks(record: np.ndarray | int) -> int:
+    """Blocks a probe's ``totals`` need for rows recording ``record``: the kernel writes no other.
+
+    1 (cycles only), 3 (and late units) or :data:`PROBE_BLOCKS` (and on-hand stock).
+    """
+    flags = np.bitwise_or.reduce(np.atleast_1d(np.asarray(record, np.int64)))
+    if flags & PROBE_RECORD_ON_HAND:
+        return PROBE_BLOCKS
+    return 3 if flags & PROBE_RECORD_LATE else 1
+
+
 class ShortfallProbe(NamedTuple):
     """What the kernel records at probed stages so their service is known at any base stock.
 
@@ -218,14 +229,17 @@ class ShortfallProbe(NamedTuple):
     quoted service time (those requests are open but not late), and ``d`` the demand due; then
     at level ``S`` the period ends with a late request iff ``Y > S``, its late units are
     ``clip(Y - S, 0, d)`` and its on-hand stock ``max(S - X, 0)``. It accumulates these for the
-    ``K`` ``levels`` of the stage's row by binary search into difference arrays (``O(log K)``
-    per period, memory independent of the horizon): see :func:`probe_curves`.
+    ``K`` ``levels`` of the stage's row into difference arrays, counting the levels below a value
+    from their spacing (``O(1)`` per period for evenly spaced levels, whatever ``K``; memory
+    independent of the horizon): see :func:`probe_curves`.
     """
 
     row: np.ndarray  #: int64[n_stages], the stage's probe row (-1: not probed)
     record: np.ndarray  #: int64[n_rows], :data:`PROBE_RECORD_LATE` | :data:`PROBE_RECORD_ON_HAND` bits
     levels: np.ndarray  #: float64[n_rows, K], candidate base-stock levels, ascending
-    totals: np.ndarray  #: float64[replications, n_rows, PROBE_FIXED + 5 (K + 1)], filled by the kernel
+    #: float64[replications, n_rows, PROBE_FIXED + b (K + 1)], filled by the kernel; ``b`` blocks
+    #: (:func:`probe_blocks`): the kernel writes only the blocks its rows ``record``
+    totals: np.ndarray
 
 
 @njit
