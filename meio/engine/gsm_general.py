@@ -521,7 +521,7 @@ def _polish(net, graph, work, memo, local, slopes, point, trial, cost):
 
 
 @njit
-def _slp_multistart(net, starts, seed, outbound, inbound):
+def _slp_multistart(net, starts, seed, outbound, inbound, polish_within):
     """Run ``starts`` SLP starts (module docstring) on one prepared network.
 
     Start 0 takes the convex-envelope slopes, 1 and 2 the majorant slopes at the smallest and
@@ -529,8 +529,11 @@ def _slp_multistart(net, starts, seed, outbound, inbound):
     even ones the best plan's majorant slopes times log-normal noise of deviation
     ``SLOPE_NOISE``, drawn from an MRG32k3a stream seeded with ``seed`` (so a network's plan
     depends on nothing else). Starts stop after ``SLP_STALL_STARTS`` in a row without a
-    relative improvement above ``SLP_TOLERANCE``. Writes the best plan's ``S`` and ``SI`` into
-    ``outbound`` and ``inbound``; returns its cost and the convex-envelope LP bound.
+    relative improvement above ``SLP_TOLERANCE``. A start whose SLP optimum is within the
+    share ``polish_within`` of the best cost is polished (:func:`_polish`; a negative share
+    polishes none). Starts that reach a plan an earlier descent stood on stop there
+    (:func:`_successive_lp`). Writes the best plan's ``S`` and ``SI`` into ``outbound`` and
+    ``inbound``; returns its cost and the convex-envelope LP bound.
     """
     size = len(net.lead_floor)
     graph = build_service_time_graph(net.arc_upstream, net.arc_downstream, net.lead_floor,
@@ -569,7 +572,7 @@ def _slp_multistart(net, starts, seed, outbound, inbound):
             for j in range(size):
                 slopes[j] *= np.exp(SLOPE_NOISE * _normal(state))
         cost = _successive_lp(net, graph, work, memo, slopes, best, point, trial, True)
-        if cost < best_cost * (1.0 + POLISH_WITHIN):
+        if cost < best_cost * (1.0 + polish_within):
             cost = _polish(net, graph, work, memo, local, slopes, point, trial, cost)
         since_improvement += 1
         if cost < best_cost * (1.0 - SLP_TOLERANCE):
@@ -601,7 +604,7 @@ def _solve_network_of_batch(problem, caps, network, seed, starts, solution, posi
         caps[first:last], problem.external_inbound_service_time[first:last],
     )
     cost, bound = _slp_multistart(net, starts, seed, solution.outbound_service_time[first:last],
-                                  solution.inbound_service_time[first:last])
+                                  solution.inbound_service_time[first:last], POLISH_WITHIN)
     solution.cost[position] = cost
     solution.lower_bound[position] = bound
 
@@ -935,6 +938,7 @@ def solve_general_network(
     external_inbound_service_time: np.ndarray,
     *,
     slp_starts: int = SLP_STARTS,
+    local_search: bool = True,
     mip_node_limit: int = MIP_NODE_LIMIT,
     time_limit: float | None = None,
     exact_max_stages: int = EXACT_MAX_STAGES,
@@ -957,6 +961,9 @@ def solve_general_network(
         Inbound service time of sources (stages without predecessors).
     slp_starts : int
         Starts of the successive-LP heuristic (the first three are deterministic slopes).
+    local_search : bool
+        Polish starts with the local search (default); False gives the SLP alone (the default
+        before the local search, kept for comparisons: docs/gsm.md).
     mip_node_limit : int
         Branch-and-bound nodes shared by the exact method's MIPs; 0 skips the MIP.
     time_limit : float or None
@@ -986,7 +993,8 @@ def solve_general_network(
     )
     size = len(net.lead_floor)
     outbound, inbound = np.empty(size, np.int64), np.empty(size, np.int64)
-    cost, lower_bound = _slp_multistart(net, int(slp_starts), int(seed), outbound, inbound)
+    cost, lower_bound = _slp_multistart(net, int(slp_starts), int(seed), outbound, inbound,
+                                        POLISH_WITHIN if local_search else -1.0)
     solution = GeneralSolution(outbound, inbound, float(cost), float(lower_bound),
                                "slp_multistart")
     if size <= exact_max_stages and mip_node_limit > 0:
