@@ -33,7 +33,10 @@ many networks in one parallel Numba call) followed by :func:`refine_general_netw
   nothing better. A start whose SLP optimum is within ``POLISH_WITHIN`` of the best cost so
   far is polished: the local search of :mod:`meio.engine.gsm_local` (one stage's outbound
   time; an inbound time capped with downstream repair) and SLP descents alternate until
-  neither improves (:func:`_polish`). The whole heuristic is a Numba kernel
+  neither improves (:func:`_polish`). A start whose descent reaches a plan an earlier descent
+  stood on stops there: from that plan on it would repeat that descent (a memo of visited plans,
+  :func:`_memo_add`), so the plans are those of the search without the memo, at less work. The
+  whole heuristic is a Numba kernel
   (:func:`_slp_multistart`); every LP is solved exactly as the dual of a min-cost flow
   (:mod:`meio.engine.gsm_lp`) and the random starts come from an MRG32k3a stream seeded per
   network, so a plan depends only on the network, ``slp_starts`` and the seed.
