@@ -3,12 +3,14 @@
 On the non-tree networks of ``meio.generate.generate_catalog(n, shape="dag", seed=3)`` (read with
 ``meio.read_network``, demand and caps as ``gsm.solve`` builds them):
 
-* per network: seconds of the old SLP (NumPy slopes, one HiGHS LP per step;
+* per network: CPU seconds of the old SLP (NumPy slopes, one HiGHS LP per step;
   ``tests/gsm_slp_reference.py``) and of the new one (``solve_general_network``: Numba kernel,
   exact min-cost-flow LPs and the local search of meio.engine.gsm_local, one thread), and the
   cost ratio new / old (same starts and work limits; the random streams and the choice among
   tied LP optima differ, and the new one polishes its starts), ``COMPARE_NETWORKS`` networks
   (quick: 8), checked: new/old at most ``MEAN_COST_RATIO`` on average;
+* per network, the default against the SLP alone (``local_search=False``, the default before
+  the local search): CPU seconds and cost ratio, checked: at most ``MEAN_COST_RATIO`` on average;
 * throughput: networks per second of one ``gsm.solve`` call on ``THROUGHPUT_NETWORKS``
   generated DAGs (quick: 60) with the current Numba threads, compile time excluded.
 
@@ -83,23 +85,29 @@ def test_numba_slp_against_highs_slp(benchmark):
         rows.clear()
         for network in general:
             arguments = network_arguments(problem, caps, network)
-            started = time.perf_counter()
+            started = time.process_time()
             net = gsm_general._prepare(*arguments)
             old, old_bound = reference.slp_multistart(net, gsm_general.SLP_STARTS, 0)
-            old_seconds = time.perf_counter() - started
+            old_seconds = time.process_time() - started
             with numba_threads(1):
-                started = time.perf_counter()
+                started = time.process_time()
                 new = gsm_general.solve_general_network(*arguments)
-                new_seconds = time.perf_counter() - started
+                new_seconds = time.process_time() - started
+                started = time.process_time()
+                alone = gsm_general.solve_general_network(*arguments, local_search=False)
+                alone_seconds = time.process_time() - started
             rows.append((len(arguments[0]), len(arguments[4]), old, old_bound, old_seconds, new,
-                         new_seconds))
+                         new_seconds, alone, alone_seconds))
 
     benchmark.pedantic(run_both, rounds=1, iterations=1)
     print()
-    for size, n_arcs, old, old_bound, old_seconds, new, new_seconds in rows:
+    for size, n_arcs, old, old_bound, old_seconds, new, new_seconds, alone, alone_seconds in rows:
         print(f"[slp {size:4d} stages {n_arcs:4d} arcs] old {old_seconds:7.4f}s "
               f"new {new_seconds:7.4f}s speed-up {old_seconds / new_seconds:6.1f}x "
-              f"cost new/old {new.cost / old.cost:.6f}")
+              f"cost new/old {new.cost / old.cost:.6f}; SLP alone {alone_seconds:7.4f}s "
+              f"cost new/alone {new.cost / alone.cost:.6f} time new/alone "
+              f"{new_seconds / alone_seconds:5.2f}")
+        assert alone.lower_bound == new.lower_bound
         assert new.lower_bound == pytest.approx(old_bound, rel=1e-9)
         assert new.cost >= new.lower_bound * (1 - 1e-12)
     old_total = sum(row[4] for row in rows)
@@ -110,6 +118,14 @@ def test_numba_slp_against_highs_slp(benchmark):
           f"cost new/old mean {ratios.mean():.6f} min {ratios.min():.6f} max {ratios.max():.6f}, "
           f"new better on {(ratios < 1 - 1e-9).sum()}, worse on {(ratios > 1 + 1e-9).sum()}")
     assert ratios.mean() <= MEAN_COST_RATIO
+    # The default before the local search: the same starts, the SLP alone (same Numba kernel).
+    alone = np.array([row[5].cost / row[7].cost for row in rows])
+    alone_total = sum(row[8] for row in rows)
+    print(f"[slp] default vs SLP alone (the default before the local search): CPU "
+          f"{new_total / alone_total:.2f}x, cost mean {alone.mean():.6f} min {alone.min():.6f} "
+          f"max {alone.max():.6f}, cheaper on {(alone < 1 - 1e-9).sum()}, dearer on "
+          f"{(alone > 1 + 1e-9).sum()} of {len(rows)}")
+    assert alone.mean() <= MEAN_COST_RATIO
 
 
 def check_plans(batch, demand, problem, result):

@@ -587,3 +587,54 @@ def test_default_reaches_the_proven_optimum_on_generated_dags():
     assert len(gaps) == 71
     assert np.sum(gaps <= 1e-9) >= 70  # >= 98.5 % optimal
     assert gaps.max() <= 1e-3
+
+
+# --- memo of visited plans and the adjacency of the LP graph against plain twins ------------
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 6), st.integers(1, 900))
+def test_memo_answers_like_a_set_of_plans(seed, size, n_plans):
+    # Twin: a Python set of plans that stops growing at half the slots. The kernel must say
+    # "seen" exactly for plans added before (two 64-bit hashes: no false match expected).
+    rng = np.random.default_rng(seed)
+    memo = gsm_general._new_memo()
+    held = set()
+    for _ in range(n_plans):
+        plan = rng.integers(0, 4, size).astype(np.int64)
+        key = tuple(plan.tolist())
+        seen = key in held
+        if not seen and 2 * len(held) < gsm_general.MEMO_SLOTS:
+            held.add(key)
+        assert gsm_general._memo_add(memo, plan) == seen
+    assert memo.count[0] == len(held)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(3, 12))
+def test_lp_graph_adjacency_matches_its_edges(seed, size):
+    # Twin: every edge seen from its tail (cost as is) and from its head (cost negated).
+    rng = np.random.default_rng(seed)
+    net = _prepared(random_instance(rng, size))
+    graph = gsm_lp.build_service_time_graph(net.arc_upstream, net.arc_downstream, net.lead_floor,
+                                            net.is_source, net.external_inbound, net.outbound_max)
+    expected, found = [], []
+    for e, (tail, head, cost) in enumerate(zip(graph.edge_tail, graph.edge_head,
+                                               graph.edge_cost, strict=True)):
+        expected += [(int(tail), e, True, int(head), int(cost)),
+                     (int(head), e, False, int(tail), -int(cost))]
+    for node in range(len(graph.adj_start) - 1):
+        for position in range(graph.adj_start[node], graph.adj_start[node + 1]):
+            found.append((node, int(graph.adj_edge[position]), bool(graph.adj_forward[position]),
+                          int(graph.adj_other[position]), int(graph.adj_cost[position])))
+    assert sorted(found) == sorted(expected)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(3, 7), st.integers(1, 6))
+def test_slp_alone_is_bracketed_by_brute_force(seed, size, slp_starts):
+    rng = np.random.default_rng(seed)
+    instance = random_instance(rng, size)
+    optimum = brute_force(instance)
+    solution = solve_general_network(*instance.args(), slp_starts=slp_starts, local_search=False)
+    assert solution_cost(instance, solution) == pytest.approx(solution.cost, rel=1e-12)
+    assert optimum * (1 - 1e-12) <= solution.cost

@@ -33,7 +33,10 @@ many networks in one parallel Numba call) followed by :func:`refine_general_netw
   nothing better. A start whose SLP optimum is within ``POLISH_WITHIN`` of the best cost so
   far is polished: the local search of :mod:`meio.engine.gsm_local` (one stage's outbound
   time; an inbound time capped with downstream repair) and SLP descents alternate until
-  neither improves (:func:`_polish`). The whole heuristic is a Numba kernel
+  neither improves (:func:`_polish`). A start whose descent reaches a plan an earlier descent
+  stood on stops there: from that plan on it would repeat that descent (a memo of visited plans,
+  :func:`_memo_add`), so the plans are those of the search without the memo, at less work. The
+  whole heuristic is a Numba kernel
   (:func:`_slp_multistart`); every LP is solved exactly as the dual of a min-cost flow
   (:mod:`meio.engine.gsm_lp`) and the random starts come from an MRG32k3a stream seeded per
   network, so a plan depends only on the network, ``slp_starts`` and the seed.
@@ -100,6 +103,10 @@ POLISH_WITHIN = 0.02
 SLP_MAX_ITERATIONS = 50
 #: Relative cost decrease below which an SLP descent stops.
 SLP_TOLERANCE = 1e-12
+#: Slots of the memo of plans SLP descents stood on (a power of two; half can be filled) and
+#: the seeds of its two hashes.
+MEMO_SLOTS = 1024
+MEMO_SALTS = (0x243F6A8885A308D3, 0x13198A2E03707344)
 #: Relative MIP gap within which the exact method proves optimality (default).
 MIP_GAP = 1e-9
 
@@ -417,14 +424,66 @@ def _complete(net, plan):
     )
 
 
+class _Memo(NamedTuple):
+    """Open-addressing set of the plans SLP descents stood on, by two 64-bit hashes of ``S``."""
+
+    key_a: np.ndarray  #: uint64[MEMO_SLOTS]
+    key_b: np.ndarray  #: uint64[MEMO_SLOTS]
+    used: np.ndarray  #: bool[MEMO_SLOTS]
+    count: np.ndarray  #: int64[1], plans held (at most half the slots)
+
+
 @njit
-def _successive_lp(net, graph, work, slopes, start, point, trial):
+def _new_memo():
+    return _Memo(np.zeros(MEMO_SLOTS, np.uint64), np.zeros(MEMO_SLOTS, np.uint64),
+                 np.zeros(MEMO_SLOTS, np.bool_), np.zeros(1, np.int64))
+
+
+@njit
+def _plan_hash(outbound, salt):
+    """64-bit hash of the integer vector ``outbound`` (multiply-xorshift mixing from ``salt``)."""
+    value = np.uint64(salt)
+    for entry in outbound:
+        value ^= np.uint64(entry)
+        value *= np.uint64(0x9E3779B97F4A7C15)
+        value ^= value >> np.uint64(29)
+    return value
+
+
+@njit
+def _memo_add(memo, outbound):
+    """Add the plan ``outbound`` to ``memo``; tell whether it was there already.
+
+    Plans are told apart by two independent 64-bit hashes (a false match needs a 128-bit
+    collision). Once half the slots are used, new plans are no longer added: the memo then
+    only forgets, which costs work, never a different plan.
+    """
+    first, second = _plan_hash(outbound, MEMO_SALTS[0]), _plan_hash(outbound, MEMO_SALTS[1])
+    mask = np.uint64(MEMO_SLOTS - 1)
+    slot = np.int64(first & mask)
+    while memo.used[slot]:
+        if memo.key_a[slot] == first and memo.key_b[slot] == second:
+            return True
+        slot = np.int64(np.uint64(slot + 1) & mask)
+    if 2 * memo.count[0] < MEMO_SLOTS:
+        memo.used[slot] = True
+        memo.key_a[slot], memo.key_b[slot] = first, second
+        memo.count[0] += 1
+    return False
+
+
+@njit
+def _successive_lp(net, graph, work, memo, slopes, start, point, trial, fresh):
     """Descend from the LP optimum under ``slopes`` (overwritten) to a local optimum.
 
     Each LP is solved exactly by :func:`meio.engine.gsm_lp.solve_service_time_lp`, the first
     from the feasible plan ``start``, the next ones from the current point. The descent stops
     after ``SLP_MAX_ITERATIONS`` LPs or when the cost falls by less than ``SLP_TOLERANCE``; the
-    local optimum is left in ``point`` and its cost returned.
+    local optimum is left in ``point`` and its cost returned. Every plan the descent stands on
+    goes into ``memo``. From a plan on, a descent is a function of that plan alone (its slopes
+    and the LP's warm start are), so a ``fresh`` descent (a new start) that reaches a plan of
+    ``memo`` would only repeat a descent already made, whose outcome (polished or not) did not
+    beat the best plan: it stops and returns ``inf``, which changes no result.
     """
     cost = np.inf
     warm = start
@@ -433,6 +492,8 @@ def _successive_lp(net, graph, work, slopes, start, point, trial):
         trial_cost = _complete(net, trial)
         if iteration > 0 and trial_cost >= cost - SLP_TOLERANCE * abs(cost):
             break
+        if _memo_add(memo, trial.outbound) and fresh:
+            return np.inf
         _copy_plan(trial, point)
         cost = trial_cost
         _majorant_slopes(net, point.offset, slopes)
@@ -441,7 +502,7 @@ def _successive_lp(net, graph, work, slopes, start, point, trial):
 
 
 @njit
-def _polish(net, graph, work, local, slopes, point, trial, cost):
+def _polish(net, graph, work, memo, local, slopes, point, trial, cost):
     """Alternate local search and SLP descents from ``point`` until neither pays; return the cost.
 
     The local search (:func:`meio.engine.gsm_local.local_search`) leaves a plan no single move
@@ -456,14 +517,14 @@ def _polish(net, graph, work, local, slopes, point, trial, cost):
             return searched
         cost = searched
         _majorant_slopes(net, point.offset, slopes)
-        descended = _successive_lp(net, graph, work, slopes, point, point, trial)
+        descended = _successive_lp(net, graph, work, memo, slopes, point, point, trial, False)
         if descended >= cost * (1.0 - SLP_TOLERANCE):
             return descended
         cost = descended
 
 
 @njit
-def _slp_multistart(net, starts, seed, outbound, inbound):
+def _slp_multistart(net, starts, seed, outbound, inbound, polish_within):
     """Run ``starts`` SLP starts (module docstring) on one prepared network.
 
     Start 0 takes the convex-envelope slopes, 1 and 2 the majorant slopes at the smallest and
@@ -471,14 +532,18 @@ def _slp_multistart(net, starts, seed, outbound, inbound):
     even ones the best plan's majorant slopes times log-normal noise of deviation
     ``SLOPE_NOISE``, drawn from an MRG32k3a stream seeded with ``seed`` (so a network's plan
     depends on nothing else). Starts stop after ``SLP_STALL_STARTS`` in a row without a
-    relative improvement above ``SLP_TOLERANCE``. Writes the best plan's ``S`` and ``SI`` into
-    ``outbound`` and ``inbound``; returns its cost and the convex-envelope LP bound.
+    relative improvement above ``SLP_TOLERANCE``. A start whose SLP optimum is within the
+    share ``polish_within`` of the best cost is polished (:func:`_polish`; a negative share
+    polishes none). Starts that reach a plan an earlier descent stood on stop there
+    (:func:`_successive_lp`). Writes the best plan's ``S`` and ``SI`` into ``outbound`` and
+    ``inbound``; returns its cost and the convex-envelope LP bound.
     """
     size = len(net.lead_floor)
     graph = build_service_time_graph(net.arc_upstream, net.arc_downstream, net.lead_floor,
                                      net.is_source, net.external_inbound, net.outbound_max)
     work = new_lp_work(graph)
     local = new_local_work(net)
+    memo = _new_memo()
     best, point, trial = _new_plan(size), _new_plan(size), _new_plan(size)
     best_cost = _complete(net, best)
     envelope = np.empty(size)
@@ -509,9 +574,9 @@ def _slp_multistart(net, starts, seed, outbound, inbound):
             _majorant_slopes(net, best.offset, slopes)
             for j in range(size):
                 slopes[j] *= np.exp(SLOPE_NOISE * _normal(state))
-        cost = _successive_lp(net, graph, work, slopes, best, point, trial)
-        if cost < best_cost * (1.0 + POLISH_WITHIN):
-            cost = _polish(net, graph, work, local, slopes, point, trial, cost)
+        cost = _successive_lp(net, graph, work, memo, slopes, best, point, trial, True)
+        if cost < best_cost * (1.0 + polish_within):
+            cost = _polish(net, graph, work, memo, local, slopes, point, trial, cost)
         since_improvement += 1
         if cost < best_cost * (1.0 - SLP_TOLERANCE):
             _copy_plan(point, best)
@@ -542,7 +607,7 @@ def _solve_network_of_batch(problem, caps, network, seed, starts, solution, posi
         caps[first:last], problem.external_inbound_service_time[first:last],
     )
     cost, bound = _slp_multistart(net, starts, seed, solution.outbound_service_time[first:last],
-                                  solution.inbound_service_time[first:last])
+                                  solution.inbound_service_time[first:last], POLISH_WITHIN)
     solution.cost[position] = cost
     solution.lower_bound[position] = bound
 
@@ -876,6 +941,7 @@ def solve_general_network(
     external_inbound_service_time: np.ndarray,
     *,
     slp_starts: int = SLP_STARTS,
+    local_search: bool = True,
     mip_node_limit: int = MIP_NODE_LIMIT,
     time_limit: float | None = None,
     exact_max_stages: int = EXACT_MAX_STAGES,
@@ -898,6 +964,9 @@ def solve_general_network(
         Inbound service time of sources (stages without predecessors).
     slp_starts : int
         Starts of the successive-LP heuristic (the first three are deterministic slopes).
+    local_search : bool
+        Polish starts with the local search (default); False gives the SLP alone (the default
+        before the local search, kept for comparisons: docs/gsm.md).
     mip_node_limit : int
         Branch-and-bound nodes shared by the exact method's MIPs; 0 skips the MIP.
     time_limit : float or None
@@ -927,7 +996,8 @@ def solve_general_network(
     )
     size = len(net.lead_floor)
     outbound, inbound = np.empty(size, np.int64), np.empty(size, np.int64)
-    cost, lower_bound = _slp_multistart(net, int(slp_starts), int(seed), outbound, inbound)
+    cost, lower_bound = _slp_multistart(net, int(slp_starts), int(seed), outbound, inbound,
+                                        POLISH_WITHIN if local_search else -1.0)
     solution = GeneralSolution(outbound, inbound, float(cost), float(lower_bound),
                                "slp_multistart")
     if size <= exact_max_stages and mip_node_limit > 0:

@@ -59,6 +59,7 @@ class LocalWork(NamedTuple):
     old_cost: np.ndarray  #: float64[m]
     counts: np.ndarray  #: int64[2], entries of the log and of the heap
     active: np.ndarray  #: bool[m], stages whose moves are to be evaluated again
+    candidate: np.ndarray  #: int64[2 + 2 * largest out-degree], outbound times tried at a stage
 
 
 @njit
@@ -71,6 +72,9 @@ def new_local_work(net):
         pred_start[net.arc_downstream[arc] + 1] += 1
     for j in range(size):
         pred_start[j + 1] += pred_start[j]
+    out_degree = 0
+    for j in range(size):
+        out_degree = max(out_degree, net.arc_start[j + 1] - net.arc_start[j])
     fill = pred_start[:-1].copy()
     pred_stage = np.empty(n_arcs, np.int64)
     for arc in range(n_arcs):
@@ -82,6 +86,7 @@ def new_local_work(net):
         np.zeros(size, np.bool_), np.zeros(size, np.bool_), np.zeros(size, np.int64),
         np.zeros(size, np.int64), np.zeros(size, np.int64), np.zeros(size, np.int64),
         np.zeros(size), np.zeros(2, np.int64), np.ones(size, np.bool_),
+        np.zeros(2 + 2 * out_degree, np.int64),
     )
 
 
@@ -247,24 +252,50 @@ def _other_suppliers_max(work, plan, stage, excluded):
 
 
 @njit
+def _candidate_outbound(net, work, plan, stage, index, largest):
+    """Candidate ``index`` (``-2`` .. ``2 * out-degree - 1``) of :func:`_best_outbound_move`."""
+    if index == -2:
+        value = 0
+    elif index == -1:
+        value = largest
+    else:
+        down = net.arc_downstream[net.arc_start[stage] + index // 2]
+        if index % 2 == 0:
+            value = _other_suppliers_max(work, plan, down, stage)
+        else:
+            value = plan.outbound[down] - net.lead_floor[down]
+    return min(max(value, 0), largest)
+
+
+@njit
+def _found(values, count, value):
+    """Whether ``value`` is among ``values[:count]`` (a candidate already tried: same delta)."""
+    for position in range(count):
+        if values[position] == value:
+            return True
+    return False
+
+
+@njit
+def _earlier_supplier_at(work, plan, stage, index, cap):
+    """Whether a supplier listed before position ``index`` quotes ``cap`` too (same move)."""
+    for earlier in range(work.pred_start[stage], index):
+        if plan.outbound[work.pred_stage[earlier]] == cap:
+            return True
+    return False
+
+
+@njit
 def _best_outbound_move(net, work, plan, stage, threshold):
     """Best coordinate move of ``stage`` below ``threshold``: ``(delta, value)``, value -1 if none."""
     best_delta, best_value = threshold, -1
     current = plan.outbound[stage]
     largest = _largest_outbound(net, plan, stage)
+    candidate = work.candidate
     for index in range(-2, 2 * (net.arc_start[stage + 1] - net.arc_start[stage])):
-        if index == -2:
-            value = 0
-        elif index == -1:
-            value = largest
-        else:
-            down = net.arc_downstream[net.arc_start[stage] + index // 2]
-            if index % 2 == 0:
-                value = _other_suppliers_max(work, plan, down, stage)
-            else:
-                value = plan.outbound[down] - net.lead_floor[down]
-        value = min(max(value, 0), largest)
-        if value == current:
+        value = _candidate_outbound(net, work, plan, stage, index, largest)
+        candidate[index + 2] = value
+        if value == current or _found(candidate, index + 2, value):
             continue
         delta = _try_outbound(net, work, plan, stage, value)
         if delta < best_delta:
@@ -280,6 +311,8 @@ def _best_cap_move(net, work, plan, stage, threshold):
     for index in range(work.pred_start[stage] - 1, work.pred_start[stage + 1]):
         cap = 0 if index < work.pred_start[stage] else plan.outbound[work.pred_stage[index]]
         if cap >= inbound or (cap == 0 and index >= work.pred_start[stage]):
+            continue
+        if _earlier_supplier_at(work, plan, stage, index, cap):
             continue
         for keep in (False, True):
             delta = _cap_inbound(net, work, plan, stage, cap, keep)

@@ -45,6 +45,8 @@ class ServiceTimeGraph(NamedTuple):
     adj_start: np.ndarray  #: int64[N + 1], adjacency of node v: adj_start[v]:adj_start[v+1]
     adj_edge: np.ndarray  #: int64[2E]
     adj_forward: np.ndarray  #: bool[2E], True where node v is the tail of the edge
+    adj_other: np.ndarray  #: int64[2E], the edge's other end
+    adj_cost: np.ndarray  #: int64[2E], its cost leaving v: the edge's cost, negated backwards
 
 
 class LpWork(NamedTuple):
@@ -102,12 +104,19 @@ def build_service_time_graph(arc_upstream, arc_downstream, lead_floor, is_source
     fill = adj_start[:-1].copy()
     adj_edge = np.empty(2 * n_edges, np.int64)
     adj_forward = np.empty(2 * n_edges, np.bool_)
+    adj_other = np.empty(2 * n_edges, np.int64)
+    adj_cost = np.empty(2 * n_edges, np.int64)
     for e in range(n_edges):
-        adj_edge[fill[tail[e]]], adj_forward[fill[tail[e]]] = e, True
+        position = fill[tail[e]]
+        adj_edge[position], adj_forward[position] = e, True
+        adj_other[position], adj_cost[position] = head[e], cost[e]
         fill[tail[e]] += 1
-        adj_edge[fill[head[e]]], adj_forward[fill[head[e]]] = e, False
+        position = fill[head[e]]
+        adj_edge[position], adj_forward[position] = e, False
+        adj_other[position], adj_cost[position] = tail[e], -cost[e]
         fill[head[e]] += 1
-    return ServiceTimeGraph(tail, head, cost, adj_start, adj_edge, adj_forward)
+    return ServiceTimeGraph(tail, head, cost, adj_start, adj_edge, adj_forward, adj_other,
+                            adj_cost)
 
 
 @njit
@@ -170,7 +179,7 @@ def _raise_potentials(graph, work, size):
     Arrays are read into locals once: the loops call no function that takes the tuples.
     """
     adj_start, adj_edge, adj_forward = graph.adj_start, graph.adj_edge, graph.adj_forward
-    tail, head, cost = graph.edge_tail, graph.edge_head, graph.edge_cost
+    adj_other, adj_cost = graph.adj_other, graph.adj_cost
     potential, balance, flow, dist = work.potential, work.balance, work.flow, work.dist
     seen, done, settled = work.seen, work.done, work.settled
     heap_key, heap_node = work.heap_key, work.heap_node
@@ -194,18 +203,14 @@ def _raise_potentials(graph, work, size):
         if balance[node] < 0.0:
             nearest = key
             break
+        base = potential[node]
         for position in range(adj_start[node], adj_start[node + 1]):
-            edge = adj_edge[position]
-            reduced = cost[edge] - potential[tail[edge]] + potential[head[edge]]
-            if adj_forward[position]:
-                other = head[edge]
-            elif flow[edge] > 0.0:
-                other, reduced = tail[edge], -reduced
-            else:
+            if not adj_forward[position] and flow[adj_edge[position]] <= 0.0:
                 continue
+            other = adj_other[position]
             if done[other] == stamp:
                 continue
-            distance = key + reduced
+            distance = key + adj_cost[position] - base + potential[other]
             if seen[other] != stamp or distance < dist[other]:
                 seen[other] = stamp
                 dist[other] = distance
@@ -227,7 +232,7 @@ def _push_admissible(graph, work, size):
     the first arc it emptied (or from the source when none was).
     """
     adj_start, adj_edge, adj_forward = graph.adj_start, graph.adj_edge, graph.adj_forward
-    tail, head, cost = graph.edge_tail, graph.edge_head, graph.edge_cost
+    adj_other, adj_cost = graph.adj_other, graph.adj_cost
     potential, balance, flow = work.potential, work.balance, work.flow
     dead, cursor, on_path = work.dead, work.cursor, work.on_path
     path_node, path_arc = work.path_node, work.path_arc
@@ -271,14 +276,13 @@ def _push_admissible(graph, work, size):
                 continue
             position = cursor[node]
             end = adj_start[node + 1]
+            base = potential[node]
             while position < end:
-                edge = adj_edge[position]
+                other = adj_other[position]
                 if adj_forward[position]:
-                    other = head[edge]
-                    admissible = cost[edge] - potential[node] + potential[other] == 0
+                    admissible = adj_cost[position] - base + potential[other] == 0
                 else:
-                    other = tail[edge]
-                    admissible = flow[edge] > 0.0
+                    admissible = flow[adj_edge[position]] > 0.0
                 if admissible and dead[other] != phase and not on_path[other]:
                     break
                 position += 1
