@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from meio.engine import ssm
-from tests.ssm_reference import make_batch, net_demand
+from tests.ssm_instances import make_batch, net_demand
 
 EXAMPLE_6_1 = (  # Snyder & Shen Example 6.1, upstream first
     [

@@ -11,11 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meio.engine.ssm_serial import evaluate_serial, grid_options, optimize_serial
+from tests.ssm_instances import serial_systems
 from tests.ssm_reference import (
     chen_zheng_reference,
     evaluate_reference,
     lead_time_demand,
-    serial_systems,
 )
 
 ORACLE = json.loads((Path(__file__).parent / "data" / "ssm_serial_stockpyl.json").read_text())
