@@ -455,16 +455,20 @@ def _local_state(instance, outbound):
     return net, plan, work, cost
 
 
+def _random_local_state(seed, size):
+    """A random instance and the local search's state at a random plan (and the stream)."""
+    rng = np.random.default_rng(seed)
+    instance = random_instance(rng, size)
+    start = rng.integers(0, _prepared(instance).outbound_max + 1)
+    return rng, instance, *_local_state(instance, start)
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(3, 10))
 def test_move_deltas_match_the_twin(seed, size):
     # The kernel prices a move by repairing only the stages it reaches; the twin completes the
     # whole plan from scratch. Both must agree, and an undone move must leave the plan as it was.
-    rng = np.random.default_rng(seed)
-    instance = random_instance(rng, size)
-    net = _prepared(instance)
-    start = rng.integers(0, net.outbound_max + 1)
-    net, plan, work, cost = _local_state(instance, start)
+    rng, instance, net, plan, work, cost = _random_local_state(seed, size)
     before = plan.outbound.copy(), plan.inbound.copy(), plan.offset.copy()
     stage = int(rng.integers(size))
     largest = gsm_local._largest_outbound(net, plan, stage)
@@ -492,10 +496,7 @@ def test_move_deltas_match_the_twin(seed, size):
 @settings(max_examples=60, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(3, 10))
 def test_local_search_ends_at_a_local_optimum_of_the_twin(seed, size):
-    rng = np.random.default_rng(seed)
-    instance = random_instance(rng, size)
-    net = _prepared(instance)
-    net, plan, work, cost = _local_state(instance, rng.integers(0, net.outbound_max + 1))
+    _, instance, net, plan, work, cost = _random_local_state(seed, size)
     searched = gsm_local.local_search(net, work, plan, cost)
     twin_outbound, twin_inbound, twin_cost = local_reference.complete(instance, plan.outbound)
     assert plan.outbound.tolist() == twin_outbound
