@@ -247,3 +247,16 @@ def test_serial_plan_from_the_tables_equals_the_textbook_recursion(tables):
     assert plan.networks["expected_cost"][0] == pytest.approx(cost, rel=1e-9, abs=1e-9)
     echelon = dict(zip(plan.stages["stage"], plan.stages["echelon_base_stock"], strict=True))
     assert [echelon[s] for s in chain] == pytest.approx(levels, abs=1e-9)
+
+
+def test_poisson_run_option_uses_sqrt_mean_whatever_the_stated_sd():
+    """``demand_distribution="poisson"`` makes every demand stage's sd sqrt(mean) (docs/design.md
+    §2), whatever its ``demand_sd``: a single stage is the Poisson newsvendor, the smallest ``S``
+    with ``F(S) >= p / (p + h)`` for Poisson(mean L)."""
+    sds = [0.0, 0.3, 2.0, 30.0]
+    stages = pl.DataFrame({"network": [f"n{k}" for k in range(len(sds))], "stage": ["s"] * len(sds),
+                           "lead_time": [3.0] * len(sds), "holding_cost": [1.0] * len(sds),
+                           "demand_mean": [20.0] * len(sds), "demand_sd": sds,
+                           "stockout_cost": [9.0] * len(sds)})
+    plan = meio.optimize(meio.read_network(stages), "ssm", demand_distribution="poisson").stages
+    assert plan.sort("network")["base_stock"].to_list() == [stats.poisson(60.0).ppf(0.9)] * len(sds)
