@@ -36,7 +36,8 @@ def serial_instances(draw, max_stages=3):
         ),
         "stockout_cost": draw(st.sampled_from([1.0, 9.0, 30.0])),
         "demand_mean": mean,
-        "demand_sd": math.sqrt(mean) if poisson else draw(st.sampled_from([0.0, 0.3, 1.5])),
+        # the kernel ignores a Poisson system's demand_sd (its sd is sqrt(mean)); the twins use sqrt(mean)
+        "demand_sd": draw(st.sampled_from([0.0, 0.3, 1.5] + ([math.sqrt(mean)] if poisson else []))),
         "distribution": "poisson" if poisson else "normal",
     }
 
