@@ -86,7 +86,7 @@ def test_numba_slp_against_highs_slp(benchmark):
         for network in general:
             arguments = network_arguments(problem, caps, network)
             started = time.process_time()
-            net = gsm_general._prepare(*arguments)
+            net = reference.prepare(*arguments)
             old, old_bound = reference.slp_multistart(net, gsm_general.SLP_STARTS, 0)
             old_seconds = time.process_time() - started
             with numba_threads(1):

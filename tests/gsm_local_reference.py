@@ -1,30 +1,22 @@
 """Plain-Python twin of the local-search neighbourhoods of :mod:`meio.engine.gsm_local`.
 
 Every move is applied to a copy of the outbound times and the plan is completed from scratch
-(``SI_j = max_i S_i``, ``S_j`` lowered to ``SI_j + floor(L_j)`` where it no longer fits), so the
-twin knows nothing of the kernel's heap, undo log or incremental costs.
+(``SI_j = max_i S_i``, ``S_j`` lowered to ``SI_j + floor(L_j)`` where it no longer fits: the
+completion of :mod:`tests.gsm_slp_reference`), so the twin knows nothing of the kernel's heap,
+undo log or incremental costs.
 """
 
 from __future__ import annotations
 
 import math
 
+from tests import gsm_slp_reference as slp
+
 
 def complete(instance, outbound):
     """Outbound times completed from ``outbound`` (list) and the plan's inbound times and cost."""
-    outbound = [int(s) for s in outbound]
-    inbound = [0] * instance.size
-    cost = 0.0
-    for j in range(instance.size):
-        preds = instance.predecessors(j)
-        inbound[j] = (max(outbound[i] for i in preds) if preds
-                      else int(instance.external_inbound[j]))
-        floor = math.floor(instance.lead_time[j] + 1e-9)
-        outbound[j] = min(outbound[j], inbound[j] + floor)
-        tau = inbound[j] + instance.lead_time[j] - outbound[j]
-        cost += instance.holding_cost[j] * math.sqrt(
-            instance.demand_bound_sd[j] ** 2 * tau + instance.lead_time_term[j])
-    return outbound, inbound, cost
+    point = slp.evaluate(slp.prepare(*instance.args()), outbound)
+    return point.outbound.tolist(), point.inbound.tolist(), point.cost
 
 
 def successors(instance, stage):

@@ -1,4 +1,10 @@
-"""Slow, obvious references for the GSM tree DP: a plain-Python twin and brute force."""
+"""Slow, obvious twin of the GSM tree DP kernel, on the kernel's own arrays.
+
+The kernel's input is a ``TreeProblem`` (per-stage demand bound, lead-time term, caps: a
+negative cap means none); this twin reads those arrays and re-solves the DP with full scans.
+The *model* is checked from the input tables by :mod:`tests.plan_reference` (net demand,
+costs, brute force over every feasible plan), which knows nothing of ``TreeProblem``.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,6 @@ import math
 from collections import deque
 
 import numpy as np
-
-from meio.engine.gsm_tree import NO_CAP
 
 
 def _network(problem, network):
@@ -91,7 +95,7 @@ def reference_tree_dp(problem, network):
         if feeds_parent[stage]:
             for s in range(max_out[stage] + 1):
                 value, chosen = math.inf, -1
-                if cap == NO_CAP or s <= cap:
+                if cap < 0 or s <= cap:
                     for si in range(max(external, s - whole[stage]), max_in[stage] + 1):
                         candidate = cost(si, s) + inbound_sum[si]
                         if candidate < value:
@@ -109,7 +113,7 @@ def reference_tree_dp(problem, network):
             for si in range(max_in[stage] + 1):
                 value, chosen = math.inf, -1
                 if si >= external:
-                    high = si + whole[stage] if cap == NO_CAP else min(si + whole[stage], cap)
+                    high = si + whole[stage] if cap < 0 else min(si + whole[stage], cap)
                     for s in range(high + 1):
                         candidate = cost(si, s) + outbound_sum[s]
                         if candidate <= value:
@@ -156,7 +160,7 @@ def solution_cost(problem, network, outbound):
     for k in range(net["size"]):
         tau = inbound[k] + net["lead_time"][k] - outbound[k]
         cap = net["service_time_cap"][k]
-        if tau < 0 or outbound[k] < 0 or (cap != NO_CAP and outbound[k] > cap):
+        if tau < 0 or outbound[k] < 0 or (cap >= 0 and outbound[k] > cap):
             return math.inf
         total += net["holding_cost"][k] * _safety_stock(
             net["demand_bound_sd"][k], net["lead_time_term"][k], tau)

@@ -163,3 +163,30 @@ def _topological(net: dict) -> list[str]:
                 if indegree[arc["downstream"]] == 0:
                     order.append(arc["downstream"])
     return order
+
+
+def table_rows(networks: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Stages and arcs table rows of index-based network dicts (the ``tests.gsm_instances`` form).
+
+    Network ``i`` is ``"n{i}"``, its stage ``k`` is ``"s{k:03d}"``; per-stage lists and ``arcs`` as
+    ``(upstream, downstream)`` index pairs, optional per-arc ``quantity``; NaN means not given.
+    """
+    stage_rows, arc_rows = [], []
+    for i, network in enumerate(networks):
+        size = len(network["lead_time"])
+        for k in range(size):
+            row = {"network": f"n{i}", "stage": f"s{k:03d}"}
+            for name in ("lead_time", "lead_time_sd", "holding_cost", "demand_mean", "demand_sd",
+                         "service_level", "max_service_time", "external_inbound_service_time"):
+                value = network.get(name, [None] * size)[k]
+                row[name] = None if value is None or (isinstance(value, float) and math.isnan(value)) \
+                    else value
+            row["lead_time_sd"] = row["lead_time_sd"] or 0.0
+            row["demand_mean"] = row["demand_mean"] or 0.0
+            row["demand_sd"] = row["demand_sd"] or 0.0
+            stage_rows.append(row)
+        quantities = network.get("quantity", [1.0] * len(network["arcs"]))
+        for (up, down), quantity in zip(network["arcs"], quantities, strict=True):
+            arc_rows.append({"network": f"n{i}", "upstream": f"s{up:03d}", "downstream": f"s{down:03d}",
+                             "quantity": quantity})
+    return stage_rows, arc_rows

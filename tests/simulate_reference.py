@@ -1,19 +1,22 @@
-"""Slow, obvious twin of the simulation kernel (plain Python), used only by the tests.
+"""Slow, obvious twin of the simulation kernel (plain Python), written from docs/simulate.md.
 
-It follows the model of docs/simulate.md with explicit objects: a FIFO list of open requests per
-stage, a list of (arrival period, units) starts, a dict of waiting components, and per stage the
-units requested since its last review (it orders them in periods ``t % R == 0``). It draws from
-its own pure-Python SplitMix64 stream and samples with its own ziggurat (Doornik 2005, tables
-rebuilt here) and a textbook Poisson inversion, in the kernel's order (demand downstream first;
-a lead-time draw per start), so on the same seed it must reproduce the kernel's numbers up to
-rounding.
+It follows the page's model with explicit objects: a FIFO list of open requests per stage, a
+list of (arrival period, units) starts, a dict of waiting components, and per stage the units
+requested since its last review (it orders them in periods ``t % R == 0``), in the page's
+period order (demand and orders downstream first, then material upstream first, then the
+measures). The page fixes the random streams (Seeding; Demand), so on the same seed the twin
+must reproduce the kernel's numbers up to rounding; it draws from its own pure-Python SplitMix64
+stream and samples with its own ziggurat (Doornik 2005, tables rebuilt here), Poisson inversion
+below a mean of 10 and Hörmann's PTRS above, Marsaglia–Tsang gamma, the gamma–Poisson mixture for
+the negative binomial and the ``floor(u n)``-th row for history resampling.
 
-The parts written from the docs' words rather than from the kernel: normal demand is
-``max(0, m + s Z)`` with ``(m, s)`` found here by root finding on SciPy's truncated-normal moments
-(:func:`censored_normal`); a shared stage serves each period's requests external demand first,
-then its successors sorted by their stage id strings; the fill rate counts the demand *due* in
-the measured periods (requested ``S_j`` periods earlier) and the part of it still open then; the
-cycle service level lists the replenishment cycles (``R`` periods from each period ``t`` with
+Rules taken from the page's words: normal demand is ``max(0, m + s Z)`` with ``(m, s)`` found
+here by root finding on SciPy's truncated-normal moments (:func:`censored_normal`); a shared
+stage serves each period's requests external demand first, then its successors sorted by their
+stage id strings; lead times are drawn per start, cut at ``L + 6 sd`` and rounded randomly to
+keep the mean, never overtaking; the fill rate counts the demand *due* in the measured periods
+(requested ``S_j`` periods earlier) and the part of it still open then; the cycle service level
+lists the replenishment cycles (``R`` periods from each period ``t`` with
 ``(t - inbound service time - floor(L)) % R == 0``) that lie inside the measured periods and
 counts those in which no period ends with a request older than ``S_j`` open.
 """
@@ -85,16 +88,78 @@ class Stream:
             if inner + self.uniform() * (outer - inner) < 1.0:
                 return x
 
-    def poisson_small(self, mean: float) -> float:
-        """Inversion (the kernel's method below mean 10)."""
-        assert mean < 10
-        u, k = self.uniform(), 0
-        probability = cumulative = math.exp(-mean)
-        while u > cumulative and probability > 0:
-            k += 1
-            probability *= mean / k
-            cumulative += probability
-        return float(k)
+    def poisson(self, mean: float) -> float:
+        """Poisson: inversion below a mean of 10 (one uniform), else Hörmann's PTRS (1993).
+
+        PTRS, as the paper states it: ``U = u - 0.5``, ``V = v`` (two uniforms per trial),
+        ``us = 0.5 - |U|``, ``k = floor((2a/us + b) U + mean + 0.43)``; accept at once if
+        ``us >= 0.07`` and ``V <= v_r``; reject if ``k < 0`` or ``us < 0.013 and V > us``; else
+        accept iff ``log(V alpha / (a / us^2 + b)) <= -mean + k log(mean) - log(k!)``.
+        """
+        if mean <= 0.0:
+            return 0.0
+        if mean < 10.0:
+            u, k = self.uniform(), 0
+            probability = cumulative = math.exp(-mean)
+            while u > cumulative and probability > 0:
+                k += 1
+                probability *= mean / k
+                cumulative += probability
+            return float(k)
+        b = 0.931 + 2.53 * math.sqrt(mean)
+        a = -0.059 + 0.02483 * b
+        inverse_alpha = 1.1239 + 1.1328 / (b - 3.4)
+        v_r = 0.9277 - 3.6224 / (b - 2.0)
+        while True:
+            u, v = self.uniform() - 0.5, self.uniform()
+            us = 0.5 - abs(u)
+            k = math.floor((2.0 * a / us + b) * u + mean + 0.43)
+            if us >= 0.07 and v <= v_r:
+                return float(k)
+            if k < 0 or (us < 0.013 and v > us):
+                continue
+            if (math.log(v * inverse_alpha / (a / (us * us) + b))
+                    <= -mean + k * math.log(mean) - math.lgamma(k + 1.0)):
+                return float(k)
+
+    def gamma(self, shape: float) -> float:
+        """Gamma(``shape``, 1) by Marsaglia & Tsang (2000); below shape 1 a uniform ``u`` first,
+        then ``Gamma(shape + 1) u^(1/shape)`` (their boost). Each trial: a normal ``x``, then (if
+        ``v = (1 + c x)^3 > 0``) a uniform ``U``; accept ``d v`` iff ``log U < x²/2 + d - d v + d log v``.
+        """
+        boost = 1.0
+        if shape < 1.0:
+            boost = self.uniform() ** (1.0 / shape)
+            shape += 1.0
+        d = shape - 1.0 / 3.0
+        c = 1.0 / math.sqrt(9.0 * d)
+        while True:
+            x = self.normal()
+            v = 1.0 + c * x
+            if v <= 0.0:
+                continue
+            v = v**3
+            if math.log(self.uniform()) < 0.5 * x * x + d - d * v + d * math.log(v):
+                return boost * d * v
+
+    def demand(self, law: str, mean: float, sd: float, normal: tuple[float, float] | None,
+               history: list[float]) -> float:
+        """One period's demand of a stage under ``law`` (docs/simulate.md, Demand)."""
+        if law == "normal":
+            location, scale = normal
+            return location if scale == 0 else max(location + scale * self.normal(), 0.0)
+        if law == "poisson":
+            return self.poisson(mean)
+        if law == "negative_binomial":  # gamma-Poisson mixture, size r = mu^2 / (sigma^2 - mu)
+            if sd * sd <= mean or mean <= 0:
+                return self.poisson(mean)
+            size = mean * mean / (sd * sd - mean)
+            return self.poisson(self.gamma(size) * mean / size)
+        if law == "gamma":  # shape mu^2 / sigma^2, scale sigma^2 / mu
+            return mean if sd == 0 else self.gamma((mean / sd) ** 2) * sd * sd / mean
+        if law == "history":  # row floor(u n) of the stage's n rows, in the table's order
+            return history[min(int(self.uniform() * len(history)), len(history) - 1)]
+        return 0.0
 
 
 def _censored_moments(a: float) -> tuple[float, float]:
@@ -134,9 +199,10 @@ def simulate_network(net: dict, periods: int, warmup: int, seed: int, replicatio
     ``net`` has ``id``, per-stage lists (topological order) ``stage`` (ids), ``base_stock``,
     ``lead_time``, ``lead_time_sd``, ``external_inbound_service_time``, ``inbound_service_time``
     (the policy's; NaN where it gives none), ``service_time``, ``review_period`` (whole periods),
-    ``holding_cost``, ``stockout_cost``, ``demand`` ("none", "normal", "poisson"),
-    ``demand_mean``, ``demand_sd``, and ``arcs`` as (upstream, downstream, quantity) tuples in any
-    order.
+    ``holding_cost``, ``stockout_cost``, ``demand`` (the law: "none", "normal", "poisson",
+    "negative_binomial", "gamma", "history"), ``demand_mean``, ``demand_sd``, ``arcs`` as
+    (upstream, downstream, quantity) tuples in any order, and, with history demand,
+    ``history``: per stage its list of observed demands in the history table's order.
 
     ``probe`` maps stages without successors to candidate levels ``S``: for each, the result's
     ``probe[j]`` holds what the stage's service would have been at each level, from the words of
@@ -151,6 +217,7 @@ def simulate_network(net: dict, periods: int, warmup: int, seed: int, replicatio
     stream = Stream(seed, net["id"], replication)
     normal = [censored_normal(net["demand_mean"][j], net["demand_sd"][j]) if net["demand"][j] == "normal"
               else None for j in range(n)]
+    histories = net.get("history", [[] for _ in range(n)])
     on_hand = list(map(float, net["base_stock"]))
     requests = [[] for _ in range(n)]  # FIFO: [period, customer, open units]; customer -1 = external
     starts = [[] for _ in range(n)]  # [arrival period, units]
@@ -174,12 +241,8 @@ def simulate_network(net: dict, periods: int, warmup: int, seed: int, replicatio
     for t in range(warmup + periods):
         external, requested, order = [0.0] * n, [0.0] * n, [0.0] * n
         for j in reversed(range(n)):
-            kind = net["demand"][j]
-            if kind == "normal":
-                location, scale = normal[j]
-                external[j] = location if scale == 0 else max(location + scale * stream.normal(), 0.0)
-            elif kind == "poisson":
-                external[j] = stream.poisson_small(net["demand_mean"][j])
+            external[j] = stream.demand(net["demand"][j], net["demand_mean"][j], net["demand_sd"][j],
+                                        normal[j], histories[j])
             requested[j] = external[j] + sum(arcs[a][2] * order[arcs[a][1]] for a in customers[j])
             requested_at[j][t] = requested[j]
             since_review[j] += requested[j]

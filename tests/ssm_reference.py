@@ -1,8 +1,9 @@
 """Slow, obvious twins of the SSM kernels (plain Python + SciPy), used only by the tests.
 
-Instances are dicts with ``holding_cost`` (LOCAL costs, demand stage first), ``lead_time``,
-``stockout_cost``, ``demand_mean``, ``demand_sd`` and ``distribution`` ("normal", "poisson",
-"negative_binomial" or "gamma").
+They import nothing of ``meio``; :mod:`tests.ssm_instances` packs the same instances into the
+kernels' layouts. Instances are dicts with ``holding_cost`` (LOCAL costs, demand stage first),
+``lead_time``, ``stockout_cost``, ``demand_mean``, ``demand_sd`` and ``distribution`` ("normal",
+"poisson", "negative_binomial" or "gamma").
 """
 
 from __future__ import annotations
@@ -14,28 +15,9 @@ import numpy as np
 from scipy import stats
 from scipy.special import gammainc, gammaincc, ndtri
 
-from meio.engine.ssm_serial import GAMMA, NEGATIVE_BINOMIAL, NORMAL, POISSON, SerialSystems
-
-CODES = {"normal": NORMAL, "poisson": POISSON, "negative_binomial": NEGATIVE_BINOMIAL, "gamma": GAMMA}
-
 
 def echelon_costs(local):
     return [local[j] - (local[j + 1] if j + 1 < len(local) else 0.0) for j in range(len(local))]
-
-
-def serial_systems(instances) -> SerialSystems:
-    """Pack instance dicts into the kernel layout."""
-    offsets = np.zeros(len(instances) + 1, np.int64)
-    offsets[1:] = np.cumsum([len(i["holding_cost"]) for i in instances])
-    return SerialSystems(
-        offsets,
-        np.array([t for i in instances for t in i["lead_time"]], float),
-        np.array([h for i in instances for h in echelon_costs(i["holding_cost"])], float),
-        np.array([i["demand_mean"] for i in instances], float),
-        np.array([i["demand_sd"] for i in instances], float),
-        np.array([i["stockout_cost"] for i in instances], float),
-        np.array([CODES[i["distribution"]] for i in instances]),
-    )
 
 
 def _negative_binomial_grid(m, s, tail):
@@ -190,56 +172,6 @@ def evaluate_reference(instance, echelon_levels, **grid):
 
 
 # --- batches for the driver and the decomposition ------------------------------------------------
-
-STAGE_DEFAULTS = {
-    "lead_time": 1.0,
-    "lead_time_sd": 0.0,
-    "holding_cost": 1.0,
-    "demand_mean": 0.0,
-    "demand_sd": 0.0,
-    "service_level": math.nan,
-    "fill_rate": math.nan,
-    "max_service_time": 0,
-    "external_inbound_service_time": 0,
-    "stockout_cost": math.nan,
-    "review_period": 1.0,
-}
-
-
-def make_batch(networks):
-    """Build a Batch from ``[(stages, arcs)]``: stage dicts in topological order, arc tuples."""
-    from meio.engine.batch import Batch
-
-    stages = [{**STAGE_DEFAULTS, **stage} for network, _ in networks for stage in network]
-    arcs = [sorted(arcs) for _, arcs in networks]
-    column = lambda name, dtype=float: np.array([s[name] for s in stages], dtype)  # noqa: E731
-    return Batch(
-        np.concatenate([[0], np.cumsum([len(n) for n, _ in networks])]).astype(np.int64),
-        np.concatenate([[0], np.cumsum([len(a) for a in arcs])]).astype(np.int64),
-        np.array([a[0] for arc in arcs for a in arc], np.int64),
-        np.array([a[1] for arc in arcs for a in arc], np.int64),
-        np.array([a[2] for arc in arcs for a in arc], float),
-        column("lead_time"),
-        column("lead_time_sd"),
-        column("holding_cost"),
-        column("demand_mean"),
-        column("demand_sd"),
-        column("service_level"),
-        column("fill_rate"),
-        column("max_service_time", np.int64),
-        column("external_inbound_service_time", np.int64),
-        column("stockout_cost"),
-        column("review_period"),
-        np.zeros(len(stages), np.int64),  # normal demand (the option demand_distribution decides)
-    )
-
-
-def net_demand(batch, default_service_level=0.95):
-    from meio.engine.demand import propagate_demand
-
-    level = np.where(np.isnan(batch.service_level), default_service_level, batch.service_level)
-    return propagate_demand(batch, ndtri(level))
-
 
 def _normal_partial_moment(level, mean, spread, power):
     """``E[((X - level)^+)^power]`` for ``X ~ Normal(mean, spread^2)`` by numerical quadrature."""

@@ -63,7 +63,7 @@ def _sinks(network, sim):
 def test_probe_matches_twin(seed, demand, lead_time_sd, service_times, review):
     """Random networks, policies, review periods and quoted service times: the kernel's probe
     curves equal the twin's service at each candidate level, computed from its own words."""
-    network, sim, inbound = sim_inputs(seed, demand, lead_time_sd, service_times, review)
+    network, sim, policy = sim_inputs(seed, demand, lead_time_sd, service_times, review)
     sinks = _sinks(network, sim)
     levels = np.sort(np.random.default_rng(seed).uniform(0, 40, (len(sinks), 6)), axis=1)  # no ties
     periods, warmup, replications = 40, 7, 2
@@ -71,7 +71,7 @@ def test_probe_matches_twin(seed, demand, lead_time_sd, service_times, review):
                           warmup=warmup, seed=seed)
     cycle, _ = service_at_levels(curves)
     row_of = {int(g): r for r, g in enumerate(sinks)}
-    for i, net in twin_networks(network, sim, inbound):
+    for i, net in twin_networks(network, policy, demand):
         first = sim.network_offsets[i]
         last = sim.network_offsets[i + 1]
         probe = {g - first: list(levels[row_of[g]]) for g in row_of if first <= g < last}
@@ -144,7 +144,7 @@ def test_certified_level_is_the_exact_sample_quantile(target, range_share, monke
     of one period (``range_share`` 120) misses most answers: the pass runs again on the whole
     run's range (counted in the stage-periods) and the answer is the same order statistic."""
     monkeypatch.setattr(certify_engine, "RANGE_SHARE", range_share)
-    network, sim, inbound = sim_inputs(7, "normal", 0.0, 1, True)
+    network, sim, policy = sim_inputs(7, "normal", 0.0, 1, True)
     sinks = _sinks(network, sim)
     settings_ = _settings(periods=120)
     targets = Targets(np.full(len(sinks), target), np.full(len(sinks), np.nan))
@@ -160,7 +160,7 @@ def test_certified_level_is_the_exact_sample_quantile(target, range_share, monke
     seed = stream_seed(settings_.seed, "certify")
     row_of = {int(g): r for r, g in enumerate(sinks)}
     worst = {g: [] for g in row_of}
-    for i, net in twin_networks(network, sim, inbound):
+    for i, net in twin_networks(network, policy, "normal"):
         first = sim.network_offsets[i]
         probe = {g - first: [0.0] for g in row_of if first <= g < sim.network_offsets[i + 1]}
         for r in range(settings_.replications):

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from itertools import accumulate
 from pathlib import Path
 
 import polars as pl
@@ -422,3 +423,19 @@ def test_estimate_on_a_real_cluster_is_the_same_with_1_and_3_partitions(tmp_path
     assert error.count("meio: error:") == 1
     assert f"demand.quantity: must be >= 0 (1 row; first: row {row} (network '{last}'" in error
     assert not output.exists() and not any(p.name.startswith(".bad") for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(("networks", "options", "sizes"), [
+    (12, {"partitions": 4}, [3, 3, 3, 3]),
+    (10, {"partition_size": 4}, [4, 4, 2]),
+    (7, {"partitions": 7}, [1] * 7),
+])
+def test_one_stage_networks_fill_partitions_to_the_target(tmp_path, networks, options, sizes):
+    """Networks of one stage can be cut anywhere: N partitions of equal stage counts, or S
+    stages in every partition but the last (docs/cluster.md)."""
+    path = tmp_path / "stages.parquet"
+    pl.DataFrame({"network": [f"n{k:02d}" for k in range(networks)], "stage": ["s"] * networks,
+                  "lead_time": [1.0] * networks, "holding_cost": [1.0] * networks}).write_parquet(path)
+    partitions = plan_partitions(Source("stages", str(path)), **options)
+    assert [p.stages for p in partitions] == sizes
+    assert [p.first_network for p in partitions] == [f"n{k:02d}" for k in accumulate([0] + sizes[:-1])]

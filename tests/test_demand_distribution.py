@@ -31,10 +31,10 @@ from meio.engine.simulate import GAMMA, NEGATIVE_BINOMIAL, NO_DEMAND, NORMAL, PO
 from meio.io.errors import InputError
 from meio.simulation import build_sim_networks, demand_kinds
 from tests import plan_reference as twin
+from tests.strategies import FAMILIES, catalogs, sd_for, tables
 
 Z = 4.0
 DEFAULT_LEVEL = 0.95
-FAMILIES = ("normal", "poisson", "negative_binomial", "gamma")
 
 
 # --- the twin -----------------------------------------------------------------------------------
@@ -120,15 +120,6 @@ def expected_stock(net: dict, plan: pl.DataFrame, network_id: str) -> dict[str, 
 
 # --- tables --------------------------------------------------------------------------------------
 
-def _sd_for(family: str, mean: float, spread: float) -> float:
-    """A standard deviation the family accepts; ``spread`` in [0, 1] sets how wide."""
-    if family == "poisson":
-        return math.sqrt(mean)
-    if family == "negative_binomial":
-        return math.sqrt(mean * (1.05 + 4.0 * spread))
-    return (0.05 + 1.5 * spread) * mean
-
-
 single_stages = st.fixed_dictionaries({
     "family": st.sampled_from(FAMILIES[1:]),
     "lead_time": st.one_of(st.integers(0, 20).map(float), st.floats(0, 20)),
@@ -147,52 +138,12 @@ def _single_stage_table(rows: list[dict]) -> tuple[pl.DataFrame, list[dict]]:
     """Single-stage networks ``"0"``, ``"1"``, ... and the twin's rows (Poisson sd = sqrt(mean))."""
     table, twins = [], []
     for index, row in enumerate(rows):
-        sd = _sd_for(row["family"], row["demand_mean"], row["spread"])
+        sd = sd_for(row["family"], row["demand_mean"], row["spread"])
         stage = {key: value for key, value in row.items() if key not in ("family", "spread")}
         stage.update(network=str(index), stage="s", demand_sd=sd, demand_distribution=row["family"])
         table.append({**stage, "demand_sd": 0.0 if row["family"] == "poisson" else sd})
         twins.append(stage)
     return pl.DataFrame(table), twins
-
-
-@st.composite
-def mixed_catalogs(draw, max_networks: int = 3, max_stages: int = 6):
-    """Random trees and DAGs whose demand stages draw a family each (sd as the family needs)."""
-    stage_rows, arc_rows = [], []
-    for n in range(draw(st.integers(1, max_networks))):
-        size = draw(st.integers(1, max_stages))
-        arcs = [(u, d) for d in range(size) for u in range(d) if draw(st.booleans()) and draw(st.booleans())]
-        sinks = {u for u, _ in arcs} ^ set(range(size))
-        for k in range(size):
-            external = k in sinks or draw(st.integers(0, 5)) == 0
-            family = draw(st.sampled_from(FAMILIES))
-            mean = draw(st.floats(0.5, 100)) if external else 0.0
-            spread = draw(st.floats(0, 1))
-            sd = _sd_for(family, mean, spread) if family != "normal" else 0.4 * spread * mean
-            stage_rows.append({
-                "network": f"n{n}", "stage": f"s{k}",
-                "lead_time": draw(st.one_of(st.integers(0, 6).map(float), st.floats(0, 6))),
-                "lead_time_sd": draw(st.sampled_from([0.0, 0.0, 0.5])),
-                "holding_cost": draw(st.floats(0.1, 5)),
-                "demand_mean": mean, "demand_sd": sd if external else 0.0, "demand_distribution": family,
-                "service_level": draw(st.one_of(st.none(), st.floats(0.8, 0.99))) if external else None,
-                "max_service_time": draw(st.integers(0, 3)) if external else 0,
-                "external_inbound_service_time": draw(st.integers(0, 2)),
-                "review_period": float(draw(st.sampled_from([1, 1, 2]))),
-            })
-        for u, d in arcs:
-            arc_rows.append({"network": f"n{n}", "upstream": f"s{u}", "downstream": f"s{d}",
-                             "quantity": float(draw(st.integers(1, 3))),
-                             "lead_time_sd": draw(st.sampled_from([None, 0.0, 1.0]))})
-    return stage_rows, arc_rows
-
-
-def _tables(stage_rows, arc_rows):
-    stages = pl.DataFrame(stage_rows, schema_overrides={"service_level": pl.Float64})
-    arcs = pl.DataFrame(arc_rows, schema={"network": pl.String, "upstream": pl.String,
-                                          "downstream": pl.String, "quantity": pl.Float64,
-                                          "lead_time_sd": pl.Float64})
-    return stages, arcs
 
 
 # --- validation and layout -------------------------------------------------------------------------
@@ -246,10 +197,10 @@ def test_missing_and_null_mean_normal_and_poisson_sd_is_sqrt_mean(tmp_path):
 
 
 @settings(max_examples=60, deadline=None)
-@given(catalog=mixed_catalogs(max_networks=4, max_stages=7))
+@given(catalog=catalogs(max_networks=4, max_stages=7, families=FAMILIES))
 def test_propagation_kernel_family_matches_twin(catalog):
     stage_rows, arc_rows = catalog
-    network = meio.read_network(*_tables(stage_rows, arc_rows))
+    network = meio.read_network(*tables(stage_rows, arc_rows))
     family = net_demand(network.batch, DEFAULT_LEVEL).demand_family
     rows = network.stages.with_row_index("_row")
     for network_id, net in twin.networks_of(stage_rows, arc_rows).items():
@@ -283,13 +234,13 @@ def test_single_stage_levels_are_the_family_quantiles(rows):
 
 
 @settings(max_examples=40, deadline=None)
-@given(catalog=mixed_catalogs())
+@given(catalog=catalogs(max_networks=3, families=FAMILIES))
 def test_mixed_families_on_networks(catalog):
     """Trees and DAGs with mixed families, quantities and lanes: every stage of both plans holds
     the twin's level at its plan's net lead time, the baseline is the single plan, and the gsm's
     saving is never negative."""
     stage_rows, arc_rows = catalog
-    network = meio.read_network(*_tables(stage_rows, arc_rows))
+    network = meio.read_network(*tables(stage_rows, arc_rows))
     single = meio.optimize(network, "single", service_level=DEFAULT_LEVEL)
     gsm = meio.optimize(network, "gsm", service_level=DEFAULT_LEVEL)
     twin_rows = [{**row, "demand_sd": math.sqrt(row["demand_mean"])}

@@ -319,6 +319,21 @@ def test_far_out_transit_times_are_dropped():
     assert row["transit_p95"] == pytest.approx(np.percentile(kept, 95))
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(1, 12), min_size=1, max_size=25), st.lists(st.integers(13, 90), max_size=3))
+def test_tukey_far_out_fences_on_random_lanes(body, tail):
+    """Tukey's far-out fences ``[Q1 - 3 IQR, Q3 + 3 IQR]`` (linear quartiles, IQR at least one
+    day) on lanes of 5 shipments or more, none on smaller ones, recomputed with NumPy."""
+    transits = body + tail
+    row = lane_rows(meio.estimate(shipments=shipments_table({("w", "r"): transits}),
+                                  prior_shipments=0))["r"]
+    q1, q3 = np.percentile(transits, [25, 75])
+    spread = 3 * max(q3 - q1, 1)
+    kept = [t for t in transits if len(transits) < 5 or q1 - spread <= t <= q3 + spread]
+    assert (row["shipments_used"], row["outliers"]) == (len(kept), len(transits) - len(kept))
+    assert row["transit_mean"] == pytest.approx(np.mean(kept))
+
+
 def test_a_near_constant_lane_keeps_its_one_day_variations():
     transits = [2] * 18 + [3, 3]  # interquartile range 0, taken as one day
     row = lane_rows(meio.estimate(shipments=shipments_table({("w", "r"): transits}),

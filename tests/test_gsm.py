@@ -10,6 +10,7 @@ from scipy.special import ndtri
 
 from meio.engine import gsm
 from meio.engine.gsm_tree import NO_CAP
+from tests import plan_reference as twin
 from tests.gsm_instances import (
     SHAPES,
     batch_from_networks,
@@ -17,7 +18,6 @@ from tests.gsm_instances import (
     random_tree_arcs,
     random_tree_batch,
 )
-from tests.gsm_reference import brute_force_cost, solution_cost
 
 CONTRACT_STAGE = ("inbound_service_time", "outbound_service_time", "net_lead_time",
                   "safety_stock", "base_stock", "safety_stock_cost")
@@ -77,15 +77,19 @@ def test_non_trees_get_the_batched_slp_then_the_mip_on_request(monkeypatch):
               "demand_sd": [0, 1.0]}
     batch = batch_from_networks([serial, diamond, serial])
     demand = net_demand(batch)
-    problem = gsm.build_tree_problem(batch, demand)
-    optimum = brute_force_cost(problem, 1)
+    # the twin re-derives the diamond's demand, costs and feasible plans from its table rows
+    diamond_net = twin.networks_of(*twin.table_rows([serial, diamond, serial]))["n1"]
+    facts = twin.stage_facts(diamond_net, 0.95)
+    optimum = twin.gsm_brute_force(diamond_net, 0.95)
     rows = slice(2, 6)
     heuristic = gsm.solve(batch, demand, slp_starts=5)
     assert heuristic.network["method"].tolist() == ["tree_dp", "slp_multistart", "tree_dp"]
     cost = heuristic.network["safety_stock_cost"]
     assert cost[1] >= optimum * (1 - 1e-12)
     assert cost[1] == pytest.approx(
-        solution_cost(problem, 1, heuristic.stage["outbound_service_time"][rows].tolist()),
+        twin.gsm_cost(diamond_net, facts, dict(zip(sorted(diamond_net["stages"]),
+                                                   heuristic.stage["outbound_service_time"][rows].tolist(),
+                                                   strict=True))),
         rel=1e-12)
     assert heuristic.network["lower_bound"][1] <= optimum * (1 + 1e-12)
     assert (heuristic.stage["net_lead_time"][rows] >= 0).all()

@@ -158,41 +158,6 @@ def solution_cost(instance, solution):
 
 # --- reference twins of the kernels -------------------------------------------------------
 
-def bounds_twin(instance):
-    """Plain recursion: largest SI/S per stage and the offset range."""
-    size = instance.size
-    inbound_max, outbound_max, low, high = ([0] * size for _ in range(4))
-    for j in range(size):
-        preds = instance.predecessors(j)
-        floor = math.floor(instance.lead_time[j] + 1e-9)
-        inbound_max[j] = (max(outbound_max[i] for i in preds) if preds
-                          else int(instance.external_inbound[j]))
-        outbound_max[j] = inbound_max[j] + floor
-        outbound_max[j] = min(outbound_max[j], int(instance.max_service_time[j]))
-        inbound_min = 0 if preds else int(instance.external_inbound[j])
-        low[j] = max(0, inbound_min + floor - outbound_max[j])
-        high[j] = inbound_max[j] + floor
-    return inbound_max, outbound_max, low, high
-
-
-def complete_twin(instance, outbound):
-    """Plain completion of outbound times: SI = max of predecessors, S clipped to SI + floor L."""
-    outbound = [int(s) for s in outbound]
-    inbound, offset = [0] * instance.size, [0] * instance.size
-    cost = 0.0
-    for j in range(instance.size):
-        preds = instance.predecessors(j)
-        inbound[j] = (max(outbound[i] for i in preds) if preds
-                      else int(instance.external_inbound[j]))
-        floor = math.floor(instance.lead_time[j] + 1e-9)
-        outbound[j] = min(outbound[j], inbound[j] + floor)
-        offset[j] = inbound[j] + floor - outbound[j]
-        cost += instance.holding_cost[j] * math.sqrt(
-            instance.demand_bound_sd[j] ** 2 * (inbound[j] + instance.lead_time[j] - outbound[j])
-            + instance.lead_time_term[j])
-    return outbound, inbound, offset, cost
-
-
 def _prepared(instance):
     return gsm_general._prepare(*instance.args())
 
@@ -203,11 +168,9 @@ def test_bounds_kernel_matches_twin(seed, size, tree):
     rng = np.random.default_rng(seed)
     instance = random_instance(rng, max(size, 3), tree=tree)
     net = _prepared(instance)
-    inbound_max, outbound_max, low, high = bounds_twin(instance)
-    assert net.inbound_max.tolist() == inbound_max
-    assert net.outbound_max.tolist() == outbound_max
-    assert net.offset_min.tolist() == low
-    assert net.offset_max.tolist() == high
+    twin = reference.prepare(*instance.args())
+    for name in ("inbound_max", "outbound_max", "offset_min", "offset_max"):
+        assert getattr(net, name).tolist() == getattr(twin, name).tolist(), name
 
 
 @settings(max_examples=40, deadline=None)
@@ -218,11 +181,11 @@ def test_completion_kernel_matches_twin(seed, size):
     net = _prepared(instance)
     outbound = rng.integers(0, net.outbound_max + 1)
     point = gsm_general._evaluate(net, outbound)
-    outbound_ref, inbound_ref, offset_ref, cost_ref = complete_twin(instance, outbound)
-    assert point.outbound.tolist() == outbound_ref
-    assert point.inbound.tolist() == inbound_ref
-    assert point.offset.tolist() == offset_ref
-    assert point.cost == pytest.approx(cost_ref, rel=1e-12)
+    twin = reference.evaluate(reference.prepare(*instance.args()), outbound)
+    assert point.outbound.tolist() == twin.outbound.tolist()
+    assert point.inbound.tolist() == twin.inbound.tolist()
+    assert point.offset.tolist() == twin.offset.tolist()
+    assert point.cost == pytest.approx(twin.cost, rel=1e-12)
 
 
 @pytest.mark.parametrize("seed", range(30))
@@ -355,7 +318,7 @@ def check_lp_against_highs(seed, size, tree):
     # raises the objective, so the completed point's value is the LP optimum.
     point = gsm_general._evaluate(net, outbound)
     value = float(np.dot(slopes, point.inbound - point.outbound))
-    _, optimum = reference.ServiceTimeLp(net).solve(slopes)
+    _, optimum = reference.ServiceTimeLp(reference.prepare(*instance.args())).solve(slopes)
     scale = 1.0 + float(np.dot(slopes, net.outbound_max + net.lead_floor))
     assert value == pytest.approx(optimum, rel=1e-9, abs=1e-12 * scale)
 
@@ -384,10 +347,11 @@ def test_slope_kernels_match_twins(seed, size):
     offset = rng.integers(net.offset_min, net.offset_max + 1)
     slopes = np.empty(size)
     gsm_general._majorant_slopes(net, offset, slopes)
-    np.testing.assert_allclose(slopes, reference.majorant_slopes(net, offset), rtol=1e-12,
+    twin = reference.prepare(*instance.args())
+    np.testing.assert_allclose(slopes, reference.majorant_slopes(twin, offset), rtol=1e-12,
                                atol=1e-14)
     constant = gsm_general._chord_slopes(net, slopes)
-    slopes_ref, constant_ref = reference.chord_slopes(net)
+    slopes_ref, constant_ref = reference.chord_slopes(twin)
     np.testing.assert_allclose(slopes, slopes_ref, rtol=1e-12, atol=1e-14)
     assert constant == pytest.approx(constant_ref, rel=1e-12, abs=1e-14)
 
@@ -491,16 +455,20 @@ def _local_state(instance, outbound):
     return net, plan, work, cost
 
 
+def _random_local_state(seed, size):
+    """A random instance and the local search's state at a random plan (and the stream)."""
+    rng = np.random.default_rng(seed)
+    instance = random_instance(rng, size)
+    start = rng.integers(0, _prepared(instance).outbound_max + 1)
+    return rng, instance, *_local_state(instance, start)
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(3, 10))
 def test_move_deltas_match_the_twin(seed, size):
     # The kernel prices a move by repairing only the stages it reaches; the twin completes the
     # whole plan from scratch. Both must agree, and an undone move must leave the plan as it was.
-    rng = np.random.default_rng(seed)
-    instance = random_instance(rng, size)
-    net = _prepared(instance)
-    start = rng.integers(0, net.outbound_max + 1)
-    net, plan, work, cost = _local_state(instance, start)
+    rng, instance, net, plan, work, cost = _random_local_state(seed, size)
     before = plan.outbound.copy(), plan.inbound.copy(), plan.offset.copy()
     stage = int(rng.integers(size))
     largest = gsm_local._largest_outbound(net, plan, stage)
@@ -528,10 +496,7 @@ def test_move_deltas_match_the_twin(seed, size):
 @settings(max_examples=60, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(3, 10))
 def test_local_search_ends_at_a_local_optimum_of_the_twin(seed, size):
-    rng = np.random.default_rng(seed)
-    instance = random_instance(rng, size)
-    net = _prepared(instance)
-    net, plan, work, cost = _local_state(instance, rng.integers(0, net.outbound_max + 1))
+    _, instance, net, plan, work, cost = _random_local_state(seed, size)
     searched = gsm_local.local_search(net, work, plan, cost)
     twin_outbound, twin_inbound, twin_cost = local_reference.complete(instance, plan.outbound)
     assert plan.outbound.tolist() == twin_outbound

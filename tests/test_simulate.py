@@ -27,11 +27,11 @@ from scipy.special import ndtri
 import meio
 from meio.engine import simulate as simulate_engine
 from meio.engine import streams
-from meio.engine.simulate import simulate_totals
+from meio.engine.simulate import HISTORY, simulate_totals
 from meio.engine.ssm_serial import POISSON as SERIAL_POISSON
 from meio.engine.ssm_serial import SerialSystems, optimize_serial
 from meio.simulation import aligned_policy, build_sim_networks, installation_levels, policy_frame
-from tests.sim_cases import sim_inputs, twin_networks
+from tests.sim_cases import random_history, sim_inputs, twin_networks
 from tests.simulate_reference import Stream, simulate_network
 from tests.tables import random_catalog
 
@@ -121,11 +121,10 @@ def test_gamma_sampler_kolmogorov_smirnov(shape):
 
 # --- the kernel against its twin -------------------------------------------------------------
 
-def _compare_with_twin(network, sim, periods, warmup, replications, seed, inbound=None):
+def _compare_with_twin(network, sim, policy, periods, warmup, replications, seed, demand=None, history=None):
+    """The kernel's totals on ``sim`` against the twin's, which reads the tables themselves."""
     totals = simulate_totals(sim, periods=periods, replications=replications, warmup=warmup, seed=seed)
-    if inbound is None:
-        inbound = np.full(network.batch.n_stages, np.nan)
-    for i, net in twin_networks(network, sim, inbound):
+    for i, net in twin_networks(network, policy, demand, history):
         rows = slice(sim.network_offsets[i], sim.network_offsets[i + 1])
         for r in range(replications):
             twin = simulate_network(net, periods, warmup, seed, r)
@@ -153,7 +152,8 @@ def test_kernel_matches_twin_at_the_longest_backlog_age(review_periods):
     network = meio.read_network(stages, arcs)
     quoted = np.full(chain, 20.0)  # late only when older than 20 periods: ages are measured
     sim = build_sim_networks(network, np.zeros(chain), quoted, "normal", None)
-    _compare_with_twin(network, sim, periods=900, warmup=0, replications=2, seed=5)
+    policy = network.stages.select("network", "stage").with_columns(base_stock=0.0, outbound_service_time=20)
+    _compare_with_twin(network, sim, policy, periods=900, warmup=0, replications=2, seed=5, demand="normal")
 
 
 @settings(max_examples=40, deadline=None)
@@ -162,15 +162,36 @@ def test_kernel_matches_twin_at_the_longest_backlog_age(review_periods):
        review=st.booleans())
 def test_kernel_matches_twin(seed, demand, lead_time_sd, service_times, review):
     """Random networks; with ``review`` every stage draws a review period of 1, 2, 3 or 7."""
-    network, sim, inbound = sim_inputs(seed, demand, lead_time_sd, service_times, review)
-    _compare_with_twin(network, sim, periods=40, warmup=7, replications=2, seed=seed, inbound=inbound)
+    network, sim, policy = sim_inputs(seed, demand, lead_time_sd, service_times, review)
+    _compare_with_twin(network, sim, policy, periods=40, warmup=7, replications=2, seed=seed, demand=demand)
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 10_000), demand=st.sampled_from([None, "negative_binomial", "gamma", "poisson"]),
+       lead_time_sd=st.sampled_from([0.0, 1.0]), review=st.booleans())
+def test_kernel_matches_twin_for_every_demand_law(seed, demand, lead_time_sd, review):
+    """Each stage's own law (``demand=None``) or one for all, means 0.5-40 (Poisson's inversion and
+    PTRS branches, gamma shapes below and above 1): the page fixes every sampler's stream."""
+    network, sim, policy = sim_inputs(seed, demand, lead_time_sd, 1, review, laws=True)
+    _compare_with_twin(network, sim, policy, periods=30, warmup=5, replications=2, seed=seed, demand=demand)
+
+
+@pytest.mark.parametrize("seed", [4, 9])
+def test_kernel_matches_twin_with_history_demand(seed):
+    def history(network):
+        return random_history(network, seed)
+
+    network, sim, policy = sim_inputs(seed, "history", 1.0, 1, True, history=history)
+    assert (sim.demand_kind[(network.batch.demand_mean > 0)] == HISTORY).all()
+    _compare_with_twin(network, sim, policy, periods=40, warmup=5, replications=2, seed=seed,
+                       demand="history", history=history(network))
 
 
 @pytest.mark.nojit
 @pytest.mark.parametrize("review", [False, True])
 def test_kernel_matches_twin_small(review):
-    network, sim, inbound = sim_inputs(3, "poisson", 1.0, 1, review)
-    _compare_with_twin(network, sim, periods=12, warmup=3, replications=1, seed=11, inbound=inbound)
+    network, sim, policy = sim_inputs(3, "poisson", 1.0, 1, review)
+    _compare_with_twin(network, sim, policy, periods=12, warmup=3, replications=1, seed=11, demand="poisson")
 
 
 # --- statistical oracles ---------------------------------------------------------------------

@@ -21,6 +21,7 @@ from stockpyl.newsvendor import newsvendor_normal
 
 import meio
 from tests import plan_reference as twin
+from tests.strategies import catalogs, tables
 
 DEFAULT_LEVEL = 0.95
 
@@ -84,52 +85,13 @@ def test_single_stage_networks_cost_the_same_under_single_and_gsm(rows):
             row["demand_mean"] * exposure + result["safety_stock"], rel=1e-12, abs=1e-9)
 
 
-@st.composite
-def catalogs(draw, max_networks: int = 4, max_stages: int = 6):
-    """Random trees and DAGs with every column the baseline reads (review, lanes, targets)."""
-    stage_rows, arc_rows = [], []
-    for n in range(draw(st.integers(1, max_networks))):
-        size = draw(st.integers(1, max_stages))
-        arcs = [(u, d) for d in range(size) for u in range(d) if draw(st.booleans()) and draw(st.booleans())]
-        sinks = {u for u, _ in arcs} ^ set(range(size))
-        for k in range(size):
-            external = k in sinks or draw(st.integers(0, 5)) == 0
-            mean = draw(st.floats(1, 200)) if external else 0.0
-            stage_rows.append({
-                "network": f"n{n}", "stage": f"s{k}",
-                "lead_time": draw(st.one_of(st.integers(0, 6).map(float), st.floats(0, 6))),
-                "lead_time_sd": draw(st.sampled_from([0.0, 0.0, 0.5, 1.5])),
-                "holding_cost": draw(st.floats(0.1, 5)),
-                "demand_mean": mean,
-                "demand_sd": draw(st.floats(0, 0.5)) * mean,
-                "service_level": draw(st.one_of(st.none(), st.floats(0.8, 0.99))) if external else None,
-                "max_service_time": draw(st.integers(0, 3)) if external else 0,
-                "external_inbound_service_time": draw(st.integers(0, 2)),
-                "review_period": float(draw(st.sampled_from([1, 1, 2, 3]))),
-            })
-        for u, d in arcs:
-            arc_rows.append({"network": f"n{n}", "upstream": f"s{u}", "downstream": f"s{d}",
-                             "quantity": float(draw(st.integers(1, 3))),
-                             "lead_time": draw(st.sampled_from([None, 0.0, 1.0, 2.5])),
-                             "lead_time_sd": draw(st.sampled_from([None, 0.0, 1.0]))})
-    return stage_rows, arc_rows
-
-
-def _tables(stage_rows, arc_rows):
-    stages = pl.DataFrame(stage_rows, schema_overrides={"service_level": pl.Float64})
-    arcs = pl.DataFrame(arc_rows, schema={"network": pl.String, "upstream": pl.String,
-                                          "downstream": pl.String, "quantity": pl.Float64,
-                                          "lead_time": pl.Float64, "lead_time_sd": pl.Float64})
-    return stages, arcs
-
-
 @settings(max_examples=60, deadline=None)
 @given(catalog=catalogs())
 def test_baseline_is_the_gsm_cost_at_the_baseline_service_times(catalog):
     """Trees and DAGs: meio's baseline equals the twin's GSM cost at the baseline quotes, and the
     GSM's saving against it is never negative."""
     stage_rows, arc_rows = catalog
-    network = meio.read_network(*_tables(stage_rows, arc_rows))
+    network = meio.read_network(*tables(stage_rows, arc_rows))
     plan = meio.optimize(network, "gsm", service_level=DEFAULT_LEVEL)
     for network_id, net in twin.networks_of(stage_rows, arc_rows).items():
         row = plan.networks.row(by_predicate=pl.col("network") == network_id, named=True)
@@ -149,7 +111,7 @@ def test_gsm_with_review_periods_and_lanes_matches_brute_force(catalog):
         row["lead_time"] = min(row["lead_time"], 2.5)
     for row in arc_rows:
         row["lead_time"] = min(row["lead_time"] or 0.0, 1.0)
-    network = meio.read_network(*_tables(stage_rows, arc_rows))
+    network = meio.read_network(*tables(stage_rows, arc_rows))
     plan = meio.optimize(network, "gsm", service_level=DEFAULT_LEVEL)
     for network_id, net in twin.networks_of(stage_rows, arc_rows).items():
         row = plan.networks.row(by_predicate=pl.col("network") == network_id, named=True)

@@ -3,11 +3,16 @@
 import math
 
 import numpy as np
+import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
+import meio
 from meio.engine import ssm
-from tests.ssm_reference import make_batch, net_demand
+from tests.ssm_instances import make_batch, net_demand
+from tests.ssm_reference import chen_zheng_reference
 
 EXAMPLE_6_1 = (  # Snyder & Shen Example 6.1, upstream first
     [
@@ -195,3 +200,63 @@ def test_results_do_not_depend_on_thread_count():
         np.testing.assert_array_equal(column, two.stage[name], err_msg=name)
     for name, column in one.network.items():
         np.testing.assert_array_equal(column, two.network[name], err_msg=name)
+
+
+@st.composite
+def serial_tables(draw):
+    """A serial chain as stages/arcs table rows: shuffled stage ids, lane transit on some arcs,
+    Poisson demand at the last stage (the exact law on the unit grid)."""
+    size = draw(st.integers(1, 4))
+    names = draw(st.permutations([f"s{k}" for k in range(size)]))
+    stages = [{"network": "c", "stage": name, "lead_time": float(draw(st.integers(0, 2))),
+               "holding_cost": draw(st.sampled_from([0.5, 1.0, 2.0])), "demand_mean": 0.0,
+               "demand_sd": 0.0, "stockout_cost": None, "demand_distribution": "normal"}
+              for name in names]
+    stages[-1].update(demand_mean=draw(st.sampled_from([1.0, 2.5, 4.0])),
+                      stockout_cost=draw(st.sampled_from([5.0, 19.0])), demand_distribution="poisson")
+    for k in range(1, size):  # holding costs add up downstream (local costs of a serial chain)
+        stages[k]["holding_cost"] += stages[k - 1]["holding_cost"]
+    arcs = [{"network": "c", "upstream": names[k], "downstream": names[k + 1],
+             "lead_time": float(draw(st.integers(0, 1)))} for k in range(size - 1)]
+    return stages, arcs
+
+
+@settings(max_examples=20, deadline=None)
+@given(serial_tables())
+def test_serial_plan_from_the_tables_equals_the_textbook_recursion(tables):
+    """meio.optimize on table rows against the twin's Chen-Zheng recursion, whose instance is
+    read off the rows in plain Python: the chain ordered by its arcs, each stage's lead time plus
+    its inbound lane's transit, local holding costs, demand stage first."""
+    stage_rows, arc_rows = tables
+    arcs = pl.DataFrame(arc_rows, schema={"network": pl.String, "upstream": pl.String,
+                                          "downstream": pl.String, "lead_time": pl.Float64})
+    plan = meio.optimize(meio.read_network(pl.DataFrame(stage_rows), arcs), "ssm")
+    by_id = {row["stage"]: row for row in stage_rows}
+    lane = {arc["downstream"]: arc["lead_time"] for arc in arc_rows}
+    after = {arc["upstream"]: arc["downstream"] for arc in arc_rows}
+    chain = [next(iter(set(by_id) - set(lane)))]
+    while chain[-1] in after:
+        chain.append(after[chain[-1]])
+    chain.reverse()  # demand stage first
+    demand = by_id[chain[0]]
+    instance = {"holding_cost": [by_id[s]["holding_cost"] for s in chain],
+                "lead_time": [by_id[s]["lead_time"] + lane.get(s, 0.0) for s in chain],
+                "stockout_cost": demand["stockout_cost"], "demand_mean": demand["demand_mean"],
+                "demand_sd": math.sqrt(demand["demand_mean"]), "distribution": "poisson"}
+    levels, cost = chen_zheng_reference(instance)
+    assert plan.networks["expected_cost"][0] == pytest.approx(cost, rel=1e-9, abs=1e-9)
+    echelon = dict(zip(plan.stages["stage"], plan.stages["echelon_base_stock"], strict=True))
+    assert [echelon[s] for s in chain] == pytest.approx(levels, abs=1e-9)
+
+
+def test_poisson_run_option_uses_sqrt_mean_whatever_the_stated_sd():
+    """``demand_distribution="poisson"`` makes every demand stage's sd sqrt(mean) (docs/design.md
+    §2), whatever its ``demand_sd``: a single stage is the Poisson newsvendor, the smallest ``S``
+    with ``F(S) >= p / (p + h)`` for Poisson(mean L)."""
+    sds = [0.0, 0.3, 2.0, 30.0]
+    stages = pl.DataFrame({"network": [f"n{k}" for k in range(len(sds))], "stage": ["s"] * len(sds),
+                           "lead_time": [3.0] * len(sds), "holding_cost": [1.0] * len(sds),
+                           "demand_mean": [20.0] * len(sds), "demand_sd": sds,
+                           "stockout_cost": [9.0] * len(sds)})
+    plan = meio.optimize(meio.read_network(stages), "ssm", demand_distribution="poisson").stages
+    assert plan.sort("network")["base_stock"].to_list() == [stats.poisson(60.0).ppf(0.9)] * len(sds)

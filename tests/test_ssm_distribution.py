@@ -17,7 +17,8 @@ from meio.engine.ssm_distribution import (
     optimize_trees,
 )
 from meio.engine.ssm_serial import evaluate_serial, optimize_serial
-from tests.ssm_reference import decomposition_reference, serial_systems, simulate_two_echelon
+from tests.ssm_instances import serial_systems
+from tests.ssm_reference import decomposition_reference, simulate_two_echelon
 
 
 def tree_batch(trees):
