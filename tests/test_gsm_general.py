@@ -560,7 +560,7 @@ def test_default_reaches_the_proven_optimum_on_generated_dags():
 @given(st.integers(0, 2**32 - 1), st.integers(1, 6), st.integers(1, 900))
 def test_memo_answers_like_a_set_of_plans(seed, size, n_plans):
     # Twin: a Python set of plans that stops growing at half the slots. The kernel must say
-    # "seen" exactly for plans added before (two 64-bit hashes: no false match expected).
+    # "seen" exactly for plans added before (four 31-bit hashes: no false match expected).
     rng = np.random.default_rng(seed)
     memo = gsm_general._new_memo()
     held = set()

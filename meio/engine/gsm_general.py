@@ -103,10 +103,12 @@ POLISH_WITHIN = 0.02
 SLP_MAX_ITERATIONS = 50
 #: Relative cost decrease below which an SLP descent stops.
 SLP_TOLERANCE = 1e-12
-#: Slots of the memo of plans SLP descents stood on (a power of two; half can be filled) and
-#: the seeds of its two hashes.
+#: Slots of the memo of plans SLP descents stood on (a power of two; half can be filled).
 MEMO_SLOTS = 1024
-MEMO_SALTS = (0x243F6A8885A308D3, 0x13198A2E03707344)
+#: Multipliers of the memo's four polynomial hashes of a plan, modulo ``MEMO_MODULUS``.
+MEMO_MULTIPLIERS = (1_000_003, 1_226_959_729, 48_271, 69_621)
+#: The Mersenne prime ``2^31 - 1``: every product stays below ``2^62``, so no step overflows.
+MEMO_MODULUS = 2_147_483_647
 #: Relative MIP gap within which the exact method proves optimality (default).
 MIP_GAP = 1e-9
 
@@ -425,46 +427,52 @@ def _complete(net, plan):
 
 
 class _Memo(NamedTuple):
-    """Open-addressing set of the plans SLP descents stood on, by two 64-bit hashes of ``S``."""
+    """Open-addressing set of the plans SLP descents stood on, by two 62-bit keys of ``S``."""
 
-    key_a: np.ndarray  #: uint64[MEMO_SLOTS]
-    key_b: np.ndarray  #: uint64[MEMO_SLOTS]
+    key_a: np.ndarray  #: int64[MEMO_SLOTS]
+    key_b: np.ndarray  #: int64[MEMO_SLOTS]
     used: np.ndarray  #: bool[MEMO_SLOTS]
     count: np.ndarray  #: int64[1], plans held (at most half the slots)
 
 
 @njit
 def _new_memo():
-    return _Memo(np.zeros(MEMO_SLOTS, np.uint64), np.zeros(MEMO_SLOTS, np.uint64),
+    return _Memo(np.zeros(MEMO_SLOTS, np.int64), np.zeros(MEMO_SLOTS, np.int64),
                  np.zeros(MEMO_SLOTS, np.bool_), np.zeros(1, np.int64))
 
 
 @njit
-def _plan_hash(outbound, salt):
-    """64-bit hash of the integer vector ``outbound`` (multiply-xorshift mixing from ``salt``)."""
-    value = np.uint64(salt)
+def _plan_hash(outbound, multiplier):
+    """Polynomial hash of the vector ``outbound`` (entries >= 0) modulo ``MEMO_MODULUS``."""
+    value = np.int64(0)
     for entry in outbound:
-        value ^= np.uint64(entry)
-        value *= np.uint64(0x9E3779B97F4A7C15)
-        value ^= value >> np.uint64(29)
+        value = (value * multiplier + entry + 1) % MEMO_MODULUS
     return value
+
+
+@njit
+def _plan_key(outbound, first, second):
+    """62 bits of two polynomial hashes of ``outbound``, side by side (never negative)."""
+    return (_plan_hash(outbound, first) << 32) | _plan_hash(outbound, second)
 
 
 @njit
 def _memo_add(memo, outbound):
     """Add the plan ``outbound`` to ``memo``; tell whether it was there already.
 
-    Plans are told apart by two independent 64-bit hashes (a false match needs a 128-bit
-    collision). Once half the slots are used, new plans are no longer added: the memo then
-    only forgets, which costs work, never a different plan.
+    Plans are told apart by two keys of two polynomial hashes each (four hashes modulo a
+    31-bit prime: a false match needs all four to collide); no step overflows, so the kernel
+    runs the same without JIT. Once half the slots are used, new plans are no longer added:
+    the memo then only forgets, which costs work, never a different plan.
     """
-    first, second = _plan_hash(outbound, MEMO_SALTS[0]), _plan_hash(outbound, MEMO_SALTS[1])
-    mask = np.uint64(MEMO_SLOTS - 1)
-    slot = np.int64(first & mask)
+    first = _plan_key(outbound, MEMO_MULTIPLIERS[0], MEMO_MULTIPLIERS[1])
+    second = _plan_key(outbound, MEMO_MULTIPLIERS[2], MEMO_MULTIPLIERS[3])
+    mask = MEMO_SLOTS - 1
+    slot = first & mask
     while memo.used[slot]:
         if memo.key_a[slot] == first and memo.key_b[slot] == second:
             return True
-        slot = np.int64(np.uint64(slot + 1) & mask)
+        slot = (slot + 1) & mask
     if 2 * memo.count[0] < MEMO_SLOTS:
         memo.used[slot] = True
         memo.key_a[slot], memo.key_b[slot] = first, second
