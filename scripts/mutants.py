@@ -248,8 +248,12 @@ def _apply(copy: Path, mutant: Mutant) -> None:
     target.write_text(text.replace(mutant.before, mutant.after))
 
 
-def run(mutant: Mutant, *, full: bool, python: str) -> tuple[bool, float, str]:
-    """``(killed, seconds, last line of pytest)`` for one mutant on a fresh copy."""
+def run(mutant: Mutant, *, full: bool, python: str, timeout: float) -> tuple[bool, float, str]:
+    """``(killed, seconds, last line of pytest)`` for one mutant on a fresh copy.
+
+    A selection still running after ``timeout`` seconds counts as killed (the mutant makes the
+    tests hang or crawl, which CI's time limit catches); its line says so.
+    """
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="meio-mutant-") as folder:
         copy = Path(folder)
@@ -257,10 +261,13 @@ def run(mutant: Mutant, *, full: bool, python: str) -> tuple[bool, float, str]:
         _apply(copy, mutant)
         selection = [] if full else list(mutant.tests)
         env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
-        result = subprocess.run(
-            [python, "-m", "pytest", "-p", "no:cacheprovider", "-x", "-q", "--no-header",
-             "-o", "addopts=--strict-markers", *selection],
-            cwd=copy, env=env, capture_output=True, text=True)
+        try:
+            result = subprocess.run(
+                [python, "-m", "pytest", "-p", "no:cacheprovider", "-x", "-q", "--no-header",
+                 "-o", "addopts=--strict-markers", *selection],
+                cwd=copy, env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return True, time.perf_counter() - started, f"timeout after {timeout:.0f} s"
         lines = [line for line in result.stdout.splitlines() if line.strip()]
         # exit 1: a test failed (killed); 0: survived; anything else (2-5) is a broken run
         if result.returncode not in (0, 1):
@@ -277,11 +284,13 @@ def main() -> int:
     parser.add_argument("-k", action="append", default=[],
                         help="only mutants whose name contains this text (repeat for several)")
     parser.add_argument("--python", default=str(ROOT / ".venv" / "bin" / "python"))
+    parser.add_argument("--timeout", type=float, default=600.0,
+                        help="seconds per mutant after which it counts as killed (a hang)")
     args = parser.parse_args()
     chosen = [m for m in MUTANTS if not args.k or any(k in m.name for k in args.k)]
     survivors = []
     for mutant in chosen:
-        killed, seconds, last = run(mutant, full=args.full, python=args.python)
+        killed, seconds, last = run(mutant, full=args.full, python=args.python, timeout=args.timeout)
         print(f"{'killed ' if killed else 'SURVIVED'} {seconds:6.1f} s  {mutant.name}  [{last}]", flush=True)
         if not killed:
             survivors.append(mutant.name)
