@@ -201,6 +201,34 @@ MUTANTS = (
            "np.add.at(lane, downstream, np.nan_to_num(lane_lead_time))",
            ("tests/test_single.py::test_gsm_with_review_periods_and_lanes_matches_brute_force",
             "tests/test_estimate.py::test_transport_lanes_reach_every_arc_that_uses_them")),
+    Mutant("gsm bound: subgradient step in the wrong direction", "meio/engine/gsm_bound.py",
+           "multiplier[position] = max(multiplier[position] + step_size * subgradient[position],",
+           "multiplier[position] = max(multiplier[position] - step_size * subgradient[position],",
+           ("tests/test_gsm_bound.py",)),
+    Mutant("gamma: continued fraction term with the wrong sign of a", "meio/engine/gamma.py",
+           "an = -i * (i - a)", "an = -i * (i + a)",
+           ("tests/test_ssm_serial.py::test_incomplete_gamma_matches_scipy",
+            "tests/test_ssm_serial.py::test_gamma_chain_is_within_its_bound_of_the_exact_optimum")),
+    Mutant("ssm serial: lead-time demand sd times L (NB/gamma shape not multiplied by L)",
+           "meio/engine/ssm_serial.py",
+           "ltd_sd[j] = systems.demand_sd[system] * math.sqrt(lead_time)",
+           "ltd_sd[j] = systems.demand_sd[system] * lead_time",
+           ("tests/test_ssm_serial.py::test_negative_binomial_chain_is_the_brute_force_optimum",
+            "tests/test_ssm_serial.py::test_gamma_chain_is_within_its_bound_of_the_exact_optimum")),
+    Mutant("gsm general: memo stops polishing descents too (fresh ignored)", "meio/engine/gsm_general.py",
+           "if _memo_add(memo, trial.outbound) and fresh:", "if _memo_add(memo, trial.outbound):",
+           ("tests/test_gsm_general.py",)),
+    Mutant("ssm simulated: joint first move disabled", "meio/engine/ssm_simulated.py",
+           "for scale in _JOINT_SCALES:", "for scale in ():",
+           ("tests/test_ssm_simulated.py",)),
+    Mutant("certify: sinks outside the short range not re-run", "meio/engine/certify.py",
+           "    if missed.any():\n", "    if False:\n",
+           ("tests/test_certify.py::test_certified_level_is_the_exact_sample_quantile",)),
+    Mutant("estimate: lanes pooled per partition instead of once", "meio/estimate/__init__.py",
+           "lane_rows = (pooled_lanes(pl.concat(lane_parts), self.shipments, keys, self.lane_options)",
+           "lane_rows = (pl.concat([pooled_lanes(part, self.shipments, keys, self.lane_options)\n"
+           "                               for part in lane_parts])",
+           ("tests/test_estimate.py::test_partitions_of_networks_give_the_same_tables",)),
 )
 
 
@@ -220,8 +248,12 @@ def _apply(copy: Path, mutant: Mutant) -> None:
     target.write_text(text.replace(mutant.before, mutant.after))
 
 
-def run(mutant: Mutant, *, full: bool, python: str) -> tuple[bool, float, str]:
-    """``(killed, seconds, last line of pytest)`` for one mutant on a fresh copy."""
+def run(mutant: Mutant, *, full: bool, python: str, timeout: float) -> tuple[bool, float, str]:
+    """``(killed, seconds, last line of pytest)`` for one mutant on a fresh copy.
+
+    A selection still running after ``timeout`` seconds counts as killed (the mutant makes the
+    tests hang or crawl, which CI's time limit catches); its line says so.
+    """
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="meio-mutant-") as folder:
         copy = Path(folder)
@@ -229,10 +261,13 @@ def run(mutant: Mutant, *, full: bool, python: str) -> tuple[bool, float, str]:
         _apply(copy, mutant)
         selection = [] if full else list(mutant.tests)
         env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
-        result = subprocess.run(
-            [python, "-m", "pytest", "-p", "no:cacheprovider", "-x", "-q", "--no-header",
-             "-o", "addopts=--strict-markers", *selection],
-            cwd=copy, env=env, capture_output=True, text=True)
+        try:
+            result = subprocess.run(
+                [python, "-m", "pytest", "-p", "no:cacheprovider", "-x", "-q", "--no-header",
+                 "-o", "addopts=--strict-markers", *selection],
+                cwd=copy, env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return True, time.perf_counter() - started, f"timeout after {timeout:.0f} s"
         lines = [line for line in result.stdout.splitlines() if line.strip()]
         # exit 1: a test failed (killed); 0: survived; anything else (2-5) is a broken run
         if result.returncode not in (0, 1):
@@ -249,11 +284,13 @@ def main() -> int:
     parser.add_argument("-k", action="append", default=[],
                         help="only mutants whose name contains this text (repeat for several)")
     parser.add_argument("--python", default=str(ROOT / ".venv" / "bin" / "python"))
+    parser.add_argument("--timeout", type=float, default=600.0,
+                        help="seconds per mutant after which it counts as killed (a hang)")
     args = parser.parse_args()
     chosen = [m for m in MUTANTS if not args.k or any(k in m.name for k in args.k)]
     survivors = []
     for mutant in chosen:
-        killed, seconds, last = run(mutant, full=args.full, python=args.python)
+        killed, seconds, last = run(mutant, full=args.full, python=args.python, timeout=args.timeout)
         print(f"{'killed ' if killed else 'SURVIVED'} {seconds:6.1f} s  {mutant.name}  [{last}]", flush=True)
         if not killed:
             survivors.append(mutant.name)

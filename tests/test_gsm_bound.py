@@ -116,6 +116,25 @@ def test_bound_below_the_exact_mip_optimum(seed):
         assert result.bound <= exact.cost * (1 + 1e-12) + 1e-12
 
 
+def test_subgradient_steps_close_the_gap_left_by_the_first_dp():
+    """The ascent earns its DPs: against the exact MIP optimum on the 12 networks above, 30 DPs
+    leave no network a larger gap than the first DP (at the LP duals) alone, and on average at
+    most 60 % of its gap (docs/gsm.md: 6.5 % after 1 DP, 3.2 % after 30 on generated DAGs)."""
+    first, ascent = [], []
+    for seed in range(12):
+        rng = np.random.default_rng(500 + seed)
+        instance = random_instance(rng, int(rng.integers(8, 13)))
+        exact = solve_general_network(*instance.args(), mip_node_limit=EXACT_NODES, mip_gap=1e-10)
+        assert exact.method == "mip_exact"
+        for iterations, gaps in ((1, first), (30, ascent)):
+            result = lagrangian_bound(*instance.args(), exact.cost, iterations=iterations)
+            gaps.append(1.0 - result.bound / exact.cost)
+    first, ascent = np.array(first), np.array(ascent)
+    assert np.all(ascent <= first + 1e-12)
+    assert first.mean() > 0.01  # the first DP leaves a gap to close
+    assert ascent.mean() <= 0.6 * first.mean()
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_bound_is_the_optimum_on_trees(seed):
     # A forest has nothing to dualise: the first DP solves the network exactly.
