@@ -39,7 +39,10 @@ from meio.io.read import TableSource, read_table
 from meio.io.schema import empty_arcs
 from meio.io.write import write_run_directory
 
-__all__ = ["Estimate", "EstimateJob", "EstimatePart", "estimate", "prepare_estimate", "write_estimate"]
+__all__ = [
+    "Estimate", "EstimateJob", "EstimateOptions", "EstimatePart", "estimate", "prepare_estimate",
+    "write_estimate",
+]
 
 
 @dataclass(frozen=True)
@@ -59,18 +62,7 @@ class Estimate:
 def estimate(
     demand: HistorySource | None = None,
     shipments: HistorySource | None = None,
-    *,
-    stages: TableSource | None = None,
-    arcs: TableSource | None = None,
-    period: str = "day",
-    stockout_column: str | None = None,
-    date_format: str = DEFAULT_DATE_FORMAT,
-    start: dt.date | str | None = None,
-    end: dt.date | str | None = None,
-    pool_by: str | None = None,
-    prior_shipments: float = PRIOR_SHIPMENTS,
-    default_lead_time: float = 0.0,
-    lead_time_unit: str | None = None,
+    **options: Any,
 ) -> Estimate:
     """Estimate demand and lane lead times from history and fill them into stages and arcs.
 
@@ -83,8 +75,10 @@ def estimate(
         Shipment records: ``network``, ``upstream``, ``downstream`` (or lane keys ``origin``,
         ``destination``, optionally ``mode``, ``carrier``), ``shipped``, ``received``,
         optionally ``quantity``.
+    **options
+        The fields of :class:`EstimateOptions`, by keyword:
     stages, arcs
-        The tables to fill (DESIGN contract); without ``stages`` one is built from the stages
+        The tables to fill (docs/design.md contract); without ``stages`` one is built from the stages
         the history and arcs name, without ``arcs`` one is built from the shipments' arcs.
     period
         ``"day"`` or ``"week"`` (Monday to Sunday): the period of the estimates, and of every
@@ -122,11 +116,25 @@ def estimate(
         Naming the table, column, rule and first offending rows of the first broken rule.
 
     """
-    job = prepare_estimate(demand, shipments, stages=stages, arcs=arcs, period=period,
-                           stockout_column=stockout_column, date_format=date_format, start=start,
-                           end=end, pool_by=pool_by, prior_shipments=prior_shipments,
-                           default_lead_time=default_lead_time, lead_time_unit=lead_time_unit)
+    job = prepare_estimate(demand, shipments, **options)
     return job.finish([job.part(None)])
+
+
+@dataclass(frozen=True)
+class EstimateOptions:
+    """The keyword options of :func:`estimate` and :func:`prepare_estimate`, with their defaults."""
+
+    stages: TableSource | None = None
+    arcs: TableSource | None = None
+    period: str = "day"
+    stockout_column: str | None = None
+    date_format: str = DEFAULT_DATE_FORMAT
+    start: dt.date | str | None = None
+    end: dt.date | str | None = None
+    pool_by: str | None = None
+    prior_shipments: float = PRIOR_SHIPMENTS
+    default_lead_time: float = 0.0
+    lead_time_unit: str | None = None
 
 
 @dataclass(frozen=True)
@@ -199,22 +207,14 @@ class EstimateJob:
 def prepare_estimate(
     demand: HistorySource | None = None,
     shipments: HistorySource | None = None,
-    *,
-    stages: TableSource | None = None,
-    arcs: TableSource | None = None,
-    period: str = "day",
-    stockout_column: str | None = None,
-    date_format: str = DEFAULT_DATE_FORMAT,
-    start: dt.date | str | None = None,
-    end: dt.date | str | None = None,
-    pool_by: str | None = None,
-    prior_shipments: float = PRIOR_SHIPMENTS,
-    default_lead_time: float = 0.0,
-    lead_time_unit: str | None = None,
+    **options: Any,
 ) -> EstimateJob:
     """Check the options of :func:`estimate` (same parameters), read the given tables."""
-    window = _check_options(demand, shipments, period, start, end, prior_shipments, default_lead_time,
-                            lead_time_unit)
+    option = EstimateOptions(**options)
+    window = _check_options(demand, shipments, option)
+    period, lead_time_unit, default_lead_time = (option.period, option.lead_time_unit,
+                                                 option.default_lead_time)
+    stages, arcs = option.stages, option.arcs
     days = PERIOD_DAYS[period]
     if days > 1 and lead_time_unit is None and (stages is not None or arcs is not None
                                                 or default_lead_time > 0):
@@ -237,18 +237,20 @@ def prepare_estimate(
         known_lanes = _known_lanes(keys, given_arcs, known_stages)
     return EstimateJob(
         demand=demand, shipments=shipments,
-        demand_options=DemandOptions(period=period, stockout_column=stockout_column,
-                                     date_format=date_format, start=window[0], end=window[1]),
-        lane_options=LaneOptions(period_days=days, date_format=date_format, pool_by=pool_by,
-                                 prior_shipments=float(prior_shipments)),
+        demand_options=DemandOptions(period=period, stockout_column=option.stockout_column,
+                                     date_format=option.date_format, start=window[0], end=window[1]),
+        lane_options=LaneOptions(period_days=days, date_format=option.date_format,
+                                 pool_by=option.pool_by, prior_shipments=float(option.prior_shipments)),
         keys=tuple(keys), known_stages=known_stages, known_lanes=tuple(known_lanes),
         given_stages=given_stages, given_arcs=given_arcs, default_lead_time=default_lead_time,
     )
 
 
-def _check_options(demand, shipments, period, start, end, prior_shipments, default_lead_time,
-                   lead_time_unit) -> tuple[dt.date | None, dt.date | None]:
+def _check_options(demand, shipments, option: EstimateOptions) -> tuple[dt.date | None, dt.date | None]:
     """Reject options outside their domain; return the common window as dates (or Nones)."""
+    period, start, end = option.period, option.start, option.end
+    prior_shipments, default_lead_time = option.prior_shipments, option.default_lead_time
+    lead_time_unit = option.lead_time_unit
     if demand is None and shipments is None:
         raise InputError("config", "demand", "give a demand history, shipment records or both")
     if period not in PERIOD_DAYS:
