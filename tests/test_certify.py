@@ -25,7 +25,7 @@ from meio.engine import certify as certify_engine
 from meio.engine.certify import (
     CertifySettings,
     Targets,
-    certify_sinks,
+    certify_demand_stages,
     run_probe,
     service_at_levels,
     stream_seed,
@@ -148,7 +148,7 @@ def test_certified_level_is_the_exact_sample_quantile(target, range_share, monke
     sinks = _sinks(network, sim)
     settings_ = _settings(periods=120)
     targets = Targets(np.full(len(sinks), target), np.full(len(sinks), np.nan))
-    result = certify_sinks(sim, sinks, targets, settings_)
+    result = certify_demand_stages(sim, sinks, targets, settings_)
     range_periods = math.ceil(settings_.periods / range_share)
     once = (np.diff(sim.network_offsets) * settings_.replications
             * (range_periods + settings_.periods + (1 + result.checks) * settings_.warmup
@@ -226,7 +226,7 @@ def test_quantile_step_matches_the_exact_serial_distribution():
     target = (cdf[quantile - 1] + cdf[quantile]) / 2.0
     network = _serial_network(lead_time, holding, mean)
     sim = build_sim_networks(network, installation[::-1].copy(), np.zeros(3), "poisson", None)
-    result = certify_sinks(sim, np.array([2]), Targets(np.array([target]), np.array([np.nan])),
+    result = certify_demand_stages(sim, np.array([2]), Targets(np.array([target]), np.array([np.nan])),
                            _settings(periods=20_000, replications=4))
     assert result.resolution[0] < 1.0  # the sample's distribution is a step function on the integers
     assert quantile - 1e-9 <= result.certified_level[0] < quantile + 1.0
@@ -236,7 +236,7 @@ def test_certified_levels_rise_with_the_target():
     """Same random numbers, a higher target: no sink's certified level falls."""
     network, sim, _ = sim_inputs(13, "poisson", 1.0, 1, True)
     sinks = _sinks(network, sim)
-    levels = [certify_sinks(sim, sinks, Targets(np.full(len(sinks), target), np.full(len(sinks), np.nan)),
+    levels = [certify_demand_stages(sim, sinks, Targets(np.full(len(sinks), target), np.full(len(sinks), np.nan)),
                             _settings(periods=200)).certified_level for target in (0.85, 0.9, 0.95)]
     assert np.all(np.diff(np.array(levels), axis=0) >= -1e-9)
 
@@ -251,7 +251,7 @@ def test_the_margin_is_the_replications_standard_error():
     network, sim, _ = sim_inputs(13, "poisson", 1.0, 1, True)
     sinks = _sinks(network, sim)
     targets = Targets(np.full(len(sinks), 0.9), np.full(len(sinks), np.nan))
-    plain, careful = (certify_sinks(sim, sinks, targets, _settings(periods=200, replications=4,
+    plain, careful = (certify_demand_stages(sim, sinks, targets, _settings(periods=200, replications=4,
                                                                     confidence=confidence)).certified_level
                       for confidence in (0.5, 0.95))
     assert np.all(careful >= plain - 1e-9) and np.any(careful > plain + 1e-9)
@@ -264,7 +264,7 @@ def test_fill_rate_target_is_met_on_the_sample_and_not_below():
     sinks = _sinks(network, sim)
     settings_ = _settings(periods=300)
     targets = Targets(np.full(len(sinks), np.nan), np.full(len(sinks), 0.97))
-    result = certify_sinks(sim, sinks, targets, settings_)
+    result = certify_demand_stages(sim, sinks, targets, settings_)
     level = result.certified_level
     seed = stream_seed(settings_.seed, "certify")
     options = {"periods": 300, "replications": 2, "warmup": 10, "seed": seed}
@@ -379,8 +379,8 @@ def test_a_recheck_judges_only_the_sinks_it_raised():
     network, sim, _ = sim_inputs(23, "poisson", 1.0, 1, True)
     sinks = _sinks(network, sim)
     targets = Targets(np.full(len(sinks), 0.95), np.full(len(sinks), np.nan))
-    once = certify_sinks(sim, sinks, targets, _settings(periods=60, rounds=1))
-    again = certify_sinks(sim, sinks, targets, _settings(periods=60, rounds=3))
+    once = certify_demand_stages(sim, sinks, targets, _settings(periods=60, rounds=1))
+    again = certify_demand_stages(sim, sinks, targets, _settings(periods=60, rounds=3))
     raised = again.raised > 0
     assert raised.any() and not raised.all()
     kept = sinks[~raised]
@@ -398,9 +398,9 @@ def test_chunked_certification_and_network_subsets_give_the_same_numbers(monkeyp
     sinks = _sinks(network, sim)
     targets = Targets(np.full(len(sinks), 0.9), np.full(len(sinks), np.nan))
     settings_ = _settings(periods=150, rounds=3, confidence=0.9)
-    whole = certify_sinks(sim, sinks, targets, settings_)
+    whole = certify_demand_stages(sim, sinks, targets, settings_)
     monkeypatch.setattr(certify_engine, "_PROBE_CELLS", 1)
-    chunked = certify_sinks(sim, sinks, targets, settings_)
+    chunked = certify_demand_stages(sim, sinks, targets, settings_)
     np.testing.assert_array_equal(whole.base_stock, chunked.base_stock)
     for name in SimTotals._fields:
         np.testing.assert_array_equal(getattr(whole.totals, name), getattr(chunked.totals, name))
