@@ -433,7 +433,8 @@ def _probe_period(probe, replication, row, x, k, j, t, requested, due_mask, cycl
         acc[PROBE_DUE] += due
         acc[PROBE_SHORTFALL] += shortfall
         acc[PROBE_LOW] = min(acc[PROBE_LOW], late_level - due)
-        acc[PROBE_HIGH] = max(acc[PROBE_HIGH], late_level)
+        # (without the slack: a level just below the shortfall is late in the kernel's shipping)
+        acc[PROBE_HIGH] = max(acc[PROBE_HIGH], shortfall - recent)
         flags = probe.record[row]
         if flags & PROBE_RECORD_LATE and due > 0.0:  # late units: d below Y - d, Y - S between, 0 from Y on
             first = _levels_at_or_below(probe.levels, row, late_level - due)
