@@ -150,6 +150,54 @@ def test_certify_mixed_on_local_cluster(benchmark, tmp_path):
           f"{peak_rss_mib():,.0f} MiB (driver)")
 
 
+def test_certify_partitions(benchmark):
+    """Per partition of a 2,000-network ``--shape mixed`` slice (4 partitions of whole networks, as
+    ``meio.cluster`` cuts them), in one process: CPU seconds of the GSM solve, the plan's and the
+    single baseline's certifications, per stage, and the stage-periods they simulated per stage.
+    The 1M-stage projection divides the slice's CPU per stage over 2 cores."""
+    networks = 60 if QUICK else 2000
+    stages, arcs = generate_catalog(networks, shape="mixed", seed=11)
+    catalog = read_network(stages, arcs)
+    ids = catalog.layout.network_ids.to_list()
+    certify(read_network(*generate_catalog(3, shape="mixed", seed=1)), optimize(
+        read_network(*generate_catalog(3, shape="mixed", seed=1)), "gsm"), periods=5, warmup=1)  # compile
+    options = {"precision": PRECISION, "seed": 1}
+
+    def partitions():
+        rows = []
+        for part in range(4):
+            chosen = ids[part::4]
+            part_network = read_network(stages.filter(pl.col("network").is_in(chosen)),
+                                        arcs.filter(pl.col("network").is_in(chosen)))
+            cpu = [time.process_time()]
+            plan = optimize(part_network, "gsm")
+            cpu.append(time.process_time())
+            certified = certify(part_network, plan, **options)
+            cpu.append(time.process_time())
+            baseline = certify(part_network, optimize(part_network, "single"), **options)
+            cpu.append(time.process_time())
+            rows.append((part_network.stages.height, [b - a for a, b in zip(cpu, cpu[1:], strict=False)],
+                         certified.networks["certify_stage_periods"].sum(),
+                         baseline.networks["certify_stage_periods"].sum(),
+                         int(certified.networks["certify_checks"].max())))
+        return rows
+
+    rows = benchmark.pedantic(partitions, rounds=1, iterations=1)
+    total_stages = sum(row[0] for row in rows)
+    total_cpu = sum(sum(row[1]) for row in rows)
+    lines = [f"partition {k}: {n:,} stages, CPU solve {c[0]:.1f} s, plan {c[1]:.1f} s, baseline {c[2]:.1f} s "
+             f"({1000 * sum(c) / n:.2f} ms per stage; plan {1000 * c[1] / n:.2f}, "
+             f"baseline {1000 * c[2] / n:.2f}); stage-periods per stage: plan {sp / n:,.0f}, "
+             f"baseline {bp / n:,.0f}; checks at most {checks}"
+             for k, (n, c, sp, bp, checks) in enumerate(rows)]
+    million = 1_000_000 / total_stages * total_cpu
+    print(f"\ncertify partitions ({networks:,} mixed networks, precision {PRECISION}, "
+          f"{numba.get_num_threads()} threads):\n  " + "\n  ".join(lines)
+          + f"\n  all: {1000 * total_cpu / total_stages:.2f} CPU-ms per stage; 1M stages: "
+          f"{million / 2 / 60:.1f} min on 2 cores, {million / 32 / 60:.1f} min on 32 workers")
+    assert all(sp > 0 and bp > 0 for _, _, sp, bp, _ in rows)
+
+
 def _willems_tables(folder: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The chains' stages and arcs in meio's contract (unit cost added per stage, 1 per arc)."""
     stages, arcs = [], []
