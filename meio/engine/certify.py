@@ -84,10 +84,8 @@ PROBE_LEVELS = 32
 #: is exact to the range over 1,023. The kernel counts the levels below a value from their
 #: spacing, so a pass costs the same for any number of levels; memory grows with it.
 GRID_LEVELS = 1024
-#: The range pass runs the first ``1 / RANGE_SHARE`` of the certification's periods, on its first
-#: ``RANGE_REPLICATIONS`` replications (at most).
+#: The range pass runs the first ``1 / RANGE_SHARE`` of the certification's periods.
 RANGE_SHARE = 8
-RANGE_REPLICATIONS = 2
 #: A measure this close below its target meets it (a share of cycles computed in floating point).
 _ROUNDING = 1e-12
 #: Probe cells (replications x rows x columns) per kernel call: bounds the probe's memory.
@@ -421,8 +419,7 @@ def _quantile_step(
     crn = {"replications": settings.replications, "warmup": settings.warmup,
            "seed": stream_seed(settings.seed, "certify")}
     range_periods = max(1, math.ceil(settings.periods / RANGE_SHARE))
-    _, ranged = run_probe(sim, probe_row, model[:, None], record=0, periods=range_periods,
-                          **(crn | {"replications": _range_replications(settings)}))
+    _, ranged = run_probe(sim, probe_row, model[:, None], record=0, periods=range_periods, **crn)
     measured = np.isfinite(ranged.low) & np.isfinite(ranged.high)
     # levels are never negative: a sink quoting a service time its lead time covers may need none
     low = np.where(measured, np.maximum(ranged.low, 0.0), model)
@@ -452,10 +449,6 @@ def _quantile_step(
                       if settings.replications > 1 else np.full(len(sinks), np.nan))
     width = grid[:, -1] - grid[:, 0]
     return _Step(level, width / (g - 1), width, standard_error, measured, passes)
-
-
-def _range_replications(settings: CertifySettings) -> int:
-    return min(settings.replications, RANGE_REPLICATIONS)
 
 
 def _waves_step(sim: SimNetworks, stages: np.ndarray, targets: Targets, settings: CertifySettings,
@@ -550,8 +543,7 @@ def _certify_chunk(
         levels = new_levels
         base_stock[stages] = levels
         active = np.unique(network_of_stage[judged])
-    range_periods = max(1, math.ceil(settings.periods / RANGE_SHARE))
-    range_cost = (range_periods + settings.warmup) * _range_replications(settings)
+    range_cost = (max(1, math.ceil(settings.periods / RANGE_SHARE)) + settings.warmup) * settings.replications
     crn_cost = (settings.periods + settings.warmup) * settings.replications
     check_cost = (settings.check_periods + settings.warmup) * settings.replications
     per_stage = ranges * range_cost + step.passes * crn_cost + checked * check_cost
