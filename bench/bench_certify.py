@@ -15,11 +15,16 @@ seconds and its task time per stage, and the projection to 1,000,000 stages on t
 and on a 32-worker cluster (certification is linear in stages x horizon and partitions are
 independent tasks; the projection divides the measured task seconds by the workers).
 
+Models. With ``MEIO_BENCH_CERTIFY_MODELS=1`` (the ``ssm`` descent on the demo takes many
+minutes), the demo's GSM and ``ssm`` plans through ``meio.optimize(..., certify=...)``: the share
+of demand stages certified, a referee's share (seed 99), the certified cost against the model's
+own and the uncertified GSM plan's, the saving against the certified single-echelon plan.
+
 Willems chains. With ``MEIO_WILLEMS_DIR`` (the ``willems_2008`` folder beside the project, not in
 the repository), the 38 real chains of Willems (2008) with their own data (stage times and their
 deviations, demand, service levels, maximum service times; holding cost 0.1/365 of the cumulative
 cost: percentages do not depend on the rate) through ``meio.optimize(..., "gsm", certify=True)``,
-and a referee.
+and the same figures (referee seed 7).
 
 ``MEIO_BENCH_QUICK=1``: 150 networks at precision 0.02, a 60-network mixed catalog.
 ``MEIO_BENCH_CERTIFY_NETWORKS`` sets the mixed catalog's networks (default 4,000, about 60,000
@@ -145,6 +150,54 @@ def test_certify_mixed_on_local_cluster(benchmark, tmp_path):
           f"{peak_rss_mib():,.0f} MiB (driver)")
 
 
+def test_certify_partitions(benchmark):
+    """Per partition of a 2,000-network ``--shape mixed`` slice (4 partitions of whole networks, as
+    ``meio.cluster`` cuts them), in one process: CPU seconds of the GSM solve, the plan's and the
+    single baseline's certifications, per stage, and the stage-periods they simulated per stage.
+    The 1M-stage projection divides the slice's CPU per stage over 2 cores."""
+    networks = 60 if QUICK else 2000
+    stages, arcs = generate_catalog(networks, shape="mixed", seed=11)
+    catalog = read_network(stages, arcs)
+    ids = catalog.layout.network_ids.to_list()
+    certify(read_network(*generate_catalog(3, shape="mixed", seed=1)), optimize(
+        read_network(*generate_catalog(3, shape="mixed", seed=1)), "gsm"), periods=5, warmup=1)  # compile
+    options = {"precision": PRECISION, "seed": 1}
+
+    def partitions():
+        rows = []
+        for part in range(4):
+            chosen = ids[part::4]
+            part_network = read_network(stages.filter(pl.col("network").is_in(chosen)),
+                                        arcs.filter(pl.col("network").is_in(chosen)))
+            cpu = [time.process_time()]
+            plan = optimize(part_network, "gsm")
+            cpu.append(time.process_time())
+            certified = certify(part_network, plan, **options)
+            cpu.append(time.process_time())
+            baseline = certify(part_network, optimize(part_network, "single"), **options)
+            cpu.append(time.process_time())
+            rows.append((part_network.stages.height, [b - a for a, b in zip(cpu, cpu[1:], strict=False)],
+                         certified.networks["certify_stage_periods"].sum(),
+                         baseline.networks["certify_stage_periods"].sum(),
+                         int(certified.networks["certify_checks"].max())))
+        return rows
+
+    rows = benchmark.pedantic(partitions, rounds=1, iterations=1)
+    total_stages = sum(row[0] for row in rows)
+    total_cpu = sum(sum(row[1]) for row in rows)
+    lines = [f"partition {k}: {n:,} stages, CPU solve {c[0]:.1f} s, plan {c[1]:.1f} s, baseline {c[2]:.1f} s "
+             f"({1000 * sum(c) / n:.2f} ms per stage; plan {1000 * c[1] / n:.2f}, "
+             f"baseline {1000 * c[2] / n:.2f}); stage-periods per stage: plan {sp / n:,.0f}, "
+             f"baseline {bp / n:,.0f}; checks at most {checks}"
+             for k, (n, c, sp, bp, checks) in enumerate(rows)]
+    million = 1_000_000 / total_stages * total_cpu
+    print(f"\ncertify partitions ({networks:,} mixed networks, precision {PRECISION}, "
+          f"{numba.get_num_threads()} threads):\n  " + "\n  ".join(lines)
+          + f"\n  all: {1000 * total_cpu / total_stages:.2f} CPU-ms per stage; 1M stages: "
+          f"{million / 2 / 60:.1f} min on 2 cores, {million / 32 / 60:.1f} min on 32 workers")
+    assert all(sp > 0 and bp > 0 for _, _, sp, bp, _ in rows)
+
+
 def _willems_tables(folder: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The chains' stages and arcs in meio's contract (unit cost added per stage, 1 per arc)."""
     stages, arcs = [], []
@@ -165,27 +218,71 @@ def _willems_tables(folder: str) -> tuple[pl.DataFrame, pl.DataFrame]:
             pl.DataFrame(arcs).unique(maintain_order=True))
 
 
-def willems_certified(benchmark):
-    network = read_network(*_willems_tables(WILLEMS_DIR), holding_rate=0.1 / 365.0)
-    options = {"precision": PRECISION, "seed": 1}
-    plan = benchmark.pedantic(optimize, args=(network, "gsm"), kwargs={"certify": options}, rounds=1,
-                              iterations=1)
+def _policy(plan) -> pl.DataFrame:
+    columns = ("network", "stage", "base_stock", "outbound_service_time", "inbound_service_time")
+    return plan.stages.select(*columns)
+
+
+def _referee(network, plan, seed: int) -> tuple[int, int, float]:
+    """Demand stages meeting their targets in ``meio.simulate`` (1,000 x 30, ``seed``), how many,
+    and the simulated on-hand holding cost."""
+    simulated = simulate(network, _policy(plan), periods=1000, replications=30, seed=seed).stages
+    judged = simulated.filter(pl.col("target_met").is_not_null())
+    on_hand = float((simulated["mean_on_hand"].to_numpy() * network.batch.holding_cost).sum())
+    return int(judged["target_met"].sum()), judged.height, on_hand
+
+
+def _certified_figures(network, model: str, seed: int) -> tuple[str, float]:
+    """One model's plan certified with its certified single baseline, the uncertified GSM plan beside it.
+
+    The figures docs/certify.md reports: the share of demand stages certified, a referee's share
+    on a fresh ``seed``, the certified cost against the model's own and against the uncertified
+    GSM plan (its model cost and its simulated on-hand cost), and the saving against the
+    certified single-echelon plan. Returns the line and the CPU seconds of the certified run.
+    """
+    cpu = time.process_time()
+    plan = optimize(network, model, certify={"precision": PRECISION, "seed": 1})
+    cpu = time.process_time() - cpu
     networks = plan.networks
     demand, missing = networks["demand_stages"].sum(), networks["stages_missing_target"].sum()
     assert _misses_within_error(missing, demand)
-    policy = plan.stages.select("network", "stage", "base_stock", "outbound_service_time",
-                                "inbound_service_time")
-    judged = simulate(network, policy, periods=1000, replications=30, seed=7).stages.filter(
-        pl.col("target_met").is_not_null())
-    referee_met = int(judged["target_met"].sum())
-    assert _misses_within_error(judged.height - referee_met, judged.height)
+    referee_met, judged, _ = _referee(network, plan, seed)
+    assert _misses_within_error(judged - referee_met, judged)
+    gsm = optimize(network, "gsm")
+    gsm_referee, _, gsm_on_hand = _referee(network, gsm, seed)
+    cost, model_cost = networks["safety_stock_cost"].sum(), networks["model_cost"].sum()
+    gsm_cost, baseline = gsm.networks["safety_stock_cost"].sum(), networks["baseline_cost"].sum()
+    line = (f"{model} certified: {demand - missing:,} of {demand:,} demand stages certified "
+            f"({100 * (demand - missing) / demand:.2f}%), referee (seed {seed}) {referee_met:,} of "
+            f"{judged:,} ({100 * referee_met / judged:.2f}%; the uncertified GSM plan "
+            f"{100 * gsm_referee / judged:.1f}%); "
+            f"certified cost {cost:,.0f}: {100 * (cost / model_cost - 1):+.1f}% vs the model's own "
+            f"{model_cost:,.0f}, {100 * (cost / gsm_cost - 1):+.1f}% vs the uncertified GSM plan's cost "
+            f"{gsm_cost:,.0f} and {100 * (cost / gsm_on_hand - 1):+.1f}% vs its simulated on-hand cost "
+            f"{gsm_on_hand:,.0f}; certified single {baseline:,.0f} "
+            f"({int(networks['baseline_certified'].sum())} of {networks.height} networks certified): saving "
+            f"{100 * (1 - cost / baseline):.1f}%; {cpu:.0f} CPU-s (solve, certify plan and baseline)")
+    return line, cpu
+
+
+def test_certify_demo_models(benchmark):
+    """The demo's GSM and ``ssm`` plans certified (``meio optimize [--model ssm] --certify``'s work)."""
+    if not (QUICK or os.environ.get("MEIO_BENCH_CERTIFY_MODELS")):
+        return  # the ssm descent on the whole demo takes many minutes: on request
+    network = read_network(*_demo_tables())
+    lines = benchmark.pedantic(lambda: [_certified_figures(network, model, 99)[0]
+                                        for model in ("gsm", "ssm")], rounds=1, iterations=1)
+    print(f"\ncertify (demo, {network.n_networks:,} networks, {network.stages.height:,} stages, precision "
+          f"{PRECISION}):\n  " + "\n  ".join(lines))
+
+
+def willems_certified(benchmark):
+    network = read_network(*_willems_tables(WILLEMS_DIR), holding_rate=0.1 / 365.0)
+    line = benchmark.pedantic(lambda: _certified_figures(network, "gsm", 7)[0], rounds=1, iterations=1)
     uncertified = optimize(network, "gsm").networks
     before = 100 * (1 - uncertified["safety_stock_cost"].sum() / uncertified["baseline_cost"].sum())
-    print(f"\ncertify (Willems chains, gsm): {network.n_networks} chains, {network.stages.height:,} stages, "
-          f"{benchmark.stats.stats.min:.0f} s (solve, certify plan and baseline); {demand - missing:,} of "
-          f"{demand:,} demand stages certified, referee {referee_met:,}; saving vs certified single "
-          f"{100 * (1 - networks['safety_stock_cost'].sum() / networks['baseline_cost'].sum()):.1f}% "
-          f"(uncertified: {before:.1f}%)")
+    print(f"\ncertify (Willems chains): {network.n_networks} chains, {network.stages.height:,} stages, "
+          f"precision {PRECISION}: {line} (uncertified saving: {before:.1f}%)")
 
 
 #: The ``willems_2008`` folder beside the project (not in the repository).

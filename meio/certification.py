@@ -1,8 +1,9 @@
 """``meio.certify``: a plan whose service is certified in simulation (docs/certify.md).
 
 The thin driver around :mod:`meio.engine.certify`: line the plan up with the catalog, build the
-simulator's arrays (the stages' review periods, the chosen demand law), certify the sinks' base
-stocks, and wrap the independent checks' measures (each sink's from the check that judged its final
+simulator's arrays (the stages' review periods, the chosen demand law), certify the base
+stocks of the demand stages (sinks and internal stages with external demand, upstream first), and
+wrap the independent checks' measures (each demand stage's from the check that judged its final
 level) into the stages and networks frames.
 """
 
@@ -19,7 +20,7 @@ import polars as pl
 from meio.api import DEFAULT_SERVICE_LEVEL, Network, Plan, read_network
 from meio.engine._numba import numba_threads
 from meio.engine.batch import stage_network_index
-from meio.engine.certify import Certified, CertifySettings, Targets, certify_sinks
+from meio.engine.certify import Certified, CertifySettings, Targets, certify_demand_stages
 from meio.engine.simulate import NO_DEMAND, summarize
 from meio.io.errors import InputError
 from meio.io.read import TableSource
@@ -115,7 +116,7 @@ def certify_options(options: CertifyOptions | dict[str, Any] | bool | None) -> C
 
 
 def sink_stages(network: Network, demand_kind: np.ndarray) -> np.ndarray:
-    """Rows of the demand stages without successors (their levels are certified)."""
+    """Rows of the demand stages without successors (the ``ssm`` descent prices them at each move)."""
     has_successor = np.zeros(network.batch.n_stages, bool)
     has_successor[network.batch.arc_ends()[0]] = True
     return np.flatnonzero(~has_successor & (demand_kind != NO_DEMAND))
@@ -130,7 +131,10 @@ def certify(
     threads: int | None = None,
     **options: Any,
 ) -> Plan:
-    """Certify a plan's service in simulation: the cheapest sink levels that meet their targets.
+    """Certify a plan's service in simulation: the cheapest demand-stage levels meeting their targets.
+
+    Demand stages go upstream first (an internal stage with external demand before the stages
+    below it): each gets the least level meeting its targets given the certified levels above it.
 
     Parameters
     ----------
@@ -157,9 +161,10 @@ def certify(
         ``safety_stock`` = the simulated expected on-hand stock (``expected_on_hand``, with its
         interval) and ``safety_stock_cost`` = ``holding_cost`` x it; the independent check's
         ``cycle_service_level`` and ``fill_rate`` with 95% intervals beside the targets and
-        ``target_met`` (demand stages); ``certify_standard_error`` and ``certify_raised``
-        (sinks). ``networks``: ``model_cost`` (the plan's own cost), ``safety_stock_cost`` (the
-        certified holding cost), ``uplift_pct``, ``certified`` (every demand stage met its target).
+        ``target_met`` (demand stages); ``certify_standard_error``, ``certify_raised`` and
+        ``certify_wave`` (demand stages: demand stages on the longest path above). ``networks``:
+        ``model_cost`` (the plan's own cost), ``safety_stock_cost`` (the certified holding cost),
+        ``uplift_pct``, ``certified`` (every demand stage met its target).
 
     """
     if not isinstance(network, Network):
@@ -178,20 +183,23 @@ def certify(
     sim = build_sim_networks(network, base_stock, outbound, settings_in.demand, history, True, inbound)
     demand_stage = sim.demand_kind != NO_DEMAND
     target_level, target_fill = service_targets(network.batch, demand_stage, service_level)
-    sinks = sink_stages(network, sim.demand_kind)
+    certified = np.flatnonzero(demand_stage)
     started = time.perf_counter()
     with numba_threads(threads):
-        result = certify_sinks(sim, sinks, Targets(target_level[sinks], target_fill[sinks]), settings)
+        targets = Targets(target_level[certified], target_fill[certified])
+        result = certify_demand_stages(sim, certified, targets, settings)
     seconds = time.perf_counter() - started
     summary = summarize(result.totals)
     holding = network.batch.holding_cost
     on_hand = summary.on_hand.mean
     met = target_met(target_level, summary.cycle_service_level) & target_met(target_fill, summary.fill_rate)
     simulated = ~np.isnan(on_hand)
-    per_sink = {name: np.full(network.batch.n_stages, np.nan) for name in ("certify_standard_error",)}
-    per_sink["certify_standard_error"][sinks] = result.standard_error
+    standard_error = np.full(network.batch.n_stages, np.nan)
+    standard_error[certified] = result.standard_error
     raised = np.zeros(network.batch.n_stages, np.int64)
-    raised[sinks] = result.raised
+    raised[certified] = result.raised
+    wave = np.full(network.batch.n_stages, -1, np.int64)
+    wave[certified] = result.wave
     renamed = {name: f"model_{name}" for name in ("base_stock", "safety_stock", "safety_stock_cost")
                if name in plan.stages.columns}
     measures = {**measure_columns("expected_on_hand", summary.on_hand),
@@ -204,8 +212,9 @@ def certify(
         pl.Series("safety_stock_cost", holding * on_hand),
         *(pl.Series(name, values) for name, values in measures.items()),
         pl.when(pl.Series(demand_stage & simulated)).then(pl.Series(met)).otherwise(None).alias("target_met"),
-        pl.Series("certify_standard_error", per_sink["certify_standard_error"]),
+        pl.Series("certify_standard_error", standard_error),
         pl.Series("certify_raised", raised),
+        pl.when(pl.Series(demand_stage)).then(pl.Series(wave)).otherwise(None).alias("certify_wave"),
     )
     return Plan(stages, _network_frame(network, plan, stages, settings, result, seconds))
 

@@ -17,7 +17,7 @@ import polars as pl
 from meio.api import Network, Plan, net_demand, read_network
 from meio.api import optimize as solve
 from meio.certification import sink_stages
-from meio.engine.certify import CertifySettings, Targets, certify_sinks
+from meio.engine.certify import CertifySettings, Targets, certify_demand_stages
 from meio.engine.simulate import NO_DEMAND, summarize
 from meio.engine.single import baseline_service_times
 from meio.engine.ssm import UNSUPPORTED
@@ -73,7 +73,7 @@ def _warm_start(network: Network, service_level: float) -> np.ndarray:
 
 def _sink_objective(network: Network, sinks: np.ndarray, service_level: float, stockout_default: float | None,
                     objective: str) -> tuple[Targets, np.ndarray]:
-    """Per sink: its targets, or in cost mode the newsvendor ratio ``p / (p + h)``, and its ``p``.
+    """Per stage of ``sinks`` (demand stages): its targets, in cost mode the ratio ``p / (p + h)``; its ``p``.
 
     A network minimises cost where every demand stage has a stockout cost (``objective="auto"``,
     as the analytic model decides), or all of them with ``objective="cost"``.
@@ -118,10 +118,16 @@ def complete_ssm(network: Network, plan: Plan, *, service_level: float, options:
     single = solve(part, "single", service_level=service_level).stages["base_stock"].to_numpy()
     descent = descend(sim, movable, step, sinks, targets, stockout, settings, alternative=single,
                       whole=whole_unit_stages(sim))
-    exact = certify_sinks(sim._replace(base_stock=descent.base_stock), sinks, targets,
-                          CertifySettings(periods=settings.periods, replications=settings.replications,
-                                          warmup=settings.warmup, check_periods=settings.periods, rounds=1,
-                                          confidence=0.5, seed=settings.seed))
+    # every demand stage at its quantile given the levels above it, upstream first (internal stages
+    # with external demand, which the descent holds at their start, included)
+    demand_rows = np.flatnonzero(sim.demand_kind != NO_DEMAND)
+    demand_targets, _ = _sink_objective(part, demand_rows, service_level, options.get("stockout_cost"),
+                                        options.get("objective", "auto"))
+    final = CertifySettings(periods=settings.periods, replications=settings.replications,
+                            warmup=settings.warmup, check_periods=settings.periods, rounds=1,
+                            confidence=0.5, seed=settings.seed)
+    exact = certify_demand_stages(sim._replace(base_stock=descent.base_stock), demand_rows, demand_targets,
+                                  final)
     summary = summarize(exact.totals)
     on_hand = summary.on_hand.mean
     fill = summary.fill_rate.mean

@@ -14,15 +14,19 @@ from tests.tables import random_catalog
 LAWS = ("normal", "poisson", "negative_binomial", "gamma")
 
 
-def sim_inputs(seed, demand, lead_time_sd, service_times, review=False, laws=False, history=None):
+def sim_inputs(seed, demand, lead_time_sd, service_times, review=False, laws=False, history=None,
+               internal_demand=False):
     """A random catalog of four small networks and a random policy, as the kernel's arrays.
 
     ``laws``: every stage draws its ``demand_distribution`` (:data:`LAWS`; ``demand=None`` uses
     them) and demand stages a mean from 0.5 to 40, so Poisson draws take both of the sampler's
     branches. ``history``: a function of the catalog giving the history table (``demand="history"``).
+    ``internal_demand``: about half of the stages with successors get external demand too.
     Returns ``(network, sim, policy)``: the catalog, the kernel's arrays and the policy table.
     """
     stages, arcs = random_catalog(seed, networks=4, max_stages=5)
+    if internal_demand:
+        stages = with_internal_demand(stages, arcs, seed)
     if laws:
         draw = np.random.default_rng([seed, 2])
         stages = stages.with_columns(
@@ -57,6 +61,20 @@ def sim_inputs(seed, demand, lead_time_sd, service_times, review=False, laws=Fal
                              aligned["outbound_service_time"].to_numpy(), demand,
                              None if history is None else history(network), True, inbound)
     return network, sim, policy
+
+
+def with_internal_demand(stages, arcs, seed, share=0.5):
+    """``stages`` with external demand (mean 1-50, sd 0.5-20) on a ``share`` of the stages with successors."""
+    rng = np.random.default_rng([seed, 3])
+    upstream = set(zip(arcs["network"], arcs["upstream"], strict=True))
+    internal = np.array([(n, s) in upstream for n, s in zip(stages["network"], stages["stage"], strict=True)])
+    chosen = internal & (rng.random(stages.height) < share)
+    return stages.with_columns(
+        demand_mean=pl.when(pl.Series(chosen)).then(pl.Series(rng.uniform(1, 50, stages.height)))
+        .otherwise(pl.col("demand_mean")),
+        demand_sd=pl.when(pl.Series(chosen)).then(pl.Series(rng.uniform(0.5, 20, stages.height)))
+        .otherwise(pl.col("demand_sd")),
+    )
 
 
 def random_history(network, seed=0):

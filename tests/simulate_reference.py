@@ -204,10 +204,11 @@ def simulate_network(net: dict, periods: int, warmup: int, seed: int, replicatio
     (upstream, downstream, quantity) tuples in any order, and, with history demand,
     ``history``: per stage its list of observed demands in the history table's order.
 
-    ``probe`` maps stages without successors to candidate levels ``S``: for each, the result's
-    ``probe[j]`` holds what the stage's service would have been at each level, from the words of
-    docs/certify.md: its shortfall ``X = S_j - (on hand - backorders)`` does not depend on ``S_j``;
-    at level ``S`` the backorders are ``max(X - S, 0)``, the most recent requests (FIFO), so a
+    ``probe`` maps stages (sinks, or stages with successors and external demand) to candidate
+    levels ``S``: for each, the result's ``probe[j]`` holds what the stage's service — over the
+    requests of all its customers, as measured above — would have been at each level, from the
+    words of docs/certify.md: its shortfall ``X = S_j - (on hand - backorders)`` does not depend on
+    ``S_j``; at level ``S`` the backorders are ``max(X - S, 0)``, the most recent requests (FIFO), so a
     request due (requested ``s`` periods ago or earlier) is open iff they exceed the demand of the
     last ``s`` periods, the open part of the requests due now is the rest up to their size, and
     on hand is ``max(S - X, 0)``; also each replenishment cycle's worst ``Y = X - recent demand``.

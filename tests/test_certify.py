@@ -25,12 +25,14 @@ from meio.engine import certify as certify_engine
 from meio.engine.certify import (
     CertifySettings,
     Targets,
-    certify_sinks,
+    certify_demand_stages,
+    demand_waves,
     run_probe,
     service_at_levels,
     stream_seed,
 )
 from meio.engine.simulate import (
+    NO_DEMAND,
     SimTotals,
     _levels_at_or_below,
     _levels_below,
@@ -42,7 +44,7 @@ from meio.engine.ssm_serial import POISSON as SERIAL_POISSON
 from meio.engine.ssm_serial import SerialSystems, optimize_serial
 from meio.generate import generate_catalog
 from meio.simulation import build_sim_networks
-from tests.sim_cases import sim_inputs, twin_networks
+from tests.sim_cases import sim_inputs, twin_networks, with_internal_demand
 from tests.simulate_reference import simulate_network
 
 
@@ -59,12 +61,15 @@ def _sinks(network, sim):
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 10_000), demand=st.sampled_from(["normal", "poisson"]),
        lead_time_sd=st.sampled_from([0.0, 1.0]), service_times=st.sampled_from([0, 1]),
-       review=st.booleans())
-def test_probe_matches_twin(seed, demand, lead_time_sd, service_times, review):
+       review=st.booleans(), internal=st.booleans())
+def test_probe_matches_twin(seed, demand, lead_time_sd, service_times, review, internal):
     """Random networks, policies, review periods and quoted service times: the kernel's probe
-    curves equal the twin's service at each candidate level, computed from its own words."""
-    network, sim, policy = sim_inputs(seed, demand, lead_time_sd, service_times, review)
-    sinks = _sinks(network, sim)
+    curves equal the twin's service at each candidate level, computed from its own words. With
+    ``internal``, stages with successors carry external demand too and are probed beside the
+    sinks (their service counts every customer's requests)."""
+    network, sim, policy = sim_inputs(seed, demand, lead_time_sd, service_times, review,
+                                      internal_demand=internal)
+    sinks = np.flatnonzero(sim.demand_kind != NO_DEMAND)
     levels = np.sort(np.random.default_rng(seed).uniform(0, 40, (len(sinks), 6)), axis=1)  # no ties
     periods, warmup, replications = 40, 7, 2
     _, curves = run_probe(sim, _probe_rows(sim, sinks), levels, periods=periods, replications=replications,
@@ -90,7 +95,7 @@ def test_probe_matches_twin(seed, demand, lead_time_sd, service_times, review):
 @pytest.mark.parametrize("review", [False, True])
 def test_probe_matches_twin_small(review):
     test_probe_matches_twin.hypothesis.inner_test(seed=3, demand="poisson", lead_time_sd=1.0, service_times=1,
-                                                  review=review)
+                                                  review=review, internal=True)
 
 
 def _small_catalog(seed=11):
@@ -148,7 +153,7 @@ def test_certified_level_is_the_exact_sample_quantile(target, range_share, monke
     sinks = _sinks(network, sim)
     settings_ = _settings(periods=120)
     targets = Targets(np.full(len(sinks), target), np.full(len(sinks), np.nan))
-    result = certify_sinks(sim, sinks, targets, settings_)
+    result = certify_demand_stages(sim, sinks, targets, settings_)
     range_periods = math.ceil(settings_.periods / range_share)
     once = (np.diff(sim.network_offsets) * settings_.replications
             * (range_periods + settings_.periods + (1 + result.checks) * settings_.warmup
@@ -226,7 +231,7 @@ def test_quantile_step_matches_the_exact_serial_distribution():
     target = (cdf[quantile - 1] + cdf[quantile]) / 2.0
     network = _serial_network(lead_time, holding, mean)
     sim = build_sim_networks(network, installation[::-1].copy(), np.zeros(3), "poisson", None)
-    result = certify_sinks(sim, np.array([2]), Targets(np.array([target]), np.array([np.nan])),
+    result = certify_demand_stages(sim, np.array([2]), Targets(np.array([target]), np.array([np.nan])),
                            _settings(periods=20_000, replications=4))
     assert result.resolution[0] < 1.0  # the sample's distribution is a step function on the integers
     assert quantile - 1e-9 <= result.certified_level[0] < quantile + 1.0
@@ -236,8 +241,9 @@ def test_certified_levels_rise_with_the_target():
     """Same random numbers, a higher target: no sink's certified level falls."""
     network, sim, _ = sim_inputs(13, "poisson", 1.0, 1, True)
     sinks = _sinks(network, sim)
-    levels = [certify_sinks(sim, sinks, Targets(np.full(len(sinks), target), np.full(len(sinks), np.nan)),
-                            _settings(periods=200)).certified_level for target in (0.85, 0.9, 0.95)]
+    none = np.full(len(sinks), np.nan)
+    levels = [certify_demand_stages(sim, sinks, Targets(np.full(len(sinks), target), none),
+                                    _settings(periods=200)).certified_level for target in (0.85, 0.9, 0.95)]
     assert np.all(np.diff(np.array(levels), axis=0) >= -1e-9)
 
 
@@ -251,7 +257,7 @@ def test_the_margin_is_the_replications_standard_error():
     network, sim, _ = sim_inputs(13, "poisson", 1.0, 1, True)
     sinks = _sinks(network, sim)
     targets = Targets(np.full(len(sinks), 0.9), np.full(len(sinks), np.nan))
-    plain, careful = (certify_sinks(sim, sinks, targets, _settings(periods=200, replications=4,
+    plain, careful = (certify_demand_stages(sim, sinks, targets, _settings(periods=200, replications=4,
                                                                     confidence=confidence)).certified_level
                       for confidence in (0.5, 0.95))
     assert np.all(careful >= plain - 1e-9) and np.any(careful > plain + 1e-9)
@@ -264,7 +270,7 @@ def test_fill_rate_target_is_met_on_the_sample_and_not_below():
     sinks = _sinks(network, sim)
     settings_ = _settings(periods=300)
     targets = Targets(np.full(len(sinks), np.nan), np.full(len(sinks), 0.97))
-    result = certify_sinks(sim, sinks, targets, settings_)
+    result = certify_demand_stages(sim, sinks, targets, settings_)
     level = result.certified_level
     seed = stream_seed(settings_.seed, "certify")
     options = {"periods": 300, "replications": 2, "warmup": 10, "seed": seed}
@@ -379,8 +385,8 @@ def test_a_recheck_judges_only_the_sinks_it_raised():
     network, sim, _ = sim_inputs(23, "poisson", 1.0, 1, True)
     sinks = _sinks(network, sim)
     targets = Targets(np.full(len(sinks), 0.95), np.full(len(sinks), np.nan))
-    once = certify_sinks(sim, sinks, targets, _settings(periods=60, rounds=1))
-    again = certify_sinks(sim, sinks, targets, _settings(periods=60, rounds=3))
+    once = certify_demand_stages(sim, sinks, targets, _settings(periods=60, rounds=1))
+    again = certify_demand_stages(sim, sinks, targets, _settings(periods=60, rounds=3))
     raised = again.raised > 0
     assert raised.any() and not raised.all()
     kept = sinks[~raised]
@@ -398,9 +404,9 @@ def test_chunked_certification_and_network_subsets_give_the_same_numbers(monkeyp
     sinks = _sinks(network, sim)
     targets = Targets(np.full(len(sinks), 0.9), np.full(len(sinks), np.nan))
     settings_ = _settings(periods=150, rounds=3, confidence=0.9)
-    whole = certify_sinks(sim, sinks, targets, settings_)
+    whole = certify_demand_stages(sim, sinks, targets, settings_)
     monkeypatch.setattr(certify_engine, "_PROBE_CELLS", 1)
-    chunked = certify_sinks(sim, sinks, targets, settings_)
+    chunked = certify_demand_stages(sim, sinks, targets, settings_)
     np.testing.assert_array_equal(whole.base_stock, chunked.base_stock)
     for name in SimTotals._fields:
         np.testing.assert_array_equal(getattr(whole.totals, name), getattr(chunked.totals, name))
@@ -446,3 +452,120 @@ def test_grid_meeting_index_equals_judging_every_level_where_the_bound_rises(see
     targets = Targets(rng.uniform(0.3, 1.0, rows), np.full(rows, np.nan))
     np.testing.assert_array_equal(certify_engine.grid_meeting_index(curves, targets, 0.0),
                                   certify_engine.meeting_index(curves, targets, 0.0))
+
+
+# Internal stages with external demand (docs/certify.md, "Internal stages with external demand").
+
+
+def _internal_catalog(seed=11, fixed_lead_times=False, reviews=True):
+    """:func:`_small_catalog` with external demand on about half of the stages with successors.
+
+    ``fixed_lead_times``: whole lead times without deviation, so that no random draw depends on
+    the levels (a stage's lead time is drawn per start, and an internal stage's level moves the
+    starts below it). ``reviews`` false: every stage reviews every period (``ssm`` needs it).
+    """
+    network = _small_catalog(seed)
+    stages = with_internal_demand(network.stages.drop("echelon"), network.arcs, seed)
+    if not reviews:
+        stages = stages.with_columns(review_period=pl.lit(1.0))
+    if fixed_lead_times:
+        stages = stages.with_columns(pl.col("lead_time").round(0), lead_time_sd=pl.lit(0.0))
+    return meio.read_network(stages, network.arcs)
+
+
+@pytest.mark.parametrize("seed", [3, 5, 7, 11])
+def test_demand_waves_count_the_demand_stages_on_the_longest_path_above(seed):
+    """Against a plain recursion over each network's arcs (read off the tables)."""
+    network, sim, _ = sim_inputs(seed, "poisson", 0.0, 0, internal_demand=True)
+    stages = np.flatnonzero(sim.demand_kind != NO_DEMAND)
+    waves = dict(zip(stages.tolist(), demand_waves(sim, stages).tolist(), strict=True))
+    ids = {(row["network"], row["stage"]): g for g, row in enumerate(network.stages.iter_rows(named=True))}
+    suppliers = {}
+    for arc in network.arcs.iter_rows(named=True):
+        suppliers.setdefault(ids[(arc["network"], arc["upstream"])], [])
+        suppliers.setdefault(ids[(arc["network"], arc["downstream"])], []).append(
+            ids[(arc["network"], arc["upstream"])])
+    demand = set(stages.tolist())
+
+    def above(stage):  # most demand stages on one path above ``stage``
+        return max((above(up) + (up in demand) for up in suppliers.get(stage, [])), default=0)
+
+    assert waves == {stage: above(stage) for stage in demand}
+    assert any(wave > 0 for wave in waves.values())
+
+
+def test_probe_of_internal_stages_equals_simulating_each_level_with_meio_simulate():
+    """Brute force at internal stages with external demand: set each to every candidate level in
+    turn and simulate with ``meio.simulate`` (the stages below move with it); the probe of one run
+    gives the stage's own cycle service level, fill rate and on-hand stock at every level. Fixed
+    whole lead times: with random ones the stages below draw theirs at other starts, so the
+    streams part (the probe is then exact in distribution, not path by path: docs/certify.md)."""
+    network = _internal_catalog(fixed_lead_times=True)
+    plan = meio.optimize(network, "single")
+    stages = plan.stages
+    sim = build_sim_networks(network, stages["base_stock"].to_numpy(),
+                             stages["outbound_service_time"].to_numpy(), "normal", None)
+    demand = np.flatnonzero(sim.demand_kind != NO_DEMAND)
+    # those below no other demand stage (wave 0): moving one changes no other probed stage's shortfall
+    internal = demand[(demand_waves(sim, demand) == 0) & (np.diff(sim.out_arc_offsets)[demand] > 0)]
+    assert len(internal) >= 5
+    spread = np.linspace(-1.0, 3.0, 5)
+    scale = np.sqrt(np.maximum(network.batch.demand_mean[internal], 1.0)) * 4.0
+    levels = np.maximum(sim.base_stock[internal][:, None] + scale[:, None] * spread[None, :], 0.0)
+    options = {"periods": 300, "replications": 3, "warmup": 20, "seed": 4}
+    _, curves = run_probe(sim, _probe_rows(sim, internal), levels, **options)
+    cycle, fill = service_at_levels(curves)
+    for k in range(levels.shape[1]):
+        base_stock = sim.base_stock.copy()
+        base_stock[internal] = levels[:, k]
+        policy = stages.select("network", "stage", "outbound_service_time").with_columns(
+            base_stock=pl.Series(base_stock))
+        rows = meio.simulate(network, policy, **options).stages[internal]
+        np.testing.assert_allclose(rows["cycle_service_level"].to_numpy(), cycle[:, :, k].mean(axis=0),
+                                   atol=1e-9)
+        np.testing.assert_allclose(rows["fill_rate"].to_numpy(), fill[:, :, k].mean(axis=0), atol=1e-7)
+        on_hand = (curves.on_hand[:, :, k] / curves.periods).mean(axis=0)
+        np.testing.assert_allclose(rows["mean_on_hand"].to_numpy(), on_hand, rtol=1e-9, atol=1e-7)
+
+
+def test_hand_case_an_internal_demand_stage_is_certified_before_its_successor():
+    """Worked by hand, deterministic demand: source ``a`` (lead time 2, 1 unit a period of its own
+    customers') feeds sink ``b`` (lead time 1, 2 units a period); the plan holds nothing. ``a`` is
+    asked for 3 units a period and waits 2 periods for them: its shortfall is 6, so it needs 6.
+    With ``a`` at 6 it is never short, ``b``'s shortfall is its own lead-time demand, 2, so ``b``
+    needs 2. Certified at ``a``'s model level 0 instead, ``b`` would get its units 2 periods late
+    and need 2 x 3 = 6: the order matters."""
+    stages = pl.DataFrame({"network": ["n", "n"], "stage": ["a", "b"], "lead_time": [2.0, 1.0],
+                           "holding_cost": [1.0, 1.0], "demand_mean": [1.0, 2.0], "demand_sd": [0.0, 0.0]})
+    arcs = pl.DataFrame({"network": ["n"], "upstream": ["a"], "downstream": ["b"]})
+    network = meio.read_network(stages, arcs)
+    plan = meio.optimize(network, "single")
+    plan = meio.Plan(plan.stages.with_columns(base_stock=pl.lit(0.0)), plan.networks)
+    result = certify(network, plan, precision=0.02).stages
+    assert result["base_stock"].to_list() == pytest.approx([6.0, 2.0], abs=1e-6)
+    assert result["certify_wave"].to_list() == [0, 1]
+    assert result["target_met"].to_list() == [True, True]
+    assert result["expected_on_hand"].to_list() == pytest.approx([0.0, 0.0], abs=1e-9)
+    assert result["cycle_service_level"].to_list() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("model", ["single", "gsm", "ssm"])
+def test_internal_demand_certified_and_a_fresh_referee_agrees(model):
+    """Trees, assembly and general networks with external demand at internal stages, every model
+    and its certified single-echelon baseline: the internal demand stages are certified (not kept
+    at the model's level), and a referee (``meio.simulate``, a seed the certification never uses)
+    finds the demand stages meeting their targets: with a per-stage miss probability of 3%, more
+    than the misses allowed here has probability below 1e-3 (binomial)."""
+    network = _internal_catalog(seed=5, reviews=model != "ssm")
+    plan = meio.optimize(network, model, certify={"precision": 0.01, "seed": 1})
+    stages = plan.stages
+    internal = stages.filter(pl.col("target_met").is_not_null() & (pl.col("certify_wave") >= 0)
+                             & pl.col("stage").is_in(network.arcs["upstream"].to_list()))
+    assert internal.height >= 5
+    assert (internal["base_stock"] != internal["model_base_stock"]).any()
+    assert plan.networks["baseline_certified"].mean() >= 0.8
+    policy = stages.select("network", "stage", "base_stock", "outbound_service_time", "inbound_service_time")
+    referee = meio.simulate(network, policy, periods=1000, replications=20, seed=17)
+    judged = referee.stages.filter(pl.col("target_met").is_not_null())
+    misses = judged.height - int(judged["target_met"].sum())
+    assert stats.binom.sf(misses - 1, judged.height, 0.03) > 1e-3 or misses == 0, (misses, judged.height)

@@ -3,38 +3,43 @@
 Model
 -----
 The simulator's (:mod:`meio.engine.simulate`): installation base stock, backorders, FIFO. Every
-stage orders its exploded demand whatever the levels, so at a stage ``j`` without successors
-(a *sink*) the net inventory is ``S_j - X_j(t)`` where the shortfall ``X_j(t)`` does not depend
-on ``S_j`` (:class:`~meio.engine.simulate.ShortfallProbe`). One simulation of the upstream plan
-therefore gives, on its random numbers, the sink's cycle service level, fill rate and on-hand
-stock as exact step or piecewise-linear functions of ``S_j``; the kernel accumulates them on a
-grid of ``K`` candidate levels per sink.
+stage orders its exploded demand whatever the levels, so at any stage ``j`` the net inventory is
+``S_j - X_j(t)`` where the shortfall ``X_j(t)`` depends on the levels of the stages above ``j``
+only, not on ``S_j`` nor on any stage below (:class:`~meio.engine.simulate.ShortfallProbe`). One
+simulation of the upstream plan therefore gives, on its random numbers, a demand stage's cycle
+service level, fill rate and on-hand stock as exact step or piecewise-linear functions of
+``S_j`` (measured, as the simulator measures them, over the requests of all its customers); the
+kernel accumulates them on a grid of ``K`` candidate levels per demand stage.
 
 Steps (docs/certify.md)
 -----------------------
+Demand stages go in *waves* (:func:`demand_waves`): wave ``w`` holds the demand stages with ``w``
+demand stages on the longest path above them, so a stage's wave runs with the certified levels
+of every demand stage above it (sinks of networks without internal demand: all wave 0). Steps
+1-2 run once per wave, on the networks that have stages in it.
+
 1. *Range*: the first ``1 / RANGE_SHARE`` of the certification's periods, on its random numbers,
-   record each sink's lowest and highest late level ``Y`` (below the lowest every period is
+   record each demand stage's lowest and highest late level ``Y`` (below the lowest every period is
    late, from the highest on none is); levels are never negative, so a range below 0 is cut there.
 2. *Grid*: the whole run, on the same random numbers, prices ``GRID_LEVELS`` levels spread over
    that range in one pass; the certified level is the first that meets the target, exact to
    the range over ``GRID_LEVELS - 1`` (judged coarse levels first, :func:`grid_meeting_index`).
    The whole run may go beyond the first periods' range: a
-   sink whose top level misses (or bottom level meets) while the run saw higher (lower) late
+   stage whose top level misses (or bottom level meets) while the run saw higher (lower) late
    levels runs the pass again, with its network, on the whole run's range.
 
    A level *meets* a target when the lower confidence bound ``mean - z SE`` of the measure over
    the replications (``z`` from ``confidence``, ``SE`` the replications' standard error at that
    level, autocorrelation included) is at least the target: the level is chosen on a finite
    sample, so it keeps a margin of ``z`` standard errors against sampling error.
-3. *Check*: the plan with the certified sinks runs on independent random numbers (another seed
-   stream). A sink whose simulated service there falls below its target is raised to the level
+3. *Check*: the plan with the certified levels runs on independent random numbers (another seed
+   stream). A demand stage whose simulated service there falls below its target is raised to the level
    that meets it on that run (the same rule, on a grid around its level), and the networks with
-   a raised sink run again on a fresh stream, where the raised sinks — only they: the others'
-   levels and shortfalls did not change — are judged again, at most ``rounds`` checks. Each sink
-   reports the check that judged its final level; other stages their network's last check.
-
-Demand stages with successors keep their model level: raising one changes the shortfall of every
-stage below it, which this exact step does not cover; they are checked and reported.
+   a raised stage run again on a fresh stream, where the raised stages and the demand stages below
+   them — only they: the others' levels and shortfalls did not change — are judged again, at
+   most ``rounds`` checks. A short stage below another one raised in the same check is not raised
+   itself (its shortfall changes with the raise): it is judged again. Each demand stage reports
+   the check that judged its final level; other stages their network's last check.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy.special import ndtri
 
+from meio.engine.batch import stage_network_index
 from meio.engine.simulate import (
     PROBE_CYCLES,
     PROBE_DUE,
@@ -72,9 +78,9 @@ from meio.engine.simulate import (
     simulate_totals,
 )
 
-#: Candidate levels per sink of a check (a grid around the certified level).
+#: Candidate levels per demand stage of a check (a grid around the certified level).
 PROBE_LEVELS = 32
-#: Candidate levels per sink of the certification pass, evenly over the sink's range: the level
+#: Candidate levels per demand stage of the certification pass, evenly over its range: the level
 #: is exact to the range over 1,023. The kernel counts the levels below a value from their
 #: spacing, so a pass costs the same for any number of levels; memory grows with it.
 GRID_LEVELS = 1024
@@ -273,21 +279,22 @@ class CertifySettings(NamedTuple):
     rounds: int  #: checks at most (each after the first follows a raise)
     confidence: float  #: one-sided confidence of the lower bound a level must meet its target with
     seed: int
-    levels: int = PROBE_LEVELS  #: candidate levels per sink of a check
-    grid: int = GRID_LEVELS  #: candidate levels per sink of the certification pass
+    levels: int = PROBE_LEVELS  #: candidate levels per demand stage of a check
+    grid: int = GRID_LEVELS  #: candidate levels per demand stage of the certification pass
 
 
 class Certified(NamedTuple):
-    """A certification's outcome (rows of the probed sinks, stage arrays in batch order)."""
+    """A certification's outcome (rows of the certified demand stages, stage arrays in batch order)."""
 
     base_stock: np.ndarray  #: float64[n_stages], certified installation levels
-    #: per-replication measures at those levels: each sink's from the check that judged its final
-    #: level, every other stage's from its network's last check
+    #: per-replication measures at those levels: each demand stage's from the check that judged its
+    #: final level, every other stage's from its network's last check
     totals: SimTotals
     certified_level: np.ndarray  #: float64[rows], the level chosen on the certification stream
     resolution: np.ndarray  #: float64[rows], the grid's step there (the level is exact to it)
     standard_error: np.ndarray  #: float64[rows], its cycle-service standard error there
-    raised: np.ndarray  #: int64[rows], checks after which the sink was raised
+    raised: np.ndarray  #: int64[rows], checks after which the stage was raised
+    wave: np.ndarray  #: int64[rows], demand stages on the longest path above (:func:`demand_waves`)
     checks: np.ndarray  #: int64[n_networks], checks each network ran
     stage_periods: np.ndarray  #: float64[n_networks], stage-periods simulated per network, all passes
 
@@ -301,23 +308,71 @@ def _late_flags(targets: Targets) -> np.ndarray:
     return np.where(np.isnan(targets.fill_rate), 0, PROBE_RECORD_LATE).astype(np.int64)
 
 
-def certify_sinks(
-    sim: SimNetworks, sinks: np.ndarray, targets: Targets, settings: CertifySettings
-) -> Certified:
-    """Certify the base stocks of the ``sinks`` (stage rows, ascending) of ``sim``'s plan.
+def _global_arcs(sim: SimNetworks, stages: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Upstream and downstream stage rows of the arcs of the networks holding ``stages``."""
+    network_of_arc = stage_network_index(sim.arc_offsets)
+    first = sim.network_offsets[network_of_arc]
+    holding = np.zeros(len(sim.network_offsets) - 1, bool)
+    holding[np.searchsorted(sim.network_offsets, stages, side="right") - 1] = True
+    kept = holding[network_of_arc]
+    return (sim.arc_upstream + first)[kept], (sim.arc_downstream + first)[kept]
 
-    Steps 1-3 of the module docstring. Every other stage keeps its level. Sinks of networks
-    the plan leaves unsolved (NaN levels) are not simulated and keep NaN. Networks go through
-    in chunks whose probe accumulators fit ``2**23`` cells, so memory follows the chunk, not the
-    catalog; every network's numbers depend on it alone, so chunking changes none.
+
+def demand_waves(sim: SimNetworks, stages: np.ndarray) -> np.ndarray:
+    """Per stage of ``stages`` (demand stages, rows), how many of them lie on the longest path above it.
+
+    A stage's shortfall depends on the levels above it only, so wave ``w`` can be certified in one
+    run once waves ``0 .. w - 1`` have their levels: no stage of a wave lies above another one.
+    Sinks below no demand stage are wave 0; in networks whose demand stages are all sinks every
+    stage is.
+    """
+    probed = np.zeros(len(sim.base_stock), np.int64)
+    probed[stages] = 1
+    up, down = _global_arcs(sim, stages)
+    internal = probed[up] > 0
+    up, down = _global_arcs(sim, np.unique(up[internal])) if internal.any() else (up[:0], down[:0])
+    above = np.zeros(len(sim.base_stock), np.int64)
+    while True:  # one round per arc on the longest path
+        reached = above.copy()
+        np.maximum.at(reached, down, above[up] + probed[up])
+        if np.array_equal(reached, above):
+            return above[stages]
+        above = reached
+
+
+def _below(sim: SimNetworks, stages: np.ndarray) -> np.ndarray:
+    """Stage mask of the stages below any of ``stages`` (rows), these excluded unless below another."""
+    below = np.zeros(len(sim.base_stock), bool)
+    if len(stages) == 0:
+        return below
+    up, down = _global_arcs(sim, stages)
+    reach = np.zeros(len(sim.base_stock), bool)
+    reach[stages] = True
+    while True:
+        grown = below.copy()
+        grown[down[reach[up] | below[up]]] = True
+        if np.array_equal(grown, below):
+            return below
+        below = grown
+
+
+def certify_demand_stages(
+    sim: SimNetworks, stages: np.ndarray, targets: Targets, settings: CertifySettings
+) -> Certified:
+    """Certify the base stocks of the demand ``stages`` (rows, ascending) of ``sim``'s plan.
+
+    Steps 1-3 of the module docstring, wave by wave. Every other stage keeps its level. Stages of
+    networks the plan leaves unsolved (NaN levels) are not simulated and keep NaN. Networks go
+    through in chunks whose probe accumulators fit ``2**23`` cells, so memory follows the chunk,
+    not the catalog; every network's numbers depend on it alone, so chunking changes none.
     """
     blocks = probe_blocks(_late_flags(targets))
     columns = PROBE_FIXED + blocks * (max(settings.grid, settings.levels) + 1)
     parts = []
     for begin, end in network_chunks(sim.network_offsets, settings.replications * columns, _PROBE_CELLS):
         first, last = sim.network_offsets[begin], sim.network_offsets[end]
-        rows = slice(np.searchsorted(sinks, first), np.searchsorted(sinks, last))
-        parts.append(_certify_chunk(chunk_networks(sim, begin, end), sinks[rows] - first,
+        rows = slice(np.searchsorted(stages, first), np.searchsorted(stages, last))
+        parts.append(_certify_chunk(chunk_networks(sim, begin, end), stages[rows] - first,
                                     Targets(*(target[rows] for target in targets)), settings))
     if len(parts) == 1:
         return parts[0]
@@ -335,13 +390,13 @@ def _cycle_service_at(curves: ProbeCurves, index: np.ndarray) -> np.ndarray:
 
 
 class _Step(NamedTuple):
-    """The quantile step's outcome per sink row (steps 1-2)."""
+    """The quantile step's outcome per demand-stage row (steps 1-2)."""
 
     level: np.ndarray  #: the first grid level meeting the targets (the model's where nothing was measured)
     spacing: np.ndarray  #: the grid's step
     width: np.ndarray  #: the grid's span (the checks' grids are cut from it)
     standard_error: np.ndarray  #: the cycle service level's standard error at ``level``
-    measured: np.ndarray  #: bool, the sink was simulated (its network has levels)
+    measured: np.ndarray  #: bool, the stage was simulated (its network has levels)
     passes: np.ndarray  #: int64[n_networks], full-length certification passes each network ran
 
 
@@ -396,23 +451,59 @@ def _quantile_step(
     return _Step(level, width / (g - 1), width, standard_error, measured, passes)
 
 
+def _waves_step(sim: SimNetworks, stages: np.ndarray, targets: Targets, settings: CertifySettings,
+                z: float) -> tuple[_Step, np.ndarray, np.ndarray]:
+    """Steps 1-2 wave by wave (:func:`demand_waves`), each on the networks holding it.
+
+    A wave's levels are set before the next one runs. Returns the step per row, the waves and
+    the range passes per network.
+    """
+    n_networks = len(sim.network_offsets) - 1
+    wave = demand_waves(sim, stages)
+    network_of = np.searchsorted(sim.network_offsets, stages, side="right") - 1
+    base_stock = sim.base_stock.copy()
+    fields = {name: np.zeros(len(stages), bool if name == "measured" else np.float64)
+              for name in _Step._fields if name != "passes"}
+    passes = np.zeros(n_networks, np.int64)
+    ranges = np.zeros(n_networks, np.int64)
+    for w in range(int(wave.max(initial=-1)) + 1):
+        rows = np.flatnonzero(wave == w)
+        networks = np.unique(network_of[rows])
+        if len(networks) == n_networks:
+            part, local = _with_levels(sim, base_stock), stages[rows]
+        else:
+            stage = csr_rows(sim.network_offsets, networks)
+            part = select_networks(_with_levels(sim, base_stock), networks)
+            local = np.searchsorted(stage, stages[rows])
+        probe_row = np.full(len(part.base_stock), -1, np.int64)
+        probe_row[local] = np.arange(len(rows))
+        step = _quantile_step(part, probe_row, local, Targets(*(target[rows] for target in targets)),
+                              settings, z)
+        for name, values in fields.items():
+            values[rows] = getattr(step, name)
+        passes[networks] += step.passes
+        ranges[networks] += 1
+        base_stock[stages[rows]] = step.level
+    return _Step(**fields, passes=passes), wave, ranges
+
+
 def _certify_chunk(
-    sim: SimNetworks, sinks: np.ndarray, targets: Targets, settings: CertifySettings
+    sim: SimNetworks, stages: np.ndarray, targets: Targets, settings: CertifySettings
 ) -> Certified:
-    """:func:`certify_sinks` on networks whose probe fits in memory at once."""
+    """:func:`certify_demand_stages` on networks whose probe fits in memory at once."""
     k = settings.levels
     z = float(ndtri(settings.confidence)) if settings.confidence > 0.5 else 0.0
     probe_row = np.full(len(sim.base_stock), -1, np.int64)
-    probe_row[sinks] = np.arange(len(sinks))
+    probe_row[stages] = np.arange(len(stages))
     base_stock = sim.base_stock.copy()
     late = _late_flags(targets)
-    step = _quantile_step(sim, probe_row, sinks, targets, settings, z)
+    step, wave, ranges = _waves_step(sim, stages, targets, settings, z)
     levels = step.level.copy()
-    base_stock[sinks] = levels
-    raised = np.zeros(len(sinks), np.int64)
-    network_of_sink = np.searchsorted(sim.network_offsets, sinks, side="right") - 1
+    base_stock[stages] = levels
+    raised = np.zeros(len(stages), np.int64)
+    network_of_stage = np.searchsorted(sim.network_offsets, stages, side="right") - 1
     active = np.arange(len(sim.network_offsets) - 1)  # networks the next check runs
-    judged = np.ones(len(sinks), bool)  # sinks the next check judges: all, then those just raised
+    judged = np.ones(len(stages), bool)  # stages the next check judges: all, then the raised and below
     totals = None
     checks = 0
     checked = np.zeros(len(sim.network_offsets) - 1, np.int64)  # checks each network ran
@@ -421,39 +512,43 @@ def _certify_chunk(
         checked[active] += 1
         part = select_networks(_with_levels(sim, base_stock), active)
         stage = csr_rows(sim.network_offsets, active)
-        part_sinks = np.flatnonzero(np.isin(network_of_sink, active))
-        part_targets = Targets(*(target[part_sinks] for target in targets))
-        grid = (levels[part_sinks, None]
-                + step.width[part_sinks, None] * np.linspace(-0.0625, 0.1875, k)[None, :])
+        part_rows = np.flatnonzero(np.isin(network_of_stage, active))
+        part_targets = Targets(*(target[part_rows] for target in targets))
+        grid = (levels[part_rows, None]
+                + step.width[part_rows, None] * np.linspace(-0.0625, 0.1875, k)[None, :])
         check_stream = {"periods": settings.check_periods, "replications": settings.replications,
                         "warmup": settings.warmup, "seed": stream_seed(settings.seed, f"check-{checks}")}
-        part_totals, check = run_probe(part, renumbered_rows(probe_row[stage]), grid, record=late[part_sinks],
+        part_totals, check = run_probe(part, renumbered_rows(probe_row[stage]), grid, record=late[part_rows],
                                        **check_stream)
-        totals = _merged(totals, part_totals, stage, active, np.isin(stage, sinks[~judged]))
-        short = np.zeros(len(sinks), bool)
-        short[part_sinks] = _short(part_totals, np.flatnonzero(probe_row[stage] >= 0), part_targets)
+        totals = _merged(totals, part_totals, stage, active, np.isin(stage, stages[~judged]))
+        short = np.zeros(len(stages), bool)
+        short[part_rows] = _short(part_totals, np.flatnonzero(probe_row[stage] >= 0), part_targets)
         short &= judged & step.measured
         if checks >= settings.rounds or not short.any():
             break
         index = meeting_index(check, part_targets, z)
-        part_rows = np.arange(len(part_sinks))
-        needed = np.where(index < k, check.levels[part_rows, np.minimum(index, k - 1)], check.high)
+        at = np.arange(len(part_rows))
+        needed = np.where(index < k, check.levels[at, np.minimum(index, k - 1)], check.high)
         new_levels = levels.copy()
-        new_levels[part_sinks] = np.where(short[part_sinks], np.maximum(levels[part_sinks], needed),
-                                          levels[part_sinks])
-        judged = new_levels > levels
-        if not judged.any():
+        new_levels[part_rows] = np.where(short[part_rows], np.maximum(levels[part_rows], needed),
+                                         levels[part_rows])
+        grown = new_levels > levels
+        # a short stage below another one raised now waits: the raise changes its shortfall
+        grown &= ~_below(sim, stages[grown])[stages]
+        if not grown.any():
             break
-        raised[judged] = checks
+        new_levels = np.where(grown, new_levels, levels)
+        raised[grown] = checks
+        judged = grown | _below(sim, stages[grown])[stages]
         levels = new_levels
-        base_stock[sinks] = levels
-        active = np.unique(network_of_sink[judged])
+        base_stock[stages] = levels
+        active = np.unique(network_of_stage[judged])
     range_cost = (max(1, math.ceil(settings.periods / RANGE_SHARE)) + settings.warmup) * settings.replications
     crn_cost = (settings.periods + settings.warmup) * settings.replications
     check_cost = (settings.check_periods + settings.warmup) * settings.replications
-    per_stage = range_cost + step.passes * crn_cost + checked * check_cost
+    per_stage = ranges * range_cost + step.passes * crn_cost + checked * check_cost
     stage_periods = np.diff(sim.network_offsets) * per_stage
-    return Certified(base_stock, totals, step.level, step.spacing, step.standard_error, raised, checked,
+    return Certified(base_stock, totals, step.level, step.spacing, step.standard_error, raised, wave, checked,
                      stage_periods.astype(np.float64))
 
 

@@ -220,11 +220,14 @@ def probe_blocks(record: np.ndarray | int) -> int:
 class ShortfallProbe(NamedTuple):
     """What the kernel records at probed stages so their service is known at any base stock.
 
-    A probed stage has no successors. Under installation base stock with backorders every
-    stage orders its exploded demand whatever the levels, so such a stage's net inventory is
-    ``S_j - X_j(t)``: its shortfall ``X_j(t)`` (units ordered and not yet on hand: at suppliers,
-    waiting for components, in production, not yet ordered before a review) does not depend on
-    its own ``S_j``, and one run tells its service at every candidate level (docs/certify.md).
+    Under installation base stock with backorders every stage orders its exploded demand
+    whatever the levels, so a stage's net inventory is ``S_j - X_j(t)``: its shortfall ``X_j(t)``
+    (units ordered and not yet on hand: at suppliers, waiting for components, in production, not
+    yet ordered before a review) depends on the levels above it only, not on its own ``S_j``, and
+    one run tells its service at every candidate level (docs/certify.md). A probed stage may have
+    successors: its service, as the kernel measures it, counts the requests of all its customers
+    (external demand and successors' orders, one FIFO queue), whose open part is the newest
+    ``(X - S)^+`` units whatever the order inside a period.
     Per measured period the kernel takes ``Y = X - (demand of the last s periods)``, ``s`` the
     quoted service time (those requests are open but not late), and ``d`` the demand due; then
     at level ``S`` the period ends with a late request iff ``Y > S``, its late units are
@@ -430,7 +433,8 @@ def _probe_period(probe, replication, row, x, k, j, t, requested, due_mask, cycl
         acc[PROBE_DUE] += due
         acc[PROBE_SHORTFALL] += shortfall
         acc[PROBE_LOW] = min(acc[PROBE_LOW], late_level - due)
-        acc[PROBE_HIGH] = max(acc[PROBE_HIGH], late_level)
+        # (without the slack: a level just below the shortfall is late in the kernel's shipping)
+        acc[PROBE_HIGH] = max(acc[PROBE_HIGH], shortfall - recent)
         flags = probe.record[row]
         if flags & PROBE_RECORD_LATE and due > 0.0:  # late units: d below Y - d, Y - S between, 0 from Y on
             first = _levels_at_or_below(probe.levels, row, late_level - due)

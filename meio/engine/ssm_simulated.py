@@ -38,8 +38,10 @@ Method
 What is approximate: the descent stops at a coordinate-wise local optimum of one sample (no
 optimality guarantee: on assembly and general networks the cost need not be convex in the
 levels); during the descent a sink's level is interpolated between ``K`` grid levels over a
-range fixed at the start. Internal stages with external demand keep their starting level. The
-levels that leave the descent are certified (``--certify``) exactly as any other plan's. Against
+range fixed at the start. Internal stages with external demand keep their starting level during
+the descent (the final quantile step, :func:`meio.engine.certify.certify_demand_stages`, sets
+them upstream first). The levels that leave the descent are certified (``--certify``) exactly as
+any other plan's. Against
 exact optima on tiny Poisson assembly and shared-component networks (brute force with an exact
 evaluation, tests/test_ssm_oracles.py) its plans cost 7.8% more on average (0-16%; docs/ssm.md).
 """
