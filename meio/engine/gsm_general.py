@@ -78,7 +78,13 @@ from meio.engine.gsm_local import (
     new_local_work,
     set_stage_costs,
 )
-from meio.engine.gsm_lp import build_service_time_graph, new_lp_work, solve_service_time_lp
+from meio.engine.gsm_lp import (
+    build_service_time_graph,
+    new_lp_work,
+    new_simplex_tree,
+    solve_service_time_lp,
+    solve_service_time_simplex,
+)
 from meio.engine.gsm_tree import TreeProblem, chunk_networks
 
 logger = logging.getLogger(__name__)
@@ -99,6 +105,8 @@ SLP_STALL_STARTS = 32
 #: A start's SLP optimum is polished by local search when within this share of the best cost
 #: (measured on Willems' chains and generated DAGs, docs/gsm.md: 0 misses optima, 0.02 does not).
 POLISH_WITHIN = 0.02
+#: Pivots per node of the flow network after which the dual network simplex gives an LP up.
+SIMPLEX_PIVOTS = 20
 #: Upper bound on LP solves of one SLP descent.
 SLP_MAX_ITERATIONS = 50
 #: Relative cost decrease below which an SLP descent stops.
@@ -481,7 +489,19 @@ def _memo_add(memo, outbound):
 
 
 @njit
-def _successive_lp(net, graph, work, memo, slopes, start, point, trial, fresh):
+def _solve_lp(graph, work, tree, slopes, warm, result):
+    """The LP under ``slopes`` by the dual network simplex from the previous basis ``tree``.
+
+    Falls back on the primal-dual method from the plan ``warm`` when ``SIMPLEX_PIVOTS`` pivots
+    per node did not reach an optimum (the basis then restarts from the zero plan).
+    """
+    limit = SIMPLEX_PIVOTS * len(tree.parent)
+    if solve_service_time_simplex(graph, tree, slopes, result, limit) < 0:
+        solve_service_time_lp(graph, work, slopes, warm.outbound, warm.inbound, result)
+
+
+@njit
+def _successive_lp(net, graph, work, tree, memo, slopes, start, point, trial, fresh):
     """Descend from the LP optimum under ``slopes`` (overwritten) to a local optimum.
 
     Each LP is solved exactly by :func:`meio.engine.gsm_lp.solve_service_time_lp`, the first
@@ -496,7 +516,7 @@ def _successive_lp(net, graph, work, memo, slopes, start, point, trial, fresh):
     cost = np.inf
     warm = start
     for iteration in range(SLP_MAX_ITERATIONS):
-        solve_service_time_lp(graph, work, slopes, warm.outbound, warm.inbound, trial.outbound)
+        _solve_lp(graph, work, tree, slopes, warm, trial.outbound)
         trial_cost = _complete(net, trial)
         if iteration > 0 and trial_cost >= cost - SLP_TOLERANCE * abs(cost):
             break
@@ -510,7 +530,7 @@ def _successive_lp(net, graph, work, memo, slopes, start, point, trial, fresh):
 
 
 @njit
-def _polish(net, graph, work, memo, local, slopes, point, trial, cost):
+def _polish(net, graph, work, tree, memo, local, slopes, point, trial, cost):
     """Alternate local search and SLP descents from ``point`` until neither pays; return the cost.
 
     The local search (:func:`meio.engine.gsm_local.local_search`) leaves a plan no single move
@@ -525,7 +545,7 @@ def _polish(net, graph, work, memo, local, slopes, point, trial, cost):
             return searched
         cost = searched
         _majorant_slopes(net, point.offset, slopes)
-        descended = _successive_lp(net, graph, work, memo, slopes, point, point, trial, False)
+        descended = _successive_lp(net, graph, work, tree, memo, slopes, point, point, trial, False)
         if descended >= cost * (1.0 - SLP_TOLERANCE):
             return descended
         cost = descended
@@ -550,13 +570,14 @@ def _slp_multistart(net, starts, seed, outbound, inbound, polish_within):
     graph = build_service_time_graph(net.arc_upstream, net.arc_downstream, net.lead_floor,
                                      net.is_source, net.external_inbound, net.outbound_max)
     work = new_lp_work(graph)
+    tree = new_simplex_tree(graph)
     local = new_local_work(net)
     memo = _new_memo()
     best, point, trial = _new_plan(size), _new_plan(size), _new_plan(size)
     best_cost = _complete(net, best)
     envelope = np.empty(size)
     lower_bound = _chord_slopes(net, envelope)
-    solve_service_time_lp(graph, work, envelope, best.outbound, best.inbound, trial.outbound)
+    _solve_lp(graph, work, tree, envelope, best, trial.outbound)
     _complete(net, trial)
     for j in range(size):
         lower_bound += envelope[j] * (trial.inbound[j] - trial.outbound[j])
@@ -582,9 +603,9 @@ def _slp_multistart(net, starts, seed, outbound, inbound, polish_within):
             _majorant_slopes(net, best.offset, slopes)
             for j in range(size):
                 slopes[j] *= np.exp(SLOPE_NOISE * _normal(state))
-        cost = _successive_lp(net, graph, work, memo, slopes, best, point, trial, True)
+        cost = _successive_lp(net, graph, work, tree, memo, slopes, best, point, trial, True)
         if cost < best_cost * (1.0 + polish_within):
-            cost = _polish(net, graph, work, memo, local, slopes, point, trial, cost)
+            cost = _polish(net, graph, work, tree, memo, local, slopes, point, trial, cost)
         since_improvement += 1
         if cost < best_cost * (1.0 - SLP_TOLERANCE):
             _copy_plan(point, best)
