@@ -35,11 +35,11 @@ many networks in one parallel Numba call) followed by :func:`refine_general_netw
   time; an inbound time capped with downstream repair) and SLP descents alternate until
   neither improves (:func:`_polish`). A start whose descent reaches a plan an earlier descent
   stood on stops there: from that plan on it would repeat that descent (a memo of visited plans,
-  :func:`_memo_add`), so the plans are those of the search without the memo, at less work. The
-  whole heuristic is a Numba kernel
-  (:func:`_slp_multistart`); every LP is solved exactly as the dual of a min-cost flow
-  (:mod:`meio.engine.gsm_lp`) and the random starts come from an MRG32k3a stream seeded per
-  network, so a plan depends only on the network, ``slp_starts`` and the seed.
+  :func:`_memo_add`). The whole heuristic is a Numba kernel (:func:`_slp_multistart`); every
+  LP is solved exactly as the dual of a min-cost flow (:mod:`meio.engine.gsm_lp`), by the dual
+  network simplex from the basis of the network's previous LP, and the random starts come from
+  an MRG32k3a stream seeded per network, so a plan depends only on the network, ``slp_starts``
+  and the seed.
 * **Piecewise-linear MIP with breakpoint refinement** (``"mip_exact"``; Magnanti, Shen, Shu,
   Simchi-Levi & Teo 2006, *Operations Research Letters* 34:228-238). Interpolating a concave
   cost between breakpoints underestimates it, so the MIP over the interpolants (multiple-choice
@@ -504,14 +504,17 @@ def _solve_lp(graph, work, tree, slopes, warm, result):
 def _successive_lp(net, graph, work, tree, memo, slopes, start, point, trial, fresh):
     """Descend from the LP optimum under ``slopes`` (overwritten) to a local optimum.
 
-    Each LP is solved exactly by :func:`meio.engine.gsm_lp.solve_service_time_lp`, the first
-    from the feasible plan ``start``, the next ones from the current point. The descent stops
-    after ``SLP_MAX_ITERATIONS`` LPs or when the cost falls by less than ``SLP_TOLERANCE``; the
-    local optimum is left in ``point`` and its cost returned. Every plan the descent stands on
-    goes into ``memo``. From a plan on, a descent is a function of that plan alone (its slopes
-    and the LP's warm start are), so a ``fresh`` descent (a new start) that reaches a plan of
-    ``memo`` would only repeat a descent already made, whose outcome (polished or not) did not
-    beat the best plan: it stops and returns ``inf``, which changes no result.
+    Each LP is solved exactly by :func:`_solve_lp` (the dual network simplex from the basis
+    ``tree`` of the previous LP; the primal-dual method from ``start``, then the current point,
+    when it gives up). The descent stops after ``SLP_MAX_ITERATIONS`` LPs or when the cost
+    falls by less than ``SLP_TOLERANCE``; the local optimum is left in ``point`` and its cost
+    returned. Every plan the descent stands on goes into ``memo``. From a plan on, a descent is
+    a function of that plan (its slopes) up to the choice among tied LP optima (which the basis
+    makes), so a ``fresh`` descent (a new start) that reaches a plan of ``memo`` would repeat a
+    descent already made, whose outcome (polished or not) did not beat the best plan: it stops
+    and returns ``inf``. With real slopes tied LP optima are rare: every network measured got
+    the cost it got when each LP was solved by the primal-dual method from the current plan
+    (then a descent was a function of the plan alone; docs/gsm.md).
     """
     cost = np.inf
     warm = start

@@ -25,6 +25,16 @@ residual paths by depth-first search with current-arc pointers until none is lef
 are integers, so potentials stay integral and the LP solution is integral whatever the slopes
 (real supplies only move flow, never potentials). Flow amounts are floating point; a supply left
 over by rounding, with no deficit to reach, ends the solve.
+
+The successive-LP heuristic solves many LPs of one network that differ in the slopes only,
+i.e. in the supplies of the flow problem. It uses the **dual network simplex**
+(:func:`solve_service_time_simplex`; spanning-tree bases as in Ahuja et al. ch. 11, dual pivots
+as in Orlin, Plotkin & Tardos 1993, *Mathematical Programming* 60:255-276): a basis's
+potentials do not depend on the supplies, so the previous LP's optimal basis stays dual
+feasible and only its tree flows that turned negative need pivots (about 18 per LP on
+generated networks of 8-200 stages, against about 10 Dijkstra phases of the primal-dual
+method; docs/gsm.md). The primal-dual method stays as the fallback past a pivot limit and for
+the Lagrangian bound (:mod:`meio.engine.gsm_bound`), which needs its flows.
 """
 
 from __future__ import annotations
@@ -588,12 +598,12 @@ def _dual_pivot(graph, tree, leaving_node):
 def solve_service_time_simplex(graph, tree, slopes, result, pivot_limit):
     """Write an optimal integral ``S`` of the LP (module docstring) into ``result``.
 
-    Dual network simplex (Ahuja, Magnanti & Orlin 1993, ch. 11; the dual simplex of §11.? on
-    the spanning-tree basis of an uncapacitated flow) warm-started from ``tree``: new slopes
-    change the supplies only, so the basis of the previous LP stays dual feasible (its
-    potentials, a feasible plan, do not depend on the supplies) and pivots
-    (:func:`_dual_pivot`, the most negative tree flow leaving, ties to the lower node) repair
-    its negative flows. A first call builds the basis of the zero plan
+    Dual network simplex (module docstring) warm-started from ``tree``: new slopes change the
+    supplies only, so the basis of the previous LP stays dual feasible (its potentials, a
+    feasible plan, do not depend on the supplies) and pivots (:func:`_dual_pivot`, the most
+    negative tree flow leaving, ties to the lower node) repair its negative flows; every pivot
+    keeps the potentials dual feasible, and none is left when every tree flow is non-negative,
+    which makes the basis optimal (complementary slackness). A first call builds the basis of the zero plan
     (:func:`_zero_plan_tree`). The answer is the potentials of the final tree, integral because
     the edge costs are. Tree flows below ``-1e-12`` times the total supply count as zero.
 
