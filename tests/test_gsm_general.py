@@ -618,7 +618,7 @@ def test_simplex_kernel_equals_its_twin(seed, size, solves):
     rng = np.random.default_rng(seed)
     net = _prepared(random_instance(rng, size))
     graph = _graph_of(net)
-    tree = gsm_lp.new_simplex_tree(graph)
+    tree = gsm_lp.new_simplex_tree(graph, gsm_general.SIMPLEX_PIVOTS)
     twin = simplex_reference.SimplexTwin(graph)
     result = np.empty(size, np.int64)
     for _ in range(solves):
@@ -639,7 +639,7 @@ def test_simplex_from_previous_basis_equals_highs_optimum(seed, size, tree_shape
     instance = random_instance(rng, max(size, 2 if tree_shape else 3), tree=tree_shape)
     net = _prepared(instance)
     graph = _graph_of(net)
-    tree = gsm_lp.new_simplex_tree(graph)
+    tree = gsm_lp.new_simplex_tree(graph, gsm_general.SIMPLEX_PIVOTS)
     lp = reference.ServiceTimeLp(reference.prepare(*instance.args()))
     outbound = np.empty(instance.size, np.int64)
     for _ in range(solves):
@@ -660,13 +660,13 @@ def test_simplex_pivot_limit_gives_up_and_resets_the_basis():
         instance = random_instance(rng, 8)
         net = _prepared(instance)
         graph = _graph_of(net)
-        tree = gsm_lp.new_simplex_tree(graph)
+        tree = gsm_lp.new_simplex_tree(graph, gsm_general.SIMPLEX_PIVOTS)
         slopes = rng.uniform(0.5, 5.0, instance.size)
         outbound = np.full(instance.size, -7, np.int64)
         needed = gsm_lp.solve_service_time_simplex(graph, tree, slopes, outbound, 10**6)
         if needed == 0:
             continue
-        tree = gsm_lp.new_simplex_tree(graph)
+        tree = gsm_lp.new_simplex_tree(graph, gsm_general.SIMPLEX_PIVOTS)
         cut = np.full(instance.size, -7, np.int64)
         assert gsm_lp.solve_service_time_simplex(graph, tree, slopes, cut, needed - 1) == -1
         assert (cut == -7).all() and tree.state[1] == 0

@@ -492,11 +492,12 @@ def _memo_add(memo, outbound):
 def _solve_lp(graph, work, tree, slopes, warm, result):
     """The LP under ``slopes`` by the dual network simplex from the previous basis ``tree``.
 
-    Falls back on the primal-dual method from the plan ``warm`` when ``SIMPLEX_PIVOTS`` pivots
-    per node did not reach an optimum (the basis then restarts from the zero plan).
+    Falls back on the primal-dual method from the plan ``warm`` when the tree's pivots per node
+    (``tree.state[2]``, ``SIMPLEX_PIVOTS`` by default) did not reach an optimum (the basis then
+    restarts from the zero plan); with 0 pivots per node every LP is the primal-dual's.
     """
-    limit = SIMPLEX_PIVOTS * len(tree.parent)
-    if solve_service_time_simplex(graph, tree, slopes, result, limit) < 0:
+    limit = tree.state[2] * len(tree.parent)
+    if limit == 0 or solve_service_time_simplex(graph, tree, slopes, result, limit) < 0:
         solve_service_time_lp(graph, work, slopes, warm.outbound, warm.inbound, result)
 
 
@@ -555,7 +556,7 @@ def _polish(net, graph, work, tree, memo, local, slopes, point, trial, cost):
 
 
 @njit
-def _slp_multistart(net, starts, seed, outbound, inbound, polish_within):
+def _slp_multistart(net, starts, seed, outbound, inbound, polish_within, simplex_pivots):
     """Run ``starts`` SLP starts (module docstring) on one prepared network.
 
     Start 0 takes the convex-envelope slopes, 1 and 2 the majorant slopes at the smallest and
@@ -566,14 +567,16 @@ def _slp_multistart(net, starts, seed, outbound, inbound, polish_within):
     relative improvement above ``SLP_TOLERANCE``. A start whose SLP optimum is within the
     share ``polish_within`` of the best cost is polished (:func:`_polish`; a negative share
     polishes none). Starts that reach a plan an earlier descent stood on stop there
-    (:func:`_successive_lp`). Writes the best plan's ``S`` and ``SI`` into ``outbound`` and
+    (:func:`_successive_lp`). LPs are solved by the dual network simplex with a limit of
+    ``simplex_pivots`` pivots per node (0: by the primal-dual method, :func:`_solve_lp`).
+    Writes the best plan's ``S`` and ``SI`` into ``outbound`` and
     ``inbound``; returns its cost and the convex-envelope LP bound.
     """
     size = len(net.lead_floor)
     graph = build_service_time_graph(net.arc_upstream, net.arc_downstream, net.lead_floor,
                                      net.is_source, net.external_inbound, net.outbound_max)
     work = new_lp_work(graph)
-    tree = new_simplex_tree(graph)
+    tree = new_simplex_tree(graph, simplex_pivots)
     local = new_local_work(net)
     memo = _new_memo()
     best, point, trial = _new_plan(size), _new_plan(size), _new_plan(size)
@@ -639,7 +642,8 @@ def _solve_network_of_batch(problem, caps, network, seed, starts, solution, posi
         caps[first:last], problem.external_inbound_service_time[first:last],
     )
     cost, bound = _slp_multistart(net, starts, seed, solution.outbound_service_time[first:last],
-                                  solution.inbound_service_time[first:last], POLISH_WITHIN)
+                                  solution.inbound_service_time[first:last], POLISH_WITHIN,
+                                  SIMPLEX_PIVOTS)
     solution.cost[position] = cost
     solution.lower_bound[position] = bound
 
@@ -974,6 +978,7 @@ def solve_general_network(
     *,
     slp_starts: int = SLP_STARTS,
     local_search: bool = True,
+    simplex: bool = True,
     mip_node_limit: int = MIP_NODE_LIMIT,
     time_limit: float | None = None,
     exact_max_stages: int = EXACT_MAX_STAGES,
@@ -999,6 +1004,10 @@ def solve_general_network(
     local_search : bool
         Polish starts with the local search (default); False gives the SLP alone (the default
         before the local search, kept for comparisons: docs/gsm.md).
+    simplex : bool
+        Solve the SLP's LPs by the dual network simplex from the previous basis (default);
+        False solves each by the primal-dual method from the current plan (the method before
+        it, kept for comparisons: docs/gsm.md).
     mip_node_limit : int
         Branch-and-bound nodes shared by the exact method's MIPs; 0 skips the MIP.
     time_limit : float or None
@@ -1029,7 +1038,8 @@ def solve_general_network(
     size = len(net.lead_floor)
     outbound, inbound = np.empty(size, np.int64), np.empty(size, np.int64)
     cost, lower_bound = _slp_multistart(net, int(slp_starts), int(seed), outbound, inbound,
-                                        POLISH_WITHIN if local_search else -1.0)
+                                        POLISH_WITHIN if local_search else -1.0,
+                                        SIMPLEX_PIVOTS if simplex else 0)
     solution = GeneralSolution(outbound, inbound, float(cost), float(lower_bound),
                                "slp_multistart")
     if size <= exact_max_stages and mip_node_limit > 0:

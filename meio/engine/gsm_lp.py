@@ -369,12 +369,16 @@ class SimplexTree(NamedTuple):
     order: np.ndarray  #: int64[N], scratch: nodes of a traversal
     stack: np.ndarray  #: int64[N], scratch: depth-first stack
     mark: np.ndarray  #: int64[N], stamp of the subtree a pivot cuts off
-    state: np.ndarray  #: int64[2], [last stamp, 1 when the tree is built]
+    state: np.ndarray  #: int64[3], [last stamp, 1 when the tree is built, pivots per node]
 
 
 @njit
-def new_simplex_tree(graph):
-    """An empty basis for ``graph``; the first solve builds it (:func:`_zero_plan_tree`)."""
+def new_simplex_tree(graph, pivots_per_node):
+    """An empty basis for ``graph``; the first solve builds it (:func:`_zero_plan_tree`).
+
+    ``pivots_per_node`` is kept for the callers' pivot limit (``state[2]``); this module's
+    functions take their limit as an argument.
+    """
     n_nodes = len(graph.adj_start) - 1
     n_edges = len(graph.edge_tail)
     return SimplexTree(
@@ -383,7 +387,7 @@ def new_simplex_tree(graph):
         np.full(n_nodes, -1, np.int64), np.zeros(n_nodes, np.int64),
         np.zeros(n_nodes, np.int64), np.zeros(n_edges), np.zeros(n_nodes),
         np.zeros(n_nodes, np.int64), np.zeros(n_nodes, np.int64), np.zeros(n_nodes, np.int64),
-        np.zeros(2, np.int64),
+        np.array([0, 0, pivots_per_node], np.int64),
     )
 
 
