@@ -166,6 +166,7 @@ def _settle(net, work, plan):
     delta = 0.0
     while work.counts[1] > 0:
         stage = _pop(work)
+        _log(work, plan, stage)
         if net.is_source[stage]:
             inbound = net.external_inbound[stage]
         else:
@@ -174,10 +175,6 @@ def _settle(net, work, plan):
                 inbound = max(inbound, plan.outbound[work.pred_stage[position]])
         top = inbound + net.lead_floor[stage]
         outbound = min(plan.outbound[stage], top)
-        if (not work.logged[stage] and inbound == plan.inbound[stage]
-                and outbound == plan.outbound[stage]):
-            continue  # a customer the move does not reach: same cost, nothing to pass on
-        _log(work, plan, stage)
         plan.outbound[stage] = outbound
         plan.inbound[stage] = inbound
         plan.offset[stage] = top - outbound
