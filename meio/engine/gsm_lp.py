@@ -420,7 +420,6 @@ def _unlink(tree, node):
 def _subtree(tree, top, out):
     """Write the nodes of the subtree of ``top`` into ``out`` in preorder; return their count."""
     count = 0
-    height = 0
     tree.stack[0] = top
     height = 1
     while height > 0:
