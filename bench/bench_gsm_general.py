@@ -8,6 +8,12 @@ Two suites, printed side by side:
   limits, and of the heuristic followed by the exact MIP with a node budget (quick mode
   ``MEIO_BENCH_QUICK=1``: 30 and 100 stages, 5 nodes), and the Lagrangian bound of the
   heuristic's plan (:mod:`meio.engine.gsm_bound`);
+* the general networks of ``meio generate --shape mixed --seed 11`` (``MIXED_NETWORKS``
+  networks; quick: 300): CPU seconds, networks and stages per CPU second of the default solver
+  (the SLP's LPs by the dual network simplex from the previous basis) and of the same solver
+  with the primal-dual LP (``simplex=False``, the method before it), their ratio and per-network
+  cost comparison; checked: every plan feasible with the cost it reports, and the simplex's
+  total cost no higher;
 * the 38 real chains of Willems (2008), read from ``MEIO_WILLEMS_DIR`` (the ``willems_2008``
   folder with ``json/chain_NN.json``; the suite is skipped, with the reason, when it is absent):
   per chain cost, the envelope bound and the Lagrangian bound of :mod:`meio.engine.gsm_bound`
@@ -35,11 +41,16 @@ import numpy as np
 import pytest
 from scipy.special import ndtri
 
+import meio
+from meio.api import net_demand
+from meio.engine import gsm
 from meio.engine.batch import Batch
 from meio.engine.demand import propagate_demand
 from meio.engine.gsm_bound import lagrangian_bound
-from meio.engine.gsm_cost import lead_time_terms
+from meio.engine.gsm_cost import lead_time_terms, stage_safety_stock
 from meio.engine.gsm_general import solve_general_network
+from meio.engine.gsm_tree import solve_trees
+from meio.generate import generate_catalog
 
 QUICK = os.environ.get("MEIO_BENCH_QUICK") == "1"
 HOLDING_RATE = 0.1 / 365.0
@@ -49,6 +60,9 @@ SIZES = (30, 100) if QUICK else (100, 500, 2000)
 #: The ``willems_2008`` folder beside the project (not in the repository).
 WILLEMS_DIR = os.environ.get("MEIO_WILLEMS_DIR")
 MIP_NODES = int(os.environ.get("MEIO_BENCH_NODES", 5 if QUICK else 500))
+#: Networks of the generated mixed catalog whose general networks are timed (about 10 % are
+#: general: 2,000 networks give about 200 of 8-200 stages).
+MIXED_NETWORKS = 300 if QUICK else 2000
 
 
 def single_network_batch(lead_time, lead_time_sd, holding_cost, demand_mean, demand_sd,
@@ -225,6 +239,67 @@ def test_random_general_networks(benchmark, size):
           f"time ratio {slp_seconds / mip_seconds:.3f}")
 
 
+def mixed_general_networks(n_networks, seed=11):
+    """``solve_general_network`` arguments of the general networks of a generated mixed catalog
+    (demand and caps as ``meio optimize --model gsm`` builds them, service level 0.95)."""
+    stages, arcs = generate_catalog(n_networks, shape="mixed", seed=seed)
+    batch = meio.read_network(stages, arcs).batch
+    problem = gsm.build_tree_problem(batch, net_demand(batch, DEFAULT_SERVICE_LEVEL))
+    caps = gsm._general_caps(problem)
+    networks = []
+    for network in np.flatnonzero(~solve_trees(problem).is_forest):
+        rows = slice(problem.network_offsets[network], problem.network_offsets[network + 1])
+        arcs = slice(problem.arc_offsets[network], problem.arc_offsets[network + 1])
+        networks.append((problem.lead_time[rows], problem.holding_cost[rows],
+                         problem.demand_bound_sd[rows], problem.lead_time_term[rows],
+                         problem.arc_upstream[arcs], problem.arc_downstream[arcs], caps[rows],
+                         problem.external_inbound_service_time[rows]))
+    return networks
+
+
+def plan_cost(arguments, solution):
+    """Cost of a plan recomputed from its service times, after checking it is feasible."""
+    (lead_time, holding, bound_sd, term, arc_upstream, arc_downstream, caps,
+     external) = arguments
+    outbound, inbound = solution.outbound_service_time, solution.inbound_service_time
+    assert (outbound >= 0).all() and (outbound <= caps).all()
+    assert (inbound[arc_downstream] >= outbound[arc_upstream]).all()
+    sources = np.bincount(arc_downstream, minlength=len(lead_time)) == 0
+    assert (inbound[sources] >= external[sources]).all()
+    tau = inbound + lead_time - outbound
+    assert (tau >= -1e-9).all()
+    return float(np.sum(holding * stage_safety_stock(bound_sd, term, np.maximum(tau, 0.0))))
+
+
+def test_mixed_catalog_general_networks(benchmark):
+    """The general networks of a generated mixed catalog: the simplex LP against the primal-dual."""
+    networks = mixed_general_networks(MIXED_NETWORKS)
+    rows = {}
+
+    def run_both():
+        for simplex in (True, False):
+            costs, cpu = [], time.process_time()
+            for arguments in networks:
+                solution = solve_general_network(*arguments, simplex=simplex)
+                assert plan_cost(arguments, solution) == pytest.approx(solution.cost, rel=1e-9)
+                costs.append(solution.cost)
+            rows[simplex] = (np.array(costs), time.process_time() - cpu)
+
+    benchmark.pedantic(run_both, rounds=1, iterations=1)
+    stages = sum(len(arguments[0]) for arguments in networks)
+    (new, new_cpu), (old, old_cpu) = rows[True], rows[False]
+    ratio = new / old
+    for label, cpu in (("simplex LP", new_cpu), ("primal-dual LP", old_cpu)):
+        print(f"\n[mixed general, {len(networks)} networks, {stages} stages] {label:14s} "
+              f"CPU {cpu:.2f}s, {len(networks) / cpu:.1f} networks/s, {stages / cpu:,.0f} "
+              f"stages/s (CPU)")
+    print(f"[mixed general] CPU simplex/primal-dual {new_cpu / old_cpu:.3f}; cost ratio mean "
+          f"{ratio.mean():.6f} (min {ratio.min():.6f} max {ratio.max():.6f}), cheaper on "
+          f"{int(np.sum(ratio < 1 - 1e-9))}, dearer on {int(np.sum(ratio > 1 + 1e-9))}, total "
+          f"{new.sum() / old.sum():.6f}")
+    assert new.sum() <= old.sum() * (1 + 1e-9)
+
+
 #: Reference costs of the Willems chains (data and holding costs as loaded here): the optimum
 #: proven by the MIP (``refine_general_network`` from the SLP plan, unlimited nodes, 300 s per
 #: chain on a loaded 2-core machine, ``optimum``), or the best plan known when the MIP stopped
@@ -302,6 +377,9 @@ def test_willems_chains(benchmark):
     reached = sum(solution.cost <= WILLEMS_REFERENCE[name][0] * (1 + 1e-9)
                   for name, _, _, solution, *_ in rows if name in proven)
     cpu = sum(row[6] for row in rows)
+    largest = max(rows, key=lambda row: row[1])
+    print(f"[willems] largest chain {largest[0]} ({largest[1]} stages): {largest[5]:.2f}s wall, "
+          f"{largest[6]:.2f}s CPU")
     print(f"[willems] {len(rows)} chains in {total:.2f}s ({len(rows) / total:.2f} networks/s), "
           f"CPU {cpu:.2f}s, "
           f"{reached} of {len(proven)} proven optima reached (1e-9); bound gap mean "

@@ -13,6 +13,7 @@ from meio.engine import gsm_general, gsm_local, gsm_lp
 from meio.engine.gsm_general import solve_general_network
 from meio.engine.gsm_tree import TreeProblem
 from tests import gsm_local_reference as local_reference
+from tests import gsm_simplex_reference as simplex_reference
 from tests import gsm_slp_reference as reference
 
 UNCAPPED = 10**6
@@ -572,6 +573,116 @@ def test_memo_answers_like_a_set_of_plans(seed, size, n_plans):
             held.add(key)
         assert gsm_general._memo_add(memo, plan) == seen
     assert memo.count[0] == len(held)
+
+
+def _graph_of(net):
+    return gsm_lp.build_service_time_graph(net.arc_upstream, net.arc_downstream, net.lead_floor,
+                                           net.is_source, net.external_inbound, net.outbound_max)
+
+
+def _check_basis(graph, tree, slopes):
+    """Invariants of an optimal basis: a spanning tree from the root, tight tree edges, every
+    other edge dual feasible and without flow, tree flows >= 0 that meet the supplies."""
+    size = len(slopes)
+    n_nodes = len(graph.adj_start) - 1
+    root = n_nodes - 1
+    reduced = graph.edge_cost - tree.potential[graph.edge_tail] + tree.potential[graph.edge_head]
+    in_tree = np.zeros(len(graph.edge_tail), np.bool_)
+    for node in range(n_nodes):
+        ancestor, steps = node, 0
+        while ancestor != root:
+            ancestor, steps = tree.parent[ancestor], steps + 1
+            assert steps <= n_nodes
+        if node != root:
+            in_tree[tree.parent_edge[node]] = True
+            ends = {int(graph.edge_tail[tree.parent_edge[node]]),
+                    int(graph.edge_head[tree.parent_edge[node]])}
+            assert ends == {node, int(tree.parent[node])}
+    assert in_tree.sum() == n_nodes - 1
+    assert (reduced[in_tree] == 0).all() and (reduced >= 0).all()
+    assert (tree.flow[~in_tree] == 0.0).all()
+    scale = 1.0 + float(np.sum(slopes))
+    assert (tree.flow >= -1e-9 * scale).all()
+    supply = np.concatenate([slopes, -np.asarray(slopes), [0.0]])
+    net_out = np.zeros(n_nodes)
+    np.add.at(net_out, graph.edge_tail, tree.flow)
+    np.add.at(net_out, graph.edge_head, -tree.flow)
+    assert net_out == pytest.approx(supply, abs=1e-9 * scale)
+    assert tree.potential[root] == 0 and size == root // 2
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(3, 12), st.integers(1, 6))
+def test_simplex_kernel_equals_its_twin(seed, size, solves):
+    # Integer slopes keep every flow exact, so kernel and twin take the same pivots.
+    rng = np.random.default_rng(seed)
+    net = _prepared(random_instance(rng, size))
+    graph = _graph_of(net)
+    tree = gsm_lp.new_simplex_tree(graph, gsm_general.SIMPLEX_PIVOTS)
+    twin = simplex_reference.SimplexTwin(graph)
+    result = np.empty(size, np.int64)
+    for _ in range(solves):
+        slopes = rng.integers(0, 6, size).astype(np.float64)
+        pivots = gsm_lp.solve_service_time_simplex(graph, tree, slopes, result, 10**6)
+        expected, twin_pivots = twin.solve(slopes, 10**6)
+        assert pivots == twin_pivots
+        assert result.tolist() == expected
+        assert tree.potential.tolist() == twin.potential
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(2, 12), st.booleans(), st.integers(1, 5))
+def test_simplex_from_previous_basis_equals_highs_optimum(seed, size, tree_shape, solves):
+    # Successive LPs with new slopes from the basis of the last: each answer is an optimum
+    # (HiGHS's value), feasible and integral, and the basis left is an optimal one.
+    rng = np.random.default_rng(seed)
+    instance = random_instance(rng, max(size, 2 if tree_shape else 3), tree=tree_shape)
+    net = _prepared(instance)
+    graph = _graph_of(net)
+    tree = gsm_lp.new_simplex_tree(graph, gsm_general.SIMPLEX_PIVOTS)
+    lp = reference.ServiceTimeLp(reference.prepare(*instance.args()))
+    outbound = np.empty(instance.size, np.int64)
+    for _ in range(solves):
+        slopes = rng.uniform(0.0, 5.0, instance.size) * (rng.random(instance.size) < 0.8)
+        assert gsm_lp.solve_service_time_simplex(graph, tree, slopes, outbound, 10**6) >= 0
+        assert ((outbound >= 0) & (outbound <= net.outbound_max)).all()
+        point = gsm_general._evaluate(net, outbound)
+        value = float(np.dot(slopes, point.inbound - point.outbound))
+        _, optimum = lp.solve(slopes)
+        scale = 1.0 + float(np.dot(slopes, net.outbound_max + net.lead_floor))
+        assert value == pytest.approx(optimum, rel=1e-9, abs=1e-12 * scale)
+        _check_basis(graph, tree, slopes)
+
+
+def test_simplex_pivot_limit_gives_up_and_resets_the_basis():
+    rng = np.random.default_rng(11)
+    for _ in range(20):
+        instance = random_instance(rng, 8)
+        net = _prepared(instance)
+        graph = _graph_of(net)
+        tree = gsm_lp.new_simplex_tree(graph, gsm_general.SIMPLEX_PIVOTS)
+        slopes = rng.uniform(0.5, 5.0, instance.size)
+        outbound = np.full(instance.size, -7, np.int64)
+        needed = gsm_lp.solve_service_time_simplex(graph, tree, slopes, outbound, 10**6)
+        if needed == 0:
+            continue
+        tree = gsm_lp.new_simplex_tree(graph, gsm_general.SIMPLEX_PIVOTS)
+        cut = np.full(instance.size, -7, np.int64)
+        assert gsm_lp.solve_service_time_simplex(graph, tree, slopes, cut, needed - 1) == -1
+        assert (cut == -7).all() and tree.state[1] == 0
+        # The SLP's LP then falls back on the primal-dual method, and the next simplex solve
+        # starts again from the zero plan's basis: the same optimum.
+        fallback, again = np.empty(instance.size, np.int64), np.empty(instance.size, np.int64)
+        zero = gsm_general._evaluate(net, np.zeros(instance.size, np.int64))
+        gsm_lp.solve_service_time_lp(graph, gsm_lp.new_lp_work(graph), slopes, zero.outbound,
+                                     zero.inbound, fallback)
+        assert gsm_lp.solve_service_time_simplex(graph, tree, slopes, again, 10**6) == needed
+        values = [float(np.dot(slopes, p.inbound - p.outbound))
+                  for p in (gsm_general._evaluate(net, o) for o in (outbound, fallback, again))]
+        assert values[1] == pytest.approx(values[0], rel=1e-12)
+        assert again.tolist() == outbound.tolist()
+        return
+    pytest.fail("no instance needed a pivot")
 
 
 @settings(max_examples=30, deadline=None)

@@ -35,11 +35,11 @@ many networks in one parallel Numba call) followed by :func:`refine_general_netw
   time; an inbound time capped with downstream repair) and SLP descents alternate until
   neither improves (:func:`_polish`). A start whose descent reaches a plan an earlier descent
   stood on stops there: from that plan on it would repeat that descent (a memo of visited plans,
-  :func:`_memo_add`), so the plans are those of the search without the memo, at less work. The
-  whole heuristic is a Numba kernel
-  (:func:`_slp_multistart`); every LP is solved exactly as the dual of a min-cost flow
-  (:mod:`meio.engine.gsm_lp`) and the random starts come from an MRG32k3a stream seeded per
-  network, so a plan depends only on the network, ``slp_starts`` and the seed.
+  :func:`_memo_add`). The whole heuristic is a Numba kernel (:func:`_slp_multistart`); every
+  LP is solved exactly as the dual of a min-cost flow (:mod:`meio.engine.gsm_lp`), by the dual
+  network simplex from the basis of the network's previous LP, and the random starts come from
+  an MRG32k3a stream seeded per network, so a plan depends only on the network, ``slp_starts``
+  and the seed.
 * **Piecewise-linear MIP with breakpoint refinement** (``"mip_exact"``; Magnanti, Shen, Shu,
   Simchi-Levi & Teo 2006, *Operations Research Letters* 34:228-238). Interpolating a concave
   cost between breakpoints underestimates it, so the MIP over the interpolants (multiple-choice
@@ -78,7 +78,13 @@ from meio.engine.gsm_local import (
     new_local_work,
     set_stage_costs,
 )
-from meio.engine.gsm_lp import build_service_time_graph, new_lp_work, solve_service_time_lp
+from meio.engine.gsm_lp import (
+    build_service_time_graph,
+    new_lp_work,
+    new_simplex_tree,
+    solve_service_time_lp,
+    solve_service_time_simplex,
+)
 from meio.engine.gsm_tree import TreeProblem, chunk_networks
 
 logger = logging.getLogger(__name__)
@@ -99,6 +105,8 @@ SLP_STALL_STARTS = 32
 #: A start's SLP optimum is polished by local search when within this share of the best cost
 #: (measured on Willems' chains and generated DAGs, docs/gsm.md: 0 misses optima, 0.02 does not).
 POLISH_WITHIN = 0.02
+#: Pivots per node of the flow network after which the dual network simplex gives an LP up.
+SIMPLEX_PIVOTS = 20
 #: Upper bound on LP solves of one SLP descent.
 SLP_MAX_ITERATIONS = 50
 #: Relative cost decrease below which an SLP descent stops.
@@ -481,22 +489,38 @@ def _memo_add(memo, outbound):
 
 
 @njit
-def _successive_lp(net, graph, work, memo, slopes, start, point, trial, fresh):
+def _solve_lp(graph, work, tree, slopes, warm, result):
+    """The LP under ``slopes`` by the dual network simplex from the previous basis ``tree``.
+
+    Falls back on the primal-dual method from the plan ``warm`` when the tree's pivots per node
+    (``tree.state[2]``, ``SIMPLEX_PIVOTS`` by default) did not reach an optimum (the basis then
+    restarts from the zero plan); with 0 pivots per node every LP is the primal-dual's.
+    """
+    limit = tree.state[2] * len(tree.parent)
+    if limit == 0 or solve_service_time_simplex(graph, tree, slopes, result, limit) < 0:
+        solve_service_time_lp(graph, work, slopes, warm.outbound, warm.inbound, result)
+
+
+@njit
+def _successive_lp(net, graph, work, tree, memo, slopes, start, point, trial, fresh):
     """Descend from the LP optimum under ``slopes`` (overwritten) to a local optimum.
 
-    Each LP is solved exactly by :func:`meio.engine.gsm_lp.solve_service_time_lp`, the first
-    from the feasible plan ``start``, the next ones from the current point. The descent stops
-    after ``SLP_MAX_ITERATIONS`` LPs or when the cost falls by less than ``SLP_TOLERANCE``; the
-    local optimum is left in ``point`` and its cost returned. Every plan the descent stands on
-    goes into ``memo``. From a plan on, a descent is a function of that plan alone (its slopes
-    and the LP's warm start are), so a ``fresh`` descent (a new start) that reaches a plan of
-    ``memo`` would only repeat a descent already made, whose outcome (polished or not) did not
-    beat the best plan: it stops and returns ``inf``, which changes no result.
+    Each LP is solved exactly by :func:`_solve_lp` (the dual network simplex from the basis
+    ``tree`` of the previous LP; the primal-dual method from ``start``, then the current point,
+    when it gives up). The descent stops after ``SLP_MAX_ITERATIONS`` LPs or when the cost
+    falls by less than ``SLP_TOLERANCE``; the local optimum is left in ``point`` and its cost
+    returned. Every plan the descent stands on goes into ``memo``. From a plan on, a descent is
+    a function of that plan (its slopes) up to the choice among tied LP optima (which the basis
+    makes), so a ``fresh`` descent (a new start) that reaches a plan of ``memo`` would repeat a
+    descent already made, whose outcome (polished or not) did not beat the best plan: it stops
+    and returns ``inf``. With real slopes tied LP optima are rare: every network measured got
+    the cost it got when each LP was solved by the primal-dual method from the current plan
+    (then a descent was a function of the plan alone; docs/gsm.md).
     """
     cost = np.inf
     warm = start
     for iteration in range(SLP_MAX_ITERATIONS):
-        solve_service_time_lp(graph, work, slopes, warm.outbound, warm.inbound, trial.outbound)
+        _solve_lp(graph, work, tree, slopes, warm, trial.outbound)
         trial_cost = _complete(net, trial)
         if iteration > 0 and trial_cost >= cost - SLP_TOLERANCE * abs(cost):
             break
@@ -510,7 +534,7 @@ def _successive_lp(net, graph, work, memo, slopes, start, point, trial, fresh):
 
 
 @njit
-def _polish(net, graph, work, memo, local, slopes, point, trial, cost):
+def _polish(net, graph, work, tree, memo, local, slopes, point, trial, cost):
     """Alternate local search and SLP descents from ``point`` until neither pays; return the cost.
 
     The local search (:func:`meio.engine.gsm_local.local_search`) leaves a plan no single move
@@ -525,14 +549,14 @@ def _polish(net, graph, work, memo, local, slopes, point, trial, cost):
             return searched
         cost = searched
         _majorant_slopes(net, point.offset, slopes)
-        descended = _successive_lp(net, graph, work, memo, slopes, point, point, trial, False)
+        descended = _successive_lp(net, graph, work, tree, memo, slopes, point, point, trial, False)
         if descended >= cost * (1.0 - SLP_TOLERANCE):
             return descended
         cost = descended
 
 
 @njit
-def _slp_multistart(net, starts, seed, outbound, inbound, polish_within):
+def _slp_multistart(net, starts, seed, outbound, inbound, polish_within, simplex_pivots):
     """Run ``starts`` SLP starts (module docstring) on one prepared network.
 
     Start 0 takes the convex-envelope slopes, 1 and 2 the majorant slopes at the smallest and
@@ -543,20 +567,23 @@ def _slp_multistart(net, starts, seed, outbound, inbound, polish_within):
     relative improvement above ``SLP_TOLERANCE``. A start whose SLP optimum is within the
     share ``polish_within`` of the best cost is polished (:func:`_polish`; a negative share
     polishes none). Starts that reach a plan an earlier descent stood on stop there
-    (:func:`_successive_lp`). Writes the best plan's ``S`` and ``SI`` into ``outbound`` and
+    (:func:`_successive_lp`). LPs are solved by the dual network simplex with a limit of
+    ``simplex_pivots`` pivots per node (0: by the primal-dual method, :func:`_solve_lp`).
+    Writes the best plan's ``S`` and ``SI`` into ``outbound`` and
     ``inbound``; returns its cost and the convex-envelope LP bound.
     """
     size = len(net.lead_floor)
     graph = build_service_time_graph(net.arc_upstream, net.arc_downstream, net.lead_floor,
                                      net.is_source, net.external_inbound, net.outbound_max)
     work = new_lp_work(graph)
+    tree = new_simplex_tree(graph, simplex_pivots)
     local = new_local_work(net)
     memo = _new_memo()
     best, point, trial = _new_plan(size), _new_plan(size), _new_plan(size)
     best_cost = _complete(net, best)
     envelope = np.empty(size)
     lower_bound = _chord_slopes(net, envelope)
-    solve_service_time_lp(graph, work, envelope, best.outbound, best.inbound, trial.outbound)
+    _solve_lp(graph, work, tree, envelope, best, trial.outbound)
     _complete(net, trial)
     for j in range(size):
         lower_bound += envelope[j] * (trial.inbound[j] - trial.outbound[j])
@@ -582,9 +609,9 @@ def _slp_multistart(net, starts, seed, outbound, inbound, polish_within):
             _majorant_slopes(net, best.offset, slopes)
             for j in range(size):
                 slopes[j] *= np.exp(SLOPE_NOISE * _normal(state))
-        cost = _successive_lp(net, graph, work, memo, slopes, best, point, trial, True)
+        cost = _successive_lp(net, graph, work, tree, memo, slopes, best, point, trial, True)
         if cost < best_cost * (1.0 + polish_within):
-            cost = _polish(net, graph, work, memo, local, slopes, point, trial, cost)
+            cost = _polish(net, graph, work, tree, memo, local, slopes, point, trial, cost)
         since_improvement += 1
         if cost < best_cost * (1.0 - SLP_TOLERANCE):
             _copy_plan(point, best)
@@ -615,7 +642,8 @@ def _solve_network_of_batch(problem, caps, network, seed, starts, solution, posi
         caps[first:last], problem.external_inbound_service_time[first:last],
     )
     cost, bound = _slp_multistart(net, starts, seed, solution.outbound_service_time[first:last],
-                                  solution.inbound_service_time[first:last], POLISH_WITHIN)
+                                  solution.inbound_service_time[first:last], POLISH_WITHIN,
+                                  SIMPLEX_PIVOTS)
     solution.cost[position] = cost
     solution.lower_bound[position] = bound
 
@@ -950,6 +978,7 @@ def solve_general_network(
     *,
     slp_starts: int = SLP_STARTS,
     local_search: bool = True,
+    simplex: bool = True,
     mip_node_limit: int = MIP_NODE_LIMIT,
     time_limit: float | None = None,
     exact_max_stages: int = EXACT_MAX_STAGES,
@@ -975,6 +1004,10 @@ def solve_general_network(
     local_search : bool
         Polish starts with the local search (default); False gives the SLP alone (the default
         before the local search, kept for comparisons: docs/gsm.md).
+    simplex : bool
+        Solve the SLP's LPs by the dual network simplex from the previous basis (default);
+        False solves each by the primal-dual method from the current plan (the method before
+        it, kept for comparisons: docs/gsm.md).
     mip_node_limit : int
         Branch-and-bound nodes shared by the exact method's MIPs; 0 skips the MIP.
     time_limit : float or None
@@ -1005,7 +1038,8 @@ def solve_general_network(
     size = len(net.lead_floor)
     outbound, inbound = np.empty(size, np.int64), np.empty(size, np.int64)
     cost, lower_bound = _slp_multistart(net, int(slp_starts), int(seed), outbound, inbound,
-                                        POLISH_WITHIN if local_search else -1.0)
+                                        POLISH_WITHIN if local_search else -1.0,
+                                        SIMPLEX_PIVOTS if simplex else 0)
     solution = GeneralSolution(outbound, inbound, float(cost), float(lower_bound),
                                "slp_multistart")
     if size <= exact_max_stages and mip_node_limit > 0:
