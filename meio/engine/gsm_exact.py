@@ -380,3 +380,68 @@ max_service_time, external_inbound_service_time : ndarray
         float(gap))
     return ExactSolution(outbound, inbound, float(cost), float(lower),
                          "branch_and_bound" if finished else "bb_node_limit", int(nodes))
+
+
+class ExactBatch(NamedTuple):
+    """Bounds of the general networks of a batch after the branch and bound (plans in place)."""
+
+    lower_bound: np.ndarray  #: float64[len(networks)]
+    finished: np.ndarray  #: bool[len(networks)], proven optimal within the gap
+    nodes: np.ndarray  #: int64[len(networks)], nodes bounded
+
+
+@njit
+def _exact_network_of_batch(problem, caps, network, plans, position, node_limit,
+                            root_iterations, node_iterations, gap, result):
+    first, last = problem.network_offsets[network], problem.network_offsets[network + 1]
+    arc_first, arc_last = problem.arc_offsets[network], problem.arc_offsets[network + 1]
+    net = _prepared_network(
+        problem.lead_time[first:last], problem.holding_cost[first:last],
+        problem.demand_bound_sd[first:last], problem.lead_time_term[first:last],
+        problem.arc_upstream[arc_first:arc_last], problem.arc_downstream[arc_first:arc_last],
+        caps[first:last], problem.external_inbound_service_time[first:last],
+    )
+    cost, lower, finished, nodes = branch_and_bound_kernel(
+        net, plans.outbound_service_time[first:last], plans.inbound_service_time[first:last],
+        node_limit, root_iterations, node_iterations, gap)
+    plans.cost[position] = cost
+    result.lower_bound[position] = lower
+    result.finished[position] = finished
+    result.nodes[position] = nodes
+
+
+@njit_parallel
+def _exact_batch(problem, caps, networks, plans, node_limit, root_iterations, node_iterations,
+                 gap, chunk_offsets, result):
+    for chunk in prange(len(chunk_offsets) - 1):
+        for position in range(chunk_offsets[chunk], chunk_offsets[chunk + 1]):
+            _exact_network_of_batch(problem, caps, networks[position], plans, position,
+                                    node_limit, root_iterations, node_iterations, gap, result)
+
+
+def exact_batch(
+    problem: TreeProblem, caps: np.ndarray, networks: np.ndarray, plans: GeneralBatchSolution,
+    *, node_limit: int = EXACT_NODE_LIMIT, root_iterations: int = BOUND_ITERATIONS,
+    node_iterations: int = NODE_ITERATIONS, gap: float = EXACT_GAP, threads: int | None = None,
+    chunks_per_thread: int = 4,
+) -> ExactBatch:
+    """Branch and bound (:func:`branch_and_bound`) of the general ``networks`` of a batch.
+
+    ``problem``, ``caps``, ``networks``, ``threads`` and ``chunks_per_thread`` are those of
+    :func:`meio.engine.gsm_general.solve_general_batch`, ``plans`` its result: every network
+    starts from its plan there, and the best plans and their costs are written back into
+    ``plans``. A network's result depends on its own data, its plan and the limits only.
+    """
+    networks = np.ascontiguousarray(networks, np.int64)
+    result = ExactBatch(np.full(len(networks), np.nan), np.zeros(len(networks), np.bool_),
+                        np.zeros(len(networks), np.int64))
+    if len(networks) == 0:
+        return result
+    work = (np.diff(problem.network_offsets)[networks] + np.diff(problem.arc_offsets)[networks])
+    work_offsets = np.concatenate([[0], np.cumsum(work)]).astype(np.int64)
+    with numba_threads(threads) as count:
+        chunk_offsets = chunk_networks(work_offsets, chunks_per_thread * count)
+        _exact_batch(problem, np.ascontiguousarray(caps, np.int64), networks, plans,
+                     int(node_limit), int(root_iterations), int(node_iterations), float(gap),
+                     chunk_offsets, result)
+    return result
