@@ -191,13 +191,15 @@ def _branching(net, forest, work, box):
     The second child takes the other side: ``_OUT_LOW``/``_IN_LOW`` at ``value + 1``. Returns
     a stage of -1 when no range can be split.
     """
-    best_violation, best_arc = 0, -1
+    best_violation, best_arc = 0.0, -1
     for position in range(len(forest.dualised)):
         arc = forest.dualised[position]
         up, down = net.arc_upstream[arc], net.arc_downstream[arc]
         violation = work.best_outbound[up] - work.best_inbound[down]
-        if violation > best_violation:
-            best_violation, best_arc = violation, arc
+        if violation > 0:
+            score = violation * (1e-9 + work.best_multiplier[position])
+            if score > best_violation:
+                best_violation, best_arc = score, arc
     if best_arc >= 0:
         up, down = net.arc_upstream[best_arc], net.arc_downstream[best_arc]
         return up, _OUT_HIGH, (work.best_outbound[up] + work.best_inbound[down]) // 2
