@@ -73,7 +73,7 @@ from meio.engine.gsm_tree import TreeProblem, chunk_networks
 EXACT_NODE_LIMIT = 200
 #: Forest DPs (subgradient steps) per node below the root, and their first step factor.
 NODE_ITERATIONS = 10
-NODE_STEP_FACTOR = 0.5
+NODE_STEP_FACTOR = 1.0
 #: Relative gap within which a plan counts as optimal.
 EXACT_GAP = 1e-9
 
