@@ -53,7 +53,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         "the convex-envelope bound only)")
     parser.add_argument("--exact-node-limit", type=int,
                         help="gsm, general networks: branch-and-bound nodes of the exact method after "
-                        "the heuristic (200; 0: none)")
+                        "the heuristic (100; 0: none)")
     parser.add_argument("--time-limit", type=float,
                         help="gsm, general networks: wall-clock safety net in seconds of the MIP per "
                         "network (default none; a MIP it cuts is not reproducible)")

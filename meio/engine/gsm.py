@@ -242,7 +242,7 @@ def solve(
         least one). Trees need none: the DP is exact.
     exact_node_limit : int, optional
         Nodes of the branch and bound of :mod:`meio.engine.gsm_exact` per non-tree network
-        after the heuristic (default 200; 0: none). A network it finishes is proven optimal
+        after the heuristic (default 100; 0: none). A network it finishes is proven optimal
         (method ``"branch_and_bound"``), the others keep their best plan and the bound of the
         open nodes (``"bb_node_limit"``).
 

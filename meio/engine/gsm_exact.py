@@ -70,7 +70,7 @@ from meio.engine.gsm_local import local_search, new_local_work, set_stage_costs
 from meio.engine.gsm_tree import TreeProblem, chunk_networks
 
 #: Default work limit: branch-and-bound nodes per general network (0: none).
-EXACT_NODE_LIMIT = 200
+EXACT_NODE_LIMIT = 100
 #: Forest DPs (subgradient steps) per node below the root, and their first step factor.
 NODE_ITERATIONS = 10
 NODE_STEP_FACTOR = 1.0
