@@ -197,7 +197,7 @@ def _model_result(bound_iterations):
     stages, arcs = generate_catalog(40, shape="dag", seed=5)
     batch = read_network(stages, arcs).batch
     return gsm.solve(batch, net_demand(batch, 0.95), slp_starts=8,
-                     bound_iterations=bound_iterations).network
+                     bound_iterations=bound_iterations, exact_node_limit=0).network
 
 
 def test_model_reports_the_larger_bound():

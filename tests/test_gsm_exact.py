@@ -29,22 +29,31 @@ def _tighten_twin(net, box):
     arcs = list(zip(net.arc_upstream.tolist(), net.arc_downstream.tolist(), strict=True))
     lo_s, hi_s = box.out_low.tolist(), box.out_high.tolist()
     lo_si, hi_si = box.in_low.tolist(), box.in_high.tolist()
+
+    def raise_to(values, index, value):
+        if value > values[index]:
+            values[index] = value
+            return True
+        return False
+
+    def lower_to(values, index, value):
+        if value < values[index]:
+            values[index] = value
+            return True
+        return False
+
     changed = True
     while changed:
         changed = False
         for j in range(len(lead)):
-            rules = [(lo_si, j, max(lo_si[j], lo_s[j] - lead[j])),
-                     (hi_s, j, min(hi_s[j], hi_si[j] + lead[j]))]
+            changed |= raise_to(lo_si, j, lo_s[j] - lead[j])
+            changed |= lower_to(hi_s, j, hi_si[j] + lead[j])
+        for up, down in arcs:
+            changed |= raise_to(lo_si, down, lo_s[up])
+            changed |= lower_to(hi_s, up, hi_si[down])
+        for j in range(len(lead)):
             suppliers = [hi_s[u] for u, d in arcs if d == j]
-            useful = max([lo_si[j], hi_s[j] - lead[j]] + suppliers)
-            rules.append((hi_si, j, min(hi_si[j], useful)))
-            for up, down in arcs:
-                rules.append((lo_si, down, max(lo_si[down], lo_s[up])))
-                rules.append((hi_s, up, min(hi_s[up], hi_si[down])))
-            for values, index, value in rules:
-                if values[index] != value:
-                    values[index] = value
-                    changed = True
+            changed |= lower_to(hi_si, j, max([lo_si[j], hi_s[j] - lead[j]] + suppliers))
     feasible = all(a <= b for a, b in zip(lo_s + lo_si, hi_s + hi_si, strict=True))
     return feasible, (lo_s, hi_s, lo_si, hi_si)
 

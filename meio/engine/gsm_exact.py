@@ -114,7 +114,9 @@ def tighten(net, box):
                 box.in_low[down] = box.out_low[up]
             if box.in_high[down] < box.out_high[up]:
                 box.out_high[up] = box.in_high[down]
-            supplier_high[down] = max(supplier_high[down], box.out_high[up])
+        for arc in range(len(net.arc_upstream)):
+            down = net.arc_downstream[arc]
+            supplier_high[down] = max(supplier_high[down], box.out_high[net.arc_upstream[arc]])
         for j in range(size):
             useful = max(box.in_low[j], supplier_high[j], box.out_high[j] - net.lead_floor[j])
             if useful < box.in_high[j]:
