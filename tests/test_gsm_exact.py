@@ -81,13 +81,13 @@ def check_tighten(seed, size):
 
 
 @settings(max_examples=80, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.integers(2, 9))
+@given(st.integers(0, 2**32 - 1), st.integers(3, 9))
 def test_tighten_matches_twin(seed, size):
     check_tighten(seed, size)
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.integers(2, 5))
+@given(st.integers(0, 2**32 - 1), st.integers(3, 5))
 def test_tighten_keeps_the_box_optimum(seed, size):
     # Brute force over the plans of a box (every arc kept, no linear terms): the tightened box
     # has the same minimum, and an empty one only when the box held no plan.
@@ -132,7 +132,7 @@ def _start(rng, instance, zero):
 
 
 @settings(max_examples=80, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.integers(2, 7), st.booleans())
+@given(st.integers(0, 2**32 - 1), st.integers(3, 7), st.booleans())
 def test_branch_and_bound_equals_brute_force(seed, size, zero):
     rng = np.random.default_rng(seed)
     instance = random_instance(rng, size)
@@ -146,7 +146,7 @@ def test_branch_and_bound_equals_brute_force(seed, size, zero):
 
 
 @settings(max_examples=80, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.integers(2, 7), st.integers(0, 6), st.integers(0, 12))
+@given(st.integers(0, 2**32 - 1), st.integers(3, 7), st.integers(0, 6), st.integers(0, 12))
 def test_any_node_budget_gives_a_valid_bound_and_no_worse_plan(seed, size, nodes, iterations):
     rng = np.random.default_rng(seed)
     instance = random_instance(rng, size)
