@@ -51,6 +51,7 @@ class OptimizeConfig:
     mip_node_limit: int | None = None
     time_limit: float | None = None
     bound_iterations: int | None = None
+    exact_node_limit: int | None = None
     certify: bool = False
     demand: str | None = None
     history: str | None = None

@@ -31,8 +31,18 @@ def forest_arcs(net, dualised):
                                                              strict=True)) if a not in dropped]
 
 
-def relaxed_forest_twin(net, arcs, alpha, beta):
-    """Minimum of ``sum_j c_j(m_j) + alpha_j S_j - beta_j SI_j`` over plans meeting ``arcs``."""
+def _ranges(net, box, stage):
+    """``(S range, SI range)`` of ``stage``: the box's, or the full ones when ``box`` is None."""
+    if box is None:
+        return (range(int(net.outbound_max[stage]) + 1),
+                range(_inbound_low(net, stage), int(net.inbound_max[stage]) + 1))
+    return (range(int(box.out_low[stage]), int(box.out_high[stage]) + 1),
+            range(int(box.in_low[stage]), int(box.in_high[stage]) + 1))
+
+
+def relaxed_forest_twin(net, arcs, alpha, beta, box=None):
+    """Minimum of ``sum_j c_j(m_j) + alpha_j S_j - beta_j SI_j`` over plans meeting ``arcs``
+    (and in ``box``: ``out_low``/``out_high``/``in_low``/``in_high`` per stage), ``inf`` if none."""
     size = len(net.lead_floor)
     neighbours = [[] for _ in range(size)]
     for up, down in arcs:
@@ -43,8 +53,9 @@ def relaxed_forest_twin(net, arcs, alpha, beta):
         """``{(S, SI): min cost of the subtree}`` of ``stage`` away from ``parent``."""
         lead = int(net.lead_floor[stage])
         own = {}
-        for outbound in range(int(net.outbound_max[stage]) + 1):
-            for inbound in range(_inbound_low(net, stage), int(net.inbound_max[stage]) + 1):
+        outbound_range, inbound_range = _ranges(net, box, stage)
+        for outbound in outbound_range:
+            for inbound in inbound_range:
                 if outbound <= inbound + lead:
                     own[outbound, inbound] = (_stage_cost(net, stage, inbound + lead - outbound)
                                               + alpha[stage] * outbound - beta[stage] * inbound)
@@ -54,9 +65,11 @@ def relaxed_forest_twin(net, arcs, alpha, beta):
             sub = table(child, stage)
             for (outbound, inbound), value in own.items():
                 if upstream:  # child's S <= this stage's SI
-                    best = min(v for (s, _), v in sub.items() if s <= inbound)
+                    best = min((v for (s, _), v in sub.items() if s <= inbound),
+                               default=math.inf)
                 else:  # child's SI >= this stage's S
-                    best = min(v for (_, si), v in sub.items() if si >= outbound)
+                    best = min((v for (_, si), v in sub.items() if si >= outbound),
+                               default=math.inf)
                 own[outbound, inbound] = value + best
         return own
 
@@ -71,21 +84,22 @@ def relaxed_forest_twin(net, arcs, alpha, beta):
             if stage not in seen:
                 seen.add(stage)
                 stack.extend(child for child, _ in neighbours[stage])
-        total += min(table(root, -1).values())
+        total += min(table(root, -1).values(), default=math.inf)
     return total
 
 
-def relaxed_brute_force(net, arcs, alpha, beta):
+def relaxed_brute_force(net, arcs, alpha, beta, box=None):
     """The same minimum by enumerating every outbound vector (tiny networks only)."""
     size = len(net.lead_floor)
     best = math.inf
-    for outbound in itertools.product(*(range(int(u) + 1) for u in net.outbound_max)):
+    for outbound in itertools.product(*(_ranges(net, box, j)[0] for j in range(size))):
         total = 0.0
         for stage in range(size):
             lead = int(net.lead_floor[stage])
-            low = max([_inbound_low(net, stage), outbound[stage] - lead]
+            inbound_range = _ranges(net, box, stage)[1]
+            low = max([inbound_range.start, outbound[stage] - lead]
                       + [outbound[u] for u, d in arcs if d == stage])
-            high = int(net.inbound_max[stage])
+            high = inbound_range.stop - 1
             if low > high:
                 total = math.inf
                 break

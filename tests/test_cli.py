@@ -129,6 +129,7 @@ def test_generate_rejects_bad_arguments(tmp_path, capsys):
     ("--mip-node-limit", "-5", "config.mip_node_limit: must be a whole number >= 0, got -5"),
     ("--time-limit", "0", "config.time_limit: must be > 0 seconds, got 0.0"),
     ("--bound-iterations", "-1", "config.bound_iterations: must be a whole number >= 0, got -1"),
+    ("--exact-node-limit", "-1", "config.exact_node_limit: must be a whole number >= 0, got -1"),
 ])
 def test_optimize_rejects_bad_general_network_limits(tmp_path, capsys, flag, value, rule):
     stages, arcs = _write_catalog(tmp_path)

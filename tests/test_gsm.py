@@ -82,7 +82,7 @@ def test_non_trees_get_the_batched_slp_then_the_mip_on_request(monkeypatch):
     facts = twin.stage_facts(diamond_net, 0.95)
     optimum = twin.gsm_brute_force(diamond_net, 0.95)
     rows = slice(2, 6)
-    heuristic = gsm.solve(batch, demand, slp_starts=5)
+    heuristic = gsm.solve(batch, demand, slp_starts=5, exact_node_limit=0)
     assert heuristic.network["method"].tolist() == ["tree_dp", "slp_multistart", "tree_dp"]
     cost = heuristic.network["safety_stock_cost"]
     assert cost[1] >= optimum * (1 - 1e-12)
@@ -104,12 +104,20 @@ def test_non_trees_get_the_batched_slp_then_the_mip_on_request(monkeypatch):
 
     refine = gsm.refine_general_network
     monkeypatch.setattr(gsm, "refine_general_network", spy)
-    exact = gsm.solve(batch, demand, slp_starts=5, mip_node_limit=100_000, time_limit=60.0)
+    exact = gsm.solve(batch, demand, slp_starts=5, mip_node_limit=100_000, time_limit=60.0,
+                      exact_node_limit=0)
     assert exact.network["method"].tolist() == ["tree_dp", "mip_exact", "tree_dp"]
     assert exact.network["safety_stock_cost"][1] == pytest.approx(optimum, rel=1e-9)
     # One MIP, for the non-tree only, seeded with the SLP's plan and given the limits.
     assert calls == [(heuristic.stage["outbound_service_time"][rows].tolist(),
                       {"mip_node_limit": 100_000, "time_limit": 60.0})]
+    # By default the branch and bound proves the non-tree optimal, and the MIP is not needed.
+    calls.clear()
+    proven = gsm.solve(batch, demand, slp_starts=5, mip_node_limit=100_000)
+    assert proven.network["method"].tolist() == ["tree_dp", "branch_and_bound", "tree_dp"]
+    assert proven.network["safety_stock_cost"][1] == pytest.approx(optimum, rel=1e-9)
+    assert proven.network["lower_bound"][1] == pytest.approx(optimum, rel=1e-9)
+    assert calls == []
 
 
 @st.composite

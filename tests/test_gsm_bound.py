@@ -36,27 +36,43 @@ def _components(size, arcs):
     return len({find(x) for x in range(size)})
 
 
-def _kernel_dp(net, forest, alpha, beta):
+def _kernel_dp(net, forest, alpha, beta, box=None):
     size = len(net.lead_floor)
     outbound, inbound = np.empty(size, np.int64), np.empty(size, np.int64)
-    value = gsm_bound._relaxed_forest_dp(net, forest, gsm_bound._new_dp_work(net), alpha, beta,
-                                         outbound, inbound)
+    box = gsm_bound.root_box(net) if box is None else box
+    value = gsm_bound._relaxed_forest_dp(net, forest, gsm_bound._new_dp_work(net), box, alpha,
+                                         beta, outbound, inbound)
     return value, outbound, inbound
 
 
-def check_forest_dp(seed, size, tree, brute):
+def random_box(net, rng):
+    """Random sub-ranges of the full ranges (some stages keep theirs; some boxes hold no plan)."""
+    box = gsm_bound.root_box(net)
+    for low, high in ((box.out_low, box.out_high), (box.in_low, box.in_high)):
+        for j in range(len(low)):
+            if rng.random() < 0.4:
+                a, b = sorted(rng.integers(low[j], high[j] + 1, 2))
+                low[j], high[j] = a, b
+    return box
+
+
+def check_forest_dp(seed, size, tree, brute, boxed=False):
     rng = np.random.default_rng(seed)
     net = gsm_general._prepare(*random_instance(rng, size, tree=tree).args())
     forest = _forest(net, rng)
+    box = random_box(net, rng) if boxed else None
     arcs = twin.forest_arcs(net, forest.dualised)
     assert len(arcs) == size - _components(size, arcs)  # a spanning forest of every component
     assert _components(size, arcs) == _components(size, twin.forest_arcs(net, []))
     # Linear terms of either sign (multipliers >= 0 give alpha, beta >= 0; the DP needs neither).
     alpha = np.where(rng.random(size) < 0.5, rng.uniform(-2.0, 4.0, size), 0.0)
     beta = np.where(rng.random(size) < 0.5, rng.uniform(-2.0, 4.0, size), 0.0)
-    value, outbound, inbound = _kernel_dp(net, forest, alpha, beta)
-    expected = (twin.relaxed_brute_force(net, arcs, alpha, beta) if brute
-                else twin.relaxed_forest_twin(net, arcs, alpha, beta))
+    value, outbound, inbound = _kernel_dp(net, forest, alpha, beta, box)
+    expected = (twin.relaxed_brute_force(net, arcs, alpha, beta, box) if brute
+                else twin.relaxed_forest_twin(net, arcs, alpha, beta, box))
+    if expected == np.inf:
+        assert value == np.inf
+        return
     assert value == pytest.approx(expected, rel=1e-12, abs=1e-9)
     # The recovered plan meets the forest's arcs and the boxes and attains the value.
     for up, down in arcs:
@@ -64,6 +80,9 @@ def check_forest_dp(seed, size, tree, brute):
     assert np.all((outbound >= 0) & (outbound <= net.outbound_max))
     assert np.all(inbound <= net.inbound_max)
     assert np.all(inbound[net.is_source] >= net.external_inbound[net.is_source])
+    if box is not None:
+        assert np.all((box.out_low <= outbound) & (outbound <= box.out_high))
+        assert np.all((box.in_low <= inbound) & (inbound <= box.in_high))
     assert np.all(inbound + net.lead_floor - outbound >= 0)
     assert twin.relaxed_objective(net, outbound, inbound, alpha, beta) == pytest.approx(
         value, rel=1e-12, abs=1e-9)
@@ -81,10 +100,23 @@ def test_forest_dp_matches_brute_force(seed, size):
     check_forest_dp(seed, size, False, brute=True)
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(3, 8), st.booleans())
+def test_forest_dp_in_a_box_matches_twin(seed, size, tree):
+    check_forest_dp(seed, size, tree, brute=False, boxed=True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(3, 5))
+def test_forest_dp_in_a_box_matches_brute_force(seed, size):
+    check_forest_dp(seed, size, False, brute=True, boxed=True)
+
+
 @pytest.mark.nojit
 @pytest.mark.parametrize("seed", range(3))
 def test_forest_dp_matches_twin_small(seed):
     check_forest_dp(seed, 5, False, brute=False)
+    check_forest_dp(seed, 5, False, brute=False, boxed=True)
 
 
 @settings(max_examples=60, deadline=None)
@@ -165,7 +197,7 @@ def _model_result(bound_iterations):
     stages, arcs = generate_catalog(40, shape="dag", seed=5)
     batch = read_network(stages, arcs).batch
     return gsm.solve(batch, net_demand(batch, 0.95), slp_starts=8,
-                     bound_iterations=bound_iterations).network
+                     bound_iterations=bound_iterations, exact_node_limit=0).network
 
 
 def test_model_reports_the_larger_bound():

@@ -51,6 +51,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--bound-iterations", type=int,
                         help="gsm, general networks: forest DPs of the Lagrangian lower bound (30; 0: "
                         "the convex-envelope bound only)")
+    parser.add_argument("--exact-node-limit", type=int,
+                        help="gsm, general networks: branch-and-bound nodes of the exact method after "
+                        "the heuristic (100; 0: none)")
     parser.add_argument("--time-limit", type=float,
                         help="gsm, general networks: wall-clock safety net in seconds of the MIP per "
                         "network (default none; a MIP it cuts is not reproducible)")
@@ -91,7 +94,8 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
     if args.stages:
         config.generate = None
     for name in ("stages", "arcs", "model", "service_level", "holding_rate", "slp_starts",
-                 "mip_node_limit", "time_limit", "bound_iterations", "certify", "demand", "history",
+                 "mip_node_limit", "time_limit", "bound_iterations", "exact_node_limit", "certify",
+                 "demand", "history",
                  "certify_precision", "certify_confidence", "certify_seed", "output", "overwrite"):
         value = getattr(args, name)
         if value is not None:

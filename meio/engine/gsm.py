@@ -14,8 +14,11 @@ internal stage without external demand means "no cap".
 Every network whose undirected graph is a forest (spanning trees: serial, assembly,
 distribution, mixed) is solved exactly in one batched call of :mod:`meio.engine.gsm_tree`;
 the others get the multi-start SLP heuristic in one batched call of
-:func:`meio.engine.gsm_general.solve_general_batch` and, when ``mip_node_limit > 0``, the exact
-MIP one by one (:func:`meio.engine.gsm_general.refine_general_network`), seeded with that plan.
+:func:`meio.engine.gsm_general.solve_general_batch`, then the branch and bound of
+:mod:`meio.engine.gsm_exact` from its plans (``exact_node_limit`` nodes per network; it proves
+most small and medium networks optimal) and, when ``mip_node_limit > 0``, the exact MIP one by
+one (:func:`meio.engine.gsm_general.refine_general_network`) on the networks not proven
+optimal, seeded with the best plan.
 
 Demand families (docs/gsm.md). Service times are chosen under the normal cost
 ``sqrt(k^2 tau + const)`` the solvers need; then every stage whose net demand is Poisson,
@@ -36,6 +39,7 @@ from meio.engine.batch import NORMAL_DEMAND, Batch, NetDemand, stage_network_ind
 from meio.engine.demand_law import fitted_stock
 from meio.engine.gsm_bound import BOUND_ITERATIONS, general_batch_bounds
 from meio.engine.gsm_cost import fixed_terms, net_lead_time, stage_safety_stock
+from meio.engine.gsm_exact import EXACT_NODE_LIMIT, exact_batch
 from meio.engine.gsm_general import (
     EXACT_MAX_STAGES,
     MIP_NODE_LIMIT,
@@ -49,6 +53,7 @@ from meio.engine.single import baseline_service_times
 
 TREE_METHOD = "tree_dp"
 SLP_METHOD = "slp_multistart"
+EXACT_METHOD, EXACT_LIMIT_METHOD = "branch_and_bound", "bb_node_limit"
 
 
 def _whole(value) -> bool:
@@ -60,6 +65,8 @@ GENERAL_LIMIT_RULES = {
     "slp_starts": (lambda value: _whole(value) and value >= 1, "must be a whole number >= 1"),
     "mip_node_limit": (lambda value: _whole(value) and value >= 0, "must be a whole number >= 0"),
     "bound_iterations": (lambda value: _whole(value) and value >= 0,
+                         "must be a whole number >= 0"),
+    "exact_node_limit": (lambda value: _whole(value) and value >= 0,
                          "must be a whole number >= 0"),
     "time_limit": (lambda value: value is None or (
         isinstance(value, int | float) and not isinstance(value, bool) and value > 0),
@@ -120,29 +127,38 @@ def _general_caps(problem: TreeProblem) -> np.ndarray:
 def _solve_general(problem: TreeProblem, networks: np.ndarray, columns: dict, method: np.ndarray,
                    lower_bound: np.ndarray, seconds: np.ndarray, slp_starts: int,
                    mip_node_limit: int, time_limit: float | None,
-                   bound_iterations: int) -> None:
+                   bound_iterations: int, exact_node_limit: int) -> None:
     """Solve the non-forest ``networks`` in place.
 
-    All at once with the batched Numba SLP and Lagrangian bound (:mod:`meio.engine.gsm_bound`,
+    All at once with the batched Numba SLP and, when ``exact_node_limit > 0``, the branch and
+    bound of :mod:`meio.engine.gsm_exact` from its plans (``bound_iterations`` forest DPs at the
+    root, at least one), else the Lagrangian bound (:mod:`meio.engine.gsm_bound`,
     ``bound_iterations`` forest DPs per network; the larger of it and the envelope bound),
-    then, when ``mip_node_limit > 0``, one by one with the MIP seeded by the SLP's plan
-    (networks of at most ``EXACT_MAX_STAGES`` stages).
+    then, when ``mip_node_limit > 0``, one by one with the MIP seeded by the plan (networks
+    not proven optimal, of at most ``EXACT_MAX_STAGES`` stages).
     """
     caps = _general_caps(problem)
     started = time.perf_counter()
     plans = solve_general_batch(problem, caps, networks, slp_starts=slp_starts)
     bounds = plans.lower_bound
-    if bound_iterations > 0:
+    method[networks] = SLP_METHOD
+    proven = np.zeros(len(networks), np.bool_)
+    if exact_node_limit > 0:
+        exact = exact_batch(problem, caps, networks, plans, node_limit=exact_node_limit,
+                            root_iterations=bound_iterations)
+        bounds = np.fmax(bounds, exact.lower_bound)
+        proven = exact.finished
+        method[networks] = np.where(proven, EXACT_METHOD, EXACT_LIMIT_METHOD)
+    elif bound_iterations > 0:
         bounds = np.fmax(bounds, general_batch_bounds(problem, caps, networks, plans.cost,
                                                       iterations=bound_iterations))
     sizes = np.diff(problem.network_offsets)[networks]
     seconds[networks] = (time.perf_counter() - started) * sizes / max(int(sizes.sum()), 1)
-    method[networks] = SLP_METHOD
     lower_bound[networks] = bounds
     outbound, inbound = plans.outbound_service_time, plans.inbound_service_time
     for position, network in enumerate(networks):
         rows = slice(problem.network_offsets[network], problem.network_offsets[network + 1])
-        if mip_node_limit > 0 and sizes[position] <= EXACT_MAX_STAGES:
+        if mip_node_limit > 0 and sizes[position] <= EXACT_MAX_STAGES and not proven[position]:
             arcs = slice(problem.arc_offsets[network], problem.arc_offsets[network + 1])
             started = time.perf_counter()
             result = refine_general_network(
@@ -201,7 +217,7 @@ def _no_worse_than_baseline(batch: Batch, demand: NetDemand, problem: TreeProble
 def solve(
     batch: Batch, demand: NetDemand, *, slp_starts: int = SLP_STARTS,
     mip_node_limit: int = MIP_NODE_LIMIT, time_limit: float | None = None,
-    bound_iterations: int = BOUND_ITERATIONS,
+    bound_iterations: int = BOUND_ITERATIONS, exact_node_limit: int = EXACT_NODE_LIMIT,
 ) -> ModelResult:
     """Optimise safety-stock placement with the guaranteed-service model.
 
@@ -222,7 +238,13 @@ def solve(
         reproducible; a MIP cut by the clock is not, and its method says so.
     bound_iterations : int, optional
         Forest DPs of the Lagrangian lower bound per non-tree network (default 30; 0 keeps
-        the convex-envelope bound only). Trees need none: the DP is exact.
+        the convex-envelope bound only, unless the branch and bound runs: its root takes at
+        least one). Trees need none: the DP is exact.
+    exact_node_limit : int, optional
+        Nodes of the branch and bound of :mod:`meio.engine.gsm_exact` per non-tree network
+        after the heuristic (default 100; 0: none). A network it finishes is proven optimal
+        (method ``"branch_and_bound"``), the others keep their best plan and the bound of the
+        open nodes (``"bb_node_limit"``).
 
     Returns
     -------
@@ -240,7 +262,8 @@ def solve(
 
     """
     broken = broken_general_limit(slp_starts=slp_starts, mip_node_limit=mip_node_limit,
-                                  time_limit=time_limit, bound_iterations=bound_iterations)
+                                  time_limit=time_limit, bound_iterations=bound_iterations,
+                                  exact_node_limit=exact_node_limit)
     if broken is not None:
         raise ValueError("gsm {} {}".format(*broken))
     problem = build_tree_problem(batch, demand)
@@ -264,7 +287,7 @@ def solve(
     }
     if len(general):
         _solve_general(problem, general, columns, method, lower_bound, seconds, slp_starts,
-                       mip_node_limit, time_limit, bound_iterations)
+                       mip_node_limit, time_limit, bound_iterations, exact_node_limit)
     if len(compared):
         _no_worse_than_baseline(batch, demand, problem, compared, columns, method)
     columns["safety_stock"], columns["base_stock"] = _plan_stock(

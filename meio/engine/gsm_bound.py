@@ -101,6 +101,18 @@ class RelaxedForest(NamedTuple):
     dualised: np.ndarray  #: int64[n_dualised], arc indices not in the forest
 
 
+class Box(NamedTuple):
+    """Ranges of every stage's service times (within those of the module docstring).
+
+    ``S_j`` in ``[out_low_j, out_high_j]``, ``SI_j`` in ``[in_low_j, in_high_j]``.
+    """
+
+    out_low: np.ndarray  #: int64[m]
+    out_high: np.ndarray  #: int64[m]
+    in_low: np.ndarray  #: int64[m]
+    in_high: np.ndarray  #: int64[m]
+
+
 class _DpWork(NamedTuple):
     """Per-stage DP rows (prefix/suffix minima and argmins) and per-stage scratch."""
 
@@ -229,10 +241,14 @@ def _new_dp_work(net):
 
 
 @njit
-def _outbound_role(net, work, stage, alpha, beta):
-    """``f_k(S)`` on ``[0, U_k]`` as prefix minima (argmin ``S``) and each ``S``'s best ``SI``."""
-    inbound_low = net.external_inbound[stage] if net.is_source[stage] else 0
+def _outbound_role(net, work, box, stage, alpha, beta):
+    """``f_k(S)`` on ``[0, U_k]`` as prefix minima (argmin ``S``) and each ``S``'s best ``SI``.
+
+    ``S`` and ``SI`` are restricted to the stage's ranges in ``box`` (``inf`` outside them).
+    """
     top_in, top_out = net.inbound_max[stage], net.outbound_max[stage]
+    out_low, out_high = box.out_low[stage], box.out_high[stage]
+    in_low, in_high = box.in_low[stage], box.in_high[stage]
     lead = net.lead_floor[stage]
     a_sum, b_sum, steps = work.inbound_sum, work.outbound_sum, work.steps
     cost = work.cost[work.cost_start[stage]:]
@@ -244,19 +260,21 @@ def _outbound_role(net, work, stage, alpha, beta):
     row = work.row_start[stage]
     running, running_arg = np.inf, 0
     for outbound in range(top_out + 1):
-        low = max(inbound_low, outbound - lead)
-        value = cost[top_in + lead - outbound] - beta * top_in + a_sum[top_in]
-        chosen = top_in
-        candidate = cost[low + lead - outbound] - beta * low + a_sum[low]
-        if candidate <= value:
-            value, chosen = candidate, low
-        for step in range(n_steps):
-            for inbound in (steps[step] - 1, steps[step]):
-                if low < inbound < top_in:
-                    candidate = cost[inbound + lead - outbound] - beta * inbound + a_sum[inbound]
-                    if candidate < value:
-                        value, chosen = candidate, inbound
-        value += b_sum[outbound] + alpha * outbound
+        low = max(in_low, outbound - lead)
+        value, chosen = np.inf, in_high
+        if out_low <= outbound <= out_high and low <= in_high:
+            value = cost[in_high + lead - outbound] - beta * in_high + a_sum[in_high]
+            candidate = cost[low + lead - outbound] - beta * low + a_sum[low]
+            if candidate <= value:
+                value, chosen = candidate, low
+            for step in range(n_steps):
+                for inbound in (steps[step] - 1, steps[step]):
+                    if low < inbound < in_high:
+                        candidate = (cost[inbound + lead - outbound] - beta * inbound
+                                     + a_sum[inbound])
+                        if candidate < value:
+                            value, chosen = candidate, inbound
+            value += b_sum[outbound] + alpha * outbound
         work.other_arg[row + outbound] = chosen
         if value < running:
             running, running_arg = value, outbound
@@ -265,10 +283,14 @@ def _outbound_role(net, work, stage, alpha, beta):
 
 
 @njit
-def _inbound_role(net, work, stage, alpha, beta):
-    """``g_k(SI)`` on ``[0, V_k]`` as suffix minima (argmin ``SI``) and each ``SI``'s best ``S``."""
-    inbound_low = net.external_inbound[stage] if net.is_source[stage] else 0
+def _inbound_role(net, work, box, stage, alpha, beta):
+    """``g_k(SI)`` on ``[0, V_k]`` as suffix minima (argmin ``SI``) and each ``SI``'s best ``S``.
+
+    ``S`` and ``SI`` are restricted to the stage's ranges in ``box`` (``inf`` outside them).
+    """
     top_in, top_out = net.inbound_max[stage], net.outbound_max[stage]
+    out_low, out_high = box.out_low[stage], box.out_high[stage]
+    in_low, in_high = box.in_low[stage], box.in_high[stage]
     lead = net.lead_floor[stage]
     a_sum, b_sum, steps = work.inbound_sum, work.outbound_sum, work.steps
     cost = work.cost[work.cost_start[stage]:]
@@ -279,19 +301,19 @@ def _inbound_role(net, work, stage, alpha, beta):
             n_steps += 1
     row = work.row_start[stage]
     for inbound in range(top_in + 1):
-        if inbound < inbound_low:
+        high = min(inbound + lead, out_high)
+        if inbound < in_low or inbound > in_high or out_low > high:
             work.best_min[row + inbound] = np.inf
             work.other_arg[row + inbound] = -1
             continue
-        high = min(inbound + lead, top_out)
-        value = cost[inbound + lead] + b_sum[0]
-        chosen = 0
+        value = cost[inbound + lead - out_low] + alpha * out_low + b_sum[out_low]
+        chosen = out_low
         candidate = cost[inbound + lead - high] + alpha * high + b_sum[high]
         if candidate < value:
             value, chosen = candidate, high
         for step in range(n_steps):
             for outbound in (steps[step], steps[step] + 1):
-                if 0 < outbound < high:
+                if out_low < outbound < high:
                     candidate = (cost[inbound + lead - outbound] + alpha * outbound
                                  + b_sum[outbound])
                     if candidate < value:
@@ -307,11 +329,14 @@ def _inbound_role(net, work, stage, alpha, beta):
 
 
 @njit
-def _relaxed_forest_dp(net, forest, work, alpha, beta, outbound, inbound):
+def _relaxed_forest_dp(net, forest, work, box, alpha, beta, outbound, inbound):
     """Minimise ``sum_j c_j(m_j) + alpha_j S_j - beta_j SI_j`` over the forest's plans exactly.
 
-    Writes a minimiser into ``outbound``/``inbound`` and returns the minimum (module
-    docstring). ``net`` is a prepared network of :mod:`meio.engine.gsm_general`.
+    Plans are those of ``box`` (:func:`root_box`: the boxes of the module docstring; a branch
+    and bound node's narrower ones) meeting the forest's arcs. Writes a minimiser into
+    ``outbound``/``inbound`` and returns the minimum (module docstring; ``inf`` when no plan
+    of ``box`` meets the arcs, and then the plan written is meaningless). ``net`` is a
+    prepared network of :mod:`meio.engine.gsm_general`.
     """
     size = len(net.lead_floor)
     for position in range(size - 1, -1, -1):
@@ -329,9 +354,9 @@ def _relaxed_forest_dp(net, forest, work, alpha, beta, outbound, inbound):
                 for y in range(net.outbound_max[stage] + 1):
                     work.outbound_sum[y] += work.best_min[row + y]
         if forest.feeds_parent[stage]:
-            _outbound_role(net, work, stage, alpha[stage], beta[stage])
+            _outbound_role(net, work, box, stage, alpha[stage], beta[stage])
         else:
-            _inbound_role(net, work, stage, alpha[stage], beta[stage])
+            _inbound_role(net, work, box, stage, alpha[stage], beta[stage])
     total = 0.0
     for position in range(size):
         stage = forest.order[position]
@@ -361,12 +386,43 @@ def _linear_terms(net, forest, multiplier, alpha, beta):
         beta[net.arc_downstream[arc]] += multiplier[position]
 
 
-@njit
-def _lagrangian_bound(net, upper_bound, iterations):
-    """Envelope bound, best Lagrangian bound and DPs solved (module docstring) of one network.
+class Relaxation(NamedTuple):
+    """The forest, first multipliers and envelope bound of one network (:func:`relaxation`)."""
 
-    At most ``iterations`` forest DPs; with none the Lagrangian bound is ``-inf``.
-    """
+    envelope: float  #: convex-envelope LP bound
+    forest: RelaxedForest
+    multiplier: np.ndarray  #: float64[n_dualised], the LP's duals of the dualised arcs
+
+
+class Ascent(NamedTuple):
+    """Work arrays of :func:`ascent` (one network)."""
+
+    dp: _DpWork
+    alpha: np.ndarray  #: float64[m]
+    beta: np.ndarray  #: float64[m]
+    outbound: np.ndarray  #: int64[m], the last DP's plan
+    inbound: np.ndarray  #: int64[m]
+    best_outbound: np.ndarray  #: int64[m], the plan of the best DP
+    best_inbound: np.ndarray  #: int64[m]
+    best_multiplier: np.ndarray  #: float64[n_dualised], the multipliers of the best DP
+    subgradient: np.ndarray  #: float64[n_dualised]
+
+
+@njit
+def root_box(net):
+    """The boxes of the module docstring: ``S_j`` in ``[0, U_j]``, ``SI_j`` in ``[e_j, V_j]``."""
+    size = len(net.lead_floor)
+    in_low = np.zeros(size, np.int64)
+    for j in range(size):
+        if net.is_source[j]:
+            in_low[j] = net.external_inbound[j]
+    return Box(np.zeros(size, np.int64), net.outbound_max.copy(), in_low,
+               net.inbound_max.copy())
+
+
+@njit
+def relaxation(net):
+    """Envelope bound, spanning forest and first multipliers (module docstring)."""
     size = len(net.lead_floor)
     graph = build_service_time_graph(net.arc_upstream, net.arc_downstream, net.lead_floor,
                                      net.is_source, net.external_inbound, net.outbound_max)
@@ -379,8 +435,6 @@ def _lagrangian_bound(net, upper_bound, iterations):
     _complete(net, trial)
     for j in range(size):
         envelope += slopes[j] * (trial.inbound[j] - trial.outbound[j])
-    if iterations <= 0:
-        return envelope, -np.inf, 0
     n_arcs = len(net.arc_upstream)
     forest = spanning_forest(size, net.arc_upstream, net.arc_downstream, lp_work.flow[:n_arcs],
                              net.holding_cost[net.arc_downstream])
@@ -388,44 +442,85 @@ def _lagrangian_bound(net, upper_bound, iterations):
     multiplier = np.empty(n_dualised)
     for position in range(n_dualised):
         multiplier[position] = max(lp_work.flow[forest.dualised[position]], 0.0)
-    work = _new_dp_work(net)
-    alpha, beta = np.empty(size), np.empty(size)
-    outbound, inbound = np.empty(size, np.int64), np.empty(size, np.int64)
-    subgradient = np.empty(n_dualised)
+    return Relaxation(envelope, forest, multiplier)
+
+
+@njit
+def new_ascent(net, forest):
+    """Work arrays of :func:`ascent` for ``net`` and its ``forest``."""
+    size = len(net.lead_floor)
+    n_dualised = len(forest.dualised)
+    return Ascent(_new_dp_work(net), np.empty(size), np.empty(size), np.empty(size, np.int64),
+                  np.empty(size, np.int64), np.zeros(size, np.int64), np.zeros(size, np.int64),
+                  np.zeros(n_dualised), np.empty(n_dualised))
+
+
+@njit
+def ascent(net, forest, work, box, multiplier, target, cutoff, iterations, theta):
+    """Subgradient ascent of ``L(lambda)`` over the plans of ``box`` (module docstring).
+
+    From ``multiplier`` (updated in place), at most ``iterations`` forest DPs, Polyak steps
+    towards ``target`` with initial factor ``theta``; stops early when a DP's plan meets every
+    dualised arc complementarily, when the best ``L`` reaches ``cutoff`` or when ``box`` holds
+    no plan (``L = inf``). Returns the best ``L`` and the DPs solved; the best DP's multipliers
+    and plan are left in ``work``.
+    """
+    n_dualised = len(forest.dualised)
     best = -np.inf
-    theta = STEP_FACTOR
     stall = 0
     solved = 0
     while True:
-        _linear_terms(net, forest, multiplier, alpha, beta)
-        value = _relaxed_forest_dp(net, forest, work, alpha, beta, outbound, inbound)
+        _linear_terms(net, forest, multiplier, work.alpha, work.beta)
+        value = _relaxed_forest_dp(net, forest, work.dp, box, work.alpha, work.beta,
+                                   work.outbound, work.inbound)
         solved += 1
         if value > best:
             best, stall = value, 0
+            work.best_outbound[:] = work.outbound
+            work.best_inbound[:] = work.inbound
+            work.best_multiplier[:] = multiplier
         else:
             stall += 1
             if stall >= STALL_ITERATIONS:
                 theta, stall = 0.5 * theta, 0
+        if not np.isfinite(value):
+            break
         norm = 0.0
         for position in range(n_dualised):
             arc = forest.dualised[position]
-            step = outbound[net.arc_upstream[arc]] - inbound[net.arc_downstream[arc]]
+            step = (work.outbound[net.arc_upstream[arc]]
+                    - work.inbound[net.arc_downstream[arc]])
             # A multiplier at 0 cannot move down: its component is projected away.
             if step < 0 and multiplier[position] <= 0.0:
                 step = 0
-            subgradient[position] = step
+            work.subgradient[position] = step
             norm += step * step
         # norm == 0 and slack == 0: the relaxed plan is feasible and complementary (optimal).
-        if (norm == 0.0 or solved >= iterations or best >= upper_bound
-                or not np.isfinite(upper_bound)):
+        if (norm == 0.0 or solved >= iterations or best >= cutoff
+                or not np.isfinite(target)):
             break
-        step_size = theta * max(upper_bound - value, 0.0) / norm
+        step_size = theta * max(target - value, 0.0) / norm
         if step_size <= 0.0:
             break
         for position in range(n_dualised):
-            multiplier[position] = max(multiplier[position] + step_size * subgradient[position],
-                                       0.0)
-    return envelope, best, solved
+            multiplier[position] = max(multiplier[position]
+                                       + step_size * work.subgradient[position], 0.0)
+    return best, solved
+
+
+@njit
+def _lagrangian_bound(net, upper_bound, iterations):
+    """Envelope bound, best Lagrangian bound and DPs solved (module docstring) of one network.
+
+    At most ``iterations`` forest DPs; with none the Lagrangian bound is ``-inf``.
+    """
+    relaxed = relaxation(net)
+    if iterations <= 0:
+        return relaxed.envelope, -np.inf, 0
+    work = new_ascent(net, relaxed.forest)
+    best, solved = ascent(net, relaxed.forest, work, root_box(net), relaxed.multiplier,
+                          upper_bound, upper_bound, iterations, STEP_FACTOR)
+    return relaxed.envelope, best, solved
 
 
 def lagrangian_bound(
