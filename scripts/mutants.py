@@ -217,7 +217,7 @@ MUTANTS = (
             "tests/test_ssm_serial.py::test_gamma_chain_is_within_its_bound_of_the_exact_optimum")),
     Mutant("gsm general: memo stops polishing descents too (fresh ignored)", "meio/engine/gsm_general.py",
            "if _memo_add(memo, trial.outbound) and fresh:", "if _memo_add(memo, trial.outbound):",
-           ("tests/test_gsm_general.py",)),
+           ("tests/test_gsm_general.py::test_only_fresh_descents_stop_at_a_plan_of_the_memo",)),
     Mutant("ssm simulated: joint first move disabled", "meio/engine/ssm_simulated.py",
            "for scale in _JOINT_SCALES:", "for scale in ():",
            ("tests/test_ssm_simulated.py",)),

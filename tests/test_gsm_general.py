@@ -603,3 +603,36 @@ def test_slp_alone_is_bracketed_by_brute_force(seed, size, slp_starts):
     solution = solve_general_network(*instance.args(), slp_starts=slp_starts, local_search=False)
     assert solution_cost(instance, solution) == pytest.approx(solution.cost, rel=1e-12)
     assert optimum * (1 - 1e-12) <= solution.cost
+
+
+def _descent(net, memo, start, slopes, fresh):
+    """One SLP descent of the kernel from ``start`` under ``slopes``: (cost, plan it ends on)."""
+    graph = gsm_lp.build_service_time_graph(net.arc_upstream, net.arc_downstream, net.lead_floor,
+                                            net.is_source, net.external_inbound, net.outbound_max)
+    size = len(net.lead_floor)
+    point, trial = gsm_general._new_plan(size), gsm_general._new_plan(size)
+    start = gsm_general._Plan(start.outbound, start.inbound, start.offset)
+    cost = gsm_general._successive_lp(net, graph, gsm_lp.new_lp_work(graph), memo, slopes.copy(),
+                                      start, point, trial, fresh)
+    return cost, point.outbound.tolist()
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(3, 12))
+def test_only_fresh_descents_stop_at_a_plan_of_the_memo(seed, size):
+    # Documented contract of _successive_lp: a new start's descent that reaches a plan an
+    # earlier descent stood on stops (inf), while a polishing descent goes on to the same local
+    # optimum as with an empty memo (the memo only saves repeated work, it never shortens a
+    # polish: a polish may continue from a plan whose earlier descent was never polished).
+    rng = np.random.default_rng(seed)
+    net = _prepared(random_instance(rng, size))
+    start = _random_plan(rng, net)
+    slopes = np.empty(size)
+    gsm_general._majorant_slopes(net, start.offset, slopes)
+    memo = gsm_general._new_memo()
+    first = _descent(net, memo, start, slopes, True)
+    assert math.isfinite(first[0])
+    assert memo.count[0] >= 1
+    assert _descent(net, gsm_general._new_memo(), start, slopes, False) == first
+    assert _descent(net, memo, start, slopes, False) == first
+    assert _descent(net, memo, start, slopes, True)[0] == math.inf
