@@ -220,7 +220,7 @@ MUTANTS = (
            ("tests/test_gsm_general.py::test_only_fresh_descents_stop_at_a_plan_of_the_memo",)),
     Mutant("ssm simulated: joint first move disabled", "meio/engine/ssm_simulated.py",
            "for scale in _JOINT_SCALES:", "for scale in ():",
-           ("tests/test_ssm_simulated.py",)),
+           ("tests/test_ssm_oracles.py::test_descent_leaves_an_empty_assembly_by_moving_its_components_together",)),
     Mutant("certify: sinks outside the short range not re-run", "meio/engine/certify.py",
            "    if missed.any():\n", "    if False:\n",
            ("tests/test_certify.py::test_certified_level_is_the_exact_sample_quantile",)),
