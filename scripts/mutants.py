@@ -137,8 +137,9 @@ MUTANTS = (
            ("tests/test_certify.py::test_level_counts_equal_searchsorted",
             "tests/test_certify.py::test_probe_matches_twin")),
     Mutant("certify: cycle counts read one level off", "meio/engine/certify.py",
-           "exceeded = cycles[:, :, None] - np.cumsum(histogram, axis=2)[:, :, :k]",
-           "exceeded = cycles[:, :, None] - np.cumsum(histogram, axis=2)[:, :, 1:k + 1]",
+           "exceeded = cycles[:, :, None] - np.cumsum(block(PROBE_EXCEEDED), axis=2)",
+           "exceeded = cycles[:, :, None] - np.cumsum(totals[:, :, PROBE_FIXED + PROBE_EXCEEDED * width + 1:"
+           "PROBE_FIXED + PROBE_EXCEEDED * width + k + 1], axis=2)",
            ("tests/test_certify.py::test_certified_level_is_the_exact_sample_quantile",
             "tests/test_certify.py::test_probe_equals_simulating_each_level_with_meio_simulate")),
     Mutant("certification: the confidence margin dropped (z = 0)", "meio/engine/certify.py",
