@@ -87,25 +87,16 @@ owmr_instances = st.builds(
     st.sampled_from([0.5, 1.0]), st.floats(0.2, 0.9))
 
 
-@settings(max_examples=8, deadline=None)
-@given(owmr_instances)
-def test_simulator_matches_the_exact_owmr_evaluation(instance):
-    """Service, backorders and on-hand stock of every stage, with levels around the demand over
-    the lead time (the warehouse short often enough that its allocation matters)."""
+def _owmr_levels(instance):
+    """One warehouse and two retailers, levels around the demand over the lead time (the
+    warehouse short often enough that its allocation matters)."""
     lead, leads, rates, holding, share = instance
     retailers = {f"r{k}": (leads[k], 2.0, rates[k]) for k in range(2)}
     tiny = _owmr(lead, retailers, holding)
-    total = sum(rates)
-    levels = {"w": float(math.floor(share * total * lead))}
+    levels = {"w": float(math.floor(share * sum(rates) * lead))}
     levels |= {name: float(stats.poisson.ppf(0.8, rate * (leads[k] + lead)))
                for k, (name, rate) in enumerate(zip(retailers, rates, strict=True))}
-    exact = _exact_rows(tiny, levels)
-    simulated = _simulate(tiny, levels)
-    for stage, measures in exact.items():
-        for name, value in measures.items():
-            row = simulated[stage]
-            error = _standard_error(row, name)
-            assert abs(row[name] - value) <= Z * error + 1e-9, (stage, name, row[name], value, error)
+    return tiny, levels
 
 
 def test_axsater_binomial_split_fails_the_same_check():
@@ -155,17 +146,30 @@ shapes = st.builds(
     st.lists(st.sampled_from([0.5, 1.0, 2.0]), min_size=4, max_size=4))
 
 
-@settings(max_examples=6, deadline=None)
-@given(shapes, st.floats(0.0, 1.0))
-def test_simulator_matches_the_exact_assembly_evaluation(tiny, share):
-    """Assembly and shared components: an assembly starts complete sets only, a shared supplier
-    owes its newest requests to its last successor id; internal levels low enough to run short."""
+def _assembly_levels(tiny, share):
+    """Assembly and shared components (an assembly starts complete sets only, a shared supplier
+    owes its newest requests to its last successor id); internal levels low enough to run short."""
     levels = {}
     for stage in tiny.internal():
         rate = sum(tiny.rate(k) * paths for k, paths in tiny.multiplicity(stage).items())
         levels[stage] = float(math.floor(share * rate * tiny.lead_time(stage) + 0.5))
     for sink in tiny.sinks():
         levels[sink] = float(stats.poisson.ppf(0.8, tiny.rate(sink) * tiny.window(sink)))
+    return tiny, levels
+
+
+#: Networks with levels for the simulator-against-exact check.
+EXACT_CASES = {"owmr": st.builds(_owmr_levels, owmr_instances),
+               "assembly": st.builds(_assembly_levels, shapes, st.floats(0.0, 1.0))}
+
+
+@pytest.mark.parametrize("kind", list(EXACT_CASES))
+@settings(max_examples=7, deadline=None)
+@given(data=st.data())
+def test_simulator_matches_the_exact_evaluation(kind, data):
+    """Service, backorders and on-hand stock of every stage (OWMR; assembly and shared
+    components), each within ``Z`` replication standard errors of the exact evaluation."""
+    tiny, levels = data.draw(EXACT_CASES[kind])
     exact = _exact_rows(tiny, levels)
     simulated = _simulate(tiny, levels)
     for stage, measures in exact.items():
