@@ -271,6 +271,15 @@ MUTANTS = (
            "meio/engine/ssm_distribution.py",
            "cover_mean += share * waiting / quantity", "cover_mean += waiting / quantity",
            ("tests/test_ssm_distribution.py",)),
+    Mutant("api: the stages' own service levels ignored (the run's level everywhere)", "meio/api.py",
+           "levels = np.where(np.isnan(batch.service_level), service_level, batch.service_level)",
+           "levels = np.full(len(batch.service_level), service_level)",
+           ("tests/test_single.py::test_review_period_and_lane_variability_enter_by_hand",
+            "tests/test_single.py")),
+    Mutant("ssm: the tree's newsvendor quantile h / (p + h)", "meio/engine/ssm.py",
+           "newsvendor_z = ndtri(np.clip(p / (p + holding), 0.0, 1.0 - 1e-12))",
+           "newsvendor_z = ndtri(np.clip(holding / (p + holding), 0.0, 1.0 - 1e-12))",
+           ("tests/test_ssm.py",)),
 )
 
 
