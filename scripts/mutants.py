@@ -107,7 +107,7 @@ MUTANTS = (
            ("tests/test_certify.py",)),
     Mutant("gsm general: local search polishing disabled", "meio/engine/gsm_general.py",
            "POLISH_WITHIN = 0.02", "POLISH_WITHIN = -1.0",
-           ("tests/test_gsm_general.py",)),
+           ("tests/test_gsm_general.py::test_local_search_pays_on_random_dags",)),
     Mutant("demand law: fitted quantile one unit low", "meio/engine/demand_law.py",
            "level = _law(code, mean, variance).ppf(alpha[rows])",
            "level = _law(code, mean, variance).ppf(alpha[rows]) - 1.0",

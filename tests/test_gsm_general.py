@@ -552,3 +552,17 @@ def test_only_fresh_descents_stop_at_a_plan_of_the_memo(seed, size):
     assert _descent(net, gsm_general._new_memo(), start, slopes, False) == first
     assert _descent(net, memo, start, slopes, False) == first
     assert _descent(net, memo, start, slopes, True)[0] == math.inf
+
+
+def test_local_search_pays_on_random_dags():
+    # 20 random 10-stage DAGs, 4 SLP starts: polishing with the local search (the default) beats
+    # the SLP alone on 2 networks (seeds 7 and 16, by 0.4% and 1.1%; measured) and ties on the
+    # others. A default that never polishes would tie on all 20.
+    gains = []
+    for seed in range(20):
+        instance = random_instance(np.random.default_rng(seed), 10)
+        default = solve_general_network(*instance.args(), slp_starts=4).cost
+        alone = solve_general_network(*instance.args(), slp_starts=4, local_search=False).cost
+        gains.append(1.0 - default / alone)
+    assert sum(gain > 1e-9 for gain in gains) >= 2
+    assert sum(gains) > 0.01
