@@ -370,6 +370,19 @@ def test_lanes_pool_by_mode_when_shipments_have_one():
     assert rows["c"]["lead_time"] == pytest.approx(0.5 * 6 + 0.5 * np.mean([2, 2, 2, 2, 6]))
 
 
+def test_a_lane_without_a_spread_takes_its_own_pools_variance():
+    """Two pools (modes) with different spreads: a one-shipment lane takes the pooled
+    within-lane variance of its own pool, not of every lane."""
+    road, rail = [2, 3, 2, 4, 3, 2], [8, 12, 8, 12]
+    shipments = shipments_table({("w", "a"): road, ("v", "b"): rail, ("v", "d"): [10], ("w", "c"): [6]},
+                                mode=["road"] * 6 + ["rail"] * 5 + ["road"])
+    rows = lane_rows(meio.estimate(shipments=shipments, prior_shipments=2))
+    assert rows["d"]["pool_sd"] == pytest.approx(np.std(rail, ddof=1))
+    assert rows["d"]["lead_time_sd"] == pytest.approx(np.std(rail, ddof=1))
+    assert rows["c"]["lead_time_sd"] == pytest.approx(np.std(road, ddof=1))
+    assert rows["d"]["lead_time"] == pytest.approx(1 / 3 * 10 + 2 / 3 * np.mean(rail + [10]))
+
+
 def test_weekly_periods_measure_transit_in_weeks():
     rows = lane_rows(meio.estimate(shipments=shipments_table({("w", "r"): [7, 14, 21]}), period="week",
                                    prior_shipments=0))

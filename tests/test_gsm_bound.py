@@ -10,30 +10,13 @@ from meio.engine import gsm, gsm_bound, gsm_general
 from meio.engine.gsm_bound import general_batch_bounds, lagrangian_bound, spanning_forest
 from meio.engine.gsm_general import solve_general_network
 from tests import gsm_bound_reference as twin
-from tests.test_gsm_general import (
-    EXACT_NODES,
-    batch_problem,
-    brute_force,
-    random_instance,
-)
+from tests.strategies import components, random_instance
+from tests.test_gsm_general import EXACT_NODES, batch_problem, brute_force
 
 
 def _forest(net, rng):
     weight, tie = rng.choice([0.0, 0.5, 1.0, 2.0], (2, len(net.arc_upstream)))
     return spanning_forest(len(net.lead_floor), net.arc_upstream, net.arc_downstream, weight, tie)
-
-
-def _components(size, arcs):
-    parent = list(range(size))
-
-    def find(x):
-        while parent[x] != x:
-            x = parent[x]
-        return x
-
-    for up, down in arcs:
-        parent[find(up)] = find(down)
-    return len({find(x) for x in range(size)})
 
 
 def _kernel_dp(net, forest, alpha, beta, box=None):
@@ -62,8 +45,8 @@ def check_forest_dp(seed, size, tree, brute, boxed=False):
     forest = _forest(net, rng)
     box = random_box(net, rng) if boxed else None
     arcs = twin.forest_arcs(net, forest.dualised)
-    assert len(arcs) == size - _components(size, arcs)  # a spanning forest of every component
-    assert _components(size, arcs) == _components(size, twin.forest_arcs(net, []))
+    assert len(arcs) == size - components(size, arcs)  # a spanning forest of every component
+    assert components(size, arcs) == components(size, twin.forest_arcs(net, []))
     # Linear terms of either sign (multipliers >= 0 give alpha, beta >= 0; the DP needs neither).
     alpha = np.where(rng.random(size) < 0.5, rng.uniform(-2.0, 4.0, size), 0.0)
     beta = np.where(rng.random(size) < 0.5, rng.uniform(-2.0, 4.0, size), 0.0)

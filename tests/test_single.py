@@ -138,6 +138,25 @@ def test_review_period_and_lane_variability_enter_by_hand():
         assert lane_rule == pytest.approx((2.0, 0.5))
 
 
+def test_two_inbound_lanes_take_the_longest_transit_and_the_largest_variance():
+    """An assembly fed over two lanes (0.5 periods, sd 0.4; 1.0 period, sd 0.3) with sigma_L = 0.3
+    on the stage: it waits for the later lane, so L = 1.5 + max(0.5, 1.0) = 2.5 and the
+    deviation is sqrt(0.3^2 + max(0.4^2, 0.3^2)) = 0.5 (neither the transits nor the variances
+    add up)."""
+    stages = pl.DataFrame({"network": ["n"] * 3, "stage": ["a", "b", "s"], "lead_time": [0.0, 0.0, 1.5],
+                           "lead_time_sd": [0.0, 0.0, 0.3], "holding_cost": [0.0, 0.0, 1.0],
+                           "demand_mean": [0.0, 0.0, 100.0], "demand_sd": [0.0, 0.0, 20.0],
+                           "service_level": [None, None, 0.9]})
+    arcs = pl.DataFrame({"network": ["n", "n"], "upstream": ["a", "b"], "downstream": ["s", "s"],
+                         "lead_time": [0.5, 1.0], "lead_time_sd": [0.4, 0.3]})
+    row = meio.optimize(meio.read_network(stages, arcs), "single").stages.row(
+        by_predicate=pl.col("stage") == "s", named=True)
+    lane_rule = (row["replenishment_lead_time"], row["replenishment_lead_time_sd"])
+    assert lane_rule == pytest.approx((2.5, 0.5), rel=1e-12)
+    assert row["safety_stock"] == pytest.approx(stats.norm.ppf(0.9) * math.sqrt(2.5 * 20**2 + 100**2 * 0.25),
+                                                rel=1e-12)
+
+
 @settings(max_examples=50, deadline=None)
 @given(
     holding=st.floats(0.05, 5), stockout=st.floats(0.05, 50), mean=st.floats(1, 500),

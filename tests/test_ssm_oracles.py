@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import polars as pl
 import pytest
 from hypothesis import assume, given, settings
@@ -34,6 +35,9 @@ from ssm_exact_reference import (
 )
 
 import meio
+from meio.engine.certify import Targets
+from meio.engine.ssm_simulated import DescentSettings, descend, whole_unit_stages
+from meio.simulation import build_sim_networks
 
 #: Simulated means lie within this many replication standard errors of the exact value
 #: (Student t with ``REPLICATIONS - 1`` degrees of freedom: ``P(|T_29| > 5) = 2.4e-5`` per check).
@@ -84,25 +88,16 @@ owmr_instances = st.builds(
     st.sampled_from([0.5, 1.0]), st.floats(0.2, 0.9))
 
 
-@settings(max_examples=8, deadline=None)
-@given(owmr_instances)
-def test_simulator_matches_the_exact_owmr_evaluation(instance):
-    """Service, backorders and on-hand stock of every stage, with levels around the demand over
-    the lead time (the warehouse short often enough that its allocation matters)."""
+def _owmr_levels(instance):
+    """One warehouse and two retailers, levels around the demand over the lead time (the
+    warehouse short often enough that its allocation matters)."""
     lead, leads, rates, holding, share = instance
     retailers = {f"r{k}": (leads[k], 2.0, rates[k]) for k in range(2)}
     tiny = _owmr(lead, retailers, holding)
-    total = sum(rates)
-    levels = {"w": float(math.floor(share * total * lead))}
+    levels = {"w": float(math.floor(share * sum(rates) * lead))}
     levels |= {name: float(stats.poisson.ppf(0.8, rate * (leads[k] + lead)))
                for k, (name, rate) in enumerate(zip(retailers, rates, strict=True))}
-    exact = _exact_rows(tiny, levels)
-    simulated = _simulate(tiny, levels)
-    for stage, measures in exact.items():
-        for name, value in measures.items():
-            row = simulated[stage]
-            error = _standard_error(row, name)
-            assert abs(row[name] - value) <= Z * error + 1e-9, (stage, name, row[name], value, error)
+    return tiny, levels
 
 
 def test_axsater_binomial_split_fails_the_same_check():
@@ -152,17 +147,30 @@ shapes = st.builds(
     st.lists(st.sampled_from([0.5, 1.0, 2.0]), min_size=4, max_size=4))
 
 
-@settings(max_examples=6, deadline=None)
-@given(shapes, st.floats(0.0, 1.0))
-def test_simulator_matches_the_exact_assembly_evaluation(tiny, share):
-    """Assembly and shared components: an assembly starts complete sets only, a shared supplier
-    owes its newest requests to its last successor id; internal levels low enough to run short."""
+def _assembly_levels(tiny, share):
+    """Assembly and shared components (an assembly starts complete sets only, a shared supplier
+    owes its newest requests to its last successor id); internal levels low enough to run short."""
     levels = {}
     for stage in tiny.internal():
         rate = sum(tiny.rate(k) * paths for k, paths in tiny.multiplicity(stage).items())
         levels[stage] = float(math.floor(share * rate * tiny.lead_time(stage) + 0.5))
     for sink in tiny.sinks():
         levels[sink] = float(stats.poisson.ppf(0.8, tiny.rate(sink) * tiny.window(sink)))
+    return tiny, levels
+
+
+#: Networks with levels for the simulator-against-exact check.
+EXACT_CASES = {"owmr": st.builds(_owmr_levels, owmr_instances),
+               "assembly": st.builds(_assembly_levels, shapes, st.floats(0.0, 1.0))}
+
+
+@pytest.mark.parametrize("kind", list(EXACT_CASES))
+@settings(max_examples=7, deadline=None)
+@given(data=st.data())
+def test_simulator_matches_the_exact_evaluation(kind, data):
+    """Service, backorders and on-hand stock of every stage (OWMR; assembly and shared
+    components), each within ``Z`` replication standard errors of the exact evaluation."""
+    tiny, levels = data.draw(EXACT_CASES[kind])
     exact = _exact_rows(tiny, levels)
     simulated = _simulate(tiny, levels)
     for stage, measures in exact.items():
@@ -328,3 +336,38 @@ def test_internal_demand_stages_certified_upstream_first_at_their_exact_least_le
     print(f"{name} around {around}: targets {targets}, certified {got}, exact cost "
           f"{measures.holding_cost(tiny):.3f}, least over the internal level {best:.3f}: gap {gap:+.1%}")
     assert -0.01 <= gap <= INTERNAL_DEMAND_BAR
+
+
+def test_descent_leaves_an_empty_assembly_by_moving_its_components_together():
+    """Components ``b`` and ``c`` of an assembly ``a`` on equal lead times, both empty: the
+    assembly waits for the later of two equal deliveries, so either component's stock alone buys
+    nothing (exact: it only adds holding cost) and one stage at a time the descent stays at
+    ``(0, 0)``, 35% above the optimum. Moving both at once (the descent's joint first move, from
+    the single-echelon levels) reaches the exact optimum ``(3, 3)`` (measured gap 0.0%)."""
+    tiny = _shape("assembly", [2, 2, 1], [1.0], [0.5, 0.5, 3.0])
+    targets = {"a": 0.95}
+    evaluator = Evaluator(tiny)
+    optimum = brute_force(evaluator, targets)
+
+    def exact_cost(internal):
+        return with_sinks_at_target(evaluator, internal, targets)[1].holding_cost(tiny)
+
+    empty = exact_cost({"b": 0.0, "c": 0.0})
+    assert empty >= 1.3 * optimum.cost
+    for alone in ({"b": 1.0, "c": 0.0}, {"b": 0.0, "c": 1.0}, {"b": 5.0, "c": 0.0}):
+        assert exact_cost(alone) >= empty  # the flat (rising) stretch one stage at a time sees
+    network = _read(tiny)
+    names = network.stages["stage"].to_list()
+    sim = build_sim_networks(network, np.zeros(len(names)), np.zeros(len(names)), "poisson", None)
+    movable = np.array([name != "a" for name in names])
+    step = np.array([0.5 * math.sqrt(tiny.lead_time(name) + 1.0) for name in names])
+    single = meio.optimize(network, "single", service_level=0.95).stages["base_stock"].to_numpy()
+    targets_of_sink = Targets(np.array([0.95]), np.array([np.nan]))
+    result = descend(sim, movable, step, np.array([names.index("a")]), targets_of_sink, np.zeros(1),
+                     DescentSettings(periods=2000, replications=4, sweeps=2, confidence=0.5),
+                     alternative=single, whole=whole_unit_stages(sim))
+    internal = {name: float(result.base_stock[k]) for k, name in enumerate(names) if name != "a"}
+    gap = exact_cost(internal) / optimum.cost - 1.0
+    print(f"descent {internal}: {gap:+.1%} (optimum {optimum.levels}, "
+          f"empty start {empty / optimum.cost - 1:+.1%})")
+    assert -1e-9 <= gap <= 0.05

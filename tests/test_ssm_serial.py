@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from meio.engine import ssm_serial
 from meio.engine.ssm_serial import evaluate_serial, grid_options, optimize_serial
 from tests.ssm_instances import serial_systems
 from tests.ssm_reference import (
@@ -368,3 +369,44 @@ def test_gamma_chain_is_within_its_bound_of_the_exact_optimum(mean, cv, lead_tim
     assert exact_at_solution <= exact_best + bound
     # the bound is pessimistic; the actual error is a small share of the cost
     assert abs(solution.expected_cost[0] - exact_best) <= 0.01 * exact_best
+
+
+@pytest.mark.parametrize(("law", "mean", "sd"), [
+    ("negative_binomial", 2.0, 3.0), ("gamma", 3.0, 3.0), ("poisson", 2.5, 0.0), ("normal", 40.0, 3.0)])
+def test_lead_time_demand_grid_has_the_moments_of_the_law(law, mean, sd):
+    """Over ``L`` independent periods the demand has mean ``L mu`` and variance ``L sigma^2``
+    (``L mu`` for Poisson): each stage's grid law ``D~_j`` has them, to the grid's rounding and
+    the tails it lumps (below 1e-8). Counts sit on the integers as they are; a continuous ``D~`` is
+    ``D`` moved by at most half a step, so its deviation is within ``step / 2`` of ``D``'s and its
+    variance within ``step (sd + step / 4)``. Catches a deviation scaled by ``L`` instead of
+    ``sqrt(L)`` in one cheap call."""
+    lead_times = [0.5, 1.0, 2.0, 3.0]
+    instance = {"holding_cost": [1.0] * 4, "lead_time": lead_times, "stockout_cost": 9.0,
+                "demand_mean": mean, "demand_sd": sd, "distribution": law}
+    step, lo, hi, offsets, pmf, discrete_mean, _ = ssm_serial._discretise_system(
+        serial_systems([instance]), 0, grid_options())
+    counts = law in ("poisson", "negative_binomial")
+    for j, lead_time in enumerate(lead_times):
+        cells = np.arange(lo[j], hi[j] + 1) * step
+        weight = pmf[offsets[j]:offsets[j + 1]]
+        first = float(weight @ cells)
+        variance = float(weight @ cells**2) - first**2
+        law_variance = lead_time * (mean if law == "poisson" else sd * sd)
+        assert discrete_mean[j] == pytest.approx(first, rel=1e-12)
+        assert first == pytest.approx(lead_time * mean, rel=1e-6, abs=0.0 if counts else step / 2)
+        rounding = 0.0 if counts else step * (math.sqrt(law_variance) + step / 4)
+        assert abs(variance - law_variance) <= rounding + 1e-6 * law_variance, (lead_time, variance)
+
+
+def test_negative_binomial_needs_more_variance_than_mean():
+    """A negative binomial with ``sd^2 <= mean`` has no law: the solver says which system at once
+    instead of walking out a support that never ends (the kernel's own law refuses it too)."""
+    wrong = {"holding_cost": [1.0, 1.0], "lead_time": [1.0, 2.0], "stockout_cost": 9.0,
+             "demand_mean": 2.0, "demand_sd": 1.0, "distribution": "negative_binomial"}
+    fine = wrong | {"demand_sd": 3.0}
+    with pytest.raises(ValueError, match="serial system 1: negative binomial"):
+        optimize_serial(serial_systems([fine, wrong, fine]))
+    with pytest.raises(ValueError, match="serial system 0: negative binomial"):
+        evaluate_serial(serial_systems([wrong]), np.array([2.0, 4.0]))
+    with pytest.raises(ValueError, match="needs sd\\^2 > mean"):
+        ssm_serial._negative_binomial_law(2.0, 1.0)

@@ -165,8 +165,13 @@ def _poisson_support(mean, tail_log):
 
 @njit
 def _negative_binomial_law(mean, sd):
-    """``(r, log p, log(1 - p))`` of the negative binomial with this mean and ``sd^2 > mean``."""
+    """``(r, log p, log(1 - p))`` of the negative binomial with this mean and ``sd^2 > mean``.
+
+    Raises ``ValueError`` where ``sd^2 <= mean`` (no such law: its support walk would never end).
+    """
     variance = sd * sd
+    if not variance > mean:
+        raise ValueError("negative binomial lead-time demand needs sd^2 > mean")
     return mean * mean / (variance - mean), math.log(mean / variance), math.log1p(-mean / variance)
 
 
@@ -626,6 +631,15 @@ def _allocate(systems: SerialSystems) -> SerialSolution:
     )
 
 
+def _check_laws(systems: SerialSystems) -> None:
+    """Raise ``ValueError`` naming the first negative-binomial system with ``sd^2 <= mean``."""
+    wrong = np.flatnonzero((systems.distribution == NEGATIVE_BINOMIAL) & (systems.demand_mean > 0.0)
+                           & ~(systems.demand_sd**2 > systems.demand_mean))
+    if len(wrong):
+        raise ValueError(f"serial system {wrong[0]}: negative binomial demand needs demand_sd^2 > "
+                         "demand_mean")
+
+
 def optimize_serial(systems: SerialSystems, options: GridOptions | None = None) -> SerialSolution:
     """Optimise the echelon base-stock levels of every serial system (Chen & Zheng 1994).
 
@@ -644,6 +658,7 @@ def optimize_serial(systems: SerialSystems, options: GridOptions | None = None) 
         per period from the recursion, its discretisation error bound and the grid step.
 
     """
+    _check_laws(systems)
     options = grid_options() if options is None else options
     out = _allocate(systems)
     solver = _solve_one if len(systems.offsets) == 2 else _solve_batch
@@ -660,6 +675,7 @@ def evaluate_serial(
     computed from the inventory-level distributions, independently of the optimisation
     recursion. ``cost_error_bound`` is NaN (no optimisation took place).
     """
+    _check_laws(systems)
     options = grid_options() if options is None else options
     out = _allocate(systems)
     _evaluate_batch(systems, options, np.ascontiguousarray(echelon_base_stock, np.float64), out)

@@ -7,7 +7,7 @@ their exact least level meeting 0.95), ``meio.optimize(..., "ssm")`` (the simula
 its sinks moved to their exact least levels, and ``meio.certify`` of its plan, priced exactly.
 docs/ssm.md ("Exact oracles on tiny Poisson networks") reports the summary line.
 
-Run from the repository root: ``.venv/bin/python tests/ssm_oracle_gaps.py [count] [options]``,
+Run from the repository root: ``.venv/bin/python scripts/ssm_oracle_gaps.py [count] [options]``,
 ``options`` the ``ssm`` model's options as JSON (``'{"descent_confidence": 0.5}'``).
 """
 
@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
+# the oracle and the instances live with the tests (tests/ssm_exact_reference.py, tests/test_ssm_oracles.py)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from ssm_exact_reference import Evaluator, brute_force  # noqa: E402
 from test_ssm_oracles import GAP_INSTANCES, _gap, _read, _shape  # noqa: E402
@@ -30,6 +31,7 @@ import meio  # noqa: E402
 
 
 def instances(count: int) -> dict:
+    """The non-OWMR gap instances and ``count`` random ones, by name."""
     draw = random.Random(2026)
     chosen = {name: tiny for name, tiny in GAP_INSTANCES.items() if not name.startswith("owmr")}
     for i in range(count):
@@ -41,6 +43,7 @@ def instances(count: int) -> dict:
 
 
 def main(count: int, options: dict) -> None:
+    """Print each network's gaps and the summary line docs/ssm.md reports."""
     internal_gaps, certified_gaps, seconds = [], [], 0.0
     for name, tiny in instances(count).items():
         targets = {sink: 0.95 for sink in tiny.sinks()}
