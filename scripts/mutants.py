@@ -205,8 +205,10 @@ MUTANTS = (
            ("tests/test_single.py::test_two_inbound_lanes_take_the_longest_transit_and_the_largest_variance",
             "tests/test_estimate.py::test_transport_lanes_reach_every_arc_that_uses_them")),
     Mutant("gsm bound: subgradient step in the wrong direction", "meio/engine/gsm_bound.py",
-           "multiplier[position] = max(multiplier[position] + step_size * subgradient[position],",
-           "multiplier[position] = max(multiplier[position] - step_size * subgradient[position],",
+           "multiplier[position] = max(multiplier[position]\n"
+           "                                       + step_size * work.subgradient[position], 0.0)",
+           "multiplier[position] = max(multiplier[position]\n"
+           "                                       - step_size * work.subgradient[position], 0.0)",
            ("tests/test_gsm_bound.py",)),
     Mutant("gamma: continued fraction term with the wrong sign of a", "meio/engine/gamma.py",
            "an = -i * (i - a)", "an = -i * (i + a)",
@@ -243,9 +245,10 @@ MUTANTS = (
            "started = arc[a, _COMPONENTS] / arc[a, _QUANTITY]",
            ("tests/test_simulate_rules.py", "tests/test_ssm_oracles.py")),
     Mutant("gsm bound: multipliers not projected on >= 0", "meio/engine/gsm_bound.py",
-           "multiplier[position] = max(multiplier[position] + step_size * subgradient[position],\n"
-           "                                       0.0)",
-           "multiplier[position] = multiplier[position] + step_size * subgradient[position]",
+           "multiplier[position] = max(multiplier[position]\n"
+           "                                       + step_size * work.subgradient[position], 0.0)",
+           "multiplier[position] = (multiplier[position]\n"
+           "                                       + step_size * work.subgradient[position])",
            ("tests/test_gsm_bound.py",)),
     Mutant("gsm tree: ties of f go to the largest outbound time", "meio/engine/gsm_tree.py",
            "        if value < running:\n", "        if value <= running:\n",
@@ -280,8 +283,22 @@ MUTANTS = (
            "newsvendor_z = ndtri(np.clip(p / (p + holding), 0.0, 1.0 - 1e-12))",
            "newsvendor_z = ndtri(np.clip(holding / (p + holding), 0.0, 1.0 - 1e-12))",
            ("tests/test_ssm.py",)),
+    Mutant("gsm lp: the dual simplex enters the edge of the largest reduced cost", "meio/engine/gsm_lp.py",
+           "if entering < 0 or reduced < best or (reduced == best and edge < entering):",
+           "if entering < 0 or reduced > best or (reduced == best and edge < entering):",
+           ("tests/test_gsm_general.py::test_simplex_from_previous_basis_equals_highs_optimum",
+            "tests/test_gsm_general.py::test_simplex_kernel_equals_its_twin")),
+    Mutant("gsm exact: tightening lifts the inbound floor one period too far", "meio/engine/gsm_exact.py",
+           "low = box.out_low[j] - net.lead_floor[j]\n",
+           "low = box.out_low[j] - net.lead_floor[j] + 1\n",
+           ("tests/test_gsm_exact.py",)),
+    Mutant("certify: every demand stage in wave 0 (internal demand certified with its sinks)",
+           "meio/engine/certify.py",
+           "np.maximum.at(reached, down, above[up] + probed[up])",
+           "np.maximum.at(reached, down, above[up])",
+           ("tests/test_certify.py::test_demand_waves_count_the_demand_stages_on_the_longest_path_above",
+            "tests/test_certify.py")),
 )
-
 
 def _copy_of_head(destination: Path) -> None:
     archive = subprocess.run(["git", "archive", "HEAD"], cwd=ROOT, check=True, capture_output=True).stdout
