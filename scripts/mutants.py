@@ -298,8 +298,11 @@ MUTANTS = (
            "np.maximum.at(reached, down, above[up])",
            ("tests/test_certify.py::test_demand_waves_count_the_demand_stages_on_the_longest_path_above",
             "tests/test_certify.py")),
+    Mutant("report: every simulated demand stage counted as meeting its target", "meio/report/content.py",
+           'met = int(simulated["target_met"].sum())',
+           'met = int(simulated["target_met"].count())',
+           ("tests/test_report.py::test_service_summary_counts_the_stages_that_miss_their_targets",)),
 )
-
 def _copy_of_head(destination: Path) -> None:
     archive = subprocess.run(["git", "archive", "HEAD"], cwd=ROOT, check=True, capture_output=True).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:

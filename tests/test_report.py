@@ -254,3 +254,21 @@ def test_frontier_report_opens_offline_in_chromium(tmp_path):
     catalog = pl.read_parquet(out / "frontier.parquet").filter(pl.col("network").is_null())
     assert "What service costs" in page.text
     assert f"{catalog['safety_stock_cost'][0]:,.2f}" in page.text
+
+
+def test_service_summary_counts_the_stages_that_miss_their_targets(tmp_path):
+    # A simulation table with misses (a short verification of a good plan often has none, so
+    # the headline's counts need a table where met and demand stages differ).
+    from meio.report.content import missing_stages, service_summary
+    from meio.report.run import RunTables
+
+    met = [True, False, True, True, False, None]
+    simulation = pl.DataFrame({"network": ["n1", "n1", "n2", "n2", "n3", "n3"],
+                               "stage": ["a", "b", "a", "b", "a", "b"],
+                               "target_met": met}).filter(pl.col("target_met").is_not_null())
+    run = RunTables(directory=tmp_path, manifest={}, plan=None, plan_manifest=None,
+                    simulation=simulation, simulation_manifest=None, arcs=None, arcs_source="")
+    service = service_summary(run)
+    assert (service["demand_stages"], service["met"], service["missing"]) == (5, 3, 2)
+    assert service["met_pct"] == pytest.approx(60.0)
+    assert [(row["network"], row["stage"]) for row in missing_stages(run)] == [("n1", "b"), ("n3", "a")]
