@@ -105,6 +105,29 @@ def _small_catalog(seed=11):
     return meio.read_network(stages.with_columns(review_period=pl.Series(review)), arcs)
 
 
+def _assert_probe_equals_simulate(network, stages, sim, probed):
+    """Set the ``probed`` stages to each of five levels around their plan's in turn and simulate
+    with ``meio.simulate`` on one seed; one probe run gives the same cycle service level, fill
+    rate and on-hand stock of those stages at every level."""
+    spread = np.linspace(-1.0, 3.0, 5)
+    scale = np.sqrt(np.maximum(network.batch.demand_mean[probed], 1.0)) * 4.0
+    levels = np.maximum(sim.base_stock[probed][:, None] + scale[:, None] * spread[None, :], 0.0)
+    options = {"periods": 300, "replications": 3, "warmup": 20, "seed": 4}
+    _, curves = run_probe(sim, _probe_rows(sim, probed), levels, **options)
+    cycle, fill = service_at_levels(curves)
+    for k in range(levels.shape[1]):
+        base_stock = sim.base_stock.copy()
+        base_stock[probed] = levels[:, k]
+        policy = stages.select("network", "stage", "outbound_service_time").with_columns(
+            base_stock=pl.Series(base_stock))
+        rows = meio.simulate(network, policy, **options).stages[probed]
+        np.testing.assert_allclose(rows["cycle_service_level"].to_numpy(), cycle[:, :, k].mean(axis=0),
+                                   atol=1e-9)
+        np.testing.assert_allclose(rows["fill_rate"].to_numpy(), fill[:, :, k].mean(axis=0), atol=1e-7)
+        on_hand = (curves.on_hand[:, :, k] / curves.periods).mean(axis=0)
+        np.testing.assert_allclose(rows["mean_on_hand"].to_numpy(), on_hand, rtol=1e-9, atol=1e-7)
+
+
 def test_probe_equals_simulating_each_level_with_meio_simulate():
     """Brute force: set every sink to each candidate level in turn and simulate it with
     ``meio.simulate`` on the same seed; the probe of one run gives the same cycle service level,
@@ -115,24 +138,7 @@ def test_probe_equals_simulating_each_level_with_meio_simulate():
     sim = build_sim_networks(network, stages["base_stock"].to_numpy(),
                              stages["outbound_service_time"].to_numpy(), "normal", None)
     sinks = _sinks(network, sim)
-    spread = np.linspace(-1.0, 3.0, 5)
-    scale = np.sqrt(np.maximum(network.batch.demand_mean[sinks], 1.0)) * 4.0
-    levels = np.maximum(sim.base_stock[sinks][:, None] + scale[:, None] * spread[None, :], 0.0)
-    options = {"periods": 300, "replications": 3, "warmup": 20, "seed": 4}
-    _, curves = run_probe(sim, _probe_rows(sim, sinks), levels, **options)
-    cycle, fill = service_at_levels(curves)
-    for k in range(levels.shape[1]):
-        base_stock = sim.base_stock.copy()
-        base_stock[sinks] = levels[:, k]
-        policy = stages.select("network", "stage", "outbound_service_time").with_columns(
-            base_stock=pl.Series(base_stock))
-        result = meio.simulate(network, policy, **options).stages
-        rows = result[sinks]
-        np.testing.assert_allclose(rows["cycle_service_level"].to_numpy(), cycle[:, :, k].mean(axis=0),
-                                   atol=1e-9)
-        np.testing.assert_allclose(rows["fill_rate"].to_numpy(), fill[:, :, k].mean(axis=0), atol=1e-7)
-        on_hand = (curves.on_hand[:, :, k] / curves.periods).mean(axis=0)
-        np.testing.assert_allclose(rows["mean_on_hand"].to_numpy(), on_hand, rtol=1e-9, atol=1e-7)
+    _assert_probe_equals_simulate(network, stages, sim, sinks)
 
 
 def _settings(periods, replications=2, rounds=1, confidence=0.5, seed=3):
@@ -509,23 +515,7 @@ def test_probe_of_internal_stages_equals_simulating_each_level_with_meio_simulat
     # those below no other demand stage (wave 0): moving one changes no other probed stage's shortfall
     internal = demand[(demand_waves(sim, demand) == 0) & (np.diff(sim.out_arc_offsets)[demand] > 0)]
     assert len(internal) >= 5
-    spread = np.linspace(-1.0, 3.0, 5)
-    scale = np.sqrt(np.maximum(network.batch.demand_mean[internal], 1.0)) * 4.0
-    levels = np.maximum(sim.base_stock[internal][:, None] + scale[:, None] * spread[None, :], 0.0)
-    options = {"periods": 300, "replications": 3, "warmup": 20, "seed": 4}
-    _, curves = run_probe(sim, _probe_rows(sim, internal), levels, **options)
-    cycle, fill = service_at_levels(curves)
-    for k in range(levels.shape[1]):
-        base_stock = sim.base_stock.copy()
-        base_stock[internal] = levels[:, k]
-        policy = stages.select("network", "stage", "outbound_service_time").with_columns(
-            base_stock=pl.Series(base_stock))
-        rows = meio.simulate(network, policy, **options).stages[internal]
-        np.testing.assert_allclose(rows["cycle_service_level"].to_numpy(), cycle[:, :, k].mean(axis=0),
-                                   atol=1e-9)
-        np.testing.assert_allclose(rows["fill_rate"].to_numpy(), fill[:, :, k].mean(axis=0), atol=1e-7)
-        on_hand = (curves.on_hand[:, :, k] / curves.periods).mean(axis=0)
-        np.testing.assert_allclose(rows["mean_on_hand"].to_numpy(), on_hand, rtol=1e-9, atol=1e-7)
+    _assert_probe_equals_simulate(network, stages, sim, internal)
 
 
 def test_hand_case_an_internal_demand_stage_is_certified_before_its_successor():
