@@ -34,16 +34,14 @@ stages); ``MEIO_BENCH_CERTIFY_PRECISION`` its precision (default 0.005). Results
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from pathlib import Path
 
 import numba
 import polars as pl
 from scipy import stats
 
-from bench.common import QUICK, peak_rss_mib
+from bench.common import QUICK, peak_rss_mib, willems_tables
 from meio.api import read_network
 from meio.certification import certify
 from meio.cluster import local_cluster, run_catalog
@@ -198,26 +196,6 @@ def test_certify_partitions(benchmark):
     assert all(sp > 0 and bp > 0 for _, _, sp, bp, _ in rows)
 
 
-def _willems_tables(folder: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The chains' stages and arcs in meio's contract (unit cost added per stage, 1 per arc)."""
-    stages, arcs = [], []
-    for path in sorted(Path(folder, "json").glob("chain_*.json")):
-        chain = json.loads(path.read_text())
-        for stage in chain["stages"]:
-            stages.append({
-                "network": path.stem, "stage": stage["id"], "lead_time": float(stage["stage_time"] or 0.0),
-                "lead_time_sd": float(stage["stdev_stage_time"] or 0.0),
-                "unit_cost": float(stage["stage_cost"] or 0.0),
-                "demand_mean": float(stage["avg_demand"] or 0.0),
-                "demand_sd": float(stage["std_demand"] or 0.0), "service_level": stage["service_level"],
-                "max_service_time": int(stage["max_service_time"] or 0),
-            })
-        arcs.extend({"network": path.stem, "upstream": arc["from"], "downstream": arc["to"]}
-                    for arc in chain["arcs"])
-    return (pl.DataFrame(stages).with_columns(pl.col("service_level").cast(pl.Float64)),
-            pl.DataFrame(arcs).unique(maintain_order=True))
-
-
 def _policy(plan) -> pl.DataFrame:
     columns = ("network", "stage", "base_stock", "outbound_service_time", "inbound_service_time")
     return plan.stages.select(*columns)
@@ -277,7 +255,7 @@ def test_certify_demo_models(benchmark):
 
 
 def willems_certified(benchmark):
-    network = read_network(*_willems_tables(WILLEMS_DIR), holding_rate=0.1 / 365.0)
+    network = read_network(*willems_tables(WILLEMS_DIR), holding_rate=0.1 / 365.0)
     line = benchmark.pedantic(lambda: _certified_figures(network, "gsm", 7)[0], rounds=1, iterations=1)
     uncertified = optimize(network, "gsm").networks
     before = 100 * (1 - uncertified["safety_stock_cost"].sum() / uncertified["baseline_cost"].sum())

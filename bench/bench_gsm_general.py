@@ -25,7 +25,10 @@ Two suites, printed side by side:
   per unit per day = ``HOLDING_RATE`` (10 % a year over 365 days) x cumulative cost (stage cost
   plus the cumulative cost of every predecessor), demand stages = sinks with their own service
   level and maximum service time, stage-time deviations as ``lead_time_sd``. Quick mode runs
-  the first 12 chains.
+  the first 12 chains;
+* the same chains in one ``meio optimize --model gsm`` call (the installed command in a fresh
+  process, the chains written as one catalog): wall and CPU seconds, each chain's cost against
+  its reference.
 
 Run: ``MEIO_WILLEMS_DIR=../shared/data/willems_2008 .venv/bin/python -m pytest
 bench/bench_gsm_general.py --benchmark-only -p no:cacheprovider -o testpaths=bench
@@ -36,14 +39,18 @@ import json
 import math
 import os
 import resource
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 from scipy.special import ndtri
 
 import meio
+from bench.common import QUICK, willems_tables
 from meio.api import net_demand
 from meio.engine import gsm
 from meio.engine.batch import Batch
@@ -55,7 +62,7 @@ from meio.engine.gsm_general import solve_general_network
 from meio.engine.gsm_tree import solve_trees
 from meio.generate import generate_catalog
 
-QUICK = os.environ.get("MEIO_BENCH_QUICK") == "1"
+#: Per unit per day: 10 % a year of the cumulative cost.
 HOLDING_RATE = 0.1 / 365.0
 DEFAULT_SERVICE_LEVEL = 0.95
 SIZES = (30, 100) if QUICK else (100, 500, 2000)
@@ -338,6 +345,15 @@ WILLEMS_REFERENCE = {
 #: quick mode: all 12); every bound lies below every proven optimum.
 WILLEMS_TOLERANCE = 1e-9
 WILLEMS_PROVEN = 12 if QUICK else 36
+#: Chains the one-call run proves optimal: its tables number the stages in another order than
+#: ``willems_chain``, and the branch and bound's ties follow the order (measured: 34 of 38).
+WILLEMS_PROVEN_ONE_CALL = 12 if QUICK else 34
+
+
+def _skip_without_willems():
+    if not WILLEMS_DIR or not Path(WILLEMS_DIR, "json").is_dir():
+        pytest.skip("Willems (2008) chains not found: set MEIO_WILLEMS_DIR to the willems_2008 "
+                    f"folder with json/chain_NN.json (MEIO_WILLEMS_DIR={WILLEMS_DIR!r})")
 
 
 def test_willems_chains(benchmark):
@@ -348,9 +364,7 @@ def test_willems_chains(benchmark):
     branch and bound) and the branch and bound from its plan (``bb``: cost, bound, gap, method,
     nodes), each with its CPU time.
     """
-    if not WILLEMS_DIR or not Path(WILLEMS_DIR, "json").is_dir():
-        pytest.skip("Willems (2008) chains not found: set MEIO_WILLEMS_DIR to the willems_2008 "
-                    f"folder with json/chain_NN.json (MEIO_WILLEMS_DIR={WILLEMS_DIR!r})")
+    _skip_without_willems()
     paths = sorted(Path(WILLEMS_DIR, "json").glob("chain_*.json"))
     paths = paths[:12] if QUICK else paths
     chains = [(path.stem, solver_arguments(willems_chain(path))) for path in paths]
@@ -410,3 +424,57 @@ def test_willems_chains(benchmark):
     assert not invalid, f"a bound above a proven optimum or its cost, or a worse plan: {invalid}"
     assert not misses, f"above the reference (+{WILLEMS_TOLERANCE}): {misses}"
     assert n_proven >= WILLEMS_PROVEN
+
+
+def test_willems_one_optimize_call(benchmark, tmp_path):
+    """All the chains in one ``meio optimize --model gsm`` call, the way a planner runs them.
+
+    The chains are written as one stages/arcs catalog (:func:`bench.common.willems_tables`, the
+    holding rate as ``--holding-rate``) and the installed ``meio`` command runs in a fresh
+    process with the defaults: import, Numba cache load, reading, validation, SLP, branch and
+    bound, writing. Printed: wall seconds and the child's CPU seconds (target: under 10 s).
+    Checked per chain: the cost reaches the reference (``WILLEMS_REFERENCE``) to
+    ``WILLEMS_TOLERANCE``, the lower bound lies below every proven optimum; at least
+    ``WILLEMS_PROVEN_ONE_CALL`` chains proven optimal.
+    """
+    _skip_without_willems()
+    stages, arcs = willems_tables(WILLEMS_DIR)
+    if QUICK:
+        chains = sorted(set(stages["network"]))[:12]
+        stages = stages.filter(stages["network"].is_in(chains))
+        arcs = arcs.filter(arcs["network"].is_in(chains))
+    stages.write_parquet(tmp_path / "stages.parquet")
+    arcs.write_parquet(tmp_path / "arcs.parquet")
+    command = [str(Path(sys.executable).with_name("meio")), "optimize", "--model", "gsm",
+               "--stages", str(tmp_path / "stages.parquet"), "--arcs", str(tmp_path / "arcs.parquet"),
+               "--holding-rate", repr(HOLDING_RATE), "--output", str(tmp_path / "run")]
+    timing = {}
+
+    def run_once():
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        finished = subprocess.run(command, capture_output=True, text=True)
+        timing["wall"] = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        timing["cpu"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        assert finished.returncode == 0, finished.stderr[-2000:]
+
+    benchmark.pedantic(run_once, rounds=1, iterations=1)
+    networks = pl.read_parquet(tmp_path / "run" / "networks.parquet")
+    misses, invalid = [], []
+    for row in networks.iter_rows(named=True):
+        reference, kind = WILLEMS_REFERENCE[row["network"]]
+        if row["safety_stock_cost"] > reference * (1 + WILLEMS_TOLERANCE):
+            misses.append((row["network"], row["safety_stock_cost"] / reference))
+        if kind == "optimum" and row["lower_bound"] > reference * (1 + 1e-9):
+            invalid.append(row["network"])
+    proven = int((networks["method"] == "branch_and_bound").sum())
+    print(f"\n[willems one call] {networks.height} chains, {stages.height:,} stages, `meio optimize "
+          f"--model gsm`: {timing['wall']:.2f}s wall, {timing['cpu']:.2f} CPU-s (target 10 s); "
+          f"{networks.height - len(misses)} of {networks.height} at or below their reference, "
+          f"{proven} proven optimal, gap mean {100 * networks['gap'].mean():.3f}% worst "
+          f"{100 * networks['gap'].max():.3f}%")
+    assert networks.height == len(set(stages["network"]))
+    assert not misses, f"above the reference (+{WILLEMS_TOLERANCE}): {misses}"
+    assert not invalid, f"a bound above a proven optimum: {invalid}"
+    assert proven >= WILLEMS_PROVEN_ONE_CALL
