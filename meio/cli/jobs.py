@@ -19,7 +19,7 @@ def add_cluster_flags(parser: argparse.ArgumentParser) -> None:
                        "(default: an embedded local cluster when there is more than one partition)")
     sizes = group.add_mutually_exclusive_group()
     sizes.add_argument("--partitions", type=int, help="number of partitions of whole networks")
-    sizes.add_argument("--partition-size", type=int, help="stages per partition (default 500000)")
+    sizes.add_argument("--partition-size", type=int, help="stages per partition (default 100000)")
     group.add_argument("--workers", type=int, help="local cluster: worker processes (default: cores)")
     group.add_argument("--threads-per-worker", type=int, help="local cluster: Dask threads per worker")
     group.add_argument("--resume", action="store_true", default=None,
