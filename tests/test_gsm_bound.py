@@ -95,6 +95,42 @@ def test_forest_dp_in_a_box_matches_brute_force(seed, size):
     check_forest_dp(seed, size, False, brute=True, boxed=True)
 
 
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(3, 7))
+def test_forest_dp_reusing_its_work_matches_twin(seed, size):
+    """One DP work serves boxes and linear terms in turn (as in the branch and bound).
+
+    Lead times up to 7 periods and caps on internal stages give wide ranges, hence many runs of
+    ``A_k`` and ``B_k`` whose ends the DP lists per stage; linear terms of either sign.
+    """
+    rng = np.random.default_rng(seed)
+    instance = random_instance(rng, size)
+    instance.lead_time = rng.choice([0.0, 1.0, 3.0, 4.5, 7.0], size)
+    instance.max_service_time = np.where(rng.random(size) < 0.5, rng.integers(0, 9, size),
+                                         instance.max_service_time)
+    net = gsm_general._prepare(*instance.args())
+    forest = _forest(net, rng)
+    arcs = twin.forest_arcs(net, forest.dualised)
+    work = gsm_bound._new_dp_work(net)
+    outbound, inbound = np.empty(size, np.int64), np.empty(size, np.int64)
+    for _ in range(6):
+        box = random_box(net, rng) if rng.random() < 0.5 else gsm_bound.root_box(net)
+        alpha, beta = rng.uniform(-3.0, 3.0, (2, size))
+        value = gsm_bound._relaxed_forest_dp(net, forest, work, box, alpha, beta, outbound,
+                                             inbound)
+        expected = twin.relaxed_forest_twin(net, arcs, alpha, beta, box)
+        if expected == np.inf:
+            assert value == np.inf
+            continue
+        assert value == pytest.approx(expected, rel=1e-12, abs=1e-9)
+        assert twin.relaxed_objective(net, outbound, inbound, alpha, beta) == pytest.approx(
+            value, rel=1e-12, abs=1e-9)
+        assert np.all((box.out_low <= outbound) & (outbound <= box.out_high))
+        assert np.all((box.in_low <= inbound) & (inbound <= box.in_high))
+        for up, down in arcs:
+            assert outbound[up] <= inbound[down]
+
+
 @pytest.mark.nojit
 @pytest.mark.parametrize("seed", range(3))
 def test_forest_dp_matches_twin_small(seed):

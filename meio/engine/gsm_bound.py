@@ -31,8 +31,13 @@ min(SI + l_k, U_k)} [c_k(SI + l_k - S) + alpha_k S + B_k(S)]`` for the others, w
 sum of the children upstream's prefix minima of ``f`` (non-increasing) and ``B_k`` the
 children downstream's suffix minima of ``g`` (non-decreasing). For fixed ``S``,
 ``c_k(SI + l_k - S) - beta_k SI`` is concave in ``SI``, so on each run where the step function
-``A_k`` is constant its minimum is at one of the run's ends: the inner minimum only looks at the
-range ends and at both sides of every step of ``A_k`` (``B_k``), which is exact.
+``A_k`` is constant its minimum is at one of the run's ends. A run's last point ``x - 1`` never
+beats both its first point and the next run's first point ``x``: beating ``x`` takes an increment
+of ``c_k - beta_k SI`` from ``x - 1`` to ``x`` above ``A_k(x - 1) - A_k(x) > 0``, beating the
+first point an increment below 0 inside the run, and the increments of a concave function do not
+grow. So the inner minimum only looks at the range ends and at the first point after every step
+of ``A_k`` (for ``g_k``, alike, at the last point before every step of ``B_k``), which is exact
+for linear terms of either sign.
 
 Multipliers. The first are the optimal duals of the arc constraints in the convex-envelope LP
 (the flows of :func:`meio.engine.gsm_lp.solve_service_time_lp`); the forest keeps the arcs
@@ -124,7 +129,8 @@ class _DpWork(NamedTuple):
     cost: np.ndarray  #: float64
     inbound_sum: np.ndarray  #: float64[width], A_k
     outbound_sum: np.ndarray  #: float64[width], B_k
-    steps: np.ndarray  #: int64[width]
+    steps: np.ndarray  #: int64[width], the points after steps of A_k / before steps of B_k
+    shifted: np.ndarray  #: float64[width], their A_k(SI) - beta_k SI or alpha_k S + B_k(S)
 
 
 class BoundResult(NamedTuple):
@@ -237,7 +243,7 @@ def _new_dp_work(net):
     rows = row_start[size]
     return _DpWork(row_start, np.empty(rows), np.empty(rows, np.int64),
                    np.empty(rows, np.int64), cost_start, cost, np.empty(width),
-                   np.empty(width), np.empty(width, np.int64))
+                   np.empty(width), np.empty(width, np.int64), np.empty(width))
 
 
 @njit
@@ -245,20 +251,26 @@ def _outbound_role(net, work, box, stage, alpha, beta):
     """``f_k(S)`` on ``[0, U_k]`` as prefix minima (argmin ``S``) and each ``S``'s best ``SI``.
 
     ``S`` and ``SI`` are restricted to the stage's ranges in ``box`` (``inf`` outside them).
+    The inner minimum looks at the ends of ``SI``'s range and at the first point of every run
+    of ``A_k`` inside it (module docstring); those strictly inside the box's range and their
+    ``A_k(SI) - beta_k SI`` are listed once per stage, in increasing order.
     """
-    top_in, top_out = net.inbound_max[stage], net.outbound_max[stage]
+    top_out = net.outbound_max[stage]
     out_low, out_high = box.out_low[stage], box.out_high[stage]
     in_low, in_high = box.in_low[stage], box.in_high[stage]
     lead = net.lead_floor[stage]
-    a_sum, b_sum, steps = work.inbound_sum, work.outbound_sum, work.steps
+    a_sum, b_sum = work.inbound_sum, work.outbound_sum
+    ends, shifted = work.steps, work.shifted
     cost = work.cost[work.cost_start[stage]:]
-    n_steps = 0
-    for x in range(1, top_in + 1):
+    n_ends = 0
+    for x in range(in_low + 1, in_high):
         if a_sum[x] < a_sum[x - 1]:
-            steps[n_steps] = x
-            n_steps += 1
+            ends[n_ends] = x
+            shifted[n_ends] = a_sum[x] - beta * x
+            n_ends += 1
     row = work.row_start[stage]
     running, running_arg = np.inf, 0
+    first = 0
     for outbound in range(top_out + 1):
         low = max(in_low, outbound - lead)
         value, chosen = np.inf, in_high
@@ -267,13 +279,14 @@ def _outbound_role(net, work, box, stage, alpha, beta):
             candidate = cost[low + lead - outbound] - beta * low + a_sum[low]
             if candidate <= value:
                 value, chosen = candidate, low
-            for step in range(n_steps):
-                for inbound in (steps[step] - 1, steps[step]):
-                    if low < inbound < in_high:
-                        candidate = (cost[inbound + lead - outbound] - beta * inbound
-                                     + a_sum[inbound])
-                        if candidate < value:
-                            value, chosen = candidate, inbound
+            # low grows with S: run ends at or below it are candidates no more.
+            while first < n_ends and ends[first] <= low:
+                first += 1
+            shift = lead - outbound
+            for index in range(first, n_ends):
+                candidate = cost[ends[index] + shift] + shifted[index]
+                if candidate < value:
+                    value, chosen = candidate, ends[index]
             value += b_sum[outbound] + alpha * outbound
         work.other_arg[row + outbound] = chosen
         if value < running:
@@ -287,18 +300,23 @@ def _inbound_role(net, work, box, stage, alpha, beta):
     """``g_k(SI)`` on ``[0, V_k]`` as suffix minima (argmin ``SI``) and each ``SI``'s best ``S``.
 
     ``S`` and ``SI`` are restricted to the stage's ranges in ``box`` (``inf`` outside them).
+    The inner minimum looks at the ends of ``S``'s range and at the last point of every run of
+    ``B_k`` inside it (module docstring), listed once per stage with their
+    ``alpha_k S + B_k(S)`` in increasing order.
     """
-    top_in, top_out = net.inbound_max[stage], net.outbound_max[stage]
+    top_in = net.inbound_max[stage]
     out_low, out_high = box.out_low[stage], box.out_high[stage]
     in_low, in_high = box.in_low[stage], box.in_high[stage]
     lead = net.lead_floor[stage]
-    a_sum, b_sum, steps = work.inbound_sum, work.outbound_sum, work.steps
+    a_sum, b_sum = work.inbound_sum, work.outbound_sum
+    ends, shifted = work.steps, work.shifted
     cost = work.cost[work.cost_start[stage]:]
-    n_steps = 0
-    for y in range(top_out):
+    n_ends = 0
+    for y in range(out_low + 1, out_high):
         if b_sum[y + 1] > b_sum[y]:
-            steps[n_steps] = y
-            n_steps += 1
+            ends[n_ends] = y
+            shifted[n_ends] = alpha * y + b_sum[y]
+            n_ends += 1
     row = work.row_start[stage]
     for inbound in range(top_in + 1):
         high = min(inbound + lead, out_high)
@@ -311,13 +329,14 @@ def _inbound_role(net, work, box, stage, alpha, beta):
         candidate = cost[inbound + lead - high] + alpha * high + b_sum[high]
         if candidate < value:
             value, chosen = candidate, high
-        for step in range(n_steps):
-            for outbound in (steps[step], steps[step] + 1):
-                if out_low < outbound < high:
-                    candidate = (cost[inbound + lead - outbound] + alpha * outbound
-                                 + b_sum[outbound])
-                    if candidate < value:
-                        value, chosen = candidate, outbound
+        shift = inbound + lead
+        for index in range(n_ends):
+            outbound = ends[index]
+            if outbound >= high:
+                break
+            candidate = cost[shift - outbound] + shifted[index]
+            if candidate < value:
+                value, chosen = candidate, outbound
         work.best_min[row + inbound] = a_sum[inbound] - beta * inbound + value
         work.other_arg[row + inbound] = chosen
     running, running_arg = np.inf, top_in
