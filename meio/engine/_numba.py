@@ -29,6 +29,10 @@ njit_inline = numba.njit(inline="always", **JIT_OPTIONS)
 #: arrays alive; a kernel that allocates fails to compile ("NRT required but not enabled").
 njit_borrowed = numba.njit(_nrt=False, **JIT_OPTIONS)
 
+#: Decorator for small helpers of :func:`njit_borrowed` kernels' hot loops, inlined into their
+#: callers (a tuple argument is otherwise copied on every call).
+njit_borrowed_inline = numba.njit(_nrt=False, inline="always", **JIT_OPTIONS)
+
 #: Decorator for batch kernels that ``prange`` over independent networks.
 njit_parallel = numba.njit(parallel=True, **JIT_OPTIONS)
 

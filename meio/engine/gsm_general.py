@@ -71,7 +71,14 @@ from typing import NamedTuple
 import highspy
 import numpy as np
 
-from meio.engine._numba import njit, njit_borrowed, njit_parallel, numba_threads, prange
+from meio.engine._numba import (
+    njit,
+    njit_borrowed,
+    njit_borrowed_inline,
+    njit_parallel,
+    numba_threads,
+    prange,
+)
 from meio.engine.gsm_cost import stage_safety_stock
 from meio.engine.gsm_local import (
     local_search,
@@ -281,7 +288,7 @@ def _evaluate(net: _GeneralNetwork, outbound: np.ndarray) -> _Evaluated:
     return _Evaluated(plan.outbound, plan.inbound, plan.offset, float(cost))
 
 
-@njit_borrowed
+@njit_borrowed_inline
 def _stage_cost_at(net, stage, offset):
     """``h_j * SS_j`` of stage ``stage`` at integer offset ``offset``."""
     return net.holding_cost[stage] * stage_safety_stock(
@@ -383,7 +390,7 @@ def _seed_stream(seed):
     return state
 
 
-@njit_borrowed
+@njit_borrowed_inline
 def _uniform(state):
     """Next uniform draw in ``(0, 1)`` of the MRG32k3a stream ``state`` (advanced in place).
 
@@ -417,7 +424,7 @@ def _new_plan(size):
     return _Plan(np.zeros(size, np.int64), np.zeros(size, np.int64), np.zeros(size, np.int64))
 
 
-@njit_borrowed
+@njit_borrowed_inline
 def _copy_plan(source, target):
     for j in range(len(source.outbound)):
         target.outbound[j] = source.outbound[j]
@@ -450,7 +457,7 @@ def _new_memo():
                  np.zeros(MEMO_SLOTS, np.bool_), np.zeros(1, np.int64))
 
 
-@njit_borrowed
+@njit_borrowed_inline
 def _plan_hash(outbound, multiplier):
     """Polynomial hash of the vector ``outbound`` (entries >= 0) modulo ``MEMO_MODULUS``."""
     value = np.int64(0)

@@ -43,7 +43,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from meio.engine._numba import njit, njit_borrowed
+from meio.engine._numba import njit, njit_borrowed, njit_borrowed_inline
 
 
 class ServiceTimeGraph(NamedTuple):
@@ -145,7 +145,7 @@ def new_lp_work(graph):
     )
 
 
-@njit_borrowed
+@njit_borrowed_inline
 def _heap_push(keys, nodes, size, key, node):
     """Push ``(key, node)`` on the binary min-heap of ``size`` entries; return the new size."""
     position = size
@@ -159,7 +159,7 @@ def _heap_push(keys, nodes, size, key, node):
     return size + 1
 
 
-@njit_borrowed
+@njit_borrowed_inline
 def _heap_pop(keys, nodes, size):
     """Remove the smallest entry; return its key, node and the new size."""
     key, node = keys[0], nodes[0]
@@ -391,7 +391,7 @@ def new_simplex_tree(graph, pivots_per_node):
     )
 
 
-@njit_borrowed
+@njit_borrowed_inline
 def _link(tree, node, parent, edge):
     """Hang ``node`` under ``parent`` by ``edge``, first in its list of children."""
     tree.parent[node] = parent
@@ -404,7 +404,7 @@ def _link(tree, node, parent, edge):
     tree.first_child[parent] = node
 
 
-@njit_borrowed
+@njit_borrowed_inline
 def _unlink(tree, node):
     """Take ``node`` (with its subtree) off its parent's list of children."""
     before, after = tree.prev_sibling[node], tree.next_sibling[node]
@@ -416,7 +416,7 @@ def _unlink(tree, node):
         tree.prev_sibling[after] = before
 
 
-@njit_borrowed
+@njit_borrowed_inline
 def _subtree(tree, top, out):
     """Write the nodes of the subtree of ``top`` into ``out`` in preorder; return their count."""
     count = 0
@@ -504,7 +504,7 @@ def _tree_flows(graph, tree, slopes):
     return supply
 
 
-@njit_borrowed
+@njit_borrowed_inline
 def _push_cycle(graph, tree, start, end, amount):
     """Send ``amount`` along the tree path from ``start`` to ``end``."""
     flow, parent, parent_edge, depth = tree.flow, tree.parent, tree.parent_edge, tree.depth
