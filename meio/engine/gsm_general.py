@@ -458,11 +458,19 @@ def _new_memo():
 
 
 @njit_borrowed_inline
+def _mersenne_remainder(value):
+    """``value % MEMO_MODULUS`` for ``0 <= value < 2^63`` by shifts (``2^31 = 1`` modulo it)."""
+    value = (value & MEMO_MODULUS) + (value >> 31)
+    value = (value & MEMO_MODULUS) + (value >> 31)
+    return value - MEMO_MODULUS if value >= MEMO_MODULUS else value
+
+
+@njit_borrowed_inline
 def _plan_hash(outbound, multiplier):
     """Polynomial hash of the vector ``outbound`` (entries >= 0) modulo ``MEMO_MODULUS``."""
     value = np.int64(0)
     for entry in outbound:
-        value = (value * multiplier + entry + 1) % MEMO_MODULUS
+        value = _mersenne_remainder(value * multiplier + entry + 1)
     return value
 
 
