@@ -21,8 +21,9 @@ njit = numba.njit(**JIT_OPTIONS)
 njit_inline = numba.njit(inline="always", **JIT_OPTIONS)
 
 #: Decorator for kernels that only index arrays they are given (no allocation, no array
-#: copies): compiled without Numba's reference-counting runtime (the ``_nrt`` target option),
-#: so they neither increment nor decrement the reference count of every array they receive.
+#: copies, no array returned): compiled without Numba's reference-counting runtime (the
+#: ``_nrt`` target option), so they neither increment nor decrement the reference count of
+#: every array they receive.
 #: Those counts are atomic operations, paid on every call and for every array of a tuple
 #: argument (a namedtuple of 15 arrays costs 30 of them per call): they took about 80 % of
 #: the local search of :mod:`meio.engine.gsm_local` (docs/gsm.md). The caller keeps the
