@@ -491,6 +491,29 @@ def test_memo_answers_like_a_set_of_plans(seed, size, n_plans):
     assert memo.count[0] == len(held)
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 2**63 - 1), min_size=1, max_size=50))
+def test_mersenne_remainder_is_the_remainder(values):
+    # Twin: Python's %. Edge values next to multiples of the modulus and the int64 limit too.
+    modulus = gsm_general.MEMO_MODULUS
+    edges = [0, modulus - 1, modulus, modulus + 1, 2 * modulus, modulus**2 - 1, modulus**2,
+             2**62 - 1, 2**63 - 1]
+    for value in values + edges:
+        assert gsm_general._mersenne_remainder(np.int64(value)) == value % modulus
+
+
+def test_plan_hash_is_the_polynomial_hash():
+    # Twin: the hash written with Python integers (no overflow, plain %).
+    rng = np.random.default_rng(5)
+    for multiplier in gsm_general.MEMO_MULTIPLIERS:
+        for size in (1, 7, 200):
+            plan = rng.integers(0, 10**6, size).astype(np.int64)
+            expected = 0
+            for entry in plan.tolist():
+                expected = (expected * multiplier + entry + 1) % gsm_general.MEMO_MODULUS
+            assert gsm_general._plan_hash(plan, multiplier) == expected
+
+
 def _graph_of(net):
     return gsm_lp.build_service_time_graph(net.arc_upstream, net.arc_downstream, net.lead_floor,
                                            net.is_source, net.external_inbound, net.outbound_max)

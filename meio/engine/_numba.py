@@ -20,6 +20,20 @@ njit = numba.njit(**JIT_OPTIONS)
 #: Decorator for small helpers of hot loops, inlined into their callers by Numba (no call cost).
 njit_inline = numba.njit(inline="always", **JIT_OPTIONS)
 
+#: Decorator for kernels that only index arrays they are given (no allocation, no array
+#: copies, no array returned): compiled without Numba's reference-counting runtime (the
+#: ``_nrt`` target option), so they neither increment nor decrement the reference count of
+#: every array they receive.
+#: Those counts are atomic operations, paid on every call and for every array of a tuple
+#: argument (a namedtuple of 15 arrays costs 30 of them per call): they took about 80 % of
+#: the local search of :mod:`meio.engine.gsm_local` (docs/gsm.md). The caller keeps the
+#: arrays alive; a kernel that allocates fails to compile ("NRT required but not enabled").
+njit_borrowed = numba.njit(_nrt=False, **JIT_OPTIONS)
+
+#: Decorator for small helpers of :func:`njit_borrowed` kernels' hot loops, inlined into their
+#: callers (a tuple argument is otherwise copied on every call).
+njit_borrowed_inline = numba.njit(_nrt=False, inline="always", **JIT_OPTIONS)
+
 #: Decorator for batch kernels that ``prange`` over independent networks.
 njit_parallel = numba.njit(parallel=True, **JIT_OPTIONS)
 

@@ -71,7 +71,14 @@ from typing import NamedTuple
 import highspy
 import numpy as np
 
-from meio.engine._numba import njit, njit_parallel, numba_threads, prange
+from meio.engine._numba import (
+    njit,
+    njit_borrowed,
+    njit_borrowed_inline,
+    njit_parallel,
+    numba_threads,
+    prange,
+)
 from meio.engine.gsm_cost import stage_safety_stock
 from meio.engine.gsm_local import (
     local_search,
@@ -177,7 +184,7 @@ def _service_time_bounds(
                 inbound_max[down] = outbound_max[j]
 
 
-@njit
+@njit_borrowed
 def _complete_service_times(
     outbound, lead_floor, lead_frac, holding_cost, demand_bound_sd, lead_time_term, arc_start,
     arc_downstream, is_source, external_inbound, inbound, offset,
@@ -281,7 +288,7 @@ def _evaluate(net: _GeneralNetwork, outbound: np.ndarray) -> _Evaluated:
     return _Evaluated(plan.outbound, plan.inbound, plan.offset, float(cost))
 
 
-@njit
+@njit_borrowed_inline
 def _stage_cost_at(net, stage, offset):
     """``h_j * SS_j`` of stage ``stage`` at integer offset ``offset``."""
     return net.holding_cost[stage] * stage_safety_stock(
@@ -289,7 +296,7 @@ def _stage_cost_at(net, stage, offset):
     )
 
 
-@njit
+@njit_borrowed
 def _majorant_slopes(net, offset, slopes):
     """Write the slope of a line through each stage's cost at ``offset`` lying above it on the grid.
 
@@ -312,7 +319,7 @@ def _majorant_slopes(net, offset, slopes):
         slopes[j] = slope if np.isfinite(slope) else forward
 
 
-@njit
+@njit_borrowed
 def _chord_slopes(net, slopes):
     """Write the slopes of every stage's convex envelope on its offset range; return the constant.
 
@@ -383,7 +390,7 @@ def _seed_stream(seed):
     return state
 
 
-@njit
+@njit_borrowed_inline
 def _uniform(state):
     """Next uniform draw in ``(0, 1)`` of the MRG32k3a stream ``state`` (advanced in place).
 
@@ -397,7 +404,7 @@ def _uniform(state):
     return difference / 4294967088.0
 
 
-@njit
+@njit_borrowed
 def _normal(state):
     """Standard normal draw (Box-Muller) from the stream ``state``."""
     radius = np.sqrt(-2.0 * np.log(_uniform(state)))
@@ -417,14 +424,15 @@ def _new_plan(size):
     return _Plan(np.zeros(size, np.int64), np.zeros(size, np.int64), np.zeros(size, np.int64))
 
 
-@njit
+@njit_borrowed_inline
 def _copy_plan(source, target):
-    target.outbound[:] = source.outbound
-    target.inbound[:] = source.inbound
-    target.offset[:] = source.offset
+    for j in range(len(source.outbound)):
+        target.outbound[j] = source.outbound[j]
+        target.inbound[j] = source.inbound[j]
+        target.offset[j] = source.offset[j]
 
 
-@njit
+@njit_borrowed
 def _complete(net, plan):
     """Complete ``plan.outbound`` in place (:func:`_complete_service_times`); return its cost."""
     return _complete_service_times(
@@ -449,22 +457,30 @@ def _new_memo():
                  np.zeros(MEMO_SLOTS, np.bool_), np.zeros(1, np.int64))
 
 
-@njit
+@njit_borrowed_inline
+def _mersenne_remainder(value):
+    """``value % MEMO_MODULUS`` for ``0 <= value < 2^63`` by shifts (``2^31 = 1`` modulo it)."""
+    value = (value & MEMO_MODULUS) + (value >> 31)
+    value = (value & MEMO_MODULUS) + (value >> 31)
+    return value - MEMO_MODULUS if value >= MEMO_MODULUS else value
+
+
+@njit_borrowed_inline
 def _plan_hash(outbound, multiplier):
     """Polynomial hash of the vector ``outbound`` (entries >= 0) modulo ``MEMO_MODULUS``."""
     value = np.int64(0)
     for entry in outbound:
-        value = (value * multiplier + entry + 1) % MEMO_MODULUS
+        value = _mersenne_remainder(value * multiplier + entry + 1)
     return value
 
 
-@njit
+@njit_borrowed
 def _plan_key(outbound, first, second):
     """62 bits of two polynomial hashes of ``outbound``, side by side (never negative)."""
     return (_plan_hash(outbound, first) << 32) | _plan_hash(outbound, second)
 
 
-@njit
+@njit_borrowed
 def _memo_add(memo, outbound):
     """Add the plan ``outbound`` to ``memo``; tell whether it was there already.
 
@@ -488,7 +504,7 @@ def _memo_add(memo, outbound):
     return False
 
 
-@njit
+@njit_borrowed
 def _solve_lp(graph, work, tree, slopes, warm, result):
     """The LP under ``slopes`` by the dual network simplex from the previous basis ``tree``.
 
@@ -501,7 +517,7 @@ def _solve_lp(graph, work, tree, slopes, warm, result):
         solve_service_time_lp(graph, work, slopes, warm.outbound, warm.inbound, result)
 
 
-@njit
+@njit_borrowed
 def _successive_lp(net, graph, work, tree, memo, slopes, start, point, trial, fresh):
     """Descend from the LP optimum under ``slopes`` (overwritten) to a local optimum.
 
@@ -533,7 +549,7 @@ def _successive_lp(net, graph, work, tree, memo, slopes, start, point, trial, fr
     return cost
 
 
-@njit
+@njit_borrowed
 def _polish(net, graph, work, tree, memo, local, slopes, point, trial, cost):
     """Alternate local search and SLP descents from ``point`` until neither pays; return the cost.
 

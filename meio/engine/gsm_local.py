@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from meio.engine._numba import njit
+from meio.engine._numba import njit, njit_borrowed, njit_borrowed_inline
 from meio.engine.gsm_cost import stage_safety_stock
 
 #: Relative cost decrease a move must bring to be taken.
@@ -90,14 +90,14 @@ def new_local_work(net):
     )
 
 
-@njit
+@njit_borrowed_inline
 def _cost_at(net, stage, offset):
     return net.holding_cost[stage] * stage_safety_stock(
         net.demand_bound_sd[stage], net.lead_time_term[stage], offset + net.lead_frac[stage]
     )
 
 
-@njit
+@njit_borrowed_inline
 def _log(work, plan, stage):
     if work.logged[stage]:
         return
@@ -111,7 +111,7 @@ def _log(work, plan, stage):
     work.counts[0] = position + 1
 
 
-@njit
+@njit_borrowed_inline
 def _push(work, stage):
     if work.queued[stage]:
         return
@@ -128,7 +128,7 @@ def _push(work, stage):
     work.counts[1] += 1
 
 
-@njit
+@njit_borrowed_inline
 def _pop(work):
     heap = work.heap
     top = heap[0]
@@ -152,7 +152,7 @@ def _pop(work):
     return top
 
 
-@njit
+@njit_borrowed_inline
 def _set_outbound(work, plan, stage, value):
     """Start (or extend) a move: set ``S_stage = value`` and queue the stage for repair."""
     _log(work, plan, stage)
@@ -160,7 +160,7 @@ def _set_outbound(work, plan, stage, value):
     _push(work, stage)
 
 
-@njit
+@njit_borrowed_inline
 def _settle(net, work, plan):
     """Repair every queued stage and what it reaches downstream; return the cost change."""
     delta = 0.0
@@ -187,7 +187,7 @@ def _settle(net, work, plan):
     return delta
 
 
-@njit
+@njit_borrowed_inline
 def _undo(work, plan):
     for position in range(work.counts[0]):
         stage = work.log_stage[position]
@@ -199,7 +199,7 @@ def _undo(work, plan):
     work.counts[0] = 0
 
 
-@njit
+@njit_borrowed
 def commit(net, work):
     """Keep the move made since the last commit or undo; its stages and neighbours are searched."""
     for position in range(work.counts[0]):
@@ -213,12 +213,12 @@ def commit(net, work):
     work.counts[0] = 0
 
 
-@njit
+@njit_borrowed_inline
 def _largest_outbound(net, plan, stage):
     return min(net.outbound_max[stage], plan.inbound[stage] + net.lead_floor[stage])
 
 
-@njit
+@njit_borrowed_inline
 def _try_outbound(net, work, plan, stage, value):
     """Cost change of ``S_stage = value`` (with repair); the plan is left unchanged."""
     _set_outbound(work, plan, stage, value)
@@ -227,7 +227,7 @@ def _try_outbound(net, work, plan, stage, value):
     return delta
 
 
-@njit
+@njit_borrowed_inline
 def _cap_inbound(net, work, plan, stage, cap, keep_net_lead_time):
     """Apply: every supplier of ``stage`` at most ``cap``; ``S_stage`` lowered with ``SI`` or kept."""
     drop = plan.inbound[stage] - cap
@@ -240,7 +240,7 @@ def _cap_inbound(net, work, plan, stage, cap, keep_net_lead_time):
     return _settle(net, work, plan)
 
 
-@njit
+@njit_borrowed_inline
 def _other_suppliers_max(work, plan, stage, excluded):
     """Largest outbound time of the suppliers of ``stage`` other than ``excluded`` (-1: none)."""
     largest = -1
@@ -251,7 +251,7 @@ def _other_suppliers_max(work, plan, stage, excluded):
     return largest
 
 
-@njit
+@njit_borrowed_inline
 def _candidate_outbound(net, work, plan, stage, index, largest):
     """Candidate ``index`` (``-2`` .. ``2 * out-degree - 1``) of :func:`_best_outbound_move`."""
     if index == -2:
@@ -267,7 +267,7 @@ def _candidate_outbound(net, work, plan, stage, index, largest):
     return min(max(value, 0), largest)
 
 
-@njit
+@njit_borrowed_inline
 def _found(values, count, value):
     """Whether ``value`` is among ``values[:count]`` (a candidate already tried: same delta)."""
     for position in range(count):
@@ -276,7 +276,7 @@ def _found(values, count, value):
     return False
 
 
-@njit
+@njit_borrowed_inline
 def _earlier_supplier_at(work, plan, stage, index, cap):
     """Whether a supplier listed before position ``index`` quotes ``cap`` too (same move)."""
     for earlier in range(work.pred_start[stage], index):
@@ -285,7 +285,7 @@ def _earlier_supplier_at(work, plan, stage, index, cap):
     return False
 
 
-@njit
+@njit_borrowed
 def _best_outbound_move(net, work, plan, stage, threshold):
     """Best coordinate move of ``stage`` below ``threshold``: ``(delta, value)``, value -1 if none."""
     best_delta, best_value = threshold, -1
@@ -303,7 +303,7 @@ def _best_outbound_move(net, work, plan, stage, threshold):
     return best_delta, best_value
 
 
-@njit
+@njit_borrowed
 def _best_cap_move(net, work, plan, stage, threshold):
     """Best inbound cap of ``stage`` below ``threshold``: ``(delta, cap, keep)``, cap -1 if none."""
     best_delta, best_cap, best_keep = threshold, -1, False
@@ -322,14 +322,14 @@ def _best_cap_move(net, work, plan, stage, threshold):
     return best_delta, best_cap, best_keep
 
 
-@njit
+@njit_borrowed
 def set_stage_costs(net, work, plan):
     """Per-stage costs of the completed ``plan`` (call before moves on a new plan)."""
     for stage in range(len(plan.outbound)):
         work.stage_cost[stage] = _cost_at(net, stage, plan.offset[stage])
 
 
-@njit
+@njit_borrowed
 def local_search(net, work, plan, cost):
     """Improve the completed ``plan`` in place until no move pays; return its cost.
 

@@ -43,7 +43,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from meio.engine._numba import njit
+from meio.engine._numba import njit, njit_borrowed, njit_borrowed_inline
 
 
 class ServiceTimeGraph(NamedTuple):
@@ -145,7 +145,7 @@ def new_lp_work(graph):
     )
 
 
-@njit
+@njit_borrowed_inline
 def _heap_push(keys, nodes, size, key, node):
     """Push ``(key, node)`` on the binary min-heap of ``size`` entries; return the new size."""
     position = size
@@ -159,7 +159,7 @@ def _heap_push(keys, nodes, size, key, node):
     return size + 1
 
 
-@njit
+@njit_borrowed_inline
 def _heap_pop(keys, nodes, size):
     """Remove the smallest entry; return its key, node and the new size."""
     key, node = keys[0], nodes[0]
@@ -181,7 +181,7 @@ def _heap_pop(keys, nodes, size):
     return key, node, size
 
 
-@njit
+@njit_borrowed
 def _raise_potentials(graph, work, size):
     """Dijkstra from every node with excess to the nearest deficit; update potentials.
 
@@ -233,7 +233,7 @@ def _raise_potentials(graph, work, size):
     return True
 
 
-@njit
+@njit_borrowed
 def _push_admissible(graph, work, size):
     """Send flow from excess to deficit nodes along zero-reduced-cost residual paths.
 
@@ -313,7 +313,7 @@ def _push_admissible(graph, work, size):
             cursor[node] += 1
 
 
-@njit
+@njit_borrowed
 def solve_service_time_lp(graph, work, slopes, outbound, inbound, result):
     """Write an optimal integral ``S`` of the LP (module docstring) into ``result``.
 
@@ -391,7 +391,7 @@ def new_simplex_tree(graph, pivots_per_node):
     )
 
 
-@njit
+@njit_borrowed_inline
 def _link(tree, node, parent, edge):
     """Hang ``node`` under ``parent`` by ``edge``, first in its list of children."""
     tree.parent[node] = parent
@@ -404,7 +404,7 @@ def _link(tree, node, parent, edge):
     tree.first_child[parent] = node
 
 
-@njit
+@njit_borrowed_inline
 def _unlink(tree, node):
     """Take ``node`` (with its subtree) off its parent's list of children."""
     before, after = tree.prev_sibling[node], tree.next_sibling[node]
@@ -416,7 +416,7 @@ def _unlink(tree, node):
         tree.prev_sibling[after] = before
 
 
-@njit
+@njit_borrowed_inline
 def _subtree(tree, top, out):
     """Write the nodes of the subtree of ``top`` into ``out`` in preorder; return their count."""
     count = 0
@@ -435,7 +435,7 @@ def _subtree(tree, top, out):
     return count
 
 
-@njit
+@njit_borrowed
 def _zero_plan_tree(graph, tree):
     """Basis of the plan ``S = 0``, ``SI = e`` at sources and 0 elsewhere (all potentials there).
 
@@ -482,7 +482,7 @@ def _zero_plan_tree(graph, tree):
     tree.state[1] = 1
 
 
-@njit
+@njit_borrowed
 def _tree_flows(graph, tree, slopes):
     """Flows of the tree edges under the supplies of ``slopes``; return the total supply."""
     n_nodes = len(graph.adj_start) - 1
@@ -504,7 +504,7 @@ def _tree_flows(graph, tree, slopes):
     return supply
 
 
-@njit
+@njit_borrowed_inline
 def _push_cycle(graph, tree, start, end, amount):
     """Send ``amount`` along the tree path from ``start`` to ``end``."""
     flow, parent, parent_edge, depth = tree.flow, tree.parent, tree.parent_edge, tree.depth
@@ -526,7 +526,7 @@ def _push_cycle(graph, tree, start, end, amount):
             end = parent[end]
 
 
-@njit
+@njit_borrowed
 def _dual_pivot(graph, tree, leaving_node):
     """One dual simplex pivot on the tree edge above ``leaving_node`` (negative flow).
 
@@ -597,7 +597,7 @@ def _dual_pivot(graph, tree, leaving_node):
     return True
 
 
-@njit
+@njit_borrowed
 def solve_service_time_simplex(graph, tree, slopes, result, pivot_limit):
     """Write an optimal integral ``S`` of the LP (module docstring) into ``result``.
 
