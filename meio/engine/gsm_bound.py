@@ -31,13 +31,8 @@ min(SI + l_k, U_k)} [c_k(SI + l_k - S) + alpha_k S + B_k(S)]`` for the others, w
 sum of the children upstream's prefix minima of ``f`` (non-increasing) and ``B_k`` the
 children downstream's suffix minima of ``g`` (non-decreasing). For fixed ``S``,
 ``c_k(SI + l_k - S) - beta_k SI`` is concave in ``SI``, so on each run where the step function
-``A_k`` is constant its minimum is at one of the run's ends. A run's last point ``x - 1`` never
-beats both its first point and the next run's first point ``x``: beating ``x`` takes an increment
-of ``c_k - beta_k SI`` from ``x - 1`` to ``x`` above ``A_k(x - 1) - A_k(x) > 0``, beating the
-first point an increment below 0 inside the run, and the increments of a concave function do not
-grow. So the inner minimum only looks at the range ends and at the first point after every step
-of ``A_k`` (for ``g_k``, alike, at the last point before every step of ``B_k``), which is exact
-for linear terms of either sign.
+``A_k`` is constant its minimum is at one of the run's ends: the inner minimum only looks at the
+range ends and at both sides of every step of ``A_k`` (``B_k``), which is exact.
 
 Multipliers. The first are the optimal duals of the arc constraints in the convex-envelope LP
 (the flows of :func:`meio.engine.gsm_lp.solve_service_time_lp`); the forest keeps the arcs
@@ -129,8 +124,7 @@ class _DpWork(NamedTuple):
     cost: np.ndarray  #: float64
     inbound_sum: np.ndarray  #: float64[width], A_k
     outbound_sum: np.ndarray  #: float64[width], B_k
-    steps: np.ndarray  #: int64[width], the points after steps of A_k / before steps of B_k
-    shifted: np.ndarray  #: float64[width], their A_k(SI) - beta_k SI or alpha_k S + B_k(S)
+    steps: np.ndarray  #: int64[width], run ends of A_k or B_k inside the box's range
 
 
 class BoundResult(NamedTuple):
@@ -243,7 +237,7 @@ def _new_dp_work(net):
     rows = row_start[size]
     return _DpWork(row_start, np.empty(rows), np.empty(rows, np.int64),
                    np.empty(rows, np.int64), cost_start, cost, np.empty(width),
-                   np.empty(width), np.empty(width, np.int64), np.empty(width))
+                   np.empty(width), np.empty(width, np.int64))
 
 
 @njit
@@ -251,23 +245,26 @@ def _outbound_role(net, work, box, stage, alpha, beta):
     """``f_k(S)`` on ``[0, U_k]`` as prefix minima (argmin ``S``) and each ``S``'s best ``SI``.
 
     ``S`` and ``SI`` are restricted to the stage's ranges in ``box`` (``inf`` outside them).
-    The inner minimum looks at the ends of ``SI``'s range and at the first point of every run
-    of ``A_k`` inside it (module docstring); those strictly inside the box's range and their
-    ``A_k(SI) - beta_k SI`` are listed once per stage, in increasing order.
+    The inner minimum looks at the ends of ``SI``'s range and at the ends of the runs of
+    ``A_k`` inside it (module docstring); the run ends strictly inside the box's range are
+    listed once per stage, in increasing order.
     """
     top_out = net.outbound_max[stage]
     out_low, out_high = box.out_low[stage], box.out_high[stage]
     in_low, in_high = box.in_low[stage], box.in_high[stage]
     lead = net.lead_floor[stage]
     a_sum, b_sum = work.inbound_sum, work.outbound_sum
-    ends, shifted = work.steps, work.shifted
+    ends = work.steps
     cost = work.cost[work.cost_start[stage]:]
     n_ends = 0
-    for x in range(in_low + 1, in_high):
+    for x in range(in_low + 1, in_high + 1):
         if a_sum[x] < a_sum[x - 1]:
-            ends[n_ends] = x
-            shifted[n_ends] = a_sum[x] - beta * x
-            n_ends += 1
+            if x - 1 > in_low and (n_ends == 0 or ends[n_ends - 1] != x - 1):
+                ends[n_ends] = x - 1
+                n_ends += 1
+            if x < in_high:
+                ends[n_ends] = x
+                n_ends += 1
     row = work.row_start[stage]
     running, running_arg = np.inf, 0
     first = 0
@@ -284,9 +281,10 @@ def _outbound_role(net, work, box, stage, alpha, beta):
                 first += 1
             shift = lead - outbound
             for index in range(first, n_ends):
-                candidate = cost[ends[index] + shift] + shifted[index]
+                inbound = ends[index]
+                candidate = cost[inbound + shift] - beta * inbound + a_sum[inbound]
                 if candidate < value:
-                    value, chosen = candidate, ends[index]
+                    value, chosen = candidate, inbound
             value += b_sum[outbound] + alpha * outbound
         work.other_arg[row + outbound] = chosen
         if value < running:
@@ -300,23 +298,25 @@ def _inbound_role(net, work, box, stage, alpha, beta):
     """``g_k(SI)`` on ``[0, V_k]`` as suffix minima (argmin ``SI``) and each ``SI``'s best ``S``.
 
     ``S`` and ``SI`` are restricted to the stage's ranges in ``box`` (``inf`` outside them).
-    The inner minimum looks at the ends of ``S``'s range and at the last point of every run of
-    ``B_k`` inside it (module docstring), listed once per stage with their
-    ``alpha_k S + B_k(S)`` in increasing order.
+    The inner minimum looks at the ends of ``S``'s range and at the ends of the runs of
+    ``B_k`` inside it, listed once per stage in increasing order.
     """
     top_in = net.inbound_max[stage]
     out_low, out_high = box.out_low[stage], box.out_high[stage]
     in_low, in_high = box.in_low[stage], box.in_high[stage]
     lead = net.lead_floor[stage]
     a_sum, b_sum = work.inbound_sum, work.outbound_sum
-    ends, shifted = work.steps, work.shifted
+    ends = work.steps
     cost = work.cost[work.cost_start[stage]:]
     n_ends = 0
-    for y in range(out_low + 1, out_high):
+    for y in range(out_low, out_high):
         if b_sum[y + 1] > b_sum[y]:
-            ends[n_ends] = y
-            shifted[n_ends] = alpha * y + b_sum[y]
-            n_ends += 1
+            if y > out_low and (n_ends == 0 or ends[n_ends - 1] != y):
+                ends[n_ends] = y
+                n_ends += 1
+            if y + 1 < out_high:
+                ends[n_ends] = y + 1
+                n_ends += 1
     row = work.row_start[stage]
     for inbound in range(top_in + 1):
         high = min(inbound + lead, out_high)
@@ -334,7 +334,7 @@ def _inbound_role(net, work, box, stage, alpha, beta):
             outbound = ends[index]
             if outbound >= high:
                 break
-            candidate = cost[shift - outbound] + shifted[index]
+            candidate = cost[shift - outbound] + alpha * outbound + b_sum[outbound]
             if candidate < value:
                 value, chosen = candidate, outbound
         work.best_min[row + inbound] = a_sum[inbound] - beta * inbound + value
