@@ -75,8 +75,8 @@ from meio.engine.gsm_general import (
     _complete,
     _new_plan,
     _prepare,
-    _prepared_network,
     _stage_cost_at,
+    batch_network,
 )
 from meio.engine.gsm_lp import build_service_time_graph, new_lp_work, solve_service_time_lp
 from meio.engine.gsm_tree import TreeProblem, chunk_networks
@@ -589,14 +589,7 @@ def lagrangian_bound(
 
 @njit
 def _bound_of_batch_network(problem, caps, network, upper_bound, iterations):
-    first, last = problem.network_offsets[network], problem.network_offsets[network + 1]
-    arc_first, arc_last = problem.arc_offsets[network], problem.arc_offsets[network + 1]
-    net = _prepared_network(
-        problem.lead_time[first:last], problem.holding_cost[first:last],
-        problem.demand_bound_sd[first:last], problem.lead_time_term[first:last],
-        problem.arc_upstream[arc_first:arc_last], problem.arc_downstream[arc_first:arc_last],
-        caps[first:last], problem.external_inbound_service_time[first:last],
-    )
+    net = batch_network(problem, caps, network)
     envelope, lagrangian, _ = _lagrangian_bound(net, upper_bound, iterations)
     return max(envelope, lagrangian)
 

@@ -64,7 +64,7 @@ from meio.engine.gsm_general import (
     _copy_plan,
     _new_plan,
     _prepare,
-    _prepared_network,
+    batch_network,
 )
 from meio.engine.gsm_local import local_search, new_local_work, set_stage_costs
 from meio.engine.gsm_tree import TreeProblem, chunk_networks
@@ -398,13 +398,7 @@ class ExactBatch(NamedTuple):
 def _exact_network_of_batch(problem, caps, network, plans, position, node_limit,
                             root_iterations, node_iterations, gap, result):
     first, last = problem.network_offsets[network], problem.network_offsets[network + 1]
-    arc_first, arc_last = problem.arc_offsets[network], problem.arc_offsets[network + 1]
-    net = _prepared_network(
-        problem.lead_time[first:last], problem.holding_cost[first:last],
-        problem.demand_bound_sd[first:last], problem.lead_time_term[first:last],
-        problem.arc_upstream[arc_first:arc_last], problem.arc_downstream[arc_first:arc_last],
-        caps[first:last], problem.external_inbound_service_time[first:last],
-    )
+    net = batch_network(problem, caps, network)
     cost, lower, finished, nodes = branch_and_bound_kernel(
         net, plans.outbound_service_time[first:last], plans.inbound_service_time[first:last],
         node_limit, root_iterations, node_iterations, gap)

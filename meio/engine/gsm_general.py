@@ -249,6 +249,23 @@ def _prepared_network(
     )
 
 
+@njit
+def batch_network(problem, caps, network):
+    """Solver arrays of network ``network`` of a batch.
+
+    ``problem`` and ``caps`` are those of :func:`solve_general_batch` (arcs sorted by
+    (upstream, downstream) inside every network).
+    """
+    first, last = problem.network_offsets[network], problem.network_offsets[network + 1]
+    arc_first, arc_last = problem.arc_offsets[network], problem.arc_offsets[network + 1]
+    return _prepared_network(
+        problem.lead_time[first:last], problem.holding_cost[first:last],
+        problem.demand_bound_sd[first:last], problem.lead_time_term[first:last],
+        problem.arc_upstream[arc_first:arc_last], problem.arc_downstream[arc_first:arc_last],
+        caps[first:last], problem.external_inbound_service_time[first:last],
+    )
+
+
 def _prepare(
     lead_time, holding_cost, demand_bound_sd, lead_time_term, arc_upstream, arc_downstream,
     max_service_time, external_inbound_service_time,
@@ -650,13 +667,7 @@ class GeneralBatchSolution(NamedTuple):
 @njit
 def _solve_network_of_batch(problem, caps, network, seed, starts, solution, position):
     first, last = problem.network_offsets[network], problem.network_offsets[network + 1]
-    arc_first, arc_last = problem.arc_offsets[network], problem.arc_offsets[network + 1]
-    net = _prepared_network(
-        problem.lead_time[first:last], problem.holding_cost[first:last],
-        problem.demand_bound_sd[first:last], problem.lead_time_term[first:last],
-        problem.arc_upstream[arc_first:arc_last], problem.arc_downstream[arc_first:arc_last],
-        caps[first:last], problem.external_inbound_service_time[first:last],
-    )
+    net = batch_network(problem, caps, network)
     cost, bound = _slp_multistart(net, starts, seed, solution.outbound_service_time[first:last],
                                   solution.inbound_service_time[first:last], POLISH_WITHIN,
                                   SIMPLEX_PIVOTS)
