@@ -14,6 +14,11 @@ Two suites, printed side by side:
   with the primal-dual LP (``simplex=False``, the method before it), their ratio and per-network
   cost comparison; checked: every plan feasible with the cost it reports, and the simplex's
   total cost no higher;
+* the general networks of ``meio generate --shape dag --seed 3`` (``DAG_NETWORKS`` networks;
+  quick: 30), per network the default (SLP with local search, then the branch and bound) against
+  the first default (the SLP alone, primal-dual LPs): CPU seconds, cheaper and dearer networks,
+  the worst ratio, the total and the issue's per-network target (met or missed); checked: every
+  plan feasible at the cost it reports and the default's total no higher;
 * the 38 real chains of Willems (2008), read from ``MEIO_WILLEMS_DIR`` (the ``willems_2008``
   folder with ``json/chain_NN.json``; the suite is skipped, with the reason, when it is absent):
   per chain the SLP's cost and the gap of its Lagrangian bound (:mod:`meio.engine.gsm_bound`,
