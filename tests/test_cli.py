@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -11,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from rich.console import Console
 
 import meio
 from meio.cli import main
+from meio.cli.jobs import TaskProgress
 from meio.generate import generate_catalog
 from tests import plan_reference as twin
 from tests.tables import random_catalog
@@ -35,6 +38,9 @@ def test_optimize_writes_run_directory(tmp_path, capsys):
     assert status == 0
     printed = capsys.readouterr().out
     assert "12 networks" in printed and "safety stock by echelon" in printed
+    # Not a terminal (a log): the progress is a line per partition, not a bar drawn at the end.
+    assert "single on this process: partitions 1/1," in printed
+    assert "100% of the work done, about 0:00:00 left" in printed
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "networks.parquet", "report.html",
                                                      "stages.parquet"]
     stages = pl.read_parquet(out / "stages.parquet")
@@ -174,3 +180,32 @@ def test_bound_iterations_flag_reaches_the_bound(tmp_path):
     assert general.any()
     assert (default["lower_bound"].to_numpy()[general]
             > envelope["lower_bound"].to_numpy()[general]).any()
+
+
+def _progress_lines(terminal: bool, events: list[tuple[float, bool]], **totals) -> list[str]:
+    output = io.StringIO()
+    console = Console(file=output, force_terminal=terminal, width=200)
+    with TaskProgress(console, "gsm: partitions", **totals) as progress:
+        for weight, kept in events:
+            progress.advance(weight=weight, kept=kept)
+    return output.getvalue().splitlines()
+
+
+def test_progress_in_a_log_is_a_line_per_task_with_the_share_of_the_work():
+    lines = _progress_lines(False, [(300.0, True), (100.0, False), (600.0, False)], total=3,
+                            total_weight=1000.0)
+    assert lines[0] == "gsm: partitions 1/3, kept from the interrupted run"
+    assert lines[1].startswith("gsm: partitions 2/3, 0:00:00 elapsed, 40% of the work done, about ")
+    assert lines[2].endswith("100% of the work done, about 0:00:00 left")
+    assert len(lines) == 3
+
+
+def test_progress_without_sizes_counts_tasks():
+    lines = _progress_lines(False, [(1.0, False)] * 2, total=4)
+    assert [line.split(", ")[2] for line in lines] == ["25% of the work done", "50% of the work done"]
+
+
+def test_progress_on_a_terminal_is_a_bar_not_lines():
+    lines = _progress_lines(True, [(1.0, False)] * 2, total=2)
+    assert not any("of the work done" in line for line in lines)
+    assert any("2/2" in line and "━" in line for line in lines)

@@ -7,10 +7,9 @@ import time
 
 import polars as pl
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import meio
-from meio.cli.jobs import open_client
+from meio.cli.jobs import TaskProgress, open_client
 from meio.cluster.estimate import estimate_partitioned, network_ranges
 from meio.config import ClusterConfig
 from meio.estimate import Estimate, prepare_estimate, write_estimate
@@ -103,14 +102,12 @@ def run(args: argparse.Namespace, console: Console) -> None:
 
 
 def _partitioned(job, ranges: list, cluster: ClusterConfig, console: Console) -> Estimate:
-    """The estimate on partitions of whole networks, with a progress bar of its tasks."""
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with open_client(cluster, len(ranges)) as client, Progress(*columns, console=console) as bar:
+    """The estimate on partitions of whole networks, with the progress of its tasks."""
+    with open_client(cluster, len(ranges)) as client:
         where = client.scheduler.address if client is not None else "this process"
-        task = bar.add_task(f"estimate on {where}: partitions", total=None)
-        return estimate_partitioned(job, ranges, client,
-                                    on_progress=lambda event: bar.update(task, total=event.total,
-                                                                         advance=1))
+        with TaskProgress(console, f"estimate on {where}: partitions") as progress:
+            return estimate_partitioned(job, ranges, client,
+                                        on_progress=lambda event: progress.advance(event.total))
 
 
 def _summary(console: Console, result: Estimate, seconds: float) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
+import time
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -58,13 +60,72 @@ def print_files(console: Console, result: RunResult) -> None:
     console.print(f"results: {result.output}/{{{', '.join(files)}}}")
 
 
+class TaskProgress(contextlib.AbstractContextManager):
+    """Progress of a run's tasks on ``console``: a bar on a terminal, one line per task otherwise.
+
+    Written to a file (a nightly job's log), a bar would show only once the run ends; there each
+    finished task prints a line: tasks done, the share of the work done, the time so far and the
+    time left at the pace so far. Work is counted in ``weight`` units (stages for partitions; one
+    per task when the sizes are unknown); tasks kept from an interrupted run count as done but
+    not in the pace.
+    """
+
+    def __init__(self, console: Console, description: str, total: int | None = None,
+                 total_weight: float | None = None):
+        self.console, self.description = console, description
+        self.total, self.total_weight = total, total_weight
+        self.done, self.done_weight, self.computed_weight = 0, 0.0, 0.0
+        self.started = time.perf_counter()
+        self.bar: Progress | None = None
+
+    def __enter__(self) -> TaskProgress:
+        if self.console.is_terminal:
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TimeElapsedColumn())
+            self.bar = Progress(*columns, console=self.console).__enter__()
+            self.task = self.bar.add_task(self.description, total=self.total)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc_info)
+
+    def advance(self, total: int | None = None, weight: float = 1.0, kept: bool = False) -> None:
+        """One more task done (``total``: the task count, when only the tasks know it)."""
+        self.total = total if total is not None else self.total
+        self.done += 1
+        self.done_weight += weight
+        self.computed_weight += 0.0 if kept else weight
+        if self.bar is not None:
+            self.bar.update(self.task, total=self.total, advance=1)
+            return
+        self.console.print(self._line(kept), highlight=False, soft_wrap=True)
+
+    def _line(self, kept: bool) -> str:
+        elapsed = time.perf_counter() - self.started
+        total_weight = self.total_weight if self.total_weight is not None else self.total
+        line = f"{self.description} {self.done}/{self.total or '?'}"
+        if kept:
+            return f"{line}, kept from the interrupted run"
+        line += f", {_clock(elapsed)} elapsed"
+        if total_weight and self.computed_weight > 0:
+            left = elapsed * max(total_weight - self.done_weight, 0.0) / self.computed_weight
+            line += (f", {100 * self.done_weight / total_weight:.0f}% of the work done, about "
+                     f"{_clock(left)} left")
+        return line
+
+
+def _clock(seconds: float) -> str:
+    """``0:08:31``."""
+    return str(datetime.timedelta(seconds=round(seconds)))
+
+
 def run_job(job: CatalogJob, client: object, console: Console, what: str, cluster: ClusterConfig,
              manifest: dict) -> RunResult:
-    """Run a prepared job with a progress bar of its partitions."""
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
-    with Progress(*columns, console=console) as bar:
-        where = client.scheduler.address if client is not None else "this process"
-        task = bar.add_task(f"{what} on {where}: partitions", total=len(job.plan))
+    """Run a prepared job with the progress of its partitions (:class:`TaskProgress`, by stages)."""
+    where = client.scheduler.address if client is not None else "this process"
+    stages = sum(partition.stages for partition in job.plan)
+    with TaskProgress(console, f"{what} on {where}: partitions", len(job.plan), stages) as progress:
         return job.run(client, retries=cluster.retries, manifest=manifest,
-                       on_progress=lambda event: bar.advance(task))
+                       on_progress=lambda event: progress.advance(
+                           weight=event.stages, kept=event.state == "skipped"))
