@@ -15,7 +15,7 @@ import pytest
 from rich.console import Console
 
 import meio
-from meio.cli import main
+from meio.cli import jobs, main
 from meio.cli.jobs import TaskProgress
 from meio.generate import generate_catalog
 from tests import plan_reference as twin
@@ -182,30 +182,44 @@ def test_bound_iterations_flag_reaches_the_bound(tmp_path):
             > envelope["lower_bound"].to_numpy()[general]).any()
 
 
-def _progress_lines(terminal: bool, events: list[tuple[float, bool]], **totals) -> list[str]:
+def _progress_lines(monkeypatch, terminal: bool, events: list[tuple], **totals) -> list[str]:
+    """Lines of a :class:`TaskProgress` fed ``(weight, kept, total)`` events, 10 s apart."""
+    ticks = iter(range(0, 10_000, 10))
+    monkeypatch.setattr(jobs.time, "perf_counter", lambda: float(next(ticks)))
     output = io.StringIO()
     console = Console(file=output, force_terminal=terminal, width=200)
     with TaskProgress(console, "gsm: partitions", **totals) as progress:
-        for weight, kept in events:
-            progress.advance(weight=weight, kept=kept)
+        for weight, kept, total in events:
+            progress.advance(total, weight=weight, kept=kept)
+    monkeypatch.undo()
     return output.getvalue().splitlines()
 
 
-def test_progress_in_a_log_is_a_line_per_task_with_the_share_of_the_work():
-    lines = _progress_lines(False, [(300.0, True), (100.0, False), (600.0, False)], total=3,
-                            total_weight=1000.0)
-    assert lines[0] == "gsm: partitions 1/3, kept from the interrupted run"
-    assert lines[1].startswith("gsm: partitions 2/3, 0:00:00 elapsed, 40% of the work done, about ")
-    assert lines[2].endswith("100% of the work done, about 0:00:00 left")
-    assert len(lines) == 3
+def test_progress_in_a_log_is_a_line_per_task_with_the_pace_of_the_computed_work(monkeypatch):
+    # 300 stages kept, then 100 computed in the first 10 s: 600 left at 10 s per 100 stages.
+    lines = _progress_lines(monkeypatch, False, [(300.0, True, None), (100.0, False, None),
+                                                 (596.0, False, None)],
+                            total=3, total_weight=1000.0)
+    assert lines == [
+        "gsm: partitions 2/3 (1 kept from the interrupted run), 0:00:10 elapsed, 40% of the work "
+        "done, about 0:01:00 left",
+        "gsm: partitions 3/3 (1 kept from the interrupted run), 0:00:20 elapsed, 99% of the work "
+        "done, about 0:00:00 left",
+    ]
 
 
-def test_progress_without_sizes_counts_tasks():
-    lines = _progress_lines(False, [(1.0, False)] * 2, total=4)
-    assert [line.split(", ")[2] for line in lines] == ["25% of the work done", "50% of the work done"]
+def test_progress_counts_tasks_when_only_they_know_the_total(monkeypatch):
+    lines = _progress_lines(monkeypatch, False, [(1.0, False, 4), (1.0, False, 4)])
+    assert lines == ["gsm: partitions 1/4, 0:00:10 elapsed, 25% of the work done, about 0:00:30 left",
+                     "gsm: partitions 2/4, 0:00:20 elapsed, 50% of the work done, about 0:00:20 left"]
 
 
-def test_progress_on_a_terminal_is_a_bar_not_lines():
-    lines = _progress_lines(True, [(1.0, False)] * 2, total=2)
+def test_progress_of_a_run_with_every_task_kept_says_so_once(monkeypatch):
+    lines = _progress_lines(monkeypatch, False, [(1.0, True, None)] * 3, total=3)
+    assert lines == ["gsm: partitions 3/3, all kept from the interrupted run"]
+
+
+def test_progress_on_a_terminal_is_a_bar_not_lines(monkeypatch):
+    lines = _progress_lines(monkeypatch, True, [(1.0, False, None)] * 2, total=2)
     assert not any("of the work done" in line for line in lines)
     assert any("2/2" in line and "━" in line for line in lines)

@@ -414,7 +414,7 @@ def test_estimate_on_a_real_cluster_is_the_same_with_1_and_3_partitions(tmp_path
         assert main(_estimate_argv(paths, output, "--scheduler", address, "--partitions", str(count))) == 0
         manifest = json.loads((output / "manifest.json").read_text())
         assert manifest["partitions"] == count
-    assert f"estimate on {address}: partitions" in capsys.readouterr().out.replace("\n", "")
+    assert f"estimate on {address}: tasks" in capsys.readouterr().out.replace("\n", "")
     whole = meio.estimate(paths["demand"], paths["shipments"], stages=paths["stages"], arcs=paths["arcs"],
                           stockout_column="out_of_stock", period="week", lead_time_unit="day")
     for table in ("stages", "arcs", "diagnostics"):

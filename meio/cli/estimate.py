@@ -105,7 +105,7 @@ def _partitioned(job, ranges: list, cluster: ClusterConfig, console: Console) ->
     """The estimate on partitions of whole networks, with the progress of its tasks."""
     with open_client(cluster, len(ranges)) as client:
         where = client.scheduler.address if client is not None else "this process"
-        with TaskProgress(console, f"estimate on {where}: partitions") as progress:
+        with TaskProgress(console, f"estimate on {where}: tasks") as progress:
             return estimate_partitioned(job, ranges, client,
                                         on_progress=lambda event: progress.advance(event.total))
 

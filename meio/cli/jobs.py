@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import math
 import time
 
 from rich.console import Console
@@ -64,19 +65,32 @@ class TaskProgress(contextlib.AbstractContextManager):
     """Progress of a run's tasks on ``console``: a bar on a terminal, one line per task otherwise.
 
     Written to a file (a nightly job's log), a bar would show only once the run ends; there each
-    finished task prints a line: tasks done, the share of the work done, the time so far and the
-    time left at the pace so far. Work is counted in ``weight`` units (stages for partitions; one
-    per task when the sizes are unknown); tasks kept from an interrupted run count as done but
-    not in the pace.
+    task the run computes prints a line: tasks done, the share of the work done (rounded down),
+    the time so far and the time left at the pace so far. Tasks kept from an interrupted run
+    count as done, but not in the pace, and are named in the next line.
+
+    Parameters
+    ----------
+    console : rich.console.Console
+        Where the progress goes.
+    description : str
+        What the tasks are, e.g. ``"gsm on tcp://...: partitions"``.
+    total : int, optional
+        Number of tasks, when known before they run (else from :meth:`advance`).
+    total_weight : float, optional
+        The work of all tasks in the units of :meth:`advance`'s ``weight`` (e.g. stages); without
+        it every task weighs 1 and the work is the task count.
+
     """
 
     def __init__(self, console: Console, description: str, total: int | None = None,
                  total_weight: float | None = None):
         self.console, self.description = console, description
         self.total, self.total_weight = total, total_weight
-        self.done, self.done_weight, self.computed_weight = 0, 0.0, 0.0
+        self.done, self.kept, self.done_weight, self.computed_weight = 0, 0, 0.0, 0.0
         self.started = time.perf_counter()
         self.bar: Progress | None = None
+        self.task = None
 
     def __enter__(self) -> TaskProgress:
         if self.console.is_terminal:
@@ -89,29 +103,44 @@ class TaskProgress(contextlib.AbstractContextManager):
     def __exit__(self, *exc_info) -> None:
         if self.bar is not None:
             self.bar.__exit__(*exc_info)
+        elif self.kept and self.kept == self.done:
+            self.console.print(f"{self.description} {self.done}/{self.total}, all kept from the "
+                               "interrupted run", highlight=False, soft_wrap=True)
 
     def advance(self, total: int | None = None, weight: float = 1.0, kept: bool = False) -> None:
-        """One more task done (``total``: the task count, when only the tasks know it)."""
+        """One more task done.
+
+        Parameters
+        ----------
+        total : int, optional
+            The task count, when only the tasks know it.
+        weight : float
+            The task's work (1 per task unless the constructor got ``total_weight``).
+        kept : bool
+            The task was kept from an interrupted run (not computed now).
+
+        """
         self.total = total if total is not None else self.total
         self.done += 1
+        self.kept += kept
         self.done_weight += weight
         self.computed_weight += 0.0 if kept else weight
         if self.bar is not None:
             self.bar.update(self.task, total=self.total, advance=1)
-            return
-        self.console.print(self._line(kept), highlight=False, soft_wrap=True)
+        elif not kept:
+            self.console.print(self._line(), highlight=False, soft_wrap=True)
 
-    def _line(self, kept: bool) -> str:
+    def _line(self) -> str:
         elapsed = time.perf_counter() - self.started
-        total_weight = self.total_weight if self.total_weight is not None else self.total
+        total_weight = self.total if self.total_weight is None else self.total_weight
         line = f"{self.description} {self.done}/{self.total or '?'}"
-        if kept:
-            return f"{line}, kept from the interrupted run"
+        if self.kept:
+            line += f" ({self.kept} kept from the interrupted run)"
         line += f", {_clock(elapsed)} elapsed"
-        if total_weight and self.computed_weight > 0:
+        if total_weight:
             left = elapsed * max(total_weight - self.done_weight, 0.0) / self.computed_weight
-            line += (f", {100 * self.done_weight / total_weight:.0f}% of the work done, about "
-                     f"{_clock(left)} left")
+            share = math.floor(100 * self.done_weight / total_weight)
+            line += f", {share}% of the work done, about {_clock(left)} left"
         return line
 
 
