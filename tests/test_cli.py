@@ -214,9 +214,9 @@ def test_progress_counts_tasks_when_only_they_know_the_total(monkeypatch):
                      "gsm: partitions 2/4, 0:00:20 elapsed, 50% of the work done, about 0:00:20 left"]
 
 
-def test_progress_of_a_run_with_every_task_kept_says_so_once(monkeypatch):
+def test_progress_of_a_run_with_only_kept_tasks_says_so_once(monkeypatch):
     lines = _progress_lines(monkeypatch, False, [(1.0, True, None)] * 3, total=3)
-    assert lines == ["gsm: partitions 3/3, all kept from the interrupted run"]
+    assert lines == ["gsm: partitions 3/3 kept from the interrupted run"]
 
 
 def test_progress_on_a_terminal_is_a_bar_not_lines(monkeypatch):

@@ -104,7 +104,7 @@ class TaskProgress(contextlib.AbstractContextManager):
         if self.bar is not None:
             self.bar.__exit__(*exc_info)
         elif self.kept and self.kept == self.done:
-            self.console.print(f"{self.description} {self.done}/{self.total}, all kept from the "
+            self.console.print(f"{self.description} {self.done}/{self.total} kept from the "
                                "interrupted run", highlight=False, soft_wrap=True)
 
     def advance(self, total: int | None = None, weight: float = 1.0, kept: bool = False) -> None:
