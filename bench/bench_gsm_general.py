@@ -259,7 +259,7 @@ def test_random_general_networks(benchmark, size):
           f"time ratio {slp_seconds / mip_seconds:.3f}")
 
 
-def mixed_general_networks(n_networks, seed=11, shape="mixed"):
+def generated_general_networks(n_networks, seed=11, shape="mixed"):
     """``solve_general_network`` arguments of the general networks of a generated catalog
     (demand and caps as ``meio optimize --model gsm`` builds them, service level 0.95)."""
     stages, arcs = generate_catalog(n_networks, shape=shape, seed=seed)
@@ -293,7 +293,7 @@ def plan_cost(arguments, solution):
 
 def test_mixed_catalog_general_networks(benchmark):
     """The general networks of a generated mixed catalog: the simplex LP against the primal-dual."""
-    networks = mixed_general_networks(MIXED_NETWORKS)
+    networks = generated_general_networks(MIXED_NETWORKS)
     rows = {}
 
     def run_both():
@@ -332,7 +332,7 @@ def test_dag_catalog_against_first_default(benchmark):
     reports, and the default's total no higher. The per-network target is printed as met or
     missed.
     """
-    networks = mixed_general_networks(DAG_NETWORKS, seed=DAG_SEED, shape="dag")
+    networks = generated_general_networks(DAG_NETWORKS, seed=DAG_SEED, shape="dag")
     solutions = {}
 
     def run_both():

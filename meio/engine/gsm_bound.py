@@ -75,9 +75,9 @@ from meio.engine.gsm_general import (
     _complete,
     _new_plan,
     _prepare,
-    _stage_cost_at,
     batch_network,
 )
+from meio.engine.gsm_local import stage_cost_at
 from meio.engine.gsm_lp import build_service_time_graph, new_lp_work, solve_service_time_lp
 from meio.engine.gsm_tree import TreeProblem, chunk_networks
 
@@ -233,7 +233,7 @@ def _new_dp_work(net):
     cost = np.empty(cost_start[size])
     for j in range(size):
         for offset in range(net.offset_max[j] + 1):
-            cost[cost_start[j] + offset] = _stage_cost_at(net, j, offset)
+            cost[cost_start[j] + offset] = stage_cost_at(net, j, offset)
     rows = row_start[size]
     return _DpWork(row_start, np.empty(rows), np.empty(rows, np.int64),
                    np.empty(rows, np.int64), cost_start, cost, np.empty(width),

@@ -84,6 +84,7 @@ from meio.engine.gsm_local import (
     local_search,
     new_local_work,
     set_stage_costs,
+    stage_cost_at,
 )
 from meio.engine.gsm_lp import (
     build_service_time_graph,
@@ -305,14 +306,6 @@ def _evaluate(net: _GeneralNetwork, outbound: np.ndarray) -> _Evaluated:
     return _Evaluated(plan.outbound, plan.inbound, plan.offset, float(cost))
 
 
-@njit_borrowed_inline
-def _stage_cost_at(net, stage, offset):
-    """``h_j * SS_j`` of stage ``stage`` at integer offset ``offset``."""
-    return net.holding_cost[stage] * stage_safety_stock(
-        net.demand_bound_sd[stage], net.lead_time_term[stage], offset + net.lead_frac[stage]
-    )
-
-
 @njit_borrowed
 def _majorant_slopes(net, offset, slopes):
     """Write the slope of a line through each stage's cost at ``offset`` lying above it on the grid.
@@ -322,11 +315,11 @@ def _majorant_slopes(net, offset, slopes):
     infinite (``tau = 0`` without lead-time variance) the chord to the next point.
     """
     for j in range(len(offset)):
-        here = _stage_cost_at(net, j, offset[j])
-        forward = _stage_cost_at(net, j, offset[j] + 1) - here
+        here = stage_cost_at(net, j, offset[j])
+        forward = stage_cost_at(net, j, offset[j] + 1) - here
         backward = np.inf
         if offset[j] > net.offset_min[j]:
-            backward = here - _stage_cost_at(net, j, offset[j] - 1)
+            backward = here - stage_cost_at(net, j, offset[j] - 1)
         square = net.demand_bound_sd[j] * net.demand_bound_sd[j]
         variance = square * (offset[j] + net.lead_frac[j]) + net.lead_time_term[j]
         derivative = np.inf
@@ -344,11 +337,11 @@ def _chord_slopes(net, slopes):
     """
     constant = 0.0
     for j in range(len(slopes)):
-        low = _stage_cost_at(net, j, net.offset_min[j])
+        low = stage_cost_at(net, j, net.offset_min[j])
         width = net.offset_max[j] - net.offset_min[j]
         slopes[j] = 0.0
         if width > 0:
-            slopes[j] = (_stage_cost_at(net, j, net.offset_max[j]) - low) / width
+            slopes[j] = (stage_cost_at(net, j, net.offset_max[j]) - low) / width
         constant += low + slopes[j] * (net.lead_floor[j] - net.offset_min[j])
     return constant
 

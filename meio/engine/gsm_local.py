@@ -91,7 +91,8 @@ def new_local_work(net):
 
 
 @njit_borrowed_inline
-def _cost_at(net, stage, offset):
+def stage_cost_at(net, stage, offset):
+    """``h_j * SS_j`` of stage ``stage`` at integer offset ``offset`` (every general kernel's)."""
     return net.holding_cost[stage] * stage_safety_stock(
         net.demand_bound_sd[stage], net.lead_time_term[stage], offset + net.lead_frac[stage]
     )
@@ -178,7 +179,7 @@ def _settle(net, work, plan):
         plan.outbound[stage] = outbound
         plan.inbound[stage] = inbound
         plan.offset[stage] = top - outbound
-        cost = _cost_at(net, stage, top - outbound)
+        cost = stage_cost_at(net, stage, top - outbound)
         delta += cost - work.stage_cost[stage]
         work.stage_cost[stage] = cost
         if outbound != work.old_outbound[stage]:
@@ -326,7 +327,7 @@ def _best_cap_move(net, work, plan, stage, threshold):
 def set_stage_costs(net, work, plan):
     """Per-stage costs of the completed ``plan`` (call before moves on a new plan)."""
     for stage in range(len(plan.outbound)):
-        work.stage_cost[stage] = _cost_at(net, stage, plan.offset[stage])
+        work.stage_cost[stage] = stage_cost_at(net, stage, plan.offset[stage])
 
 
 @njit_borrowed
