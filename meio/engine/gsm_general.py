@@ -33,13 +33,15 @@ many networks in one parallel Numba call) followed by :func:`refine_general_netw
   nothing better. A start whose SLP optimum is within ``POLISH_WITHIN`` of the best cost so
   far is polished: the local search of :mod:`meio.engine.gsm_local` (one stage's outbound
   time; an inbound time capped with downstream repair) and SLP descents alternate until
-  neither improves (:func:`_polish`). A start whose descent reaches a plan an earlier descent
-  stood on stops there: from that plan on it would repeat that descent (a memo of visited plans,
-  :func:`_memo_add`). The whole heuristic is a Numba kernel (:func:`_slp_multistart`); every
-  LP is solved exactly as the dual of a min-cost flow (:mod:`meio.engine.gsm_lp`), by the dual
-  network simplex from the basis of the network's previous LP, and the random starts come from
-  an MRG32k3a stream seeded per network, so a plan depends only on the network, ``slp_starts``
-  and the seed.
+  neither improves (:func:`_polish`). Polishing changes the starts' course, which on a few
+  networks ends dearer than the SLP alone's, so the default runs the starts twice, without and
+  with polishing, and keeps the cheaper plan (:func:`_slp_plan`): never dearer than the SLP
+  alone. A start whose descent reaches a plan an earlier descent stood on stops there: from
+  that plan on it would repeat that descent (a memo of visited plans, :func:`_memo_add`). The
+  whole heuristic is a Numba kernel (:func:`_slp_multistart`); every LP is solved exactly as
+  the dual of a min-cost flow (:mod:`meio.engine.gsm_lp`), by the dual network simplex from the
+  basis of the network's previous LP, and the random starts come from an MRG32k3a stream seeded
+  per network, so a plan depends only on the network, ``slp_starts`` and the seed.
 * **Piecewise-linear MIP with breakpoint refinement** (``"mip_exact"``; Magnanti, Shen, Shu,
   Simchi-Levi & Teo 2006, *Operations Research Letters* 34:228-238). Interpolating a concave
   cost between breakpoints underestimates it, so the MIP over the interpolants (multiple-choice
@@ -648,6 +650,31 @@ def _slp_multistart(net, starts, seed, outbound, inbound, polish_within, simplex
     return best_cost, lower_bound
 
 
+@njit
+def _slp_plan(net, starts, seed, outbound, inbound, local_search, simplex_pivots):
+    """The multi-start SLP alone and, with ``local_search``, the polished one; the cheaper plan.
+
+    Polishing changes the starts' course (the noisy starts centre on the polished best plan,
+    polishing descents fill the memo), so the polished run may end dearer than the SLP alone on
+    some networks (15 of 498 generated DAGs, docs/gsm.md). Running both, each with the same
+    ``starts`` and ``seed``, and keeping the cheaper (the polished one on a tie) makes the plan
+    never dearer than the SLP alone's. Writes the plan into ``outbound``/``inbound``; returns
+    its cost and the convex-envelope LP bound (:func:`_slp_multistart`).
+    """
+    cost, bound = _slp_multistart(net, starts, seed, outbound, inbound, -1.0, simplex_pivots)
+    if not local_search:
+        return cost, bound
+    size = len(net.lead_floor)
+    polished_outbound, polished_inbound = np.empty(size, np.int64), np.empty(size, np.int64)
+    polished, _ = _slp_multistart(net, starts, seed, polished_outbound, polished_inbound,
+                                  POLISH_WITHIN, simplex_pivots)
+    if polished <= cost:
+        outbound[:] = polished_outbound
+        inbound[:] = polished_inbound
+        cost = polished
+    return cost, bound
+
+
 class GeneralBatchSolution(NamedTuple):
     """SLP plans of the general networks of a batch (stage rows of other networks keep -1)."""
 
@@ -661,9 +688,8 @@ class GeneralBatchSolution(NamedTuple):
 def _solve_network_of_batch(problem, caps, network, seed, starts, solution, position):
     first, last = problem.network_offsets[network], problem.network_offsets[network + 1]
     net = batch_network(problem, caps, network)
-    cost, bound = _slp_multistart(net, starts, seed, solution.outbound_service_time[first:last],
-                                  solution.inbound_service_time[first:last], POLISH_WITHIN,
-                                  SIMPLEX_PIVOTS)
+    cost, bound = _slp_plan(net, starts, seed, solution.outbound_service_time[first:last],
+                            solution.inbound_service_time[first:last], True, SIMPLEX_PIVOTS)
     solution.cost[position] = cost
     solution.lower_bound[position] = bound
 
@@ -1022,8 +1048,9 @@ def solve_general_network(
     slp_starts : int
         Starts of the successive-LP heuristic (the first three are deterministic slopes).
     local_search : bool
-        Polish starts with the local search (default); False gives the SLP alone (the default
-        before the local search, kept for comparisons: docs/gsm.md).
+        Also run the starts polished by the local search and keep the cheaper plan (default);
+        False gives the SLP alone (the default before the local search, kept for comparisons:
+        docs/gsm.md).
     simplex : bool
         Solve the SLP's LPs by the dual network simplex from the previous basis (default);
         False solves each by the primal-dual method from the current plan (the method before
@@ -1057,9 +1084,8 @@ def solve_general_network(
     )
     size = len(net.lead_floor)
     outbound, inbound = np.empty(size, np.int64), np.empty(size, np.int64)
-    cost, lower_bound = _slp_multistart(net, int(slp_starts), int(seed), outbound, inbound,
-                                        POLISH_WITHIN if local_search else -1.0,
-                                        SIMPLEX_PIVOTS if simplex else 0)
+    cost, lower_bound = _slp_plan(net, int(slp_starts), int(seed), outbound, inbound,
+                                  bool(local_search), SIMPLEX_PIVOTS if simplex else 0)
     solution = GeneralSolution(outbound, inbound, float(cost), float(lower_bound),
                                "slp_multistart")
     if size <= exact_max_stages and mip_node_limit > 0:
