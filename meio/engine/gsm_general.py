@@ -656,7 +656,7 @@ def _slp_plan(net, starts, seed, outbound, inbound, local_search, simplex_pivots
 
     Polishing changes the starts' course (the noisy starts centre on the polished best plan,
     polishing descents fill the memo), so the polished run may end dearer than the SLP alone on
-    some networks (15 of 498 generated DAGs, docs/gsm.md). Running both, each with the same
+    some networks (22 of 498 generated DAGs, docs/gsm.md). Running both, each with the same
     ``starts`` and ``seed``, and keeping the cheaper (the polished one on a tie) makes the plan
     never dearer than the SLP alone's. Writes the plan into ``outbound``/``inbound``; returns
     its cost and the convex-envelope LP bound (:func:`_slp_multistart`).
