@@ -327,10 +327,10 @@ def test_dag_catalog_against_first_default(benchmark):
     the work on general networks began, the multi-start SLP alone (``SLP_STARTS`` starts, no
     local search, every LP by the primal-dual method: ``solve_general_network(local_search=False,
     simplex=False)``). The default is the cheaper plan of the SLP alone and the SLP with local
-    search, then the branch and bound from it, as ``meio optimize --model gsm`` runs them. Prints CPU seconds, cheaper and dearer
-    networks, the worst ratio and the total; checked: every plan feasible with the cost it
-    reports, and the default's total no higher. The per-network target is printed as met or
-    missed.
+    search, then the branch and bound from it, as ``meio optimize --model gsm`` runs them.
+    Prints CPU seconds, cheaper and dearer networks, the worst ratio and the total; checked:
+    every plan feasible with the cost it reports, and the default's total no higher. The
+    per-network target is printed as met or missed.
     """
     networks = generated_general_networks(DAG_NETWORKS, seed=DAG_SEED, shape="dag")
     solutions = {}
