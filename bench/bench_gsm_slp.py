@@ -56,16 +56,6 @@ def generated_dags(n_networks):
     return batch, demand, gsm.build_tree_problem(batch, demand)
 
 
-def network_arguments(problem, caps, network):
-    """Arguments of ``solve_general_network`` for one network of ``problem``."""
-    rows = slice(problem.network_offsets[network], problem.network_offsets[network + 1])
-    arcs = slice(problem.arc_offsets[network], problem.arc_offsets[network + 1])
-    return (problem.lead_time[rows], problem.holding_cost[rows], problem.demand_bound_sd[rows],
-            problem.lead_time_term[rows], problem.arc_upstream[arcs],
-            problem.arc_downstream[arcs], caps[rows],
-            problem.external_inbound_service_time[rows])
-
-
 @pytest.fixture(scope="module", autouse=True)
 def warm_up():
     """Compile the kernels (single network and batch) before anything is timed."""
@@ -73,7 +63,7 @@ def warm_up():
     gsm.solve(batch, demand, slp_starts=4)
     _, _, problem = generated_dags(2)
     gsm_general.solve_general_network(
-        *network_arguments(problem, gsm._general_caps(problem), 0), slp_starts=4)
+        *gsm_general.network_arguments(problem, gsm._general_caps(problem), 0), slp_starts=4)
 
 
 def test_numba_slp_against_highs_slp(benchmark):
@@ -85,7 +75,7 @@ def test_numba_slp_against_highs_slp(benchmark):
     def run_both():
         rows.clear()
         for network in general:
-            arguments = network_arguments(problem, caps, network)
+            arguments = gsm_general.network_arguments(problem, caps, network)
             started = time.process_time()
             net = reference.prepare(*arguments)
             old, old_bound = reference.slp_multistart(net, gsm_general.SLP_STARTS, 0)

@@ -15,6 +15,7 @@ from meio.engine.gsm_tree import TreeProblem
 from tests import gsm_local_reference as local_reference
 from tests import gsm_simplex_reference as simplex_reference
 from tests import gsm_slp_reference as reference
+from tests.generated import generated_general_networks
 from tests.strategies import UNCAPPED, Instance, random_instance
 
 #: Node budget large enough for the exact MIP to finish on the tiny test networks.
@@ -438,38 +439,12 @@ def test_default_plan_is_bracketed_by_brute_force(seed, size, slp_starts):
     assert solution.cost <= alone.cost
 
 
-def generated_dags(max_stages):
-    """``solve_general_network`` arguments of the general networks of at most ``max_stages``
-    stages of ``generate_catalog(200, "dag", seed=7)`` (demand and caps as ``meio optimize
-    --model gsm`` builds them, service level 0.95)."""
-    from meio import read_network
-    from meio.api import net_demand
-    from meio.engine import gsm
-    from meio.engine.gsm_tree import solve_trees
-    from meio.generate import generate_catalog
-
-    stages, arcs = generate_catalog(200, shape="dag", seed=7)
-    batch = read_network(stages, arcs).batch
-    problem = gsm.build_tree_problem(batch, net_demand(batch, 0.95))
-    caps = gsm._general_caps(problem)
-    networks = []
-    for network in np.flatnonzero(~solve_trees(problem).is_forest):
-        rows = slice(problem.network_offsets[network], problem.network_offsets[network + 1])
-        arcs = slice(problem.arc_offsets[network], problem.arc_offsets[network + 1])
-        if rows.stop - rows.start <= max_stages:
-            networks.append((problem.lead_time[rows], problem.holding_cost[rows],
-                             problem.demand_bound_sd[rows], problem.lead_time_term[rows],
-                             problem.arc_upstream[arcs], problem.arc_downstream[arcs],
-                             caps[rows], problem.external_inbound_service_time[rows]))
-    return networks
-
-
 def test_default_reaches_the_proven_optimum_on_generated_dags():
     # The 71 non-tree networks of at most 20 stages of generate_catalog(200, "dag", seed=7),
     # each proven optimal by the MIP. Measured: the default (SLP + local search) reaches the
     # optimum on all 71; the SLP alone (local search off) on 64, worst gap 2.4 %.
     gaps = []
-    for args in generated_dags(20):
+    for args in generated_general_networks(200, seed=7, shape="dag", max_stages=20):
         exact = solve_general_network(*args, mip_node_limit=EXACT_NODES)
         assert exact.method == "mip_exact"
         default = solve_general_network(*args)
@@ -487,7 +462,7 @@ def test_default_is_never_dearer_than_the_slp_alone_on_generated_dags():
     # on 2 (23 and 28 stages, by 1.2 % and 0.7 %; measured). The default runs both and keeps
     # the cheaper plan, so it is never dearer than either.
     polished_dearer = 0
-    for args in generated_dags(30):
+    for args in generated_general_networks(200, seed=7, shape="dag", max_stages=30):
         net = gsm_general._prepare(*args)
         size = len(net.lead_floor)
         outbound, inbound = np.empty(size, np.int64), np.empty(size, np.int64)

@@ -44,6 +44,7 @@ from meio.engine.gsm_general import (
     EXACT_MAX_STAGES,
     MIP_NODE_LIMIT,
     SLP_STARTS,
+    network_arguments,
     refine_general_network,
     solve_general_batch,
 )
@@ -159,15 +160,10 @@ def _solve_general(problem: TreeProblem, networks: np.ndarray, columns: dict, me
     for position, network in enumerate(networks):
         rows = slice(problem.network_offsets[network], problem.network_offsets[network + 1])
         if mip_node_limit > 0 and sizes[position] <= EXACT_MAX_STAGES and not proven[position]:
-            arcs = slice(problem.arc_offsets[network], problem.arc_offsets[network + 1])
             started = time.perf_counter()
             result = refine_general_network(
-                problem.lead_time[rows], problem.holding_cost[rows],
-                problem.demand_bound_sd[rows], problem.lead_time_term[rows],
-                problem.arc_upstream[arcs], problem.arc_downstream[arcs], caps[rows],
-                problem.external_inbound_service_time[rows], outbound[rows],
-                bounds[position], mip_node_limit=mip_node_limit,
-                time_limit=time_limit,
+                *network_arguments(problem, caps, network), outbound[rows], bounds[position],
+                mip_node_limit=mip_node_limit, time_limit=time_limit,
             )
             seconds[network] += time.perf_counter() - started
             outbound[rows] = result.outbound_service_time

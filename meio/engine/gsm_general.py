@@ -269,6 +269,20 @@ def batch_network(problem, caps, network):
     )
 
 
+def network_arguments(problem, caps, network) -> tuple[np.ndarray, ...]:
+    """The eight arrays of network ``network`` of a batch, in :func:`solve_general_network`'s order.
+
+    ``problem`` and ``caps`` are those of :func:`solve_general_batch`; the slices are those
+    :func:`batch_network` prepares inside the kernels.
+    """
+    rows = slice(problem.network_offsets[network], problem.network_offsets[network + 1])
+    arcs = slice(problem.arc_offsets[network], problem.arc_offsets[network + 1])
+    return (problem.lead_time[rows], problem.holding_cost[rows], problem.demand_bound_sd[rows],
+            problem.lead_time_term[rows], problem.arc_upstream[arcs],
+            problem.arc_downstream[arcs], caps[rows],
+            problem.external_inbound_service_time[rows])
+
+
 def _prepare(
     lead_time, holding_cost, demand_bound_sd, lead_time_term, arc_upstream, arc_downstream,
     max_service_time, external_inbound_service_time,
