@@ -182,9 +182,11 @@ def test_bound_iterations_flag_reaches_the_bound(tmp_path):
             > envelope["lower_bound"].to_numpy()[general]).any()
 
 
-def _progress_lines(monkeypatch, terminal: bool, events: list[tuple], **totals) -> list[str]:
-    """Lines of a :class:`TaskProgress` fed ``(weight, kept, total)`` events, 10 s apart."""
-    ticks = iter(range(0, 10_000, 10))
+def _progress_lines(monkeypatch, terminal: bool, events: list[tuple], times=range(0, 10_000, 10),
+                    **totals) -> list[str]:
+    """Lines of a :class:`TaskProgress` fed ``(weight, kept, total)`` events, at the clock
+    readings ``times`` (the start, then each computed task's end; 10 s apart by default)."""
+    ticks = iter(times)
     monkeypatch.setattr(jobs.time, "perf_counter", lambda: float(next(ticks)))
     output = io.StringIO()
     console = Console(file=output, force_terminal=terminal, width=200)
@@ -206,6 +208,18 @@ def test_progress_in_a_log_is_a_line_per_task_with_the_pace_of_the_computed_work
         "gsm: partitions 3/3 (1 kept from the interrupted run), 0:00:20 elapsed, 99% of the work "
         "done, about 0:00:00 left",
     ]
+
+
+def test_progress_on_two_slots_counts_the_running_tasks_work(monkeypatch):
+    # Six 10-s tasks of 100 stages on 2 slots end in pairs at 10, 20 and 30 s. At the first
+    # end the other task has run 10 s too: 400 stages are left after it, 20 s on both slots
+    # (the pace alone, 100 stages per 10 s done, would say 50 s).
+    lines = _progress_lines(monkeypatch, False, [(100.0, False, None)] * 6,
+                            times=[0, 10, 10, 20, 20, 30, 30], total=6, total_weight=600.0,
+                            slots=2)
+    left = [line.split("about ")[1] for line in lines]
+    assert left == ["0:00:20 left", "0:00:20 left", "0:00:10 left", "0:00:10 left",
+                    "0:00:00 left", "0:00:00 left"]
 
 
 def test_progress_counts_tasks_when_only_they_know_the_total(monkeypatch):

@@ -9,7 +9,7 @@ import polars as pl
 from rich.console import Console
 
 import meio
-from meio.cli.jobs import TaskProgress, open_client
+from meio.cli.jobs import TaskProgress, open_client, task_slots
 from meio.cluster.estimate import estimate_partitioned, network_ranges
 from meio.config import ClusterConfig
 from meio.estimate import Estimate, prepare_estimate, write_estimate
@@ -105,7 +105,8 @@ def _partitioned(job, ranges: list, cluster: ClusterConfig, console: Console) ->
     """The estimate on partitions of whole networks, with the progress of its tasks."""
     with open_client(cluster, len(ranges)) as client:
         where = client.scheduler.address if client is not None else "this process"
-        with TaskProgress(console, f"estimate on {where}: tasks") as progress:
+        with TaskProgress(console, f"estimate on {where}: tasks",
+                          slots=task_slots(client)) as progress:
             return estimate_partitioned(job, ranges, client,
                                         on_progress=lambda event: progress.advance(event.total))
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import datetime
+import itertools
 import math
 import time
 
@@ -69,6 +71,14 @@ class TaskProgress(contextlib.AbstractContextManager):
     the time so far and the time left at the pace so far. Tasks kept from an interrupted run
     count as done, but not in the pace, and are named in the next line.
 
+    The pace counts ``slots`` tasks running at once (a cluster's worker threads). Each slot takes
+    the next task when its last one ends, so a computed task ran from the earliest time a slot
+    was freed (the run's start for the first ``slots``) to its end: the pace is the computed
+    work per slot-second, and the tasks still running have done that pace times the time since
+    their start (at most a remaining task's mean work). The time left is the work left after
+    theirs over the pace of the slots that still have tasks. On one slot this is the time so far
+    times the work left over the work computed.
+
     Parameters
     ----------
     console : rich.console.Console
@@ -80,15 +90,20 @@ class TaskProgress(contextlib.AbstractContextManager):
     total_weight : float, optional
         The work of all tasks in the units of :meth:`advance`'s ``weight`` (e.g. stages); without
         it every task weighs 1 and the work is the task count.
+    slots : int
+        Tasks that run at once (default 1).
 
     """
 
     def __init__(self, console: Console, description: str, total: int | None = None,
-                 total_weight: float | None = None):
+                 total_weight: float | None = None, slots: int = 1):
         self.console, self.description = console, description
         self.total, self.total_weight = total, total_weight
         self.done, self.kept, self.done_weight, self.computed_weight = 0, 0, 0.0, 0.0
         self.started = time.perf_counter()
+        # When each slot took its current task, earliest first; slot-seconds of computed tasks.
+        self.slot_starts = collections.deque([self.started] * max(int(slots), 1))
+        self.busy = 0.0
         self.bar: Progress | None = None
         self.task = None
 
@@ -124,24 +139,45 @@ class TaskProgress(contextlib.AbstractContextManager):
         self.done += 1
         self.kept += kept
         self.done_weight += weight
-        self.computed_weight += 0.0 if kept else weight
+        if not kept:
+            self.computed_weight += weight
+            now = time.perf_counter()
+            self.busy += now - self.slot_starts.popleft()
+            self.slot_starts.append(now)
         if self.bar is not None:
             self.bar.update(self.task, total=self.total, advance=1)
         elif not kept:
-            self.console.print(self._line(), highlight=False, soft_wrap=True)
+            self.console.print(self._line(now), highlight=False, soft_wrap=True)
 
-    def _line(self) -> str:
-        elapsed = time.perf_counter() - self.started
+    def _line(self, now: float) -> str:
         total_weight = self.total if self.total_weight is None else self.total_weight
         line = f"{self.description} {self.done}/{self.total or '?'}"
         if self.kept:
             line += f" ({self.kept} kept from the interrupted run)"
-        line += f", {_clock(elapsed)} elapsed"
+        line += f", {_clock(now - self.started)} elapsed"
         if total_weight:
-            left = elapsed * max(total_weight - self.done_weight, 0.0) / self.computed_weight
             share = math.floor(100 * self.done_weight / total_weight)
-            line += f", {share}% of the work done, about {_clock(left)} left"
+            line += (f", {share}% of the work done, about "
+                     f"{_clock(self._seconds_left(now, total_weight))} left")
         return line
+
+    def _seconds_left(self, now: float, total_weight: float) -> float:
+        """The time left at the pace so far (class docstring)."""
+        work_left = max(total_weight - self.done_weight, 0.0)
+        tasks_left = len(self.slot_starts) if self.total is None else self.total - self.done
+        running = min(len(self.slot_starts), tasks_left)
+        if running <= 0 or self.busy <= 0.0:
+            return 0.0
+        pace = self.computed_weight / self.busy
+        task_work = work_left / tasks_left
+        running_done = sum(min(pace * (now - start), task_work)
+                           for start in itertools.islice(self.slot_starts, running))
+        return max(work_left - running_done, 0.0) / (pace * running)
+
+
+def task_slots(client: object) -> int:
+    """Tasks a run's client runs at once: its workers' Dask threads (1 in this process)."""
+    return max(sum(client.nthreads().values()), 1) if client is not None else 1
 
 
 def _clock(seconds: float) -> str:
@@ -154,7 +190,8 @@ def run_job(job: CatalogJob, client: object, console: Console, what: str, cluste
     """Run a prepared job with the progress of its partitions (:class:`TaskProgress`, by stages)."""
     where = client.scheduler.address if client is not None else "this process"
     stages = sum(partition.stages for partition in job.plan)
-    with TaskProgress(console, f"{what} on {where}: partitions", len(job.plan), stages) as progress:
+    with TaskProgress(console, f"{what} on {where}: partitions", len(job.plan), stages,
+                      task_slots(client)) as progress:
         return job.run(client, retries=cluster.retries, manifest=manifest,
                        on_progress=lambda event: progress.advance(
                            weight=event.stages, kept=event.state == "skipped"))
