@@ -166,7 +166,7 @@ class TaskProgress(contextlib.AbstractContextManager):
         work_left = max(total_weight - self.done_weight, 0.0)
         tasks_left = len(self.slot_starts) if self.total is None else self.total - self.done
         running = min(len(self.slot_starts), tasks_left)
-        if running <= 0 or self.busy <= 0.0:
+        if running <= 0 or self.busy <= 0.0 or self.computed_weight <= 0.0:
             return 0.0
         pace = self.computed_weight / self.busy
         task_work = work_left / tasks_left
