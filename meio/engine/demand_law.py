@@ -50,7 +50,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from scipy import stats
 from scipy.special import ndtr
 
 from meio.engine.batch import (
@@ -94,7 +93,13 @@ def exposure_demand(batch: Batch, demand: NetDemand, net_lead_time: np.ndarray) 
 
 
 def _law(code: int, mean: np.ndarray, variance: np.ndarray, *, size_biased: bool = False):
-    """The SciPy law fitted to ``mean`` and ``variance``; ``size_biased``: the ``Y`` of the loss."""
+    """The SciPy law fitted to ``mean`` and ``variance``; ``size_biased``: the ``Y`` of the loss.
+
+    ``scipy.stats`` is imported here, on the first fitted family, not with the module: its
+    import takes about a second, which every ``meio`` command and Dask worker paid at start.
+    """
+    from scipy import stats
+
     extra = 1.0 if size_biased else 0.0
     if code == POISSON_DEMAND:
         return stats.poisson(mean)
