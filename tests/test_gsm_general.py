@@ -215,22 +215,30 @@ def _random_plan(rng, net):
     return gsm_general._evaluate(net, rng.integers(0, net.outbound_max + 1))
 
 
-def _numba_lp(net, slopes, start):
+def _numba_lp(net, slopes, start, stall_limit=None):
+    """The kernel's LP solution; ``stall_limit`` 0 completes every push by Dinic's rounds."""
     graph = gsm_lp.build_service_time_graph(net.arc_upstream, net.arc_downstream, net.lead_floor,
                                             net.is_source, net.external_inbound, net.outbound_max)
     outbound = np.empty(len(slopes), np.int64)
-    gsm_lp.solve_service_time_lp(graph, gsm_lp.new_lp_work(graph), slopes, start.outbound,
-                                 start.inbound, outbound)
+    work = gsm_lp.new_lp_work(graph)
+    if stall_limit is None:
+        gsm_lp.solve_service_time_lp(graph, work, slopes, start.outbound, start.inbound, outbound)
+    else:
+        gsm_lp.primal_dual(graph, work, slopes, start.outbound, start.inbound, outbound,
+                           stall_limit)
+    # Every supply reached a demand: the flows are a feasible dual, not a partial one.
+    scale = 1.0 + float(slopes.sum())
+    assert np.abs(work.balance).max() <= 1e-9 * scale
     return outbound
 
 
-def check_lp_against_highs(seed, size, tree):
+def check_lp_against_highs(seed, size, tree, stall_limit=None):
     """Numba LP optimum = HiGHS optimum; its solution is feasible and integral."""
     rng = np.random.default_rng(seed)
     instance = random_instance(rng, size, tree=tree)
     net = _prepared(instance)
     slopes = rng.uniform(0.0, 5.0, instance.size) * (rng.random(instance.size) < 0.8)
-    outbound = _numba_lp(net, slopes, _random_plan(rng, net))
+    outbound = _numba_lp(net, slopes, _random_plan(rng, net), stall_limit)
     assert ((outbound >= 0) & (outbound <= net.outbound_max)).all()
     # Completion may lower S_j at zero-slope stages (their SI_j is free in the LP) and never
     # raises the objective, so the completed point's value is the LP optimum.
@@ -242,16 +250,18 @@ def check_lp_against_highs(seed, size, tree):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.integers(2, 12), st.booleans())
-def test_lp_kernel_equals_highs_optimum(seed, size, tree):
+@given(st.integers(0, 2**32 - 1), st.integers(2, 12), st.booleans(), st.sampled_from([None, 0]))
+def test_lp_kernel_equals_highs_optimum(seed, size, tree, stall_limit):
     # random_instance needs an arc: two stages for a tree, three for an undirected cycle.
-    check_lp_against_highs(seed, max(size, 2 if tree else 3), tree)
+    # stall_limit 0: Dinic's rounds complete every push (the path of dense networks).
+    check_lp_against_highs(seed, max(size, 2 if tree else 3), tree, stall_limit)
 
 
 @pytest.mark.nojit
 @pytest.mark.parametrize("seed", range(4))
 def test_lp_kernel_equals_highs_optimum_small(seed):
     check_lp_against_highs(7000 + seed, 3 + seed, tree=seed == 3)
+    check_lp_against_highs(7000 + seed, 3 + seed, tree=seed == 3, stall_limit=0)
 
 
 @settings(max_examples=40, deadline=None)

@@ -21,7 +21,14 @@ Algorithm: the primal-dual method (Ahuja et al. §9.8): potentials start at a fe
 (all reduced costs ``w - p_a + p_b >= 0``); each phase runs Dijkstra from all nodes with excess
 on reduced costs, stops at the first node with a deficit at distance ``D`` and raises every
 settled node's potential by ``D - d_v``, then pushes flow along admissible (zero reduced cost)
-residual paths by depth-first search with current-arc pointers until none is left. Arc costs
+residual paths by depth-first search with current-arc pointers. That search can give a node up
+because its only way on is a node already on the path, so it may leave flow the admissible
+network could carry; the next phase then finds ``D = 0`` and pushes again. Usually that ends
+soon (on generated networks and Willems' chains at most 0.3 x the stage count phases in a row;
+docs/gsm.md), but on dense networks it can crawl (a 4,000-stage network with 20,000 arcs: more
+than 100,000 such phases). Once ``size`` phases in a row had ``D = 0``, every later push of
+the solve is completed by Dinic's rounds on breadth-first levels, which leave no admissible path
+(Ahuja et al. §7.4); until then the method is the plain one. Arc costs
 are integers, so potentials stay integral and the LP solution is integral whatever the slopes
 (real supplies only move flow, never potentials). Flow amounts are floating point; a supply left
 over by rounding, with no deficit to reach, ends the solve.
@@ -77,6 +84,8 @@ class LpWork(NamedTuple):
     heap_key: np.ndarray  #: int64[2E + N]
     heap_node: np.ndarray  #: int64[2E + N]
     stamp: np.ndarray  #: int64[1], last stamp used
+    level: np.ndarray  #: int64[N], breadth-first level in the admissible residual network
+    queue: np.ndarray  #: int64[N]
 
 
 @njit
@@ -141,7 +150,7 @@ def new_lp_work(graph):
         np.zeros(n_nodes, np.int64), np.zeros(n_nodes, np.int64), np.zeros(n_nodes, np.bool_),
         np.zeros(n_nodes + 1, np.int64), np.zeros(n_nodes, np.int64),
         np.zeros(n_nodes, np.int64), np.zeros(heap, np.int64), np.zeros(heap, np.int64),
-        np.zeros(1, np.int64),
+        np.zeros(1, np.int64), np.zeros(n_nodes, np.int64), np.zeros(n_nodes, np.int64),
     )
 
 
@@ -185,8 +194,10 @@ def _heap_pop(keys, nodes, size):
 def _raise_potentials(graph, work, size):
     """Dijkstra from every node with excess to the nearest deficit; update potentials.
 
-    Returns False when no node has excess or no deficit can be reached (the flow is done).
-    Arrays are read into locals once: the loops call no function that takes the tuples.
+    Returns the raise, the distance ``D`` to the nearest deficit (0 when the last push left
+    flow that zero-reduced-cost paths could carry), or -1 when no node has excess or no
+    deficit can be reached (the flow is done). Arrays are read into locals once: the loops
+    call no function that takes the tuples.
     """
     adj_start, adj_edge, adj_forward = graph.adj_start, graph.adj_edge, graph.adj_forward
     adj_other, adj_cost = graph.adj_other, graph.adj_cost
@@ -226,11 +237,11 @@ def _raise_potentials(graph, work, size):
                 dist[other] = distance
                 heap_size = _heap_push(heap_key, heap_node, heap_size, distance, other)
     if nearest < 0:
-        return False
+        return -1
     for index in range(n_settled):
         node = settled[index]
         potential[node] += nearest - dist[node]
-    return True
+    return nearest
 
 
 @njit_borrowed
@@ -314,6 +325,138 @@ def _push_admissible(graph, work, size):
 
 
 @njit_borrowed
+def _label_levels(graph, work, size):
+    """Breadth-first levels from every node with excess (the first ``size``) over admissible arcs.
+
+    A node is labelled when ``work.seen`` holds the current stamp; search stops at nodes with
+    a deficit (they are path ends). Returns whether some deficit node was reached.
+    """
+    adj_start, adj_edge, adj_forward = graph.adj_start, graph.adj_edge, graph.adj_forward
+    adj_other, adj_cost = graph.adj_other, graph.adj_cost
+    potential, balance, flow = work.potential, work.balance, work.flow
+    seen, level, queue = work.seen, work.level, work.queue
+    work.stamp[0] += 1
+    stamp = work.stamp[0]
+    tail = 0
+    for node in range(size):
+        if balance[node] > 0.0:
+            seen[node] = stamp
+            level[node] = 0
+            queue[tail] = node
+            tail += 1
+    reached = False
+    head = 0
+    while head < tail:
+        node = queue[head]
+        head += 1
+        if balance[node] < 0.0:
+            reached = True
+            continue
+        base = potential[node]
+        for position in range(adj_start[node], adj_start[node + 1]):
+            other = adj_other[position]
+            if seen[other] == stamp:
+                continue
+            if adj_forward[position]:
+                admissible = adj_cost[position] - base + potential[other] == 0
+            else:
+                admissible = flow[adj_edge[position]] > 0.0
+            if admissible:
+                seen[other] = stamp
+                level[other] = level[node] + 1
+                queue[tail] = other
+                tail += 1
+    return reached
+
+
+@njit_borrowed
+def _push_along_levels(graph, work, size):
+    """Send flow from excess to deficit nodes along admissible arcs one level up.
+
+    The blocking-flow step of Dinic's method (Ahuja et al. §7.4) on the levels of
+    :func:`_label_levels`: the level network has no cycles, so a node from which no deficit
+    can be reached is dead for the round. After an augmentation the search resumes from the
+    tail of the first arc it emptied (or from the source when none was).
+    """
+    adj_start, adj_edge, adj_forward = graph.adj_start, graph.adj_edge, graph.adj_forward
+    adj_other, adj_cost = graph.adj_other, graph.adj_cost
+    potential, balance, flow = work.potential, work.balance, work.flow
+    dead, cursor, seen, level = work.dead, work.cursor, work.seen, work.level
+    path_node, path_arc = work.path_node, work.path_arc
+    stamp = work.stamp[0]
+    for node in range(len(cursor)):
+        cursor[node] = adj_start[node]
+    for source in range(size):
+        if balance[source] <= 0.0 or seen[source] != stamp:
+            continue
+        depth = 0
+        node = source
+        path_node[0] = source
+        while True:
+            if balance[node] < 0.0:
+                amount = min(balance[source], -balance[node])
+                for step in range(depth):
+                    if not adj_forward[path_arc[step]]:
+                        amount = min(amount, flow[adj_edge[path_arc[step]]])
+                back = depth
+                for step in range(depth):
+                    position = path_arc[step]
+                    edge = adj_edge[position]
+                    if adj_forward[position]:
+                        flow[edge] += amount
+                    else:
+                        flow[edge] -= amount
+                        if flow[edge] <= 0.0 and back == depth:
+                            back = step
+                balance[source] -= amount
+                balance[node] += amount
+                if balance[source] <= 0.0:
+                    break
+                depth = back
+                node = path_node[depth]
+                continue
+            position = cursor[node]
+            end = adj_start[node + 1]
+            base = potential[node]
+            up = level[node] + 1
+            while position < end:
+                other = adj_other[position]
+                if seen[other] == stamp and level[other] == up and dead[other] != stamp:
+                    if adj_forward[position]:
+                        if adj_cost[position] - base + potential[other] == 0:
+                            break
+                    elif flow[adj_edge[position]] > 0.0:
+                        break
+                position += 1
+            cursor[node] = position
+            if position < end:
+                path_arc[depth] = position
+                depth += 1
+                node = other
+                path_node[depth] = node
+                continue
+            dead[node] = stamp
+            if depth == 0:
+                break
+            depth -= 1
+            node = path_node[depth]
+            cursor[node] += 1
+
+
+@njit_borrowed
+def _finish_admissible_flow(graph, work, size):
+    """Route all the flow the admissible residual network can carry (Dinic rounds).
+
+    :func:`_push_admissible`'s search may mark a node dead because its only way on was a node
+    already on the path; then flow the admissible network can carry is left, and the next
+    Dijkstra phase raises no potential. Levels rule that out: rounds of
+    :func:`_label_levels` and :func:`_push_along_levels` until no deficit is reachable.
+    """
+    while _label_levels(graph, work, size):
+        _push_along_levels(graph, work, size)
+
+
+@njit_borrowed
 def solve_service_time_lp(graph, work, slopes, outbound, inbound, result):
     """Write an optimal integral ``S`` of the LP (module docstring) into ``result``.
 
@@ -333,6 +476,16 @@ def solve_service_time_lp(graph, work, slopes, outbound, inbound, result):
         completed from them (:func:`meio.engine.gsm_general._complete_service_times`).
 
     """
+    primal_dual(graph, work, slopes, outbound, inbound, result, len(slopes))
+
+
+@njit_borrowed
+def primal_dual(graph, work, slopes, outbound, inbound, result, stall_limit):
+    """:func:`solve_service_time_lp` with a given stall limit.
+
+    Dinic's rounds complete every push once ``stall_limit`` phases in a row raised no
+    potential (module docstring; 0: every push).
+    """
     size = len(slopes)
     root = 2 * size
     for j in range(size):
@@ -343,8 +496,16 @@ def solve_service_time_lp(graph, work, slopes, outbound, inbound, result):
     work.potential[root] = 0
     work.balance[root] = 0.0
     work.flow[:] = 0.0
-    while _raise_potentials(graph, work, size):
+    stalled = 0
+    while True:
+        raised = _raise_potentials(graph, work, size)
+        if raised < 0:
+            break
+        if stalled < stall_limit:
+            stalled = stalled + 1 if raised == 0 else 0
         _push_admissible(graph, work, size)
+        if stalled >= stall_limit:
+            _finish_admissible_flow(graph, work, size)
     for j in range(size):
         result[j] = work.potential[j] - work.potential[root]
 
