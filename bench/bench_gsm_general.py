@@ -34,7 +34,13 @@ Five suites:
   the first 12 chains;
 * the same chains in one ``meio optimize --model gsm`` call (the installed command in a fresh
   process, the chains written as one catalog): wall and CPU seconds, each chain's cost against
-  its reference.
+  its reference;
+* the 4,000-stage DAG structures of Huang, Yu & Yang (IISE Transactions), read from
+  ``MEIO_HUANG_DIR`` (the ``huang_2022`` folder with ``edges_N.csv``; skipped without it) with
+  seeded parameters (:func:`huang_dag`), those of at most ``MEIO_HUANG_MAX_ARCS`` arcs
+  (default 10,000): per DAG the SLP's and the branch and bound's CPU time, cost, bound and gap
+  (no reference cost and no peer: a measurement of dense deep networks). Checked: plans feasible
+  at their cost, bounds at most the cost.
 
 Run: ``MEIO_WILLEMS_DIR=../shared/data/willems_2008 .venv/bin/python -m pytest
 bench/bench_gsm_general.py --benchmark-only -p no:cacheprovider -o testpaths=bench
@@ -72,6 +78,10 @@ SIZES = (30, 100) if QUICK else (100, 500, 2000)
 #: The ``willems_2008`` folder beside the project (not in the repository).
 WILLEMS_DIR = os.environ.get("MEIO_WILLEMS_DIR")
 MIP_NODES = int(os.environ.get("MEIO_BENCH_NODES", 5 if QUICK else 500))
+#: The ``huang_2022`` folder beside the project (not in the repository), and the largest DAG
+#: (in arcs) the Huang suite solves.
+HUANG_DIR = os.environ.get("MEIO_HUANG_DIR")
+HUANG_MAX_ARCS = int(os.environ.get("MEIO_HUANG_MAX_ARCS", 10_000))
 #: Networks of the generated mixed catalog whose general networks are timed (about 10 % are
 #: general: 2,000 networks give about 200 of 8-200 stages).
 MIXED_NETWORKS = 300 if QUICK else 2000
@@ -199,6 +209,53 @@ def willems_chain(path):
         column("avg_demand", 0.0), column("std_demand", 0.0),
         column("service_level", np.nan), column("max_service_time", 0.0).astype(np.int64),
         arc_upstream, arc_downstream,
+    )
+
+
+def huang_dag(path, seed=0):
+    """``Batch`` of one Huang, Yu & Yang DAG (``pred,succ`` edges) with seeded parameters.
+
+    The structure is the file's; parameters as in :func:`random_general_network`: lead times
+    1-10 days (20 % plus half a day, 20 % with a deviation of a fifth), stage costs 1-50 and
+    holding cost ``HOLDING_RATE`` x (own cost plus every ancestor's once: on these deep DAGs
+    the path sum of Willems' convention overflows), demand at the sinks only.
+    """
+    edges = pl.read_csv(path)
+    names = sorted(set(edges["pred"]) | set(edges["succ"]))
+    index = {name: i for i, name in enumerate(names)}
+    upstream = np.array([index[name] for name in edges["pred"]], np.int64)
+    downstream = np.array([index[name] for name in edges["succ"]], np.int64)
+    size = len(names)
+    preds = [[] for _ in range(size)]
+    for up, down in zip(upstream, downstream, strict=True):
+        preds[down].append(up)
+    order, placed = [], np.zeros(size, np.bool_)
+    while len(order) < size:
+        for j in range(size):
+            if not placed[j] and all(placed[i] for i in preds[j]):
+                placed[j] = True
+                order.append(j)
+    local = np.empty(size, np.int64)
+    local[order] = np.arange(size)
+    arcs = sorted(set(zip(local[upstream].tolist(), local[downstream].tolist(), strict=True)))
+    arc_upstream = np.array([a for a, _ in arcs], np.int64)
+    arc_downstream = np.array([b for _, b in arcs], np.int64)
+    rng = np.random.default_rng(seed)
+    sink = np.bincount(arc_upstream, minlength=size) == 0
+    lead_time = rng.integers(1, 11, size).astype(np.float64)
+    lead_time[rng.random(size) < 0.2] += 0.5
+    stage_cost = rng.uniform(1, 50, size)
+    ancestors = np.zeros((size, size), np.bool_)
+    for up, down in arcs:  # sorted by upstream stage, in topological order
+        ancestors[down] |= ancestors[up]
+        ancestors[down, up] = True
+    holding = HOLDING_RATE * (stage_cost + ancestors.astype(np.float64) @ stage_cost)
+    demand_mean = np.where(sink, rng.uniform(20, 200, size), 0.0)
+    return single_network_batch(
+        lead_time, np.where(rng.random(size) < 0.2, lead_time * 0.2, 0.0), holding, demand_mean,
+        np.where(sink, demand_mean * rng.uniform(0.1, 0.5, size), 0.0),
+        np.where(sink, rng.choice([0.9, 0.95, 0.98], size), np.nan),
+        np.where(sink, rng.integers(0, 6, size), 0), arc_upstream, arc_downstream,
     )
 
 
@@ -535,3 +592,39 @@ def test_willems_one_optimize_call(benchmark, tmp_path):
     assert not _failed_misses(misses), f"above the reference (+{WILLEMS_TOLERANCE}): {misses}"
     assert not invalid, f"a bound above a proven optimum: {invalid}"
     assert proven >= WILLEMS_PROVEN_ONE_CALL
+
+
+def test_huang_dags(benchmark):
+    """The Huang DAGs of at most ``HUANG_MAX_ARCS`` arcs one by one: SLP, then branch and bound."""
+    if not HUANG_DIR or not list(Path(HUANG_DIR).glob("edges_*.csv")):
+        pytest.skip("Huang DAGs not found: set MEIO_HUANG_DIR to the huang_2022 folder with "
+                    f"edges_N.csv (MEIO_HUANG_DIR={HUANG_DIR!r})")
+    paths = sorted(Path(HUANG_DIR).glob("edges_*.csv"), key=lambda p: int(p.stem.split("_")[1]))
+    paths = [p for p in paths if int(p.stem.split("_")[1]) <= HUANG_MAX_ARCS]
+    paths = paths[:1] if QUICK else paths
+    dags = [(path.stem, solver_arguments(huang_dag(path))) for path in paths]
+    rows = []
+
+    def run_all():
+        rows.clear()
+        for name, arguments in dags:
+            cpu = time.process_time()
+            solution = solve_general_network(*arguments)
+            solved = time.process_time()
+            exact = branch_and_bound(*arguments, solution.outbound_service_time)
+            rows.append((name, len(arguments[0]), len(arguments[4]), solution, exact,
+                         solved - cpu, time.process_time() - solved))
+
+    benchmark.pedantic(run_all, rounds=1, iterations=1)
+    print()
+    for name, size, n_arcs, solution, exact, slp_cpu, exact_cpu in rows:
+        _check(solution)
+        print(f"[huang {name}] stages={size} arcs={n_arcs} | slp cost={solution.cost:.4f} "
+              f"cpu={slp_cpu:.2f}s | bb cost={exact.cost:.4f} bound={exact.lower_bound:.4f} "
+              f"gap={100 * _gap(exact):.3f}% {exact.method} nodes={exact.nodes} "
+              f"cpu={exact_cpu:.2f}s; peak_rss={_peak_memory_mib():.0f}MiB")
+        assert exact.cost <= solution.cost * (1 + 1e-12)
+        assert exact.lower_bound <= exact.cost * (1 + 1e-9)
+        assert plan_cost(dict(dags)[name], exact) == pytest.approx(exact.cost, rel=1e-9)
+    assert len(rows) == len(paths)
+
