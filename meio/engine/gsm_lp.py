@@ -244,6 +244,34 @@ def _raise_potentials(graph, work, size):
     return nearest
 
 
+@njit_borrowed_inline
+def _augment(graph, work, source, node, depth):
+    """Send the most flow the path ``work.path_arc[:depth]`` from ``source`` to ``node`` takes.
+
+    That is the least of the source's excess, the node's deficit and the flows of the path's
+    backward arcs. Returns the step of the first arc it emptied (``depth`` when none).
+    """
+    adj_edge, adj_forward = graph.adj_edge, graph.adj_forward
+    balance, flow, path_arc = work.balance, work.flow, work.path_arc
+    amount = min(balance[source], -balance[node])
+    for step in range(depth):
+        if not adj_forward[path_arc[step]]:
+            amount = min(amount, flow[adj_edge[path_arc[step]]])
+    back = depth
+    for step in range(depth):
+        position = path_arc[step]
+        edge = adj_edge[position]
+        if adj_forward[position]:
+            flow[edge] += amount
+        else:
+            flow[edge] -= amount
+            if flow[edge] <= 0.0 and back == depth:
+                back = step
+    balance[source] -= amount
+    balance[node] += amount
+    return back
+
+
 @njit_borrowed
 def _push_admissible(graph, work, size):
     """Send flow from excess to deficit nodes along zero-reduced-cost residual paths.
@@ -270,22 +298,7 @@ def _push_admissible(graph, work, size):
         while True:
             if balance[node] < 0.0:
                 # Augment along the path, then back up to the tail of the first emptied arc.
-                amount = min(balance[source], -balance[node])
-                for step in range(depth):
-                    if not adj_forward[path_arc[step]]:
-                        amount = min(amount, flow[adj_edge[path_arc[step]]])
-                back = depth
-                for step in range(depth):
-                    position = path_arc[step]
-                    edge = adj_edge[position]
-                    if adj_forward[position]:
-                        flow[edge] += amount
-                    else:
-                        flow[edge] -= amount
-                        if flow[edge] <= 0.0 and back == depth:
-                            back = step
-                balance[source] -= amount
-                balance[node] += amount
+                back = _augment(graph, work, source, node, depth)
                 for step in range(back + 1, depth + 1):
                     on_path[path_node[step]] = False
                 if balance[source] <= 0.0:
@@ -394,22 +407,7 @@ def _push_along_levels(graph, work, size):
         path_node[0] = source
         while True:
             if balance[node] < 0.0:
-                amount = min(balance[source], -balance[node])
-                for step in range(depth):
-                    if not adj_forward[path_arc[step]]:
-                        amount = min(amount, flow[adj_edge[path_arc[step]]])
-                back = depth
-                for step in range(depth):
-                    position = path_arc[step]
-                    edge = adj_edge[position]
-                    if adj_forward[position]:
-                        flow[edge] += amount
-                    else:
-                        flow[edge] -= amount
-                        if flow[edge] <= 0.0 and back == depth:
-                            back = step
-                balance[source] -= amount
-                balance[node] += amount
+                back = _augment(graph, work, source, node, depth)
                 if balance[source] <= 0.0:
                     break
                 depth = back
