@@ -250,10 +250,12 @@ def check_lp_against_highs(seed, size, tree, stall_limit=None):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.integers(2, 12), st.booleans(), st.sampled_from([None, 0]))
+@given(st.integers(0, 2**32 - 1), st.integers(2, 12), st.booleans(),
+       st.sampled_from([None, 0, 1, 2]))
 def test_lp_kernel_equals_highs_optimum(seed, size, tree, stall_limit):
     # random_instance needs an arc: two stages for a tree, three for an undirected cycle.
-    # stall_limit 0: Dinic's rounds complete every push (the path of dense networks).
+    # stall_limit 0: Dinic's rounds complete every push (the path of dense networks); 1 and 2
+    # switch to them in the middle of a solve.
     check_lp_against_highs(seed, max(size, 2 if tree else 3), tree, stall_limit)
 
 
@@ -680,7 +682,7 @@ def _descent(net, memo, start, slopes, fresh):
     start = gsm_general._Plan(start.outbound, start.inbound, start.offset)
     tree = gsm_lp.new_simplex_tree(graph, gsm_general.SIMPLEX_PIVOTS)
     cost = gsm_general._successive_lp(net, graph, gsm_lp.new_lp_work(graph), tree, memo,
-                                      slopes.copy(), start, point, trial, fresh)
+                                      slopes.copy(), start, point, trial, fresh, False)
     return cost, point.outbound.tolist()
 
 

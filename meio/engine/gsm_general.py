@@ -544,7 +544,7 @@ def _solve_lp(graph, work, tree, slopes, warm, result):
 
 
 @njit_borrowed
-def _successive_lp(net, graph, work, tree, memo, slopes, start, point, trial, fresh):
+def _successive_lp(net, graph, work, tree, memo, slopes, start, point, trial, fresh, solved):
     """Descend from the LP optimum under ``slopes`` (overwritten) to a local optimum.
 
     Each LP is solved exactly by :func:`_solve_lp` (the dual network simplex from the basis
@@ -557,12 +557,14 @@ def _successive_lp(net, graph, work, tree, memo, slopes, start, point, trial, fr
     descent already made, whose outcome (polished or not) did not beat the best plan: it stops
     and returns ``inf``. With real slopes tied LP optima are rare: every network measured got
     the cost it got when each LP was solved by the primal-dual method from the current plan
-    (then a descent was a function of the plan alone; docs/gsm.md).
+    (then a descent was a function of the plan alone; docs/gsm.md). With ``solved``, ``trial``
+    already holds the first LP's optimum (the one :func:`_solve_lp` would give again).
     """
     cost = np.inf
     warm = start
     for iteration in range(SLP_MAX_ITERATIONS):
-        _solve_lp(graph, work, tree, slopes, warm, trial.outbound)
+        if iteration > 0 or not solved:
+            _solve_lp(graph, work, tree, slopes, warm, trial.outbound)
         trial_cost = _complete(net, trial)
         if iteration > 0 and trial_cost >= cost - SLP_TOLERANCE * abs(cost):
             break
@@ -591,7 +593,8 @@ def _polish(net, graph, work, tree, memo, local, slopes, point, trial, cost):
             return searched
         cost = searched
         _majorant_slopes(net, point.offset, slopes)
-        descended = _successive_lp(net, graph, work, tree, memo, slopes, point, point, trial, False)
+        descended = _successive_lp(net, graph, work, tree, memo, slopes, point, point, trial, False,
+                                   False)
         if descended >= cost * (1.0 - SLP_TOLERANCE):
             return descended
         cost = descended
@@ -601,17 +604,17 @@ def _polish(net, graph, work, tree, memo, local, slopes, point, trial, cost):
 def _slp_multistart(net, starts, seed, outbound, inbound, polish_within, simplex_pivots):
     """Run ``starts`` SLP starts (module docstring) on one prepared network.
 
-    Start 0 takes the convex-envelope slopes, 1 and 2 the majorant slopes at the smallest and
-    the largest offsets; then odd starts take the majorant slopes at uniform random offsets and
-    even ones the best plan's majorant slopes times log-normal noise of deviation
-    ``SLOPE_NOISE``, drawn from an MRG32k3a stream seeded with ``seed`` (so a network's plan
-    depends on nothing else). Starts stop after ``SLP_STALL_STARTS`` in a row without a
-    relative improvement above ``SLP_TOLERANCE``. A start whose SLP optimum is within the
-    share ``polish_within`` of the best cost is polished (:func:`_polish`; a negative share
-    polishes none). Starts that reach a plan an earlier descent stood on stop there
-    (:func:`_successive_lp`). LPs are solved by the dual network simplex with a limit of
-    ``simplex_pivots`` pivots per node (0: by the primal-dual method, :func:`_solve_lp`).
-    Writes the best plan's ``S`` and ``SI`` into ``outbound`` and
+    Start 0 takes the convex-envelope slopes (its first LP is the bound's, solved once), 1 and 2
+    the majorant slopes at the smallest and the largest offsets; then odd starts take the
+    majorant slopes at uniform random offsets and even ones the best plan's majorant slopes
+    times log-normal noise of deviation ``SLOPE_NOISE``, drawn from an MRG32k3a stream seeded
+    with ``seed`` (so a network's plan depends on nothing else). Starts stop after
+    ``SLP_STALL_STARTS`` in a row without a relative improvement above ``SLP_TOLERANCE``. A
+    start whose SLP optimum is within the share ``polish_within`` of the best cost is polished
+    (:func:`_polish`; a negative share polishes none). Starts that reach a plan an earlier
+    descent stood on stop there (:func:`_successive_lp`). LPs are solved by the dual network
+    simplex with a limit of ``simplex_pivots`` pivots per node (0: by the primal-dual method,
+    :func:`_solve_lp`). Writes the best plan's ``S`` and ``SI`` into ``outbound`` and
     ``inbound``; returns its cost and the convex-envelope LP bound.
     """
     size = len(net.lead_floor)
@@ -651,7 +654,8 @@ def _slp_multistart(net, starts, seed, outbound, inbound, polish_within, simplex
             _majorant_slopes(net, best.offset, slopes)
             for j in range(size):
                 slopes[j] *= np.exp(SLOPE_NOISE * _normal(state))
-        cost = _successive_lp(net, graph, work, tree, memo, slopes, best, point, trial, True)
+        cost = _successive_lp(net, graph, work, tree, memo, slopes, best, point, trial, True,
+                              start == 0)
         if cost < best_cost * (1.0 + polish_within):
             cost = _polish(net, graph, work, tree, memo, local, slopes, point, trial, cost)
         since_improvement += 1

@@ -26,9 +26,9 @@ because its only way on is a node already on the path, so it may leave flow the 
 network could carry; the next phase then finds ``D = 0`` and pushes again. Usually that ends
 soon (on generated networks and Willems' chains at most 0.3 x the stage count phases in a row;
 docs/gsm.md), but on dense networks it can crawl (a 4,000-stage network with 20,000 arcs: more
-than 100,000 such phases). Once ``size`` phases in a row had ``D = 0``, every later push of
-the solve is completed by Dinic's rounds on breadth-first levels, which leave no admissible path
-(Ahuja et al. §7.4); until then the method is the plain one. Arc costs
+than 100,000 such phases). Once ``min(size, STALL_PHASES)`` phases in a row had ``D = 0``,
+every later push of the solve is completed by Dinic's rounds on breadth-first levels, which
+leave no admissible path (Ahuja et al. §7.4); until then the method is the plain one. Arc costs
 are integers, so potentials stay integral and the LP solution is integral whatever the slopes
 (real supplies only move flow, never potentials). Flow amounts are floating point; a supply left
 over by rounding, with no deficit to reach, ends the solve.
@@ -51,6 +51,11 @@ from typing import NamedTuple
 import numpy as np
 
 from meio.engine._numba import njit, njit_borrowed, njit_borrowed_inline
+
+#: Phases in a row without a potential raise after which Dinic's rounds complete every push
+#: (at most the stage count): twice the longest run measured on generated networks and
+#: Willems' chains (121), so their LPs keep the plain method's flows (docs/gsm.md).
+STALL_PHASES = 256
 
 
 class ServiceTimeGraph(NamedTuple):
@@ -474,7 +479,7 @@ def solve_service_time_lp(graph, work, slopes, outbound, inbound, result):
         completed from them (:func:`meio.engine.gsm_general._complete_service_times`).
 
     """
-    primal_dual(graph, work, slopes, outbound, inbound, result, len(slopes))
+    primal_dual(graph, work, slopes, outbound, inbound, result, min(len(slopes), STALL_PHASES))
 
 
 @njit_borrowed
