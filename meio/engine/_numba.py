@@ -8,9 +8,11 @@ bit-for-bit reproducible whatever the number of threads.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
+import numpy as np
 
 JIT_OPTIONS = {"cache": True, "nogil": True, "fastmath": False}
 
@@ -57,3 +59,32 @@ def numba_threads(count: int | None) -> Iterator[int]:
         yield wanted
     finally:
         numba.set_num_threads(previous)
+
+
+def run_chunks(kernel: Callable[..., None], arguments: tuple, chunk_offsets: np.ndarray,
+               chunk_work: np.ndarray, threads: int) -> None:
+    """Call ``kernel(*arguments, begin, end)`` for every chunk ``begin:end`` of ``chunk_offsets``.
+
+    On ``threads`` threads the chunks go out most ``chunk_work`` first, each to the first thread
+    that is free (list scheduling, longest first: Graham 1969, *SIAM J. Appl. Math.*
+    17(2):416-429). ``prange`` splits its range statically instead, so a thread whose share
+    holds one slow network finished long after the others (measured on Willems' chains,
+    docs/gsm.md). ``kernel`` must be a Numba kernel (compiled ``nogil``) writing only its
+    chunk's outputs: the results then depend on neither the thread count nor the order. On one
+    thread the chunks run in order on the calling thread.
+    """
+    n_chunks = len(chunk_offsets) - 1
+    if threads <= 1 or n_chunks <= 1:
+        for chunk in range(n_chunks):
+            kernel(*arguments, chunk_offsets[chunk], chunk_offsets[chunk + 1])
+        return
+    order = np.argsort(-np.asarray(chunk_work), kind="stable")
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="meio-chunk")
+    try:
+        futures = [pool.submit(kernel, *arguments, chunk_offsets[chunk], chunk_offsets[chunk + 1])
+                   for chunk in order]
+        for future in futures:
+            future.result()
+    finally:
+        # An error or an interrupt drops the chunks not started; running kernels cannot stop.
+        pool.shutdown(wait=True, cancel_futures=True)

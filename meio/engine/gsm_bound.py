@@ -69,7 +69,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from meio.engine._numba import njit, njit_parallel, numba_threads, prange
+from meio.engine._numba import njit, numba_threads, run_chunks
 from meio.engine.gsm_general import (
     _chord_slopes,
     _complete,
@@ -79,7 +79,7 @@ from meio.engine.gsm_general import (
 )
 from meio.engine.gsm_local import stage_cost_at
 from meio.engine.gsm_lp import build_service_time_graph, new_lp_work, solve_service_time_lp
-from meio.engine.gsm_tree import TreeProblem, chunk_networks
+from meio.engine.gsm_tree import TreeProblem, general_network_chunks
 
 #: Default work limit: forest DPs per network, the first at the LP duals, then subgradient
 #: steps (docs/gsm.md, 196 generated DAGs: mean gap 6.5 % after 1 DP, 3.2 % after 30 at 6 % of
@@ -594,18 +594,16 @@ def _bound_of_batch_network(problem, caps, network, upper_bound, iterations):
     return max(envelope, lagrangian)
 
 
-@njit_parallel
-def _general_batch_bounds(problem, caps, networks, upper_bounds, iterations, chunk_offsets,
-                          bounds):
-    for chunk in prange(len(chunk_offsets) - 1):
-        for position in range(chunk_offsets[chunk], chunk_offsets[chunk + 1]):
-            bounds[position] = _bound_of_batch_network(problem, caps, networks[position],
-                                                       upper_bounds[position], iterations)
+@njit
+def _bounds_of_chunk(problem, caps, networks, upper_bounds, iterations, bounds, begin, end):
+    for position in range(begin, end):
+        bounds[position] = _bound_of_batch_network(problem, caps, networks[position],
+                                                   upper_bounds[position], iterations)
 
 
 def general_batch_bounds(
     problem: TreeProblem, caps: np.ndarray, networks: np.ndarray, upper_bounds: np.ndarray, *,
-    iterations: int = BOUND_ITERATIONS, threads: int | None = None, chunks_per_thread: int = 4,
+    iterations: int = BOUND_ITERATIONS, threads: int | None = None, chunks_per_thread: int = 16,
 ) -> np.ndarray:
     """Lower bounds (:func:`lagrangian_bound`) of the general ``networks`` of a batch, in parallel.
 
@@ -618,11 +616,11 @@ def general_batch_bounds(
     bounds = np.full(len(networks), np.nan)
     if len(networks) == 0:
         return bounds
-    work = (np.diff(problem.network_offsets)[networks] + np.diff(problem.arc_offsets)[networks])
-    work_offsets = np.concatenate([[0], np.cumsum(work)]).astype(np.int64)
     with numba_threads(threads) as count:
-        chunk_offsets = chunk_networks(work_offsets, chunks_per_thread * count)
-        _general_batch_bounds(problem, np.ascontiguousarray(caps, np.int64), networks,
-                              np.ascontiguousarray(upper_bounds, np.float64), int(iterations),
-                              chunk_offsets, bounds)
+        chunk_offsets, chunk_work = general_network_chunks(problem, networks,
+                                                           chunks_per_thread * count)
+        run_chunks(_bounds_of_chunk,
+                   (problem, np.ascontiguousarray(caps, np.int64), networks,
+                    np.ascontiguousarray(upper_bounds, np.float64), int(iterations), bounds),
+                   chunk_offsets, chunk_work, count)
     return bounds

@@ -48,7 +48,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from meio.engine._numba import njit, njit_parallel, numba_threads, prange
+from meio.engine._numba import njit, numba_threads, run_chunks
 from meio.engine.gsm_bound import (
     BOUND_ITERATIONS,
     STEP_FACTOR,
@@ -67,7 +67,7 @@ from meio.engine.gsm_general import (
     batch_network,
 )
 from meio.engine.gsm_local import local_search, new_local_work, set_stage_costs
-from meio.engine.gsm_tree import TreeProblem, chunk_networks
+from meio.engine.gsm_tree import TreeProblem, general_network_chunks
 
 #: Default work limit: branch-and-bound nodes per general network (0: none).
 EXACT_NODE_LIMIT = 100
@@ -408,20 +408,19 @@ def _exact_network_of_batch(problem, caps, network, plans, position, node_limit,
     result.nodes[position] = nodes
 
 
-@njit_parallel
-def _exact_batch(problem, caps, networks, plans, node_limit, root_iterations, node_iterations,
-                 gap, chunk_offsets, result):
-    for chunk in prange(len(chunk_offsets) - 1):
-        for position in range(chunk_offsets[chunk], chunk_offsets[chunk + 1]):
-            _exact_network_of_batch(problem, caps, networks[position], plans, position,
-                                    node_limit, root_iterations, node_iterations, gap, result)
+@njit
+def _exact_chunk(problem, caps, networks, plans, node_limit, root_iterations, node_iterations,
+                 gap, result, begin, end):
+    for position in range(begin, end):
+        _exact_network_of_batch(problem, caps, networks[position], plans, position, node_limit,
+                                root_iterations, node_iterations, gap, result)
 
 
 def exact_batch(
     problem: TreeProblem, caps: np.ndarray, networks: np.ndarray, plans: GeneralBatchSolution,
     *, node_limit: int = EXACT_NODE_LIMIT, root_iterations: int = BOUND_ITERATIONS,
     node_iterations: int = NODE_ITERATIONS, gap: float = EXACT_GAP, threads: int | None = None,
-    chunks_per_thread: int = 4,
+    chunks_per_thread: int = 16,
 ) -> ExactBatch:
     """Branch and bound (:func:`branch_and_bound`) of the general ``networks`` of a batch.
 
@@ -435,11 +434,12 @@ def exact_batch(
                         np.zeros(len(networks), np.int64))
     if len(networks) == 0:
         return result
-    work = (np.diff(problem.network_offsets)[networks] + np.diff(problem.arc_offsets)[networks])
-    work_offsets = np.concatenate([[0], np.cumsum(work)]).astype(np.int64)
     with numba_threads(threads) as count:
-        chunk_offsets = chunk_networks(work_offsets, chunks_per_thread * count)
-        _exact_batch(problem, np.ascontiguousarray(caps, np.int64), networks, plans,
-                     int(node_limit), int(root_iterations), int(node_iterations), float(gap),
-                     chunk_offsets, result)
+        chunk_offsets, chunk_work = general_network_chunks(problem, networks,
+                                                           chunks_per_thread * count)
+        run_chunks(_exact_chunk,
+                   (problem, np.ascontiguousarray(caps, np.int64), networks, plans,
+                    int(node_limit), int(root_iterations), int(node_iterations), float(gap),
+                    result),
+                   chunk_offsets, chunk_work, count)
     return result

@@ -77,9 +77,8 @@ from meio.engine._numba import (
     njit,
     njit_borrowed,
     njit_borrowed_inline,
-    njit_parallel,
     numba_threads,
-    prange,
+    run_chunks,
 )
 from meio.engine.gsm_cost import stage_safety_stock
 from meio.engine.gsm_local import (
@@ -95,7 +94,7 @@ from meio.engine.gsm_lp import (
     solve_service_time_lp,
     solve_service_time_simplex,
 )
-from meio.engine.gsm_tree import TreeProblem, chunk_networks
+from meio.engine.gsm_tree import TreeProblem, general_network_chunks
 
 logger = logging.getLogger(__name__)
 
@@ -712,18 +711,17 @@ def _solve_network_of_batch(problem, caps, network, seed, starts, solution, posi
     solution.lower_bound[position] = bound
 
 
-@njit_parallel
-def _solve_general_batch(problem, caps, networks, seeds, starts, chunk_offsets, solution):
-    for chunk in prange(len(chunk_offsets) - 1):
-        for position in range(chunk_offsets[chunk], chunk_offsets[chunk + 1]):
-            _solve_network_of_batch(problem, caps, networks[position], seeds[position], starts,
-                                    solution, position)
+@njit
+def _solve_general_chunk(problem, caps, networks, seeds, starts, solution, begin, end):
+    for position in range(begin, end):
+        _solve_network_of_batch(problem, caps, networks[position], seeds[position], starts,
+                                solution, position)
 
 
 def solve_general_batch(
     problem: TreeProblem, caps: np.ndarray, networks: np.ndarray, *,
     slp_starts: int = SLP_STARTS, seed: int = 0, threads: int | None = None,
-    chunks_per_thread: int = 4,
+    chunks_per_thread: int = 16,
 ) -> GeneralBatchSolution:
     """Multi-start SLP (module docstring) on the general ``networks`` of a batch, in parallel.
 
@@ -746,7 +744,8 @@ def solve_general_batch(
         Numba threads for this call (default: the current setting).
     chunks_per_thread : int
         Networks are cut into this many contiguous chunks per thread, balanced by stages plus
-        arcs. Results do not depend on it.
+        arcs; free threads take the largest chunk left (:func:`meio.engine._numba.run_chunks`).
+        Results do not depend on it.
 
     Returns
     -------
@@ -763,14 +762,14 @@ def solve_general_batch(
     )
     if len(networks) == 0:
         return solution
-    work = (np.diff(problem.network_offsets)[networks] + np.diff(problem.arc_offsets)[networks])
-    work_offsets = np.concatenate([[0], np.cumsum(work)]).astype(np.int64)
     seeds = np.full(len(networks), seed, np.int64)
     caps = np.ascontiguousarray(caps, np.int64)
     with numba_threads(threads) as count:
-        chunk_offsets = chunk_networks(work_offsets, chunks_per_thread * count)
-        _solve_general_batch(problem, caps, networks, seeds, int(slp_starts), chunk_offsets,
-                             solution)
+        chunk_offsets, chunk_work = general_network_chunks(problem, networks,
+                                                           chunks_per_thread * count)
+        run_chunks(_solve_general_chunk,
+                   (problem, caps, networks, seeds, int(slp_starts), solution),
+                   chunk_offsets, chunk_work, count)
     return solution
 
 

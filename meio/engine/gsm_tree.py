@@ -387,6 +387,19 @@ def chunk_networks(network_offsets: np.ndarray, n_chunks: int) -> np.ndarray:
     return np.unique(np.concatenate(([0], cuts, [n_networks]))).astype(np.int64)
 
 
+def general_network_chunks(problem: TreeProblem, networks: np.ndarray,
+                           n_chunks: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``n_chunks`` contiguous runs of ``networks`` of about equal stages plus arcs.
+
+    Returns the runs' offsets into ``networks`` and each run's stages plus arcs (the work
+    estimate :func:`meio.engine._numba.run_chunks` hands the largest out first with).
+    """
+    work = np.diff(problem.network_offsets)[networks] + np.diff(problem.arc_offsets)[networks]
+    work_offsets = np.concatenate([[0], np.cumsum(work)]).astype(np.int64)
+    chunk_offsets = chunk_networks(work_offsets, n_chunks)
+    return chunk_offsets, np.diff(work_offsets[chunk_offsets])
+
+
 def solve_trees(problem: TreeProblem, *, threads: int | None = None,
                 chunks_per_thread: int = 16) -> TreeSolution:
     """Solve every forest-shaped network of ``problem`` with the exact GSM tree DP.
