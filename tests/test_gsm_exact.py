@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from meio.engine import gsm, gsm_bound, gsm_exact, gsm_general
 from meio.engine.gsm_exact import branch_and_bound, exact_batch
-from meio.engine.gsm_general import solve_general_batch, solve_general_network
+from meio.engine.gsm_general import solve_general_network
 from tests import gsm_bound_reference as twin
 from tests.test_gsm_bound import random_box
 from tests.test_gsm_general import (
@@ -194,9 +194,8 @@ def test_batch_equals_single_networks_whatever_the_threads():
     everyone = np.arange(len(instances))
     results = []
     for networks, threads, chunks in ((everyone, 1, 1), (everyone[::-1], 2, 3)):
-        plans = solve_general_batch(problem, caps, networks, slp_starts=4)
-        exact = exact_batch(problem, caps, networks, plans, node_limit=20, threads=threads,
-                            chunks_per_thread=chunks)
+        plans, exact = exact_batch(problem, caps, networks, slp_starts=4, node_limit=20,
+                                   threads=threads, chunks_per_thread=chunks)
         order = np.argsort(networks)
         results.append((plans.outbound_service_time.tolist(), plans.cost[order].tolist(),
                         exact.lower_bound[order].tolist(), exact.finished[order].tolist()))

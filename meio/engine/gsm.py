@@ -13,10 +13,11 @@ internal stage without external demand means "no cap".
 
 Every network whose undirected graph is a forest (spanning trees: serial, assembly,
 distribution, mixed) is solved exactly in one batched call of :mod:`meio.engine.gsm_tree`;
-the others get the multi-start SLP heuristic in one batched call of
-:func:`meio.engine.gsm_general.solve_general_batch`, then the branch and bound of
-:mod:`meio.engine.gsm_exact` from its plans (``exact_node_limit`` nodes per network; it proves
-most small and medium networks optimal) and, when ``mip_node_limit > 0``, the exact MIP one by
+the others get the multi-start SLP heuristic and then the branch and bound of
+:mod:`meio.engine.gsm_exact` from its plan, network by network in one batched call of
+:func:`meio.engine.gsm_exact.exact_batch` (``exact_node_limit`` nodes per network; it proves
+most small and medium networks optimal; with 0 nodes the SLP alone,
+:func:`meio.engine.gsm_general.solve_general_batch`) and, when ``mip_node_limit > 0``, the exact MIP one by
 one (:func:`meio.engine.gsm_general.refine_general_network`) on the networks not proven
 optimal, seeded with the best plan.
 
@@ -132,27 +133,29 @@ def _solve_general(problem: TreeProblem, networks: np.ndarray, columns: dict, me
     """Solve the non-forest ``networks`` in place.
 
     All at once with the batched Numba SLP and, when ``exact_node_limit > 0``, the branch and
-    bound of :mod:`meio.engine.gsm_exact` from its plans (``bound_iterations`` forest DPs at the
-    root, at least one), else the Lagrangian bound (:mod:`meio.engine.gsm_bound`,
-    ``bound_iterations`` forest DPs per network; the larger of it and the envelope bound),
+    bound of :mod:`meio.engine.gsm_exact` from each network's plan as soon as it is found
+    (``bound_iterations`` forest DPs at the root, at least one), else the Lagrangian bound
+    (:mod:`meio.engine.gsm_bound`, ``bound_iterations`` forest DPs per network; the larger of it
+    and the envelope bound),
     then, when ``mip_node_limit > 0``, one by one with the MIP seeded by the plan (networks
     not proven optimal, of at most ``EXACT_MAX_STAGES`` stages).
     """
     caps = _general_caps(problem)
     started = time.perf_counter()
-    plans = solve_general_batch(problem, caps, networks, slp_starts=slp_starts)
-    bounds = plans.lower_bound
-    method[networks] = SLP_METHOD
     proven = np.zeros(len(networks), np.bool_)
     if exact_node_limit > 0:
-        exact = exact_batch(problem, caps, networks, plans, node_limit=exact_node_limit,
-                            root_iterations=bound_iterations)
-        bounds = np.fmax(bounds, exact.lower_bound)
+        plans, exact = exact_batch(problem, caps, networks, slp_starts=slp_starts,
+                                   node_limit=exact_node_limit, root_iterations=bound_iterations)
+        bounds = np.fmax(plans.lower_bound, exact.lower_bound)
         proven = exact.finished
         method[networks] = np.where(proven, EXACT_METHOD, EXACT_LIMIT_METHOD)
-    elif bound_iterations > 0:
-        bounds = np.fmax(bounds, general_batch_bounds(problem, caps, networks, plans.cost,
-                                                      iterations=bound_iterations))
+    else:
+        plans = solve_general_batch(problem, caps, networks, slp_starts=slp_starts)
+        bounds = plans.lower_bound
+        method[networks] = SLP_METHOD
+        if bound_iterations > 0:
+            bounds = np.fmax(bounds, general_batch_bounds(problem, caps, networks, plans.cost,
+                                                          iterations=bound_iterations))
     sizes = np.diff(problem.network_offsets)[networks]
     seconds[networks] = (time.perf_counter() - started) * sizes / max(int(sizes.sum()), 1)
     lower_bound[networks] = bounds

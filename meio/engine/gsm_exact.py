@@ -59,12 +59,15 @@ from meio.engine.gsm_bound import (
     root_box,
 )
 from meio.engine.gsm_general import (
+    SLP_STARTS,
     GeneralBatchSolution,
     _complete,
     _copy_plan,
     _new_plan,
     _prepare,
+    _solve_network_of_batch,
     batch_network,
+    new_batch_solution,
 )
 from meio.engine.gsm_local import local_search, new_local_work, set_stage_costs
 from meio.engine.gsm_tree import TreeProblem, general_network_chunks
@@ -409,37 +412,44 @@ def _exact_network_of_batch(problem, caps, network, plans, position, node_limit,
 
 
 @njit
-def _exact_chunk(problem, caps, networks, plans, node_limit, root_iterations, node_iterations,
-                 gap, result, begin, end):
+def _solve_and_prove_chunk(problem, caps, networks, seeds, starts, node_limit, root_iterations,
+                           node_iterations, gap, plans, result, begin, end):
     for position in range(begin, end):
-        _exact_network_of_batch(problem, caps, networks[position], plans, position, node_limit,
+        network = networks[position]
+        _solve_network_of_batch(problem, caps, network, seeds[position], starts, plans, position)
+        _exact_network_of_batch(problem, caps, network, plans, position, node_limit,
                                 root_iterations, node_iterations, gap, result)
 
 
 def exact_batch(
-    problem: TreeProblem, caps: np.ndarray, networks: np.ndarray, plans: GeneralBatchSolution,
-    *, node_limit: int = EXACT_NODE_LIMIT, root_iterations: int = BOUND_ITERATIONS,
-    node_iterations: int = NODE_ITERATIONS, gap: float = EXACT_GAP, threads: int | None = None,
-    chunks_per_thread: int = 16,
-) -> ExactBatch:
-    """Branch and bound (:func:`branch_and_bound`) of the general ``networks`` of a batch.
+    problem: TreeProblem, caps: np.ndarray, networks: np.ndarray, *,
+    slp_starts: int = SLP_STARTS, seed: int = 0, node_limit: int = EXACT_NODE_LIMIT,
+    root_iterations: int = BOUND_ITERATIONS, node_iterations: int = NODE_ITERATIONS,
+    gap: float = EXACT_GAP, threads: int | None = None, chunks_per_thread: int = 16,
+) -> tuple[GeneralBatchSolution, ExactBatch]:
+    """The multi-start SLP, then the branch and bound (:func:`branch_and_bound`) from its plan.
 
-    ``problem``, ``caps``, ``networks``, ``threads`` and ``chunks_per_thread`` are those of
-    :func:`meio.engine.gsm_general.solve_general_batch`, ``plans`` its result: every network
-    starts from its plan there, and the best plans and their costs are written back into
-    ``plans``. A network's result depends on its own data, its plan and the limits only.
+    Network by network: a thread goes on to a network's branch and bound as soon as its SLP
+    ends, not after every network's SLP, so the two steps share the threads' free time
+    (:func:`meio.engine._numba.run_chunks`). ``problem``, ``caps``, ``networks``,
+    ``slp_starts``, ``seed``, ``threads`` and ``chunks_per_thread`` are those of
+    :func:`meio.engine.gsm_general.solve_general_batch`. Returns the best plans with their
+    costs and convex-envelope bounds (as that function does) and the branch and bound's bounds.
+    A network's result depends on its own data and the limits only.
     """
     networks = np.ascontiguousarray(networks, np.int64)
+    plans = new_batch_solution(problem, networks)
     result = ExactBatch(np.full(len(networks), np.nan), np.zeros(len(networks), np.bool_),
                         np.zeros(len(networks), np.int64))
     if len(networks) == 0:
-        return result
+        return plans, result
+    seeds = np.full(len(networks), seed, np.int64)
     with numba_threads(threads) as count:
         chunk_offsets, chunk_work = general_network_chunks(problem, networks,
                                                            chunks_per_thread * count)
-        run_chunks(_exact_chunk,
-                   (problem, np.ascontiguousarray(caps, np.int64), networks, plans,
-                    int(node_limit), int(root_iterations), int(node_iterations), float(gap),
-                    result),
+        run_chunks(_solve_and_prove_chunk,
+                   (problem, np.ascontiguousarray(caps, np.int64), networks, seeds,
+                    int(slp_starts), int(node_limit), int(root_iterations),
+                    int(node_iterations), float(gap), plans, result),
                    chunk_offsets, chunk_work, count)
-    return result
+    return plans, result

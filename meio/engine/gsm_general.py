@@ -701,6 +701,15 @@ class GeneralBatchSolution(NamedTuple):
     lower_bound: np.ndarray  #: float64[len(networks)], convex-envelope LP bound
 
 
+def new_batch_solution(problem: TreeProblem, networks: np.ndarray) -> GeneralBatchSolution:
+    """Empty plans of a batch's general ``networks`` (-1 service times, NaN costs and bounds)."""
+    n_stages = int(problem.network_offsets[-1])
+    return GeneralBatchSolution(
+        np.full(n_stages, -1, np.int64), np.full(n_stages, -1, np.int64),
+        np.full(len(networks), np.nan), np.full(len(networks), np.nan),
+    )
+
+
 @njit
 def _solve_network_of_batch(problem, caps, network, seed, starts, solution, position):
     first, last = problem.network_offsets[network], problem.network_offsets[network + 1]
@@ -755,11 +764,7 @@ def solve_general_batch(
 
     """
     networks = np.ascontiguousarray(networks, np.int64)
-    n_stages = int(problem.network_offsets[-1])
-    solution = GeneralBatchSolution(
-        np.full(n_stages, -1, np.int64), np.full(n_stages, -1, np.int64),
-        np.full(len(networks), np.nan), np.full(len(networks), np.nan),
-    )
+    solution = new_batch_solution(problem, networks)
     if len(networks) == 0:
         return solution
     seeds = np.full(len(networks), seed, np.int64)
