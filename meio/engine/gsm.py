@@ -17,9 +17,9 @@ the others get the multi-start SLP heuristic and then the branch and bound of
 :mod:`meio.engine.gsm_exact` from its plan, network by network in one batched call of
 :func:`meio.engine.gsm_exact.exact_batch` (``exact_node_limit`` nodes per network; it proves
 most small and medium networks optimal; with 0 nodes the SLP alone,
-:func:`meio.engine.gsm_general.solve_general_batch`) and, when ``mip_node_limit > 0``, the exact MIP one by
-one (:func:`meio.engine.gsm_general.refine_general_network`) on the networks not proven
-optimal, seeded with the best plan.
+:func:`meio.engine.gsm_general.solve_general_batch`) and, when ``mip_node_limit > 0``, the
+exact MIP one by one (:func:`meio.engine.gsm_general.refine_general_network`) on the networks
+not proven optimal, seeded with the best plan.
 
 Demand families (docs/gsm.md). Service times are chosen under the normal cost
 ``sqrt(k^2 tau + const)`` the solvers need; then every stage whose net demand is Poisson,
