@@ -32,7 +32,14 @@ sum of the children upstream's prefix minima of ``f`` (non-increasing) and ``B_k
 children downstream's suffix minima of ``g`` (non-decreasing). For fixed ``S``,
 ``c_k(SI + l_k - S) - beta_k SI`` is concave in ``SI``, so on each run where the step function
 ``A_k`` is constant its minimum is at one of the run's ends: the inner minimum only looks at the
-range ends and at both sides of every step of ``A_k`` (``B_k``), which is exact.
+range ends and at both sides of every step of ``A_k`` (``B_k``), which is exact. *Monotone
+minima:* by ``c_k``'s concavity alone, ``M(S, SI) = c_k(SI + l_k - S) - beta_k SI + A_k(SI)``
+is inverse Monge (``M(S, x) + M(S', x') >= M(S, x') + M(S', x)`` for ``S < S'``, ``x < x'``;
+Burkard, Klinz & Rudolf 1996, *Discrete Applied Mathematics* 70:95-161), so for the next ``S``
+no ``SI`` above the last ``S``'s minimiser beats it while that minimiser is still allowed
+(``SI >= S - l_k``): the scan stops there. For ``g_k`` likewise, as ``SI`` grows no ``S`` above
+the last minimiser beats it but the newly allowed ``S = SI + l_k``. The minima are the same;
+among tied candidates the scan keeps the first, as the full scan does.
 
 Multipliers. The first are the optimal duals of the arc constraints in the convex-envelope LP
 (the flows of :func:`meio.engine.gsm_lp.solve_service_time_lp`); the forest keeps the arcs
@@ -268,6 +275,7 @@ def _outbound_role(net, work, box, stage, alpha, beta):
     row = work.row_start[stage]
     running, running_arg = np.inf, 0
     first = 0
+    previous = in_high
     for outbound in range(top_out + 1):
         low = max(in_low, outbound - lead)
         value, chosen = np.inf, in_high
@@ -279,12 +287,17 @@ def _outbound_role(net, work, box, stage, alpha, beta):
             # low grows with S: run ends at or below it are candidates no more.
             while first < n_ends and ends[first] <= low:
                 first += 1
+            # Monotone minima: past the last S's choice no SI beats it (unless it fell below low).
+            limit = previous if previous >= low else in_high
             shift = lead - outbound
             for index in range(first, n_ends):
                 inbound = ends[index]
+                if inbound > limit:
+                    break
                 candidate = cost[inbound + shift] - beta * inbound + a_sum[inbound]
                 if candidate < value:
                     value, chosen = candidate, inbound
+            previous = chosen
             value += b_sum[outbound] + alpha * outbound
         work.other_arg[row + outbound] = chosen
         if value < running:
@@ -318,6 +331,7 @@ def _inbound_role(net, work, box, stage, alpha, beta):
                 ends[n_ends] = y + 1
                 n_ends += 1
     row = work.row_start[stage]
+    previous = out_high
     for inbound in range(top_in + 1):
         high = min(inbound + lead, out_high)
         if inbound < in_low or inbound > in_high or out_low > high:
@@ -330,13 +344,15 @@ def _inbound_role(net, work, box, stage, alpha, beta):
         if candidate < value:
             value, chosen = candidate, high
         shift = inbound + lead
+        # Monotone minima: past the last SI's choice only the new end ``high`` may beat it.
         for index in range(n_ends):
             outbound = ends[index]
-            if outbound >= high:
+            if outbound >= high or outbound > previous:
                 break
             candidate = cost[shift - outbound] + alpha * outbound + b_sum[outbound]
             if candidate < value:
                 value, chosen = candidate, outbound
+        previous = chosen
         work.best_min[row + inbound] = a_sum[inbound] - beta * inbound + value
         work.other_arg[row + inbound] = chosen
     running, running_arg = np.inf, top_in
