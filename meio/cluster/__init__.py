@@ -15,7 +15,7 @@ from meio.cluster.run import (
     prepare_catalog,
     run_catalog,
 )
-from meio.cluster.workers import WarmUpPlugin, local_cluster, numba_thread_budget
+from meio.cluster.workers import local_cluster, numba_thread_budget
 
 __all__ = [
     "DEFAULT_PARTITION_SIZE",
@@ -25,7 +25,6 @@ __all__ = [
     "PartitionEvent",
     "RunResult",
     "Source",
-    "WarmUpPlugin",
     "estimate_partitioned",
     "local_cluster",
     "network_ranges",

@@ -23,13 +23,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-from distributed import Client, as_completed
+from typing import TYPE_CHECKING
 
 from meio.cluster.catalog import Source, plan_partitions
 from meio.estimate import Estimate, EstimateJob, EstimatePart
 from meio.estimate.history import NetworkRange
 from meio.io.errors import InputError
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 #: Times Dask reruns a task whose worker died (bad input is returned, never retried).
 RETRIES = 3
@@ -126,6 +128,8 @@ def estimate_partitioned(
                 break
             report(EstimateEvent(task.index, len(tasks), seconds))
     else:
+        from distributed import as_completed
+
         shared = client.scatter(job, broadcast=True)
         futures = {client.submit(_run, shared, task, key=f"meio-estimate-{task.index:05d}",
                                  retries=retries, pure=False): task for task in tasks}

@@ -15,22 +15,24 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow as pa
-from distributed import Client, as_completed, get_worker
 
 from meio.api import Plan
 from meio.cluster.catalog import Partition, Source, plan_partitions, precheck
 from meio.cluster.checkpoint import TABLES, RunArea
 from meio.cluster.task import SIMULATE, PartitionFailure, RunSettings, run_partition
-from meio.cluster.workers import WarmUpPlugin, numba_thread_budget
+from meio.cluster.workers import numba_thread_budget
 from meio.io.errors import InputError
 from meio.io.policy import run_directory_stages
 from meio.io.read import TableSource
 from meio.io.write import check_output_target
 from meio.simulation import check_demand_model, check_simulation_options
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +112,8 @@ def _key(*parts: Any) -> str:
 
 def _on_worker(partition: Partition, settings: RunSettings, key: str) -> dict | PartitionFailure:
     """The Dask task: :func:`run_partition`, recording which worker ran it."""
+    from distributed import get_worker
+
     return run_partition(partition, settings, key, worker=get_worker().address)
 
 
@@ -131,6 +135,8 @@ def _run_tasks(
             records.append(outcome)
             report(partition, "done", sum(outcome["seconds"].values()))
         return records
+    from distributed import as_completed
+
     futures = {
         client.submit(_on_worker, partition, settings, key, key=f"meio-{partition.name}-{key[:12]}",
                       retries=retries, pure=False): partition
@@ -207,6 +213,8 @@ class CatalogJob:
         cluster: dict[str, Any] = {"scheduler": None, "workers": 0,
                                    "numba_threads_per_task": self.settings.numba_threads}
         if client is not None:
+            from meio.cluster.plugin import WarmUpPlugin
+
             client.register_plugin(WarmUpPlugin(self.settings.model, self.settings.options))
             cluster = {"scheduler": client.scheduler.address,
                        "workers": len(client.scheduler_info(n_workers=-1)["workers"]),

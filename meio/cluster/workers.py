@@ -7,21 +7,22 @@ threads x Numba threads never exceed the cores of a machine.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
-from distributed import Client, LocalCluster, WorkerPlugin
 
 from meio.api import DEFAULT_SERVICE_LEVEL, optimize, read_network
 from meio.cluster.task import SIMULATE
 from meio.pipeline import Pipeline
 from meio.simulation import simulate
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 
 def machine_cores() -> int:
@@ -45,6 +46,8 @@ def local_cluster(
         Dask threads per worker (default 1: a task gets its cores through Numba instead).
 
     """
+    from distributed import Client, LocalCluster
+
     cores = machine_cores()
     count = workers or max(1, cores // threads_per_worker)
     with (
@@ -103,16 +106,3 @@ def warm_up(model: str, options: dict[str, Any]) -> None:
         pipeline = replace(pipeline, certify=replace(pipeline.certify, periods=2, warmup=1, rounds=1,
                                                              demand="normal"))
     pipeline.run(network)
-
-
-class WarmUpPlugin(WorkerPlugin):
-    """Warm the kernels of one model on every worker at start (and on restarted workers)."""
-
-    def __init__(self, model: str, options: dict[str, Any]) -> None:
-        self.model = model
-        self.options = options
-        self.name = f"meio-warm-up-{model}"
-
-    async def setup(self, worker: Any) -> None:
-        """Run :func:`warm_up` off the worker's event loop."""
-        await asyncio.get_running_loop().run_in_executor(None, warm_up, self.model, self.options)
