@@ -10,6 +10,7 @@ from meio.engine import gsm, gsm_bound, gsm_general
 from meio.engine.gsm_bound import general_batch_bounds, lagrangian_bound, spanning_forest
 from meio.engine.gsm_general import solve_general_network
 from tests import gsm_bound_reference as twin
+from tests.generated import generated_general_networks
 from tests.strategies import components, random_instance
 from tests.test_gsm_general import EXACT_NODES, batch_problem, brute_force
 
@@ -232,3 +233,42 @@ def test_model_reports_the_larger_bound():
 def test_model_rejects_a_negative_bound_effort():
     with pytest.raises(ValueError, match="bound_iterations must be a whole number >= 0, got -1"):
         _model_result(-1)
+
+
+#: Networks of ``generated_general_networks(2000, seed=11, max_stages=30)`` (service-time ranges
+#: of 60-80 periods) where a wrong early stop of an inner minimum changes the DP's minimum: 3 in
+#: the inbound role, 59 in the outbound one (found by mutating each stop rule).
+EARLY_STOP_NETWORKS = (3, 59)
+
+
+def test_forest_dp_on_generated_networks_matches_twin():
+    """Wide ranges with many runs of ``A_k`` and ``B_k``, at the LP's duals, after a few ascent
+    steps and in a random box: the inner minima's early stops keep the DP exact."""
+    rng = np.random.default_rng(5)
+    networks = generated_general_networks(2000, seed=11, max_stages=30)
+    for index in EARLY_STOP_NETWORKS:
+        args = networks[index]
+        net = gsm_general._prepare(*args)
+        relaxed = gsm_bound.relaxation(net)
+        forest = relaxed.forest
+        arcs = twin.forest_arcs(net, forest.dualised)
+        size = len(net.lead_floor)
+        outbound, inbound = np.empty(size, np.int64), np.empty(size, np.int64)
+        alpha, beta = np.empty(size), np.empty(size)
+        ascent = gsm_bound.new_ascent(net, forest)
+        target = 1.1 * solve_general_network(*args, slp_starts=3).cost
+        multiplier = relaxed.multiplier.copy()
+        for steps, box in ((0, gsm_bound.root_box(net)), (3, gsm_bound.root_box(net)),
+                           (0, random_box(net, rng))):
+            if steps:
+                gsm_bound.ascent(net, forest, ascent, box, multiplier, target, np.inf, steps, 2.0)
+            gsm_bound._linear_terms(net, forest, multiplier, alpha, beta)
+            value = gsm_bound._relaxed_forest_dp(net, forest, ascent.dp, box, alpha, beta,
+                                                 outbound, inbound)
+            expected = twin.relaxed_forest_twin(net, arcs, alpha, beta, box)
+            if expected == np.inf:
+                assert value == np.inf
+                continue
+            assert value == pytest.approx(expected, rel=1e-12, abs=1e-9)
+            assert twin.relaxed_objective(net, outbound, inbound, alpha, beta) == pytest.approx(
+                value, rel=1e-12, abs=1e-9)
