@@ -117,19 +117,24 @@ def test_forest_dp_reusing_its_work_matches_twin(seed, size):
     for _ in range(6):
         box = random_box(net, rng) if rng.random() < 0.5 else gsm_bound.root_box(net)
         alpha, beta = rng.uniform(-3.0, 3.0, (2, size))
-        value = gsm_bound._relaxed_forest_dp(net, forest, work, box, alpha, beta, outbound,
-                                             inbound)
-        expected = twin.relaxed_forest_twin(net, arcs, alpha, beta, box)
-        if expected == np.inf:
-            assert value == np.inf
-            continue
-        assert value == pytest.approx(expected, rel=1e-12, abs=1e-9)
-        assert twin.relaxed_objective(net, outbound, inbound, alpha, beta) == pytest.approx(
-            value, rel=1e-12, abs=1e-9)
-        assert np.all((box.out_low <= outbound) & (outbound <= box.out_high))
-        assert np.all((box.in_low <= inbound) & (inbound <= box.in_high))
-        for up, down in arcs:
-            assert outbound[up] <= inbound[down]
+        check_dp_against_twin(net, forest, arcs, work, box, alpha, beta, outbound, inbound)
+
+
+def check_dp_against_twin(net, forest, arcs, work, box, alpha, beta, outbound, inbound):
+    """The DP's minimum is the twin's, and its plan meets the box and the forest's arcs and
+    attains it (``inf`` and no plan when the box holds none)."""
+    value = gsm_bound._relaxed_forest_dp(net, forest, work, box, alpha, beta, outbound, inbound)
+    expected = twin.relaxed_forest_twin(net, arcs, alpha, beta, box)
+    if expected == np.inf:
+        assert value == np.inf
+        return
+    assert value == pytest.approx(expected, rel=1e-12, abs=1e-9)
+    assert twin.relaxed_objective(net, outbound, inbound, alpha, beta) == pytest.approx(
+        value, rel=1e-12, abs=1e-9)
+    assert np.all((box.out_low <= outbound) & (outbound <= box.out_high))
+    assert np.all((box.in_low <= inbound) & (inbound <= box.in_high))
+    for up, down in arcs:
+        assert outbound[up] <= inbound[down]
 
 
 @pytest.mark.nojit
@@ -263,12 +268,5 @@ def test_forest_dp_on_generated_networks_matches_twin():
             if steps:
                 gsm_bound.ascent(net, forest, ascent, box, multiplier, target, np.inf, steps, 2.0)
             gsm_bound._linear_terms(net, forest, multiplier, alpha, beta)
-            value = gsm_bound._relaxed_forest_dp(net, forest, ascent.dp, box, alpha, beta,
-                                                 outbound, inbound)
-            expected = twin.relaxed_forest_twin(net, arcs, alpha, beta, box)
-            if expected == np.inf:
-                assert value == np.inf
-                continue
-            assert value == pytest.approx(expected, rel=1e-12, abs=1e-9)
-            assert twin.relaxed_objective(net, outbound, inbound, alpha, beta) == pytest.approx(
-                value, rel=1e-12, abs=1e-9)
+            check_dp_against_twin(net, forest, arcs, ascent.dp, box, alpha, beta, outbound,
+                                  inbound)
