@@ -122,7 +122,7 @@ def test_forest_dp_reusing_its_work_matches_twin(seed, size):
 
 def check_dp_against_twin(net, forest, arcs, work, box, alpha, beta, outbound, inbound):
     """The DP's minimum is the twin's, and its plan meets the box and the forest's arcs and
-    attains it (``inf`` and no plan when the box holds none)."""
+    attains it (``inf`` when the box holds none)."""
     value = gsm_bound._relaxed_forest_dp(net, forest, work, box, alpha, beta, outbound, inbound)
     expected = twin.relaxed_forest_twin(net, arcs, alpha, beta, box)
     if expected == np.inf:

@@ -370,7 +370,7 @@ def _relaxed_forest_dp(net, forest, work, box, alpha, beta, outbound, inbound):
     Plans are those of ``box`` (:func:`root_box`: the boxes of the module docstring; a branch
     and bound node's narrower ones) meeting the forest's arcs. Writes a minimiser into
     ``outbound``/``inbound`` and returns the minimum (module docstring; ``inf`` when no plan
-    of ``box`` meets the arcs, and then nothing is written). ``net`` is a
+    of ``box`` meets the arcs, and then the plan written is incomplete). ``net`` is a
     prepared network of :mod:`meio.engine.gsm_general`.
     """
     size = len(net.lead_floor)
@@ -395,16 +395,13 @@ def _relaxed_forest_dp(net, forest, work, box, alpha, beta, outbound, inbound):
     total = 0.0
     for position in range(size):
         stage = forest.order[position]
-        if forest.parent[stage] < 0:
-            total += work.best_min[work.row_start[stage]]
-    if not np.isfinite(total):
-        # No plan: the arguments of infinite minima point nowhere, so there is no plan to read.
-        return total
-    for position in range(size):
-        stage = forest.order[position]
         row = work.row_start[stage]
         up = forest.parent[stage]
         if up < 0:
+            total += work.best_min[row]
+            if not np.isfinite(total):
+                # No plan: the arguments of infinite minima point nowhere; read none of them.
+                return total
             inbound[stage] = work.best_arg[row]
             outbound[stage] = work.other_arg[row + inbound[stage]]
         elif forest.feeds_parent[stage]:
