@@ -35,11 +35,15 @@ children downstream's suffix minima of ``g`` (non-decreasing). For fixed ``S``,
 range ends and at both sides of every step of ``A_k`` (``B_k``), which is exact. *Monotone
 minima:* by ``c_k``'s concavity alone, ``M(S, SI) = c_k(SI + l_k - S) - beta_k SI + A_k(SI)``
 is inverse Monge (``M(S, x) + M(S', x') >= M(S, x') + M(S', x)`` for ``S < S'``, ``x < x'``;
-Burkard, Klinz & Rudolf 1996, *Discrete Applied Mathematics* 70:95-161), so for the next ``S``
-no ``SI`` above the last ``S``'s minimiser beats it while that minimiser is still allowed
-(``SI >= S - l_k``): the scan stops there. For ``g_k`` likewise, as ``SI`` grows no ``S`` above
-the last minimiser beats it but the newly allowed ``S = SI + l_k``. The minima are the same;
-among tied candidates the scan keeps the first, as the full scan does.
+Burkard, Klinz & Rudolf 1996, *Discrete Applied Mathematics* 70:95-161): once ``x`` is no
+dearer than a larger ``x'``, it stays so for every larger ``S``. So the next ``S``'s scan stops
+at this ``S``'s best ``SI`` above its lower end ``max(e_k, S - l_k)``: every larger ``SI`` lost
+to it, and it is still allowed (the lower end grows by at most one per ``S``); the lower end is
+looked at anyway. (Stopping at the last minimiser itself would lose that knowledge whenever the
+minimiser is the lower end, which the next ``S`` no longer allows.) For ``g_k`` likewise, as
+``SI`` grows no ``S`` above the last minimiser beats it but the newly allowed ``S = SI + l_k``.
+The minima are the same; among tied candidates the scan keeps the first, as the full scan
+does.
 
 Multipliers. The first are the optimal duals of the arc constraints in the convex-envelope LP
 (the flows of :func:`meio.engine.gsm_lp.solve_service_time_lp`); the forest keeps the arcs
@@ -253,8 +257,9 @@ def _outbound_role(net, work, box, stage, alpha, beta):
 
     ``S`` and ``SI`` are restricted to the stage's ranges in ``box`` (``inf`` outside them).
     The inner minimum looks at the ends of ``SI``'s range and at the ends of the runs of
-    ``A_k`` inside it (module docstring); the run ends strictly inside the box's range are
-    listed once per stage, in increasing order.
+    ``A_k`` inside it (module docstring), up to the previous ``S``'s best ``SI`` above its
+    lower end (monotone minima); the run ends strictly inside the box's range are listed once
+    per stage, in increasing order.
     """
     top_out = net.outbound_max[stage]
     out_low, out_high = box.out_low[stage], box.out_high[stage]
@@ -275,20 +280,20 @@ def _outbound_role(net, work, box, stage, alpha, beta):
     row = work.row_start[stage]
     running, running_arg = np.inf, 0
     first = 0
-    previous = in_high
+    limit = in_high
     for outbound in range(top_out + 1):
         low = max(in_low, outbound - lead)
         value, chosen = np.inf, in_high
         if out_low <= outbound <= out_high and low <= in_high:
             value = cost[in_high + lead - outbound] - beta * in_high + a_sum[in_high]
+            # The best SI above low: the next S's scan limit (monotone minima, docstring).
+            above, above_value = in_high, value
             candidate = cost[low + lead - outbound] - beta * low + a_sum[low]
             if candidate <= value:
                 value, chosen = candidate, low
             # low grows with S: run ends at or below it are candidates no more.
             while first < n_ends and ends[first] <= low:
                 first += 1
-            # Monotone minima: past the last S's choice no SI beats it (unless it fell below low).
-            limit = previous if previous >= low else in_high
             shift = lead - outbound
             for index in range(first, n_ends):
                 inbound = ends[index]
@@ -297,8 +302,12 @@ def _outbound_role(net, work, box, stage, alpha, beta):
                 candidate = cost[inbound + shift] - beta * inbound + a_sum[inbound]
                 if candidate < value:
                     value, chosen = candidate, inbound
-            previous = chosen
+                if candidate < above_value:
+                    above, above_value = inbound, candidate
+            limit = above
             value += b_sum[outbound] + alpha * outbound
+        else:
+            limit = in_high
         work.other_arg[row + outbound] = chosen
         if value < running:
             running, running_arg = value, outbound
