@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meio.engine import gsm, gsm_bound, gsm_exact, gsm_general
-from meio.engine.gsm_exact import branch_and_bound, exact_batch
+from meio.engine.gsm_exact import branch_and_bound, exact_batch, solve_and_prove
 from meio.engine.gsm_general import solve_general_network
 from tests import gsm_bound_reference as twin
 from tests.test_gsm_bound import random_box
@@ -124,6 +124,29 @@ def test_heap_pops_in_bound_order(values):
     assert popped == expected
 
 
+def _cap_twin(net, dualised, inbound, outbound):
+    """Each stage's ``S_u`` lowered to the least ``SI_d`` of its dualised arcs it exceeds."""
+    capped = [int(x) for x in outbound]
+    for arc in dualised:
+        up, down = int(net.arc_upstream[arc]), int(net.arc_downstream[arc])
+        capped[up] = min(capped[up], int(inbound[down]))
+    return capped, capped != [int(x) for x in outbound]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(3, 9))
+def test_cap_by_dualised_arcs_matches_twin(seed, size):
+    rng = np.random.default_rng(seed)
+    net = gsm_general._prepare(*random_instance(rng, size).args())
+    forest = gsm_bound.relaxation(net).forest
+    inbound = rng.integers(0, net.inbound_max + 1)
+    outbound = rng.integers(0, net.outbound_max + 1)
+    expected, expected_capped = _cap_twin(net, forest.dualised, inbound, outbound)
+    capped = gsm_exact._cap_by_dualised_arcs(net, forest, inbound, outbound)
+    assert outbound.tolist() == expected
+    assert capped == expected_capped
+
+
 def _start(rng, instance, zero):
     net = gsm_general._prepare(*instance.args())
     if zero:
@@ -204,11 +227,50 @@ def test_batch_equals_single_networks_whatever_the_threads():
     for position, instance in enumerate(instances):
         rows = slice(int(problem.network_offsets[position]),
                      int(problem.network_offsets[position + 1]))
-        start = solve_general_network(*instance.args(), slp_starts=4).outbound_service_time
-        single = branch_and_bound(*instance.args(), start, node_limit=20)
+        single = solve_and_prove(*instance.args(), slp_starts=4, node_limit=20)
         assert single.outbound_service_time.tolist() == outbound[rows]
-        assert (single.cost, single.lower_bound) == (cost[position], bound[position])
+        assert single.cost == cost[position]
+        assert single.lower_bound == max(bound[position], plans.lower_bound[order][position])
         assert (single.method == "branch_and_bound") == finished[position]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(3, 7), st.integers(0, 8))
+def test_solve_and_prove_is_optimal_when_proven_and_never_above_the_full_slp(seed, size, nodes):
+    rng = np.random.default_rng(seed)
+    instance = random_instance(rng, size)
+    optimum = brute_force(instance)
+    slp = solve_general_network(*instance.args(), slp_starts=6)
+    solution = solve_and_prove(*instance.args(), slp_starts=6, node_limit=nodes)
+    assert solution_cost(instance, solution) == pytest.approx(solution.cost, rel=1e-12)
+    assert optimum * (1 - 1e-12) <= solution.cost
+    assert solution.lower_bound <= optimum * (1 + 1e-12) + 1e-12
+    if solution.method == "branch_and_bound":
+        assert not solution.full_slp
+        assert solution.cost == pytest.approx(optimum, rel=1e-9, abs=1e-12)
+    else:
+        assert solution.full_slp
+        assert solution.cost <= slp.cost * (1 + 1e-12)
+
+
+def test_solve_and_prove_runs_the_full_slp_only_on_networks_it_cannot_prove():
+    # The default search proves every plan of these networks (the MIP's optimum) and none runs
+    # the full SLP; with no nodes only the envelope bound can prove a plan, the others run it.
+    rng = np.random.default_rng(77)
+    instances = [random_instance(rng, int(rng.integers(8, 14))) for _ in range(6)]
+    unproven = 0
+    for instance in instances:
+        exact = solve_general_network(*instance.args(), mip_node_limit=EXACT_NODES, mip_gap=1e-10)
+        proven = solve_and_prove(*instance.args())
+        assert (proven.method, proven.full_slp) == ("branch_and_bound", False)
+        assert proven.cost == pytest.approx(exact.cost, rel=1e-9)
+        rootless = solve_and_prove(*instance.args(), node_limit=0)
+        assert rootless.full_slp == (rootless.method == "bb_node_limit")
+        if rootless.full_slp:
+            unproven += 1
+            slp = solve_general_network(*instance.args())
+            assert rootless.cost <= slp.cost * (1 + 1e-12)
+    assert unproven > 0
 
 
 def _model_result(**options):

@@ -44,7 +44,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="holding cost per period per unit of cumulative cost, for stages "
                         "without holding_cost")
     parser.add_argument("--slp-starts", type=int,
-                        help="gsm, general networks: starts of the successive-LP heuristic (67)")
+                        help="gsm, general networks: starts of the successive-LP heuristic (67; "
+                        "with the branch and bound, only on networks it does not prove optimal)")
     parser.add_argument("--mip-node-limit", type=int,
                         help="gsm, general networks: branch-and-bound nodes of the exact MIP after "
                         "the heuristic (default 0: heuristic only)")
@@ -52,8 +53,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="gsm, general networks: forest DPs of the Lagrangian lower bound (30; 0: "
                         "the convex-envelope bound only)")
     parser.add_argument("--exact-node-limit", type=int,
-                        help="gsm, general networks: branch-and-bound nodes of the exact method after "
-                        "the heuristic (100; 0: none)")
+                        help="gsm, general networks: branch-and-bound nodes of the exact method, "
+                        "from a quick successive-LP plan (100; 0: none, the heuristic alone)")
     parser.add_argument("--time-limit", type=float,
                         help="gsm, general networks: wall-clock safety net in seconds of the MIP per "
                         "network (default none; a MIP it cuts is not reproducible)")

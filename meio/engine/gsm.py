@@ -13,10 +13,10 @@ internal stage without external demand means "no cap".
 
 Every network whose undirected graph is a forest (spanning trees: serial, assembly,
 distribution, mixed) is solved exactly in one batched call of :mod:`meio.engine.gsm_tree`;
-the others get the multi-start SLP heuristic and then the branch and bound of
-:mod:`meio.engine.gsm_exact` from its plan, network by network in one batched call of
-:func:`meio.engine.gsm_exact.exact_batch` (``exact_node_limit`` nodes per network; it proves
-most small and medium networks optimal; with 0 nodes the SLP alone,
+the others get the branch and bound of :mod:`meio.engine.gsm_exact` from a quick SLP plan and
+the full multi-start SLP heuristic where the search proves nothing, network by network in one
+batched call of :func:`meio.engine.gsm_exact.exact_batch` (``exact_node_limit`` nodes per
+network; it proves most small and medium networks optimal; with 0 nodes the SLP alone,
 :func:`meio.engine.gsm_general.solve_general_batch`) and, when ``mip_node_limit > 0``, the
 exact MIP one by one (:func:`meio.engine.gsm_general.refine_general_network`) on the networks
 not proven optimal, seeded with the best plan.
@@ -132,13 +132,13 @@ def _solve_general(problem: TreeProblem, networks: np.ndarray, columns: dict, me
                    bound_iterations: int, exact_node_limit: int) -> None:
     """Solve the non-forest ``networks`` in place.
 
-    All at once with the batched Numba SLP and, when ``exact_node_limit > 0``, the branch and
-    bound of :mod:`meio.engine.gsm_exact` from each network's plan as soon as it is found
-    (``bound_iterations`` forest DPs at the root, at least one), else the Lagrangian bound
-    (:mod:`meio.engine.gsm_bound`, ``bound_iterations`` forest DPs per network; the larger of it
-    and the envelope bound),
-    then, when ``mip_node_limit > 0``, one by one with the MIP seeded by the plan (networks
-    not proven optimal, of at most ``EXACT_MAX_STAGES`` stages).
+    All at once: when ``exact_node_limit > 0``, :func:`meio.engine.gsm_exact.exact_batch` (the
+    branch and bound from a quick SLP plan, ``bound_iterations`` forest DPs at the root, at
+    least one; the full SLP where it proves nothing), else the batched Numba SLP and the
+    Lagrangian bound (:mod:`meio.engine.gsm_bound`, ``bound_iterations`` forest DPs per network;
+    the larger of it and the envelope bound); then, when ``mip_node_limit > 0``, one by one
+    with the MIP seeded by the plan (networks not proven optimal, of at most
+    ``EXACT_MAX_STAGES`` stages).
     """
     caps = _general_caps(problem)
     started = time.perf_counter()

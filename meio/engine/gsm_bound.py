@@ -306,8 +306,6 @@ def _outbound_role(net, work, box, stage, alpha, beta):
                     above, above_value = inbound, candidate
             limit = above
             value += b_sum[outbound] + alpha * outbound
-        else:
-            limit = in_high
         work.other_arg[row + outbound] = chosen
         if value < running:
             running, running_arg = value, outbound

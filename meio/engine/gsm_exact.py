@@ -22,10 +22,12 @@ the spanning forest dualised, subgradient steps), which bounds every plan in the
   ``root_iterations`` DPs; a child starts from the multipliers of its parent's best DP with
   ``node_iterations`` DPs and a smaller first step (``NODE_STEP_FACTOR``); its bound is the
   larger of its own and its parent's.
-* **Plans.** The best DP's outbound times, completed to a feasible plan (``SI_j = max_i S_i``,
-  :func:`meio.engine.gsm_general._complete_service_times`), and, when that plan beats the best
-  one, the local search of :mod:`meio.engine.gsm_local` on it; the search starts from the
-  caller's plan (e.g. the SLP's), so it never returns a worse one.
+* **Plans.** Two plans from the best DP's: its outbound times completed upwards (``SI_j =
+  max_i S_i``, :func:`meio.engine.gsm_general._complete_service_times`), and its inbound times
+  kept by lowering ``S_u`` to ``SI_d`` on every dualised arc it violates, then completed (the
+  repair that caps a stage's outbound time by its customers' inbound times); each that beats
+  the best plan gets the local search of :mod:`meio.engine.gsm_local`. The search starts from
+  the caller's plan (e.g. the SLP's), so it never returns a worse one.
 * **Branching.** On the dualised arc ``(u, d)`` the best DP's plan violates most (``S_u >
   SI_d``; ties to the first): with ``t = floor((S_u + SI_d) / 2)``, one child takes
   ``S_u <= t``, the other ``S_u >= t + 1`` (hence ``SI_d >= t + 1``). Every feasible plan of the
@@ -40,6 +42,11 @@ the spanning forest dualised, subgradient steps), which bounds every plan in the
   ``"bb_node_limit"``, the lower bound the smallest bound of the open nodes). Work limits only,
   no clock and no random numbers: a plan and bound depend on the network, the starting plan and
   the limits alone. Memory: a multiplier vector (one value per dualised arc) per branched node.
+
+The model's plan (:func:`solve_and_prove`, :func:`exact_batch`): the search starts from the
+quick SLP's plan (the first ``PROBE_STARTS`` starts of :mod:`meio.engine.gsm_general`); only a
+network it leaves unproven runs the full multi-start SLP, whose plan it keeps when cheaper. A
+proven plan is optimal within ``gap``, so the starts skipped could not have beaten it by more.
 """
 
 from __future__ import annotations
@@ -59,13 +66,14 @@ from meio.engine.gsm_bound import (
     root_box,
 )
 from meio.engine.gsm_general import (
+    SIMPLEX_PIVOTS,
     SLP_STARTS,
     GeneralBatchSolution,
     _complete,
     _copy_plan,
     _new_plan,
     _prepare,
-    _solve_network_of_batch,
+    _slp_plan,
     batch_network,
     new_batch_solution,
 )
@@ -79,6 +87,10 @@ NODE_ITERATIONS = 10
 NODE_STEP_FACTOR = 1.0
 #: Relative gap within which a plan counts as optimal.
 EXACT_GAP = 1e-9
+#: Starts of the quick SLP the model's branch and bound starts from (:func:`solve_and_prove`):
+#: the three deterministic ones (the convex envelope's slopes, the smallest and the largest
+#: offsets' majorant slopes).
+PROBE_STARTS = 3
 
 #: Decision kinds: which end of which range a branch moves.
 _OUT_HIGH, _OUT_LOW, _IN_HIGH, _IN_LOW = 0, 1, 2, 3
@@ -226,6 +238,37 @@ def _branching(net, forest, work, box):
 
 
 @njit
+def _cap_by_dualised_arcs(net, forest, inbound, outbound):
+    """Lower ``S_u`` to ``SI_d`` on every dualised arc ``(u, d)`` it exceeds; tell if any was."""
+    capped = False
+    for arc in forest.dualised:
+        up, down = net.arc_upstream[arc], net.arc_downstream[arc]
+        if outbound[up] > inbound[down]:
+            outbound[up] = inbound[down]
+            capped = True
+    return capped
+
+
+@njit
+def _adopt_if_cheaper(net, local, trial, best, cost):
+    """Complete ``trial``; if cheaper than ``cost``, local-search it and keep it in ``best``.
+
+    Returns the best plan's cost.
+    """
+    trial_cost = _complete(net, trial)
+    if trial_cost >= cost:
+        return cost
+    local.active[:] = True
+    set_stage_costs(net, local, trial)
+    local_search(net, local, trial, trial_cost)
+    trial_cost = _complete(net, trial)
+    if trial_cost >= cost:
+        return cost
+    _copy_plan(trial, best)
+    return trial_cost
+
+
+@njit
 def branch_and_bound_kernel(net, outbound, inbound, node_limit, root_iterations,
                             node_iterations, gap):
     """Branch and bound (module docstring) of one prepared network from the plan ``outbound``.
@@ -292,16 +335,11 @@ def branch_and_bound_kernel(net, outbound, inbound, node_limit, root_iterations,
         if not np.isfinite(lagrangian):
             continue
         trial.outbound[:] = work.best_outbound
-        trial_cost = _complete(net, trial)
-        if trial_cost < cost:
-            local.active[:] = True
-            set_stage_costs(net, local, trial)
-            local_search(net, local, trial, trial_cost)
-            trial_cost = _complete(net, trial)
-            if trial_cost < cost:
-                _copy_plan(trial, best)
-                cost = trial_cost
-                cutoff = cost - gap * abs(cost)
+        cost = _adopt_if_cheaper(net, local, trial, best, cost)
+        trial.outbound[:] = work.best_outbound
+        if _cap_by_dualised_arcs(net, forest, work.best_inbound, trial.outbound):
+            cost = _adopt_if_cheaper(net, local, trial, best, cost)
+        cutoff = cost - gap * abs(cost)
         if node_bound >= cutoff:
             pruned = min(pruned, node_bound)
             continue
@@ -389,6 +427,85 @@ max_service_time, external_inbound_service_time : ndarray
                          "branch_and_bound" if finished else "bb_node_limit", int(nodes))
 
 
+class ProvenSolution(NamedTuple):
+    """The model's plan of one general network (:func:`solve_and_prove`)."""
+
+    outbound_service_time: np.ndarray  #: int64[m]
+    inbound_service_time: np.ndarray  #: int64[m]
+    cost: float
+    lower_bound: float  #: the larger of the convex-envelope bound and the branch and bound's
+    method: str  #: "branch_and_bound" (proven optimal within the gap) or "bb_node_limit"
+    nodes: int  #: nodes bounded
+    full_slp: bool  #: whether the full multi-start SLP ran (the search did not prove the plan)
+
+
+@njit
+def solve_and_prove_kernel(net, starts, seed, outbound, inbound, node_limit, root_iterations,
+                           node_iterations, gap):
+    """The model's plan of one prepared network (:func:`solve_and_prove`) into ``outbound``.
+
+    Returns the cost, the convex-envelope bound, the branch and bound's lower bound, whether it
+    proved the plan optimal, the nodes bounded and whether the full SLP ran.
+    """
+    probe = min(starts, PROBE_STARTS)
+    _, envelope = _slp_plan(net, probe, seed, outbound, inbound, True, SIMPLEX_PIVOTS)
+    cost, lower, finished, nodes = branch_and_bound_kernel(
+        net, outbound, inbound, node_limit, root_iterations, node_iterations, gap)
+    full = not finished and starts > probe
+    if full:
+        size = len(net.lead_floor)
+        slp_outbound, slp_inbound = np.empty(size, np.int64), np.empty(size, np.int64)
+        slp_cost, _ = _slp_plan(net, starts, seed, slp_outbound, slp_inbound, True,
+                                SIMPLEX_PIVOTS)
+        if slp_cost < cost:
+            outbound[:] = slp_outbound
+            inbound[:] = slp_inbound
+            cost = slp_cost
+    return cost, envelope, lower, finished, nodes, full
+
+
+def solve_and_prove(
+    lead_time: np.ndarray,
+    holding_cost: np.ndarray,
+    demand_bound_sd: np.ndarray,
+    lead_time_term: np.ndarray,
+    arc_upstream: np.ndarray,
+    arc_downstream: np.ndarray,
+    max_service_time: np.ndarray,
+    external_inbound_service_time: np.ndarray,
+    *,
+    slp_starts: int = SLP_STARTS,
+    seed: int = 0,
+    node_limit: int = EXACT_NODE_LIMIT,
+    root_iterations: int = BOUND_ITERATIONS,
+    node_iterations: int = NODE_ITERATIONS,
+    gap: float = EXACT_GAP,
+) -> ProvenSolution:
+    """The plan ``meio optimize --model gsm`` gives one general network (docs/gsm.md).
+
+    The quick SLP (the first ``PROBE_STARTS`` starts of
+    :func:`meio.engine.gsm_general.solve_general_network`), then the branch and bound
+    (:func:`branch_and_bound`) from its plan. When the search does not prove that plan's
+    successor optimal within ``node_limit`` nodes, the full multi-start SLP (``slp_starts``
+    starts, the same ``seed``) runs too and the cheaper plan is kept, with the search's bound:
+    the plan never costs more than the full SLP's, and proven plans skip it. Arguments as in
+    :func:`branch_and_bound`; ``slp_starts`` and ``seed`` as in
+    :func:`meio.engine.gsm_general.solve_general_network`.
+    """
+    net = _prepare(
+        lead_time, holding_cost, demand_bound_sd, lead_time_term, arc_upstream, arc_downstream,
+        max_service_time, external_inbound_service_time,
+    )
+    size = len(net.lead_floor)
+    outbound, inbound = np.empty(size, np.int64), np.empty(size, np.int64)
+    cost, envelope, lower, finished, nodes, full = solve_and_prove_kernel(
+        net, int(slp_starts), int(seed), outbound, inbound, int(node_limit),
+        int(root_iterations), int(node_iterations), float(gap))
+    return ProvenSolution(outbound, inbound, float(cost), float(max(envelope, lower)),
+                          "branch_and_bound" if finished else "bb_node_limit", int(nodes),
+                          bool(full))
+
+
 class ExactBatch(NamedTuple):
     """Bounds of the general networks of a batch after the branch and bound (plans in place)."""
 
@@ -398,27 +515,20 @@ class ExactBatch(NamedTuple):
 
 
 @njit
-def _exact_network_of_batch(problem, caps, network, plans, position, node_limit,
-                            root_iterations, node_iterations, gap, result):
-    first, last = problem.network_offsets[network], problem.network_offsets[network + 1]
-    net = batch_network(problem, caps, network)
-    cost, lower, finished, nodes = branch_and_bound_kernel(
-        net, plans.outbound_service_time[first:last], plans.inbound_service_time[first:last],
-        node_limit, root_iterations, node_iterations, gap)
-    plans.cost[position] = cost
-    result.lower_bound[position] = lower
-    result.finished[position] = finished
-    result.nodes[position] = nodes
-
-
-@njit
 def _solve_and_prove_chunk(problem, caps, networks, seeds, starts, node_limit, root_iterations,
                            node_iterations, gap, plans, result, begin, end):
     for position in range(begin, end):
         network = networks[position]
-        _solve_network_of_batch(problem, caps, network, seeds[position], starts, plans, position)
-        _exact_network_of_batch(problem, caps, network, plans, position, node_limit,
-                                root_iterations, node_iterations, gap, result)
+        first, last = problem.network_offsets[network], problem.network_offsets[network + 1]
+        cost, envelope, lower, finished, nodes, _ = solve_and_prove_kernel(
+            batch_network(problem, caps, network), starts, seeds[position],
+            plans.outbound_service_time[first:last], plans.inbound_service_time[first:last],
+            node_limit, root_iterations, node_iterations, gap)
+        plans.cost[position] = cost
+        plans.lower_bound[position] = envelope
+        result.lower_bound[position] = lower
+        result.finished[position] = finished
+        result.nodes[position] = nodes
 
 
 def exact_batch(
@@ -427,10 +537,10 @@ def exact_batch(
     root_iterations: int = BOUND_ITERATIONS, node_iterations: int = NODE_ITERATIONS,
     gap: float = EXACT_GAP, threads: int | None = None, chunks_per_thread: int = 16,
 ) -> tuple[GeneralBatchSolution, ExactBatch]:
-    """The multi-start SLP, then the branch and bound (:func:`branch_and_bound`) from its plan.
+    """:func:`solve_and_prove` on the general ``networks`` of a batch, in parallel.
 
     Network by network: a thread goes on to a network's branch and bound as soon as its SLP
-    ends, not after every network's SLP, so the two steps share the threads' free time
+    ends, not after every network's SLP, so the steps share the threads' free time
     (:func:`meio.engine._numba.run_chunks`). ``problem``, ``caps``, ``networks``,
     ``slp_starts``, ``seed``, ``threads`` and ``chunks_per_thread`` are those of
     :func:`meio.engine.gsm_general.solve_general_batch`. Returns the best plans with their
