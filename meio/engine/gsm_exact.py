@@ -485,10 +485,10 @@ def solve_and_prove(
 
     The quick SLP (the first ``PROBE_STARTS`` starts of
     :func:`meio.engine.gsm_general.solve_general_network`), then the branch and bound
-    (:func:`branch_and_bound`) from its plan. When the search does not prove that plan's
-    successor optimal within ``node_limit`` nodes, the full multi-start SLP (``slp_starts``
-    starts, the same ``seed``) runs too and the cheaper plan is kept, with the search's bound:
-    the plan never costs more than the full SLP's, and proven plans skip it. Arguments as in
+    (:func:`branch_and_bound`) from its plan. When the search does not prove its best plan
+    optimal within ``node_limit`` nodes, the full multi-start SLP (``slp_starts`` starts, the
+    same ``seed``) runs too and the cheaper plan is kept, with the search's bound: the plan
+    never costs more than the full SLP's, and proven plans skip it. Arguments as in
     :func:`branch_and_bound`; ``slp_starts`` and ``seed`` as in
     :func:`meio.engine.gsm_general.solve_general_network`.
     """
